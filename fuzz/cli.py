@@ -1,0 +1,515 @@
+"""The `kfuzz` command: a thin face over the library.
+
+Exit codes: 0 nothing over threshold; 1 findings, or replays that still fail; 2 a usage or
+configuration error, reported as one line with no traceback; 130 interrupted with nothing found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from fuzz import __version__
+from fuzz import targets as registry
+from fuzz.compare import Comparator, ComparatorError
+from fuzz.corpus import DEFAULT_DB, CorpusStore, decode_row
+from fuzz.errors import KfuzzError
+from fuzz.search import PROFILES, CampaignConfig, CampaignResult, run_campaign
+
+EPILOG_EXIT = "exit status: 0 nothing over threshold, 1 findings or still-failing replays, 2 usage error"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _fail(message: str) -> int:
+    print(f"kfuzz: error: {message}", file=sys.stderr)
+    return 2
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def _comparator_overrides(args: argparse.Namespace) -> dict[str, Any] | None:
+    overrides: dict[str, Any] = {}
+    if args.compare:
+        overrides["mode"] = args.compare
+    if args.atol is not None or args.rtol is not None:
+        if args.atol is None or args.rtol is None:
+            raise ComparatorError(
+                f"{'--rtol' if args.atol is None else '--atol'} given without "
+                f"{'--atol' if args.atol is None else '--rtol'}; pass both --atol and --rtol"
+            )
+        overrides.update(atol=args.atol, rtol=args.rtol)
+        overrides.setdefault("mode", "allclose")
+    if args.ulp is not None:
+        overrides["ulp"] = args.ulp
+        overrides.setdefault("mode", "ulp")
+    if args.max_ratio is not None:
+        overrides["max_ratio"] = args.max_ratio
+    if overrides:
+        # Validate the combination now, against a neutral base, for a one-line error.
+        Comparator.from_dict({**Comparator(mode=overrides.get("mode", "allclose")).to_dict(),
+                              **overrides})
+    return overrides or None
+
+
+def _check_device(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise KfuzzError(
+                f"--device {device}: torch.cuda.is_available() is False on this machine "
+                f"(torch {torch.__version__}); use --device cpu"
+            )
+
+
+def _load_plugins(args: argparse.Namespace) -> None:
+    for plugin in getattr(args, "plugin", None) or []:
+        registry.load_plugin(plugin)
+
+
+def _short(key: str) -> str:
+    return key[:12]
+
+
+def _ratio(value: Any) -> str:
+    return "-" if value is None else f"{100 * float(value):.4g}%"
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=False))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+class _Progress:
+    """One self-overwriting status line on stderr, only when stderr is a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        parts = [info["target"], f"{info['examples']} examples"]
+        if info.get("max_examples"):
+            parts[-1] += f"/{info['max_examples']}"
+        parts.append(f"{info['findings']} findings")
+        if info.get("budget"):
+            parts.append(f"{max(info['budget'] - info['elapsed'], 0):.0f}s left")
+        else:
+            parts.append(f"{info['elapsed']:.0f}s")
+        if info.get("shrinking"):
+            parts.append("shrinking")
+        sys.stderr.write("\r\033[K" + "  ".join(parts))
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    """List targets with kernels, oracles, signature and default comparator."""
+    _load_plugins(args)
+    described = [t.describe() for t in registry.all_targets().values()]
+    if args.json:
+        print(json.dumps({"targets": described}, indent=2))
+        return 0
+    for d in described:
+        print(f"{d['name']}: {d['doc']}")
+        print(f"  signature: {d['signature']}")
+        for name, doc in d["inputs"].items():
+            print(f"  input  {name}: {doc}")
+        for name, doc in d["outputs"].items():
+            comparator = Comparator.from_dict(d["default_comparator"][name]).describe()
+            print(f"  output {name}: {doc}; default comparator {comparator}")
+        for role in ("kernels", "oracles"):
+            default = d["default_" + role[:-1]]
+            for name, doc in d[role].items():
+                mark = " (default)" if name == default else ""
+                print(f"  {role[:-1]:6} {name}{mark}: {doc}")
+        print()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Fuzz targets, store findings, print a summary."""
+    _load_plugins(args)
+    if args.all:
+        if args.target:
+            raise KfuzzError("give target names or --all, not both")
+        names = list(registry.all_targets())
+    elif args.target:
+        names = args.target
+    else:
+        raise KfuzzError("no target given; name one (see `kfuzz targets`) or pass --all")
+    for name in names:
+        registry.get(name)
+    _check_device(args.device)
+    overrides = _comparator_overrides(args)
+    store = CorpusStore(args.db)
+    run_id = store.start_run(argv=sys.argv[1:], profile=args.profile, seed=args.seed,
+                             targets=names, device=args.device)
+    progress = _Progress(not args.json)
+    results: list[CampaignResult] = []
+    status = "done"
+    try:
+        for i, name in enumerate(names):
+            budget = None
+            if args.budget:
+                spent = sum(r.seconds for r in results)
+                budget = max((args.budget - spent) / (len(names) - i), 0.001)
+            config = CampaignConfig(
+                target=name, kernel=args.kernel, oracle=args.oracle,
+                comparator=overrides, profile=args.profile,
+                max_examples=args.max_examples, budget=budget, seed=args.seed,
+                device=args.device, batch=args.batch, max_numel=args.max_numel,
+            )
+            result = run_campaign(
+                config,
+                on_finding=lambda f: store.record_finding(f, run_id=run_id),
+                progress=progress,
+            )
+            progress.done()
+            results.append(result)
+            if result.stopped == "interrupted":
+                status = "interrupted"
+                break
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        progress.done()
+        findings = [f for r in results for f in r.findings]
+        store.finish_run(
+            run_id, status=status, examples=sum(r.examples for r in results),
+            findings=len(findings), results=[r.to_dict() for r in results],
+        )
+    _print_run(store, run_id, results, args)
+    if findings:
+        return 1
+    return 130 if status == "interrupted" else 0
+
+
+def _finding_summary(store: CorpusStore, finding: Any) -> dict[str, Any]:
+    outputs = finding.outcome.outputs
+    return {
+        "id": _short(finding.fingerprint),
+        "fingerprint": finding.fingerprint,
+        "target": finding.target,
+        "kernel": finding.kernel,
+        "oracle": finding.oracle,
+        "kind": finding.kind,
+        "failure": finding.failure,
+        "case": finding.case,
+        "comparator": {name: m.get("comparator") for name, m in outputs.items()},
+        "metrics": {
+            name: {k: m.get(k) for k in (
+                "mismatches", "numel", "mismatch_ratio", "max_abs", "max_abs_index", "max_rel",
+                "worst_index", "rel_l2", "cosine", "nonfinite_actual", "max_ulp")}
+            for name, m in outputs.items()
+        },
+        "error": finding.outcome.error,
+        "shrink": finding.shrink or None,
+    }
+
+
+def _print_run(store: CorpusStore, run_id: int, results: list[CampaignResult],
+               args: argparse.Namespace) -> None:
+    findings = [f for r in results for f in r.findings]
+    if args.json:
+        doc = {
+            "run": run_id, "db": str(args.db),
+            "campaigns": [r.to_dict() for r in results],
+            "findings": [_finding_summary(store, f) for f in findings],
+        }
+        print(json.dumps(doc, indent=2))
+        return
+    rows = []
+    for r in results:
+        rate = f"{r.examples / r.seconds:.0f}/s" if r.seconds else "-"
+        rows.append([r.target, r.kernel, r.oracle, str(r.examples), rate,
+                     str(len(r.findings)), f"{r.seconds:.1f}s", str(r.seed)])
+    print(_table(rows, ["target", "kernel", "oracle", "examples", "rate", "findings", "time",
+                        "seed"]))
+    if findings:
+        print()
+        frows = []
+        for f in findings:
+            size = f.shrink.get("size_after") if f.shrink else None
+            shrink = ""
+            if f.shrink:
+                shrink = f"{f.shrink['size_before']}->{f.shrink['size_after']} in " \
+                         f"{f.shrink['seconds']:.1f}s" + ("" if f.shrink["complete"] else " (cut)")
+            frows.append([_short(f.fingerprint), f.kind, f.failure, f.target,
+                          _ratio(f.outcome.worst_ratio()), str(size or "-"), shrink])
+        print(_table(frows, ["id", "kind", "failure", "target", "ratio", "size", "shrink"]))
+        print(f"\nstored in {args.db}; `kfuzz corpus show ID` for details, "
+              "`kfuzz replay` to rerun")
+    else:
+        print("\nno findings")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay stored findings; exit 1 if any still fails."""
+    from fuzz.replay import STATUS_WORDS, replay
+
+    _load_plugins(args)
+    _check_device(args.device)
+    if not Path(args.db).exists():
+        raise KfuzzError(f"no corpus at {args.db!r}; run `kfuzz run` first or pass --db")
+    store = CorpusStore(args.db)
+    results = replay(store, target=args.target, finding_id=args.id, kernel=args.kernel,
+                     oracle=args.oracle, device=args.device)
+    if args.json:
+        print(json.dumps({"db": str(args.db), "replays": [r.to_dict() for r in results]},
+                         indent=2))
+    else:
+        rows = [[_short(r.fingerprint), STATUS_WORDS[r.status], r.target, r.kernel, r.oracle,
+                 _ratio(r.stored_ratio), _ratio(r.mismatch_ratio), (r.error or "")[:80]]
+                for r in results]
+        print(_table(rows, ["id", "verdict", "target", "kernel", "oracle", "stored", "now",
+                            "error"]))
+        counts = {w: sum(r.status == s for r in results) for s, w in STATUS_WORDS.items()}
+        print("\n" + ", ".join(f"{n} {w}" for w, n in counts.items()))
+    return 1 if any(r.status == "fail" for r in results) else 0
+
+
+def _open_existing(path: str) -> CorpusStore:
+    if not Path(path).exists():
+        raise KfuzzError(f"no corpus at {path!r}; pass --db PATH")
+    return CorpusStore(path)
+
+
+def cmd_corpus_list(args: argparse.Namespace) -> int:
+    """List stored findings."""
+    store = _open_existing(args.db)
+    rows = store.findings(target=args.target, status=args.status, limit=args.limit)
+    if args.json:
+        out = sys.stdout
+        out.write('{"findings": [')
+        for i, row in enumerate(rows):
+            out.write(("," if i else "") + "\n  " + json.dumps(
+                {k: row[k] for k in ("fingerprint", "status", "kind", "failure", "target",
+                                     "kernel", "oracle", "mismatch_ratio", "size",
+                                     "times_seen", "first_seen", "last_seen")}))
+        out.write("\n]}\n")
+        return 0
+    headers = ["id", "status", "kind", "failure", "target", "kernel", "oracle", "ratio", "size",
+               "seen", "last_seen"]
+    table = [[_short(r["fingerprint"]), r["status"], r["kind"], r["failure"], r["target"],
+              r["kernel"], r["oracle"], _ratio(r["mismatch_ratio"]), str(r["size"]),
+              str(r["times_seen"]), r["last_seen"]] for r in rows]
+    print(_table(table, headers) if table else "no findings")
+    return 0
+
+
+def cmd_corpus_show(args: argparse.Namespace) -> int:
+    """Show one finding in full."""
+    store = _open_existing(args.db)
+    row = store.get(store.resolve_id(args.id))
+    row["replays"] = list(store.db.query(
+        "select at, status, kernel, oracle, mismatch_ratio, error from replays "
+        "where fingerprint = ? order by id desc limit 20", [row["fingerprint"]]))
+    if args.json:
+        print(json.dumps(row, indent=2))
+        return 0
+    for key in ("fingerprint", "target", "kernel", "oracle", "kind", "failure", "status",
+                "first_seen", "last_seen", "times_seen", "last_replay", "last_replay_status",
+                "size", "device", "error"):
+        if row.get(key) is not None:
+            print(f"{key:19} {row[key]}")
+    print(f"{'mismatch_ratio':19} {_ratio(row.get('mismatch_ratio'))}")
+    print(f"{'case':19} {json.dumps(row['case'])}")
+    if row.get("comparator"):
+        print(f"{'comparator':19} {json.dumps(row['comparator'])}")
+    if row.get("shrink"):
+        print(f"{'shrink':19} {json.dumps(row['shrink'])}")
+    print(f"{'versions':19} {json.dumps(row.get('versions'))}")
+    for name, metrics in (row.get("metrics") or {}).items():
+        print(f"\noutput {name}: {Comparator.from_dict(metrics['comparator']).describe()}")
+        print(metrics.get("message", ""))
+        for point in metrics.get("worst_points", []):
+            print(f"  at {point['index']}: actual {point['actual']} expected "
+                  f"{point['expected']} diff {point['diff']} allowed {point['allowed']}")
+    for replay in row["replays"]:
+        print(f"replayed {replay['at']}: {replay['status']} with {replay['kernel']} "
+              f"({_ratio(replay['mismatch_ratio'])})")
+    return 0
+
+
+def cmd_corpus_export(args: argparse.Namespace) -> int:
+    """Write a standalone reproducer script for one finding."""
+    from fuzz.export import reproducer
+
+    store = _open_existing(args.db)
+    row = decode_row(store.get(store.resolve_id(args.id)))
+    script = reproducer(row)
+    if args.out:
+        Path(args.out).write_text(script)
+        os.chmod(args.out, 0o755)
+        print(f"wrote {args.out}; run it with: python {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(script)
+    return 0
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every command."""
+    parser = _Parser(
+        prog="kfuzz",
+        description="Property-based differential fuzzer for numerical compute kernels: "
+        "Hypothesis draws cases, kernels run beside golden oracles, failing cases are shrunk "
+        "and stored in a SQLite corpus.",
+        epilog=EPILOG_EXIT,
+    )
+    parser.add_argument("--version", action="version", version=f"kfuzz {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def plugin_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--plugin", action="append", metavar="FILE_OR_MODULE",
+                       help="import a Python file or module that registers targets (repeatable)")
+
+    p = sub.add_parser("targets", help="list targets, kernels, oracles and comparators",
+                       description="List every target with its kernels, oracles, input "
+                       "signature and default comparator per output.")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    plugin_arg(p)
+    p.set_defaults(func=cmd_targets)
+
+    p = sub.add_parser(
+        "run", help="fuzz targets and store findings",
+        description="Fuzz targets: draw cases, run kernel and oracle, compare, shrink each "
+        "distinct failure to a minimal case and store it (with the worst case seen) in the "
+        "corpus.", epilog=EPILOG_EXIT)
+    p.add_argument("target", nargs="*", metavar="TARGET", help="target names (see kfuzz targets)")
+    p.add_argument("--all", action="store_true", help="fuzz every target")
+    p.add_argument("--kernel", metavar="K",
+                   help="kernel variant name, or module:function with the target's signature")
+    p.add_argument("--oracle", metavar="O",
+                   help="oracle name, a kernel variant name (kernel vs kernel), or module:function")
+    p.add_argument("--compare", choices=["exact", "allclose", "ulp"],
+                   help="comparison mode for every output (default: each output's own)")
+    p.add_argument("--atol", type=float, metavar="A", help="absolute tolerance (with --rtol)")
+    p.add_argument("--rtol", type=float, metavar="R", help="relative tolerance (with --atol)")
+    p.add_argument("--ulp", type=float, metavar="N", help="ULP distance allowed (ulp mode)")
+    p.add_argument("--max-ratio", type=float, metavar="F",
+                   help="fraction of bad elements allowed before a case fails, e.g. 0.005")
+    p.add_argument("--max-examples", type=int, metavar="N",
+                   help="examples per target (default: the profile's)")
+    p.add_argument("--budget", type=_positive_float, metavar="SECONDS",
+                   help="wall-clock budget for the search, split across targets")
+    p.add_argument("--seed", type=int, metavar="S", help="seed for a reproducible run")
+    p.add_argument("--profile", choices=list(PROFILES), default="dev",
+                   help="ci: 100 examples, fixed seed; dev: 200 examples; "
+                   "nightly: 100000 examples, 4 cases per example (default dev)")
+    p.add_argument("--device", default="cpu", metavar="cpu|cuda",
+                   help="where kernels run; inputs are made on the CPU from the seed (default cpu)")
+    p.add_argument("--batch", type=int, metavar="N",
+                   help="up to N cases per Hypothesis example (default: the profile's)")
+    p.add_argument("--max-numel", type=int, metavar="N",
+                   help="most elements in one input tensor of a case (default: the target's)")
+    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
+                   help=f"corpus database (default {DEFAULT_DB})")
+    p.add_argument("--json", action="store_true", help="print one JSON document, no progress")
+    plugin_arg(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "replay", help="rerun stored findings",
+        description="Rerun stored findings from their stored cases; mark each still failing "
+        "(open), fixed, or error.", epilog=EPILOG_EXIT)
+    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
+                   help=f"corpus database (default {DEFAULT_DB})")
+    p.add_argument("--target", metavar="T", help="only this target's findings")
+    p.add_argument("--id", metavar="ID", help="only this finding (a fingerprint prefix)")
+    p.add_argument("--kernel", metavar="K", help="replay with this kernel instead of the stored one")
+    p.add_argument("--oracle", metavar="O", help="replay with this oracle instead of the stored one")
+    p.add_argument("--device", default="cpu", metavar="cpu|cuda", help="where kernels run")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    plugin_arg(p)
+    p.set_defaults(func=cmd_replay)
+
+    corpus = sub.add_parser("corpus", help="inspect the corpus",
+                            description="Inspect stored findings.")
+    csub = corpus.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND",
+                                 parser_class=_Parser)
+    corpus.set_defaults(func=lambda args: corpus.error("choose list, show or export"))
+
+    def db_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
+                       help=f"corpus database (default {DEFAULT_DB})")
+
+    p = csub.add_parser("list", help="list findings", description="List stored findings, "
+                        "newest first.")
+    db_arg(p)
+    p.add_argument("--target", metavar="T", help="only this target")
+    p.add_argument("--status", choices=["open", "fixed"], help="only this status")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N rows")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_corpus_list)
+
+    p = csub.add_parser("show", help="show one finding", description="Show one finding: "
+                        "case, comparator, metrics, worst points, replays.")
+    p.add_argument("id", metavar="ID", help="fingerprint or a unique prefix")
+    db_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_corpus_show)
+
+    p = csub.add_parser("export", help="write a standalone reproducer script",
+                        description="Write a Python script that reproduces one finding with "
+                        "nothing but torch and kfuzz installed.")
+    p.add_argument("id", metavar="ID", help="fingerprint or a unique prefix")
+    db_arg(p)
+    p.add_argument("-o", "--out", metavar="FILE", help="write here instead of stdout")
+    p.set_defaults(func=cmd_corpus_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except (KfuzzError, ComparatorError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Output piped into `head` and the like: not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

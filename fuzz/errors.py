@@ -1,0 +1,48 @@
+"""Named errors. Each one is a usage or configuration problem that the CLI turns into a
+one-line message and exit code 2; the message names the culprit and, where it can, the fix."""
+
+from __future__ import annotations
+
+
+class KfuzzError(Exception):
+    """Base of every error the CLI reports as a one-line message with exit code 2."""
+
+
+class UnknownTarget(KfuzzError):
+    """A target name that is not registered."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(
+            f"no target {name!r}; known: {', '.join(sorted(known))} "
+            "(add your own with --plugin FILE_OR_MODULE)"
+        )
+
+
+class UnknownVariant(KfuzzError):
+    """A kernel or oracle name that a target does not have."""
+
+    def __init__(self, role: str, name: str, target: str, known: list[str]) -> None:
+        super().__init__(
+            f"target {target!r} has no {role} {name!r}; known: {', '.join(known)} "
+            f"(or pass --{role} module:function)"
+        )
+
+
+class BadCallable(KfuzzError):
+    """A `module:function` reference that cannot be imported or is not callable."""
+
+
+class PluginError(KfuzzError):
+    """A plugin file or module that cannot be loaded or registers a bad target."""
+
+
+class ContractViolation(KfuzzError):
+    """A kernel or oracle broke its target's output contract (names, shape, dtype)."""
+
+
+class CorpusError(KfuzzError):
+    """A corpus database that cannot be opened, is corrupt, or is of an unknown schema."""
+
+
+class CaseError(KfuzzError):
+    """A case that does not fit its target (missing or malformed fields)."""

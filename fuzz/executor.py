@@ -1,0 +1,202 @@
+"""Executors: the one place kernels and oracles are called.
+
+A `Job` names everything by string (target, kernel, oracle) and carries the case as plain data;
+an `Outcome` is plain data too. The search and replay only ever see these, so an executor that
+runs jobs in worker processes or on other machines slots in without touching them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from fuzz import targets as registry
+from fuzz.compare import Comparator, ShapeMismatch, compare
+from fuzz.errors import CaseError, ContractViolation, KfuzzError
+from fuzz.materialise import generator, to_device
+from fuzz.targets import Target, Variant
+
+
+@dataclass(frozen=True)
+class Job:
+    """One case to run: kernel vs oracle on `target`, compared per output.
+
+    comparator: overrides the target's default comparator for every output when given
+    (a `Comparator.to_dict()` dict). device: where the kernel runs; the oracle runs on the CPU.
+    """
+
+    target: str
+    kernel: str
+    oracle: str
+    case: Mapping[str, Any]
+    comparator: Mapping[str, Any] | None = None
+    device: str = "cpu"
+
+
+@dataclass
+class Outcome:
+    """What running a job gave. status: "pass" (every output within its comparator), "fail"
+    (at least one output over its max_ratio), or "error" (the kernel or oracle raised).
+    outputs: output name -> `Metrics.to_dict()`. error: "ExceptionType: message"."""
+
+    status: str
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        """True unless every output passed."""
+        return self.status != "pass"
+
+    def worst_ratio(self) -> float:
+        """The largest mismatch ratio over the outputs (1.0 for an error)."""
+        if self.status == "error":
+            return 1.0
+        return max((m["mismatch_ratio"] for m in self.outputs.values()), default=0.0)
+
+    def buckets(self) -> set[str]:
+        """Failure classes of this outcome, e.g. {"y:mismatch"}, {"y:nonfinite"},
+        {"error:RuntimeError"}: a campaign shrinks one case per new class."""
+        if self.status == "error":
+            return {"error:" + (self.error or "").split(":", 1)[0]}
+        out = set()
+        for name, m in self.outputs.items():
+            if not m["passed"]:
+                out.add(f"{name}:{'nonfinite' if m['nonfinite_mismatches'] else 'mismatch'}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {"status": self.status, "outputs": self.outputs, "error": self.error,
+                "seconds": self.seconds}
+
+
+class Executor(Protocol):
+    """Runs jobs. Implementations: `InProcessExecutor`."""
+
+    def evaluate(self, jobs: Sequence[Job]) -> list[Outcome]:
+        """Run `jobs` and return one Outcome each, in order. Raises KfuzzError for a
+        configuration problem (unknown names, a kernel breaking its output contract)."""
+        ...
+
+    def close(self) -> None:
+        """Release workers."""
+        ...
+
+
+def as_outputs(result: Any, target: Target, who: str) -> dict[str, torch.Tensor]:
+    names = target.outputs
+    if isinstance(result, torch.Tensor):
+        result = (result,)
+    if isinstance(result, Mapping):
+        got = dict(result)
+    elif isinstance(result, (tuple, list)) and len(result) == len(names):
+        got = dict(zip(names, result, strict=False))
+    else:
+        raise ContractViolation(
+            f"{who} returned {type(result).__name__}; target {target.name!r} expects "
+            f"{len(names)} tensor(s) named {', '.join(names)} (a tensor, tuple or dict)"
+        )
+    if set(got) != set(names):
+        raise ContractViolation(
+            f"{who} returned outputs {sorted(got)}; target {target.name!r} expects {names}"
+        )
+    for name, tensor in got.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise ContractViolation(
+                f"{who} returned {type(tensor).__name__} for output {name!r}; expected a tensor"
+            )
+    return got
+
+
+def with_overrides(default: Comparator, overrides: Mapping[str, Any] | None) -> Comparator:
+    """`default` with the fields in `overrides` replaced (e.g. {"max_ratio": 0.005}).
+    A new mode drops the default's tolerances, which belong to the old mode.
+    Raises ComparatorError for a bad combination."""
+    if not overrides:
+        return default
+    base = default.to_dict()
+    if "mode" in overrides and overrides["mode"] != base.get("mode"):
+        for key in ("atol", "rtol", "ulp"):
+            base.pop(key, None)
+    return Comparator.from_dict({**base, **overrides})
+
+
+def run_case(
+    target: Target, kernel: Variant, oracle: Variant, job: Job
+) -> Outcome:
+    """Materialise `job.case`, run kernel and oracle, check the kernel's output contract and
+    compare per output. Raises ContractViolation when a kernel returns the wrong outputs,
+    shapes or dtypes; an exception raised inside a kernel or oracle becomes an "error"
+    outcome."""
+    start = time.perf_counter()
+    case = dict(job.case)
+    try:
+        cpu_inputs = target.inputs(case, generator(case.get("seed", 0)))
+        params = target.params(case)
+        expected_specs = target.expect(case)
+    except KfuzzError:
+        raise
+    except Exception as exc:
+        raise CaseError(
+            f"case does not fit target {target.name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    device_inputs = to_device(cpu_inputs, job.device)
+    try:
+        with torch.no_grad():
+            got = kernel(**device_inputs, **params)
+            ref = oracle(**cpu_inputs, **params)
+    except Exception as exc:  # the kernel's fault, to be reported, not a kfuzz crash
+        return Outcome("error", error=f"{type(exc).__name__}: {exc}"[:2000],
+                       seconds=time.perf_counter() - start)
+    actual = as_outputs(got, target, f"kernel {kernel.name!r}")
+    expected = as_outputs(ref, target, f"oracle {oracle.name!r}")
+    outputs = {}
+    for name, spec in expected_specs.items():
+        a = actual[name]
+        if tuple(a.shape) != spec.shape or a.dtype != spec.dtype:
+            raise ContractViolation(
+                f"kernel {kernel.name!r} returned output {name!r} as {a.dtype} "
+                f"{list(a.shape)}; target {target.name!r} expects {spec.dtype} "
+                f"{list(spec.shape)} (signature {target.signature})"
+            )
+        comparator = with_overrides(target.comparators[name], job.comparator)
+        try:
+            metrics = compare(a, expected[name], comparator)
+        except ShapeMismatch as exc:
+            raise ContractViolation(f"oracle {oracle.name!r}, output {name!r}: {exc}") from None
+        outputs[name] = metrics.to_dict()
+    status = "pass" if all(m["passed"] for m in outputs.values()) else "fail"
+    return Outcome(status, outputs, seconds=time.perf_counter() - start)
+
+
+class InProcessExecutor:
+    """Runs jobs in this process, caching resolved targets and callables. The fast default."""
+
+    def __init__(self) -> None:
+        self._resolved: dict[tuple[str, str, str], tuple[Target, Variant, Variant]] = {}
+
+    def resolve(self, job: Job) -> tuple[Target, Variant, Variant]:
+        """The target, kernel and oracle a job names. Raises UnknownTarget, UnknownVariant,
+        BadCallable."""
+        key = (job.target, job.kernel, job.oracle)
+        if key not in self._resolved:
+            target = registry.get(job.target)
+            self._resolved[key] = (
+                target,
+                registry.resolve(target, "kernel", job.kernel),
+                registry.resolve(target, "oracle", job.oracle),
+            )
+        return self._resolved[key]
+
+    def evaluate(self, jobs: Sequence[Job]) -> list[Outcome]:
+        """See `Executor.evaluate`."""
+        return [run_case(*self.resolve(job), job) for job in jobs]
+
+    def close(self) -> None:
+        """Nothing to release in-process."""

@@ -1,0 +1,58 @@
+"""A finding: a case whose outcome is over its comparator's threshold, and its identity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fuzz.executor import Outcome
+
+# shrunk: the minimal case Hypothesis reduced a failure to; peak: the worst case seen on a
+# target in a run; raw: a failure as first seen, replaced by its shrunk case once shrinking
+# ends (kept only if the run dies first, so that nothing found is lost).
+KINDS = ("shrunk", "peak", "raw")
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON: sorted keys, no spaces, NaN refused."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def fingerprint(target: str, kernel: str, oracle: str, case: Mapping[str, Any]) -> str:
+    """The identity of a finding: sha256 hex of target, kernel, oracle and the case."""
+    blob = canonical_json({"target": target, "kernel": kernel, "oracle": oracle, "case": case})
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class Finding:
+    """A failing case with what produced it. comparator is the override the run used
+    (None: each output's default comparator, recorded in the metrics)."""
+
+    target: str
+    kernel: str
+    oracle: str
+    case: dict[str, Any]
+    outcome: Outcome
+    kind: str = "shrunk"
+    comparator: dict[str, Any] | None = None
+    device: str = "cpu"
+    shrink: dict[str, Any] = field(default_factory=dict)
+    replaces: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """See `fingerprint`."""
+        return fingerprint(self.target, self.kernel, self.oracle, self.case)
+
+    @property
+    def failure(self) -> str:
+        """"error" when the kernel raised, "nonfinite" when a NaN/Inf mismatched, else
+        "mismatch"."""
+        buckets = self.outcome.buckets()
+        if any(b.startswith("error:") for b in buckets):
+            return "error"
+        return "nonfinite" if any(b.endswith(":nonfinite") for b in buckets) else "mismatch"

@@ -1,0 +1,93 @@
+"""Replay: rerun stored findings and update their status.
+
+A stored case rejoins the data flow at "materialise": same case, same seed, same bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fuzz.corpus import CorpusStore, decode_row
+from fuzz.errors import KfuzzError
+from fuzz.executor import Executor, InProcessExecutor, Job
+
+# Replay statuses: the finding still fails ("fail", stays open), passes now ("pass",
+# marked fixed), or could not be run ("error": unknown target, malformed row, ...).
+STATUS_WORDS = {"fail": "still failing", "pass": "fixed", "error": "error"}
+
+
+@dataclass
+class ReplayResult:
+    """One replayed finding."""
+
+    fingerprint: str
+    target: str
+    kernel: str
+    oracle: str
+    status: str
+    mismatch_ratio: float | None = None
+    stored_ratio: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return dict(self.__dict__, id=self.fingerprint[:12], verdict=STATUS_WORDS[self.status])
+
+
+def replay(
+    store: CorpusStore,
+    *,
+    target: str | None = None,
+    finding_id: str | None = None,
+    kernel: str | None = None,
+    oracle: str | None = None,
+    device: str = "cpu",
+    executor: Executor | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[ReplayResult]:
+    """Replay the stored findings (all, one target's, or one by id prefix) with their stored
+    kernel and oracle, or `kernel`/`oracle` instead, and record each result. A finding that
+    cannot be run gets status "error" and the others go on. Raises CorpusError for a bad id."""
+    executor = executor or InProcessExecutor()
+    if finding_id:
+        rows = [store.db["findings"].get(store.resolve_id(finding_id))]  # type: ignore[union-attr]
+    else:
+        rows = list(store.findings(target=target))
+    results = []
+    for i, raw in enumerate(rows):
+        results.append(_replay_one(store, raw, kernel, oracle, device, executor))
+        if progress:
+            progress(i + 1, len(rows))
+    return results
+
+
+def _replay_one(
+    store: CorpusStore, raw: dict[str, Any], kernel: str | None, oracle: str | None,
+    device: str, executor: Executor,
+) -> ReplayResult:
+    key = raw["fingerprint"]
+    use_kernel = kernel or raw.get("kernel") or "?"
+    use_oracle = oracle or raw.get("oracle") or "?"
+    result = ReplayResult(key, raw.get("target") or "?", use_kernel, use_oracle, "error",
+                          stored_ratio=raw.get("mismatch_ratio"))
+    try:
+        row = decode_row(raw)
+        if not isinstance(row.get("case"), dict):
+            raise KfuzzError(f"finding {key[:12]}: stored case is not a JSON object")
+        job = Job(row["target"], use_kernel, use_oracle, row["case"], row.get("comparator"),
+                  device)
+        outcome = executor.evaluate([job])[0]
+    except KfuzzError as exc:
+        result.error = str(exc)
+        store.record_replay(key, status="error", kernel=use_kernel, oracle=use_oracle,
+                            outcome=None, error=result.error)
+        return result
+    result.status = "fail" if outcome.failed else "pass"
+    if outcome.status == "error":
+        result.error = outcome.error
+    result.mismatch_ratio = outcome.worst_ratio()
+    store.record_replay(key, status=result.status, kernel=use_kernel, oracle=use_oracle,
+                        outcome=outcome.to_dict(), error=outcome.error)
+    return result

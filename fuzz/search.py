@@ -1,0 +1,345 @@
+"""The search: Hypothesis draws cases, the executor runs them, failures are shrunk.
+
+A campaign runs in rounds. In each round Hypothesis generates cases and steers toward large
+mismatch ratios (`hypothesis.target` per output); the first case that fails in a way not yet
+seen this campaign (a new *bucket*: output x mismatch/nonfinite, or the exception type of an
+error) fails the Hypothesis test, which Hypothesis then shrinks to a minimal case. The shrunk
+case is reported, its bucket becomes known, and the next round goes on searching with what is
+left of the budget, so one campaign can store several distinct findings. Failures in known
+buckets do not stop the search. The worst case seen (highest mismatch ratio) is reported at the
+end beside the shrunk ones.
+
+One Hypothesis example may carry a batch of cases (a list that Hypothesis shrinks toward a
+single case), so that Hypothesis' per-example overhead is spread over several kernel calls.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings, target
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+from fuzz import targets as registry
+from fuzz.errors import KfuzzError
+from fuzz.executor import Executor, InProcessExecutor, Job, Outcome
+from fuzz.findings import Finding
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Search settings by use: `ci` (reproducible, short), `dev` (desk), `nightly` (long)."""
+
+    max_examples: int
+    shrink_seconds: float
+    batch: int
+    fixed_seed: int | None = None
+
+
+PROFILES: dict[str, Profile] = {
+    # Reproducible by default: the same seed every run unless --seed says otherwise.
+    "ci": Profile(max_examples=100, shrink_seconds=20.0, batch=1, fixed_seed=0),
+    "dev": Profile(max_examples=200, shrink_seconds=30.0, batch=1),
+    "nightly": Profile(max_examples=100_000, shrink_seconds=120.0, batch=4),
+}
+
+
+@dataclass
+class CampaignConfig:
+    """What to fuzz and for how long. kernel/oracle None: the target's defaults.
+    comparator: Comparator fields that override each output's default (e.g. {"mode": "exact",
+    "max_ratio": 0.005}); None keeps the defaults.
+    max_examples and budget (seconds) may both be set; the first one spent ends the search.
+    seed None: a random seed, reported in the result so that the run can be repeated."""
+
+    target: str
+    kernel: str | None = None
+    oracle: str | None = None
+    comparator: Mapping[str, Any] | None = None
+    profile: str = "dev"
+    max_examples: int | None = None
+    budget: float | None = None
+    seed: int | None = None
+    device: str = "cpu"
+    batch: int | None = None
+    max_numel: int | None = None
+    shrink_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise KfuzzError(
+                f"unknown profile {self.profile!r}; choose from {', '.join(PROFILES)}"
+            )
+        for name in ("max_examples", "batch", "max_numel"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise KfuzzError(f"--{name.replace('_', '-')} {value} must be at least 1")
+        if self.budget is not None and self.budget <= 0:
+            raise KfuzzError(f"--budget {self.budget} must be a positive number of seconds")
+
+
+@dataclass
+class CampaignResult:
+    """What a campaign did. stopped: "examples", "budget", "exhausted" (Hypothesis ran out
+    of distinct cases) or "interrupted"."""
+
+    target: str
+    kernel: str
+    oracle: str
+    seed: int
+    examples: int = 0
+    seconds: float = 0.0
+    findings: list[Finding] = field(default_factory=list)
+    peak_ratio: float = 0.0
+    rounds: int = 0
+    stopped: str = "examples"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (findings as fingerprints)."""
+        return {
+            "target": self.target, "kernel": self.kernel, "oracle": self.oracle,
+            "seed": self.seed, "examples": self.examples, "seconds": round(self.seconds, 3),
+            "examples_per_second": round(self.examples / self.seconds, 1) if self.seconds else None,
+            "peak_ratio": self.peak_ratio, "rounds": self.rounds, "stopped": self.stopped,
+            "findings": [f.fingerprint for f in self.findings],
+        }
+
+
+class _Failed(Exception):
+    """Fails the Hypothesis test on a case in a new bucket, so that Hypothesis shrinks it."""
+
+
+class _Stop(BaseException):
+    """Ends a round at once (budget spent). A BaseException so Hypothesis does not shrink it."""
+
+
+class _Abort(BaseException):
+    """Carries a KfuzzError (a configuration problem) out through Hypothesis."""
+
+    def __init__(self, error: KfuzzError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+ProgressFn = Callable[[dict[str, Any]], None]
+FindingFn = Callable[[Finding], None]
+
+
+def run_campaign(
+    config: CampaignConfig,
+    *,
+    executor: Executor | None = None,
+    on_finding: FindingFn | None = None,
+    progress: ProgressFn | None = None,
+) -> CampaignResult:
+    """Fuzz one target as `config` says. Each finding is passed to `on_finding` as soon as
+    it exists (a raw failure first, then its shrunk case, then the run's peak), so a caller
+    that stores them loses nothing if the run dies. Raises KfuzzError for configuration
+    problems (unknown names, a kernel breaking its output contract)."""
+    return _Campaign(config, executor or InProcessExecutor(), on_finding, progress).run()
+
+
+class _Campaign:
+    def __init__(
+        self, config: CampaignConfig, executor: Executor, on_finding: FindingFn | None,
+        progress: ProgressFn | None,
+    ) -> None:
+        self.config = config
+        self.executor = executor
+        self.on_finding = on_finding or (lambda finding: None)
+        self.progress = progress
+        self.profile = PROFILES[config.profile]
+        self.target = registry.get(config.target)
+        self.kernel = config.kernel or self.target.default_kernel
+        self.oracle = config.oracle or self.target.default_oracle
+        # Resolve now so that a bad name fails before any search.
+        registry.resolve(self.target, "kernel", self.kernel)
+        registry.resolve(self.target, "oracle", self.oracle)
+        seed = config.seed if config.seed is not None else self.profile.fixed_seed
+        self.seed = seed if seed is not None else random.randrange(2**32)
+        self.comparator = dict(config.comparator) if config.comparator else None
+        self.max_examples = config.max_examples or (
+            None if config.budget else self.profile.max_examples
+        )
+        self.shrink_seconds = config.shrink_seconds or self.profile.shrink_seconds
+        self.batch = config.batch or self.profile.batch
+        max_numel = config.max_numel or self.target.max_numel
+        cases = self.target.cases(max_numel)
+        self.strategy = (
+            cases.map(lambda c: [c]) if self.batch == 1
+            else st.lists(cases, min_size=1, max_size=self.batch)
+        )
+        self.known: set[str] = set()
+        self.result = CampaignResult(self.target.name, self.kernel, self.oracle, self.seed)
+        self.peak: tuple[tuple[float, int], dict[str, Any], Outcome] | None = None
+        self.start = 0.0
+        self.deadline = float("inf")
+        self.last_progress = 0.0
+
+    # -- the Hypothesis test --------------------------------------------------------------
+
+    def _job(self, case: dict[str, Any]) -> Job:
+        return Job(self.target.name, self.kernel, self.oracle, case, self.comparator,
+                   self.config.device)
+
+    def _test(self, cases: list[dict[str, Any]]) -> None:
+        now = time.perf_counter()
+        if self.shrinking:
+            if now > self.shrink_deadline:
+                raise _Stop()
+        else:
+            if now > self.deadline or self._examples_left() <= 0:
+                raise _Stop()
+            self.result.examples += len(cases)
+        try:
+            outcomes = self.executor.evaluate([self._job(c) for c in cases])
+        except KfuzzError as exc:
+            raise _Abort(exc) from None
+        ratios: dict[str, float] = {}
+        new_failure = None
+        for case, outcome in zip(cases, outcomes, strict=False):
+            for name, m in outcome.outputs.items():
+                ratios[name] = max(ratios.get(name, 0.0), float(m["mismatch_ratio"]))
+            if outcome.status == "error":
+                ratios["error"] = 1.0
+            if not outcome.failed:
+                continue
+            # Worst = highest ratio, then most bad elements (many cases tie at 100%).
+            worst = (outcome.worst_ratio(),
+                     sum(m["mismatches"] for m in outcome.outputs.values()))
+            if self.peak is None or worst > self.peak[0]:
+                self.peak = (worst, case, outcome)
+            if new_failure is None and outcome.buckets() - self.known:
+                new_failure = (case, outcome)
+        for label, ratio in ratios.items():
+            target(ratio, label=label)
+        self._report_progress(now)
+        if new_failure is not None:
+            self._on_new_failure(*new_failure)
+            raise _Failed(sorted(new_failure[1].buckets() - self.known))
+
+    def _on_new_failure(self, case: dict[str, Any], outcome: Outcome) -> None:
+        if not self.shrinking:
+            # First sight of this failure: store it raw at once, then shrink.
+            self.shrinking = True
+            self.shrink_started = time.perf_counter()
+            self.shrink_deadline = self.shrink_started + self.shrink_seconds
+            self.raw = self._finding(case, outcome, "raw")
+            self.on_finding(self.raw)
+            self.shrink_steps = 0
+        self.shrink_steps += 1
+        self.candidate = (case, outcome)
+
+    # -- rounds ---------------------------------------------------------------------------
+
+    def _examples_left(self) -> float:
+        if self.max_examples is None:
+            return float("inf")
+        return self.max_examples - self.result.examples
+
+    def run(self) -> CampaignResult:
+        self.start = time.perf_counter()
+        if self.config.budget:
+            self.deadline = self.start + self.config.budget
+        try:
+            while self._examples_left() > 0 and time.perf_counter() < self.deadline:
+                if not self._round():
+                    break
+        except KeyboardInterrupt:
+            self.result.stopped = "interrupted"
+            self._store_candidate(complete=False)
+        self._store_peak()
+        self.result.seconds = time.perf_counter() - self.start
+        return self.result
+
+    def _round(self) -> bool:
+        """One Hypothesis run; True when it ended on a new finding and the search goes on."""
+        self.result.rounds += 1
+        self.shrinking = False
+        self.candidate: tuple[dict[str, Any], Outcome] | None = None
+        left = self._examples_left()
+        hyp_settings = settings(
+            max_examples=int(min(left, 10**9)),
+            deadline=None,
+            database=None,
+            derandomize=False,
+            suppress_health_check=list(HealthCheck),
+            verbosity=Verbosity.quiet,
+            report_multiple_bugs=False,
+            print_blob=False,
+            phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink],
+        )
+        test = hypothesis_seed(self.seed + self.result.rounds - 1)(
+            hyp_settings(given(self.strategy)(self._test))
+        )
+        try:
+            test()
+        except _Stop:
+            if self.shrinking:
+                self._store_candidate(complete=False)
+                return True
+            self.result.stopped = "budget" if time.perf_counter() >= self.deadline else "examples"
+            return False
+        except _Abort as abort:
+            raise abort.error from None
+        except Exception:
+            # _Failed after shrinking, or Hypothesis' own complaint (e.g. a flaky kernel that
+            # failed once and passed on replay): either way the candidate is what we have.
+            if self.candidate is None:
+                raise
+            self._store_candidate(complete=True)
+            return True
+        self.result.stopped = "exhausted" if self._examples_left() > 0 else "examples"
+        return False
+
+    def _store_candidate(self, *, complete: bool) -> None:
+        if self.candidate is None:
+            return
+        case, outcome = self.candidate
+        finding = self._finding(case, outcome, "shrunk")
+        finding.shrink = {
+            "seconds": round(time.perf_counter() - self.shrink_started, 3),
+            "steps": self.shrink_steps,
+            "complete": complete,
+            "size_before": self.target.case_size(self.raw.case),
+            "size_after": self.target.case_size(case),
+        }
+        finding.replaces = self.raw.fingerprint
+        self.known |= outcome.buckets()
+        self.result.findings.append(finding)
+        self.on_finding(finding)
+        self.candidate = None
+
+    def _store_peak(self) -> None:
+        if self.peak is None:
+            return
+        _, case, outcome = self.peak
+        self.result.peak_ratio = self.peak[0][0]
+        finding = self._finding(case, outcome, "peak")
+        if any(f.fingerprint == finding.fingerprint for f in self.result.findings):
+            return
+        self.result.findings.append(finding)
+        self.on_finding(finding)
+
+    def _finding(self, case: dict[str, Any], outcome: Outcome, kind: str) -> Finding:
+        return Finding(self.target.name, self.kernel, self.oracle, case, outcome, kind,
+                       self.comparator, self.config.device)
+
+    def _report_progress(self, now: float) -> None:
+        if self.progress is None or now - self.last_progress < 0.5:
+            return
+        self.last_progress = now
+        self.progress({
+            "target": self.target.name,
+            "examples": self.result.examples,
+            "max_examples": self.max_examples,
+            "findings": len(self.result.findings),
+            "elapsed": now - self.start,
+            "budget": self.config.budget,
+            "shrinking": self.shrinking,
+        })

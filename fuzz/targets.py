@@ -1,0 +1,273 @@
+"""The Target contract and its registry.
+
+A target is a name, a case strategy, a function that turns a case into named CPU input tensors,
+named kernel variants (implementations under test), named oracles (references), and a default
+comparator per output. Kernels and oracles of a target share one call signature,
+`fn(**inputs, **params) -> Tensor | dict[str, Tensor]`, which the target documents.
+
+Users add targets from their own module (`--plugin FILE_OR_MODULE`, or a `kfuzz.targets`
+entry point) and point a target at their own callable with `--kernel module:function`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from hypothesis import strategies as st
+
+from fuzz.compare import Comparator
+from fuzz.errors import BadCallable, PluginError, UnknownTarget, UnknownVariant
+
+ENTRY_POINT_GROUP = "kfuzz.targets"
+DEFAULT_MAX_NUMEL = 1 << 20
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One kernel or oracle of a target: a callable with the target's signature, plus fixed
+    keyword arguments (e.g. a tile size) bound at call time."""
+
+    name: str
+    fn: Callable[..., Any]
+    doc: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return self.fn(**kwargs, **self.params)
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """What a kernel must return for one output: shape and dtype, derived from the case."""
+
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+
+@dataclass(frozen=True)
+class Target:
+    """A fuzz target. See the module docstring for the contract.
+
+    cases(max_numel) -> strategy of case dicts, each bounded to max_numel elements per tensor
+    inputs(case, generator) -> {name: CPU tensor}, drawn from the generator in a fixed order
+    params(case) -> {name: scalar} passed to kernels and oracles as keyword arguments
+    expect(case) -> {output name: OutputSpec} the kernel's outputs must match
+    """
+
+    name: str
+    doc: str
+    signature: str
+    cases: Callable[[int], st.SearchStrategy[dict[str, Any]]]
+    inputs: Callable[[dict[str, Any], torch.Generator], dict[str, torch.Tensor]]
+    expect: Callable[[dict[str, Any]], dict[str, OutputSpec]]
+    kernels: Mapping[str, Variant]
+    oracles: Mapping[str, Variant]
+    comparators: Mapping[str, Comparator]
+    default_kernel: str
+    default_oracle: str
+    params: Callable[[dict[str, Any]], dict[str, Any]] = lambda case: {}
+    inputs_doc: Mapping[str, str] = field(default_factory=dict)
+    outputs_doc: Mapping[str, str] = field(default_factory=dict)
+    comparator_doc: str = ""
+    max_numel: int = DEFAULT_MAX_NUMEL
+    size: Callable[[dict[str, Any]], int] | None = None
+
+    def __post_init__(self) -> None:
+        for role, names, default in (
+            ("kernel", self.kernels, self.default_kernel),
+            ("oracle", self.oracles, self.default_oracle),
+        ):
+            if default not in names:
+                raise PluginError(
+                    f"target {self.name!r}: default {role} {default!r} is not among its "
+                    f"{role}s ({', '.join(names)})"
+                )
+
+    @property
+    def outputs(self) -> list[str]:
+        """Output names, in the order a tuple-returning kernel gives them."""
+        return list(self.comparators)
+
+    def case_size(self, case: dict[str, Any]) -> int:
+        """Total input elements of `case` (the measure of a shrunk case's size)."""
+        if self.size is not None:
+            return self.size(case)
+        from fuzz.materialise import generator
+
+        return sum(t.numel() for t in self.inputs(case, generator(case.get("seed", 0))).values())
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able description: kernels, oracles, signature, inputs, outputs, comparators."""
+        return {
+            "name": self.name,
+            "doc": self.doc,
+            "signature": self.signature,
+            "inputs": dict(self.inputs_doc),
+            "outputs": dict(self.outputs_doc) or {o: "" for o in self.outputs},
+            "kernels": {n: v.doc for n, v in self.kernels.items()},
+            "oracles": {n: v.doc for n, v in self.oracles.items()},
+            "default_kernel": self.default_kernel,
+            "default_oracle": self.default_oracle,
+            "default_comparator": {o: c.to_dict() for o, c in self.comparators.items()},
+            "comparator_doc": self.comparator_doc,
+            "max_numel": self.max_numel,
+        }
+
+
+_REGISTRY: dict[str, Target] = {}
+_LOADED = False
+
+
+def register(target: Target, *, replace: bool = False) -> Target:
+    """Add `target` to the registry and return it. Raises PluginError on a duplicate name
+    unless `replace`."""
+    if not isinstance(target, Target):
+        raise PluginError(f"register() takes a fuzz.targets.Target, got {type(target).__name__}")
+    if target.name in _REGISTRY and not replace and _REGISTRY[target.name] is not target:
+        raise PluginError(f"target {target.name!r} is registered twice; rename one of them")
+    _REGISTRY[target.name] = target
+    return target
+
+
+def _load_builtin() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    importlib.import_module("fuzz.builtin")
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken third-party plugin must not hide the others
+            raise PluginError(
+                f"entry point {ep.name!r} ({ep.value}) of group {ENTRY_POINT_GROUP} failed to "
+                f"load: {type(exc).__name__}: {exc}"
+            ) from None
+        if callable(obj) and not isinstance(obj, Target):
+            obj = obj()
+        for target in _as_targets(obj):
+            register(target)
+
+
+def _as_targets(obj: Any) -> list[Target]:
+    if obj is None:
+        return []
+    if isinstance(obj, Target):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for item in obj for t in _as_targets(item)]
+    return []
+
+
+def all_targets() -> dict[str, Target]:
+    """Every registered target by name (built-ins, entry points, loaded plugins)."""
+    _load_builtin()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(name: str) -> Target:
+    """The target called `name`. Raises UnknownTarget."""
+    targets = all_targets()
+    if name not in targets:
+        raise UnknownTarget(name, list(targets))
+    return targets[name]
+
+
+def load_plugin(spec: str) -> list[str]:
+    """Import a plugin, a Python file path or an importable module name, whose import
+    registers targets (via `register`) or which defines `TARGETS` (a list of Targets).
+    Returns the names of the targets it added. Raises PluginError."""
+    _load_builtin()
+    before = set(_REGISTRY)
+    module = _import_plugin(spec)
+    for target in _as_targets(getattr(module, "TARGETS", None)):
+        register(target)
+    added = sorted(set(_REGISTRY) - before)
+    if not added and not _as_targets(getattr(module, "TARGETS", None)):
+        raise PluginError(
+            f"plugin {spec!r} registered no target; call fuzz.targets.register(Target(...)) "
+            "in it or define TARGETS = [...]"
+        )
+    return added
+
+
+def _import_plugin(spec: str) -> Any:
+    path = Path(spec)
+    try:
+        if spec.endswith(".py"):
+            if not path.is_file():
+                raise PluginError(f"plugin file {spec!r} does not exist")
+            return _import_file(path)
+        return importlib.import_module(spec)
+    except PluginError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from None
+
+
+def _import_file(path: Path) -> Any:
+    name = f"kfuzz_plugin_{abs(hash(str(path.resolve())))}"
+    if name in sys.modules:
+        return sys.modules[name]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise PluginError(f"plugin file {str(path)!r} cannot be imported")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def is_reference(name: str) -> bool:
+    """True when `name` is a `module:function` reference rather than a variant name."""
+    return ":" in name
+
+
+@functools.cache
+def import_callable(ref: str, role: str = "kernel") -> Callable[..., Any]:
+    """The callable named by `ref` ("package.module:function", or "path/file.py:function";
+    dots after the colon reach attributes). Raises BadCallable with the fix."""
+    module_name, sep, attr = ref.rpartition(":")
+    if not sep or not module_name or not attr or any(not p.isidentifier() for p in attr.split(".")):
+        raise BadCallable(
+            f"malformed --{role} {ref!r}; expected module:function, e.g. mypkg.kernels:rmsnorm"
+        )
+    try:
+        module = _import_file(Path(module_name)) if module_name.endswith(".py") else (
+            importlib.import_module(module_name)
+        )
+    except Exception as exc:
+        raise BadCallable(
+            f"--{role} {ref!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise BadCallable(f"--{role} {ref!r}: {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise BadCallable(f"--{role} {ref!r} is a {type(obj).__name__}, not a callable")
+    return obj
+
+
+def resolve(target: Target, role: str, name: str) -> Variant:
+    """The kernel or oracle (`role`) called `name` on `target`: a variant name or a
+    `module:function` reference. Oracles may also name a kernel variant, so that two kernels
+    can be compared with each other. Raises UnknownVariant or BadCallable."""
+    if is_reference(name):
+        return Variant(name, import_callable(name, role), doc="user callable")
+    pools = [target.kernels] if role == "kernel" else [target.oracles, target.kernels]
+    for pool in pools:
+        if name in pool:
+            return pool[name]
+    known = list(target.kernels) if role == "kernel" else list(target.oracles) + list(target.kernels)
+    raise UnknownVariant(role, name, target.name, known)

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fuzz.cli import main
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "corpus.db"
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def json(self):
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def kfuzz(capsys):
+    """Run the CLI in-process: kfuzz("run", "ops.rmsnorm", ...) -> CliResult."""
+
+    def run(*argv: str) -> CliResult:
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse's own exits (--help, usage errors)
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run

@@ -1,0 +1,196 @@
+"""End to end through the CLI on a temporary corpus."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fuzz.cli import build_parser
+
+FIND = ["--compare", "exact", "--max-ratio", "0.005", "--max-examples", "60", "--seed", "7"]
+
+
+def test_lowp_rmsnorm_found_shrunk_stored_replayed_then_fixed(kfuzz, db_path):
+    run = kfuzz("run", "ops.rmsnorm", "--kernel", "eager_lowp", *FIND, "--db", db_path, "--json")
+    assert run.code == 1, run.err
+    doc = run.json()
+    shrunk = [f for f in doc["findings"] if f["kind"] == "shrunk"]
+    assert shrunk, doc
+    finding = shrunk[0]
+    assert finding["metrics"]["y"]["mismatch_ratio"] > 0.005
+    # Shrunk: the smallest shape Hypothesis can reach while still failing is tiny.
+    rows, hidden = finding["case"]["shape"]
+    assert rows * hidden <= 16, finding["case"]
+    assert finding["shrink"]["size_after"] <= finding["shrink"]["size_before"]
+
+    replay = kfuzz("replay", "--db", db_path, "--json")
+    assert replay.code == 1
+    verdicts = {r["id"]: r["verdict"] for r in replay.json()["replays"]}
+    assert verdicts[finding["id"]] == "still failing"
+
+    fixed = kfuzz("replay", "--db", db_path, "--kernel", "eager_fp32", "--json")
+    assert fixed.code == 0, fixed.out
+    assert {r["verdict"] for r in fixed.json()["replays"]} == {"fixed"}
+    listing = kfuzz("corpus", "list", "--db", db_path, "--json")
+    assert {row["status"] for row in listing.json()["findings"]} == {"fixed"}
+
+
+def test_fp32_rmsnorm_fails_only_where_x_squared_overflows(kfuzz, db_path):
+    # The FP32-upcast RMSNorm is within 0.5% in exact comparison everywhere except for BF16
+    # inputs near the overflow edge, where x*x overflows FP32 (same range as BF16) and the
+    # output collapses to 0: a real fault of the plain upcast, which the fuzzer finds.
+    run = kfuzz("run", "ops.rmsnorm", "--kernel", "eager_fp32", "--compare", "exact",
+                "--max-ratio", "0.005", "--max-examples", "200", "--seed", "1",
+                "--db", db_path, "--json")
+    assert run.json()["campaigns"][0]["examples"] == 200
+    for finding in run.json()["findings"]:
+        assert finding["case"]["x"] == {**finding["case"]["x"], "kind": "edge", "edge": "overflow"}
+    shrunk = [f for f in run.json()["findings"] if f["kind"] == "shrunk"]
+    assert [f["case"]["shape"] for f in shrunk] == [[1, 1]]
+
+
+def test_targets_json_lists_every_target_with_its_contract(kfuzz):
+    res = kfuzz("targets", "--json")
+    assert res.code == 0
+    targets = {t["name"]: t for t in res.json()["targets"]}
+    assert {"ops.rmsnorm", "ops.softmax", "ops.rope"} <= set(targets)
+    for t in targets.values():
+        assert t["kernels"] and t["oracles"] and t["signature"]
+        assert t["default_kernel"] in t["kernels"]
+        assert set(t["default_comparator"]) == set(t["outputs"])
+        assert t["inputs"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "ops.nope"], "kfuzz: error: no target 'ops.nope'; known: "),
+        (["run", "ops.rmsnorm", "--kernel", "nope"],
+         "kfuzz: error: target 'ops.rmsnorm' has no kernel 'nope'; known: eager_lowp, eager_fp32 "
+         "(or pass --kernel module:function)"),
+        (["run", "ops.rmsnorm", "--kernel", "nomodule:"],
+         "kfuzz: error: malformed --kernel 'nomodule:'; expected module:function, "
+         "e.g. mypkg.kernels:rmsnorm"),
+        (["run", "ops.rmsnorm", "--kernel", "no_such_module_xyz:f"],
+         "kfuzz: error: --kernel 'no_such_module_xyz:f': cannot import 'no_such_module_xyz': "
+         "ModuleNotFoundError: No module named 'no_such_module_xyz'"),
+        (["run", "ops.rmsnorm", "--oracle", "math:nope"],
+         "kfuzz: error: --oracle 'math:nope': 'math' has no attribute 'nope'"),
+        (["run", "ops.rmsnorm", "--rtol", "0.1"],
+         "kfuzz: error: --rtol given without --atol; pass both --atol and --rtol"),
+        (["run", "ops.rmsnorm", "--compare", "exact", "--atol", "1", "--rtol", "0"],
+         "kfuzz: error: exact mode means atol = rtol = 0"),
+        (["run"], "kfuzz: error: no target given; name one (see `kfuzz targets`) or pass --all"),
+        (["run", "ops.rmsnorm", "--profile", "weekly"], "kfuzz run: error: argument --profile"),
+        (["run", "ops.rmsnorm", "--max-examples", "0"],
+         "kfuzz: error: --max-examples 0 must be at least 1"),
+        (["run", "ops.rmsnorm", "--device", "cuda"], "kfuzz: error: --device cuda: "),
+        (["corpus", "show", "abc"], "kfuzz: error: no corpus at "),
+    ],
+    ids=lambda v: v if isinstance(v, str) else " ".join(v)[:40],
+)
+def test_bad_input_one_line_exit_2(kfuzz, db_path, argv, message):
+    if argv[0] == "run":
+        argv = [*argv, "--db", str(db_path), "--max-examples", "5"] if "--max-examples" not in \
+            argv else [*argv, "--db", str(db_path)]
+    if message.startswith("kfuzz: error: --device cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+    res = kfuzz(*argv)
+    assert res.code == 2
+    assert res.err.startswith(message), res.err
+    assert res.err.count("\n") == 1, res.err
+    assert "Traceback" not in res.err
+
+
+def _user_kernel_module(tmp_path: Path, body: str, name: str) -> str:
+    (tmp_path / f"{name}.py").write_text("import torch\n\n" + body)
+    sys.path.insert(0, str(tmp_path))
+    return name
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("def k(x, weight, *, eps):\n    return x.float()\n",
+         "kfuzz: error: kernel '{m}:k' returned output 'y' as torch.float32"),
+        ("def k(x, weight, *, eps):\n    return x[:, :1]\n",
+         "kfuzz: error: kernel '{m}:k' returned output 'y' as torch."),
+        ("def k(x, weight, *, eps):\n    return {'z': x}\n",
+         "kfuzz: error: kernel '{m}:k' returned outputs ['z']; target 'ops.rmsnorm' "
+         "expects ['y']"),
+        ("def k(x, weight, *, eps):\n    return 3\n",
+         "kfuzz: error: kernel '{m}:k' returned int; target 'ops.rmsnorm' expects 1 "
+         "tensor(s) named y"),
+    ],
+    ids=["dtype", "shape", "names", "not-a-tensor"],
+)
+def test_user_kernel_breaking_contract_is_one_line_exit_2(kfuzz, db_path, tmp_path, body, message):
+    module = _user_kernel_module(tmp_path, body, "userkern_" + str(abs(hash(body))))
+    res = kfuzz("run", "ops.rmsnorm", "--kernel", f"{module}:k", "--max-examples", "5",
+                "--db", db_path)
+    assert res.code == 2
+    assert res.err.startswith(message.format(m=module)), res.err
+    assert res.err.count("\n") == 1
+
+
+def test_user_kernel_by_file_path_is_fuzzed_and_stored_under_its_reference(kfuzz, db_path, tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(
+        "import torch\n\n"
+        "def rmsnorm(x, weight, *, eps):\n"
+        "    # drops eps and computes in the input dtype\n"
+        "    return x * torch.rsqrt((x * x).mean(-1, keepdim=True)) * weight\n"
+    )
+    ref = f"{path}:rmsnorm"
+    res = kfuzz("run", "ops.rmsnorm", "--kernel", ref, "--max-examples", "30", "--seed", "1",
+                "--db", db_path, "--json")
+    assert res.code == 1, res.err
+    assert {f["kernel"] for f in res.json()["findings"]} == {ref}
+    assert kfuzz("replay", "--db", db_path).code == 1
+
+
+def test_every_command_has_help(kfuzz):
+    parser = build_parser()
+    commands = [["targets"], ["run"], ["replay"], ["corpus"], ["corpus", "list"],
+                ["corpus", "show"], ["corpus", "export"]]
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == {c[0] for c in commands}
+    for command in commands:
+        res = kfuzz(*command, "--help")
+        assert res.code == 0
+        assert res.out.startswith("usage: kfuzz " + " ".join(command)), res.out
+        # every option is explained
+        for line in res.out.splitlines():
+            if line.strip().startswith("--") and "  " not in line.strip():
+                pass
+    top = kfuzz("--help")
+    assert "exit status: 0 nothing over threshold" in top.out
+
+
+def test_corpus_show_and_export_reproducer_runs_standalone(kfuzz, db_path, tmp_path):
+    run = kfuzz("run", "ops.softmax", "--kernel", "eager_lowp", "--compare", "exact",
+                "--max-examples", "30", "--seed", "3", "--db", db_path, "--json")
+    assert run.code == 1
+    fid = run.json()["findings"][0]["id"]
+    show = kfuzz("corpus", "show", fid[:8], "--db", db_path)
+    assert show.code == 0
+    assert "Mismatched elements:" in show.out and fid in show.out
+    script = tmp_path / "repro.py"
+    assert kfuzz("corpus", "export", fid, "--db", db_path, "-o", script).code == 0
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "output y: FAIL exact" in proc.stdout
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "kfuzz"
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("kfuzz ")
