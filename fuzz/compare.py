@@ -449,8 +449,10 @@ def _message(
 ) -> str:
     ratio = mismatches / numel if numel else 0.0
     lines = [
-        f"Mismatched elements: {mismatches} / {numel} ({_percent(ratio)}), "
-        f"allowed {allowed} (max_ratio {_fmt_setting(cmp.max_ratio)})"
+        (
+            f"Mismatched elements: {mismatches} / {numel} ({_percent(ratio)}), "
+            f"allowed {allowed} (max_ratio {_fmt_setting(cmp.max_ratio)})"
+        )
     ]
     if numel == 0:
         return lines[0]

@@ -125,6 +125,7 @@ class Target:
 
 _REGISTRY: dict[str, Target] = {}
 _LOADED = False
+_PLUGINS: dict[str, list[str]] = {}
 
 
 def register(target: Target, *, replace: bool = False) -> Target:
@@ -187,6 +188,8 @@ def load_plugin(spec: str) -> list[str]:
     registers targets (via `register`) or which defines `TARGETS` (a list of Targets).
     Returns the names of the targets it added. Raises PluginError."""
     _load_builtin()
+    if spec in _PLUGINS:
+        return _PLUGINS[spec]
     before = set(_REGISTRY)
     module = _import_plugin(spec)
     for target in _as_targets(getattr(module, "TARGETS", None)):
@@ -197,6 +200,7 @@ def load_plugin(spec: str) -> list[str]:
             f"plugin {spec!r} registered no target; call fuzz.targets.register(Target(...)) "
             "in it or define TARGETS = [...]"
         )
+    _PLUGINS[spec] = added
     return added
 
 

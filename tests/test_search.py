@@ -1,0 +1,65 @@
+"""The search loop: finds, shrinks, keeps going, stores every distinct finding."""
+
+from __future__ import annotations
+
+import pytest
+
+from fuzz.errors import ContractViolation
+from fuzz.search import CampaignConfig, run_campaign
+
+
+def _run(**kw):
+    seen = []
+    result = run_campaign(CampaignConfig(**kw), on_finding=seen.append)
+    return result, seen
+
+
+def test_finding_is_reported_raw_then_shrunk_then_peak():
+    result, seen = _run(target="ops.softmax", kernel="eager_lowp",
+                        comparator={"mode": "exact"}, max_examples=80, seed=2)
+    kinds = [f.kind for f in seen]
+    assert kinds[0] == "raw" and "shrunk" in kinds
+    shrunk = next(f for f in seen if f.kind == "shrunk")
+    assert shrunk.replaces == seen[0].fingerprint
+    assert shrunk.shrink["size_after"] <= shrunk.shrink["size_before"]
+    assert result.examples == 80
+    assert result.peak_ratio > 0
+
+
+def test_same_seed_same_campaign():
+    a, _ = _run(target="ops.rmsnorm", kernel="eager_lowp", max_examples=60, seed=11)
+    b, _ = _run(target="ops.rmsnorm", kernel="eager_lowp", max_examples=60, seed=11)
+    assert [f.fingerprint for f in a.findings] == [f.fingerprint for f in b.findings]
+    assert a.examples == b.examples == 60
+
+
+def test_search_continues_after_a_finding_and_stores_distinct_buckets():
+    # A kernel that is wrong on y for every case and raises on wide rows: two buckets.
+    result, _ = _run(target="ops.softmax", kernel="tests.helpers_kernels:softmax_two_faults",
+                     max_examples=150, seed=0)
+    failures = {f.failure for f in result.findings if f.kind == "shrunk"}
+    assert failures == {"mismatch", "error"}
+    assert result.rounds >= 3
+    error = next(f for f in result.findings if f.failure == "error")
+    assert error.case["shape"][1] == 100  # shrunk to the smallest width that raises
+    assert "ValueError: too wide" in error.outcome.error
+
+
+def test_batches_shrink_to_one_case():
+    result, _ = _run(target="ops.softmax", kernel="eager_lowp", comparator={"mode": "exact"},
+                     max_examples=40, seed=5, batch=8)
+    shrunk = [f for f in result.findings if f.kind == "shrunk"]
+    assert shrunk and all(isinstance(f.case, dict) for f in shrunk)
+    assert result.examples >= 40
+
+
+def test_time_budget_ends_the_search():
+    result, _ = _run(target="ops.rmsnorm", kernel="eager_fp32", budget=1.0, seed=0)
+    assert result.stopped in ("budget", "exhausted")
+    assert result.seconds < 5
+
+
+def test_kernel_breaking_its_contract_aborts_with_the_error():
+    with pytest.raises(ContractViolation):
+        _run(target="ops.softmax", kernel="tests.helpers_kernels:softmax_wrong_dtype",
+             max_examples=5)
