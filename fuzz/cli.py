@@ -72,6 +72,19 @@ def _comparator_overrides(args: argparse.Namespace) -> dict[str, Any] | None:
     return overrides or None
 
 
+def _pins(items: list[str] | None) -> dict[str, Any] | None:
+    pins: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise KfuzzError(f"--pin {item!r}: expected FIELD=VALUE, e.g. --pin shape=[4,64,512]")
+        try:
+            pins[key] = json.loads(text)
+        except json.JSONDecodeError:
+            pins[key] = text  # a bare word such as bfloat16
+    return pins or None
+
+
 def _check_device(device: str) -> None:
     if device.startswith("cuda"):
         import torch
@@ -189,6 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 comparator=overrides, profile=args.profile,
                 max_examples=args.max_examples, budget=budget, seed=args.seed,
                 device=args.device, batch=args.batch, max_numel=args.max_numel,
+                pins=_pins(args.pin),
             )
             result = run_campaign(
                 config,
@@ -433,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where kernels run; inputs are made on the CPU from the seed (default cpu)")
     p.add_argument("--batch", type=int, metavar="N",
                    help="up to N cases per Hypothesis example (default: the profile's)")
+    p.add_argument("--pin", action="append", metavar="FIELD=VALUE",
+                   help="hold a case field at a JSON value while searching and shrinking, "
+                   "e.g. --pin shape=[4,64,512] --pin dtype=bfloat16 (repeatable)")
     p.add_argument("--max-numel", type=int, metavar="N",
                    help="most elements in one input tensor of a case (default: the target's)")
     p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",

@@ -593,7 +593,7 @@ def compare(
     ulp_size = _ulp_size(e_abs, out_dtype) if floating_output else None
     allowed: torch.Tensor | float
     if cmp.mode == "ulp" and ulp_size is not None:
-        allowed = ulp_size * cmp.ulp
+        allowed = ulp_size * (_DEFAULT_ULP if cmp.ulp is None else cmp.ulp)
     elif cmp.rtol:
         allowed = e_abs.mul(cmp.rtol).add_(cmp.atol or 0.0)
     else:

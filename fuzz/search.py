@@ -15,6 +15,7 @@ single case), so that Hypothesis' per-example overhead is spread over several ke
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -55,7 +56,9 @@ class CampaignConfig:
     comparator: Comparator fields that override each output's default (e.g. {"mode": "exact",
     "max_ratio": 0.005}); None keeps the defaults.
     max_examples and budget (seconds) may both be set; the first one spent ends the search.
-    seed None: a random seed, reported in the result so that the run can be repeated."""
+    seed None: a random seed, reported in the result so that the run can be repeated.
+    pins: case fields held at fixed values (e.g. {"shape": [4, 64, 512]}); the search and the
+    shrinker vary only the other fields."""
 
     target: str
     kernel: str | None = None
@@ -69,6 +72,7 @@ class CampaignConfig:
     batch: int | None = None
     max_numel: int | None = None
     shrink_seconds: float | None = None
+    pins: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -108,6 +112,16 @@ class CampaignResult:
             "peak_ratio": self.peak_ratio, "rounds": self.rounds, "stopped": self.stopped,
             "findings": [f.fingerprint for f in self.findings],
         }
+
+
+def _pin(pins: dict[str, Any], target: str, case: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(pins) - set(case))
+    if unknown:
+        raise _Abort(KfuzzError(
+            f"--pin {unknown[0]}: cases of {target!r} have no field {unknown[0]!r}; "
+            f"fields: {', '.join(sorted(case))}"
+        ))
+    return {**case, **pins}
 
 
 class _Failed(Exception):
@@ -170,6 +184,8 @@ class _Campaign:
         self.batch = config.batch or self.profile.batch
         max_numel = config.max_numel or self.target.max_numel
         cases = self.target.cases(max_numel)
+        if config.pins:
+            cases = cases.map(functools.partial(_pin, dict(config.pins), self.target.name))
         self.strategy = (
             cases.map(lambda c: [c]) if self.batch == 1
             else st.lists(cases, min_size=1, max_size=self.batch)

@@ -194,3 +194,16 @@ def test_console_script_is_installed():
     proc = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert proc.returncode == 0
     assert proc.stdout.startswith("kfuzz ")
+
+
+def test_pinned_fields_hold_through_search_and_shrink(kfuzz, db_path):
+    run = kfuzz("run", "ops.rmsnorm", "--pin", "shape=[4,512]", "--pin", "dtype=float16",
+                "--max-examples", "30", "--seed", "2", "--db", db_path, "--json")
+    assert run.code == 1
+    for finding in run.json()["findings"]:
+        assert finding["case"]["shape"] == [4, 512] and finding["case"]["dtype"] == "float16"
+    bad = kfuzz("run", "ops.rmsnorm", "--pin", "shap=[4,512]", "--max-examples", "3",
+                "--db", db_path)
+    assert bad.code == 2
+    assert bad.err == ("kfuzz: error: --pin shap: cases of 'ops.rmsnorm' have no field 'shap'; "
+                       "fields: dtype, eps, seed, shape, x\n")
