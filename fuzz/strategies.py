@@ -67,10 +67,17 @@ def sides(*, min_side: int = 1, max_side: int = 64, multiple_of: int = 1) -> st.
     if hi - lo < 64:
         return st.integers(lo, hi).map(lambda k: k * multiple_of)
     # Wide ranges: draw the size's order of magnitude first, so small (fast) cases are as
-    # common as large ones and the search reaches both; still shrinks toward the smallest.
-    return st.integers(0, (hi - lo).bit_length()).flatmap(
-        lambda bits: st.integers(lo, lo + min((1 << bits) - 1, hi - lo))
-    ).map(lambda k: k * multiple_of)
+    # common as large ones and the search reaches both, plus the largest size as one more
+    # "magnitude" (production shapes sit at the top of the range and rare faults need them);
+    # still shrinks toward the smallest.
+    top = (hi - lo).bit_length() + 1
+
+    def within(bits: int) -> st.SearchStrategy[int]:
+        if bits == top:
+            return st.just(hi)
+        return st.integers(lo, lo + min((1 << bits) - 1, hi - lo))
+
+    return st.integers(0, top).flatmap(within).map(lambda k: k * multiple_of)
 
 
 def shapes(*dims: int | Dim, max_numel: int) -> st.SearchStrategy[list[int]]:
@@ -208,12 +215,12 @@ def distributions(
 
 def sparse_index_sets(
     *,
-    n_rows: int | st.SearchStrategy[int],
-    k: int | st.SearchStrategy[int],
+    max_rows: int,
+    max_k: int,
     max_window: int = 128,
     allow_duplicates: bool = True,
 ) -> st.SearchStrategy[dict[str, Any]]:
-    """Descriptions of per-token sparse index sets into `n_rows` cache rows, `k` slots each,
+    """Descriptions of per-token sparse index sets: k slots per token into n_rows cache rows,
     materialised by `fuzz.materialise.sparse_indices`:
 
       {"n_rows", "k", "n_valid", "window", "ragged", "duplicates", "sorted", "out_of_range"}
@@ -221,24 +228,35 @@ def sparse_index_sets(
     Each token's first min(window, valid) slots name the most recent rows (a sliding-window
     prefix), the next ones scattered top-k rows, and the tail is -1 padding. `n_valid` is the
     most valid slots (0 = all -1); with `ragged` each token draws its own valid length in
-    [0, n_valid]. Shrinks toward a full, unsorted, duplicate-free, non-ragged set.
-    Raises ValueError on bad bounds."""
+    [0, n_valid]. The cache holds at least k rows unless a short cache is drawn.
+
+    About one set in four is full size (k = max_k, every slot valid): faults that show once
+    in tens of thousands of weights, such as a rounding tie, need production-sized sets, which
+    independent draws of k and n_valid would rarely give. Shrinks toward one valid slot, no
+    window, unsorted, duplicate-free, non-ragged. Raises ValueError on bad bounds."""
+    _check(max_rows >= 1, f"max_rows={max_rows} must be >= 1")
+    _check(max_k >= 1, f"max_k={max_k} must be >= 1")
     _check(max_window >= 0, f"max_window={max_window} must be >= 0")
-    n_rows_st = n_rows if isinstance(n_rows, st.SearchStrategy) else st.just(n_rows)
-    k_st = k if isinstance(k, st.SearchStrategy) else st.just(k)
 
     @st.composite
     def draw_set(draw: st.DrawFn) -> dict[str, Any]:
-        n = draw(n_rows_st)
-        kk = draw(k_st)
-        _check(n >= 1 and kk >= 1, f"n_rows={n} and k={kk} must be >= 1")
-        # Valid slots shrink toward "all valid" (offset 0 from k).
-        n_valid = kk - draw(st.integers(0, kk))
+        # Both branches make the same draws: Hypothesis orders cases by their choice
+        # sequences, shorter first, and a shorter "full" branch would shrink toward full size.
+        full = draw(st.integers(0, 3)) == 3
+        k = draw(sides(min_side=1, max_side=max_k))
+        k = max_k if full else k
+        n = draw(sides(min_side=1, max_side=max_rows))
+        if not draw(st.booleans()):
+            n = max(n, k)
+        # Valid slots shrink toward "all valid" (offset 0 from k); a short valid prefix is
+        # drawn as often as a long one.
+        gap = draw(sides(min_side=0, max_side=k))
+        n_valid = k if full else k - gap
         return {
             "n_rows": n,
-            "k": kk,
+            "k": k,
             "n_valid": n_valid,
-            "window": draw(st.integers(0, min(max_window, kk))),
+            "window": draw(st.integers(0, min(max_window, k))),
             "ragged": draw(st.booleans()),
             "duplicates": draw(st.booleans()) if allow_duplicates else False,
             "sorted": draw(st.booleans()),

@@ -65,16 +65,29 @@ def test_uniform_ranges_include_one_sided_ones():
 
 
 @settings(max_examples=100, deadline=None)
-@given(fst.sparse_index_sets(n_rows=st.integers(1, 300), k=st.integers(1, 64)))
+@given(fst.sparse_index_sets(max_rows=300, max_k=64))
 def test_sparse_index_sets_are_consistent(spec):
-    assert 0 <= spec["n_valid"] <= spec["k"]
+    assert 0 <= spec["n_valid"] <= spec["k"] <= 64
     assert 0 <= spec["window"] <= spec["k"]
+    assert 1 <= spec["n_rows"] <= 300
 
 
-def test_sparse_index_sets_shrink_to_a_full_plain_set():
-    spec = find(fst.sparse_index_sets(n_rows=10, k=st.integers(1, 8)), lambda s: True)
-    assert spec == {"n_rows": 10, "k": 1, "n_valid": 1, "window": 0, "ragged": False,
+def test_sparse_index_sets_shrink_to_a_plain_one_slot_set():
+    spec = find(fst.sparse_index_sets(max_rows=10, max_k=8), lambda s: True)
+    assert spec == {"n_rows": 1, "k": 1, "n_valid": 1, "window": 0, "ragged": False,
                     "duplicates": False, "sorted": False, "out_of_range": False}
+
+
+def test_sparse_index_sets_are_often_full_size():
+    full = []
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(fst.sparse_index_sets(max_rows=4096, max_k=512))
+    def collect(spec):
+        full.append(spec["k"] == spec["n_valid"] == 512 and spec["n_rows"] >= 512)
+
+    collect()
+    assert sum(full) >= 20
 
 
 def test_valid_lengths_shrink_to_full():
@@ -95,11 +108,13 @@ def test_valid_lengths_shrink_to_full():
         (lambda: fst.distributions(kinds=("cauchy",)), "unknown distribution kind 'cauchy'"),
         (lambda: fst.distributions(min_scale_exp=3, max_scale_exp=1),
          "min_scale_exp=3 > max_scale_exp=1; swap them"),
-        (lambda: fst.sparse_index_sets(n_rows=4, k=4, max_window=-1), "max_window=-1 must be >= 0"),
+        (lambda: fst.sparse_index_sets(max_rows=4, max_k=4, max_window=-1),
+         "max_window=-1 must be >= 0"),
+        (lambda: fst.sparse_index_sets(max_rows=4, max_k=0), "max_k=0 must be >= 1"),
         (lambda: fst.valid_lengths(max_length=-1), "max_length=-1 must be >= 0"),
     ],
     ids=["inverted-sides", "no-multiple", "multiple-zero", "numel-too-small", "bad-dtype",
-         "no-dtypes", "bad-kind", "inverted-scales", "negative-window", "negative-length"],
+         "no-dtypes", "bad-kind", "inverted-scales", "negative-window", "zero-k", "negative-length"],
 )
 def test_arguments_are_validated_when_built(build, message):
     with pytest.raises(ValueError) as info:

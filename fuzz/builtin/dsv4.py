@@ -1,0 +1,191 @@
+"""DeepSeek-V4 decode targets: `dsv4.sparse_attn` and `dsv4.q_norm_rope`.
+
+Default comparator for both: pypto-lib's `ratio_allclose(atol=1e-4, rtol=1/128)` with a 0.5%
+budget, the thresholds its decode tests apply to q and attn_out. Use `--compare exact` to see
+every bit of difference.
+
+Case spaces shrink toward one token, one head, D = 64 and a single index slot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from hypothesis import strategies as st
+
+from fuzz import strategies as fst
+from fuzz.compare import Comparator
+from fuzz.materialise import sparse_indices, values
+from fuzz.targets import OutputSpec, Target, Variant, register
+from kernels.deepseek_v4 import q_norm_rope, sparse_attn
+from oracles.deepseek_v4 import (
+    q_norm_rope_fp32_rsqrt,
+    q_norm_rope_fp64,
+    sparse_attn_fp64,
+    sparse_attn_full_fp32,
+    sparse_attn_tiled,
+)
+
+PYPTO = Comparator(mode="allclose", atol=1e-4, rtol=1 / 128, max_ratio=0.005)
+PYPTO_DOC = ("pypto-lib ratio_allclose(atol=1e-4, rtol=1/128) with a 0.5% budget, the "
+             "thresholds of its DeepSeek-V4 decode tests for q and attn_out")
+DSV4_MAX_NUMEL = 1 << 21
+TILES = (64, 32, 128)
+ROUNDING_SUFFIX = {"half_even": "", "half_away": "_away"}
+
+
+def _values_strategy() -> st.SearchStrategy[dict[str, Any]]:
+    return fst.distributions(kinds=("normal", "uniform", "outliers", "constant_rows"),
+                             min_scale_exp=-4, max_scale_exp=4)
+
+
+def _bshd(case: dict[str, Any]) -> dict[str, OutputSpec]:
+    return {"out": OutputSpec(tuple(case["shape"]), torch.bfloat16)}
+
+
+# -- dsv4.sparse_attn -------------------------------------------------------------------------
+
+def _sparse_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
+    @st.composite
+    def cases(draw: st.DrawFn) -> dict[str, Any]:
+        shape = draw(fst.shapes(fst.Dim(1, 8), fst.Dim(1, 64), fst.Dim(64, 512, multiple_of=64),
+                                max_numel=max_numel))
+        t, _, d = shape
+        # Cache rows and the gathered [T, K, D] block stay within max_numel too.
+        index = fst.sparse_index_sets(max_rows=max(1, min(4096, max_numel // d)),
+                                      max_k=max(1, min(512, max_numel // (t * d))))
+        return {
+            "shape": shape,
+            "index": draw(index),
+            "q": draw(_values_strategy()),
+            "kv": draw(_values_strategy()),
+            "sink": draw(fst.distributions(kinds=("normal", "uniform"), min_scale_exp=-2,
+                                           max_scale_exp=6)),
+            "seed": draw(fst.seeds()),
+        }
+
+    return cases()
+
+
+def _sparse_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    t, h, d = case["shape"]
+    return {
+        "q": values(gen, [t, h, d], torch.bfloat16, case["q"]),
+        "kv": values(gen, [case["index"]["n_rows"], d], torch.bfloat16, case["kv"]),
+        "indices": sparse_indices(gen, t, case["index"]),
+        "sink": values(gen, [h], torch.float32, case["sink"]),
+    }
+
+
+def _sparse_variants(fn: Any, prefix: str, what: str) -> dict[str, Variant]:
+    out = {}
+    for tile in TILES:
+        for rounding, suffix in ROUNDING_SUFFIX.items():
+            name = f"{prefix}{tile}{suffix}"
+            out[name] = Variant(name, fn, f"{what}, tile {tile}, exp weights rounded to BF16 "
+                                f"{rounding.replace('_', '-')}",
+                                {"tile": tile, "rounding": rounding})
+    return out
+
+
+def _sparse_size(case: dict[str, Any]) -> int:
+    t, h, d = case["shape"]
+    return t * h * d + case["index"]["n_rows"] * d + t * case["index"]["k"] + h
+
+
+register(Target(
+    name="dsv4.sparse_attn",
+    doc="DeepSeek-V4 sparse decode attention: gathered KV rows are keys and values, tiled "
+        "online softmax with a per-head sink",
+    signature="fn(q, kv, indices, sink) -> out",
+    cases=_sparse_cases,
+    inputs=_sparse_inputs,
+    expect=_bshd,
+    kernels=_sparse_variants(sparse_attn, "tile", "NPU kernel emulation"),
+    oracles={
+        "fp64": Variant("fp64", sparse_attn_fp64, "float64 exact softmax with sink"),
+        "full_fp32": Variant("full_fp32", sparse_attn_full_fp32,
+                             "pre-fix golden: one full FP32 softmax with sink"),
+        **_sparse_variants(sparse_attn_tiled, "tiled",
+                           "post-fix golden mirroring the kernel's tiling"),
+    },
+    comparators={"out": PYPTO},
+    default_kernel="tile64",
+    default_oracle="fp64",
+    inputs_doc={
+        "q": "[T, H, D] bfloat16, D in 64..512",
+        "kv": "[N, D] bfloat16, each gathered row is key and value",
+        "indices": "[T, K] int32 into N rows; -1 padding; entries outside [0, N) are skipped",
+        "sink": "[H] float32 per-head sink logit",
+    },
+    outputs_doc={"out": "[T, H, D] bfloat16; zeros for a token with no valid row"},
+    comparator_doc=PYPTO_DOC,
+    max_numel=DSV4_MAX_NUMEL,
+    size=_sparse_size,
+))
+
+
+# -- dsv4.q_norm_rope -------------------------------------------------------------------------
+
+def _q_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({
+        "shape": fst.shapes(fst.Dim(1, 8), fst.Dim(1, 64), fst.Dim(64, 512, multiple_of=64),
+                            max_numel=max_numel),
+        "rope_dim": st.sampled_from([64, 0, 32]),
+        "q": fst.distributions(kinds=("normal", "uniform", "log_uniform", "outliers",
+                                      "constant_rows")),
+        "max_position": st.integers(0, 17).map(lambda e: 2**e),
+        "eps": st.just(1e-6),
+        "seed": fst.seeds(),
+    })
+
+
+def _q_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    t = case["shape"][0]
+    return {
+        "q": values(gen, case["shape"], torch.float32, case["q"]),
+        "positions": torch.randint(0, int(case["max_position"]), (t,), generator=gen),
+    }
+
+
+def _q_variant(inv_root: str, doc: str) -> Variant:
+    return Variant(inv_root, q_norm_rope, doc, {"inv_root": inv_root})
+
+
+register(Target(
+    name="dsv4.q_norm_rope",
+    doc="DeepSeek-V4 query path: per-head RMSNorm without weight, BF16 store, then RoPE on "
+        "the last rope_dim dims as interleaved pairs",
+    signature="fn(q, positions, *, rope_dim: int, eps: float) -> out",
+    cases=_q_cases,
+    inputs=_q_inputs,
+    params=lambda case: {"rope_dim": case["rope_dim"], "eps": case["eps"]},
+    expect=_bshd,
+    kernels={
+        "recip_sqrt": _q_variant("recip_sqrt", "inverse root as FP32 1/sqrt(x)"),
+        "torch_rsqrt": _q_variant("torch_rsqrt", "inverse root as torch.rsqrt (FP32)"),
+        "rsqrt_hw": _q_variant("rsqrt_hw", "model of a low-precision hardware rsqrt: bit-trick "
+                               "seed + one Newton step, max rel err 1.75e-3"),
+    },
+    oracles={
+        "fp64": Variant("fp64", q_norm_rope_fp64, "float64 math keeping the kernel's BF16 "
+                        "store between norm and RoPE"),
+        "fp64_unrounded": Variant("fp64_unrounded", q_norm_rope_fp64,
+                                  "float64 math with no rounding between norm and RoPE",
+                                  {"round_norm": False}),
+        "fp32_rsqrt": Variant("fp32_rsqrt", q_norm_rope_fp32_rsqrt,
+                              "FP32 golden with torch.rsqrt"),
+    },
+    comparators={"out": PYPTO},
+    default_kernel="rsqrt_hw",
+    default_oracle="fp64",
+    inputs_doc={
+        "q": "[T, H, D] float32 projection output, D in 64..512",
+        "positions": "[T] int64 token positions in [0, max_position)",
+    },
+    outputs_doc={"out": "[T, H, D] bfloat16"},
+    comparator_doc=PYPTO_DOC,
+    max_numel=DSV4_MAX_NUMEL,
+    size=lambda case: case["shape"][0] * case["shape"][1] * case["shape"][2] + case["shape"][0],
+))
