@@ -17,10 +17,12 @@ from typing import Any, NoReturn
 from fuzz import __version__
 from fuzz import targets as registry
 from fuzz.compare import Comparator, ComparatorError
-from fuzz.corpus import DEFAULT_DB, CorpusStore, decode_row
+from fuzz.corpus import DEFAULT_DB, CorpusStore, decode_row, json_safe
 from fuzz.errors import KfuzzError
+from fuzz.executor import Executor, InProcessExecutor
 from fuzz.search import PROFILES, CampaignConfig, CampaignResult, run_campaign
 
+DEFAULT_CASE_TIMEOUT = 60.0
 EPILOG_EXIT = "exit status: 0 nothing over threshold, 1 findings or still-failing replays, 2 usage error"
 
 
@@ -83,6 +85,16 @@ def _pins(items: list[str] | None) -> dict[str, Any] | None:
         except json.JSONDecodeError:
             pins[key] = text  # a bare word such as bfloat16
     return pins or None
+
+
+def _executor(args: argparse.Namespace, *, isolate: bool) -> Executor:
+    """In-process, or a worker process per job stream with --isolate / --case-timeout."""
+    if not (isolate or args.case_timeout):
+        return InProcessExecutor()
+    from fuzz.isolation import IsolatedExecutor
+
+    return IsolatedExecutor(case_timeout=args.case_timeout or DEFAULT_CASE_TIMEOUT,
+                            plugins=args.plugin or [])
 
 
 def _check_device(device: str) -> None:
@@ -191,6 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = _Progress(not args.json)
     results: list[CampaignResult] = []
     status = "done"
+    executor = _executor(args, isolate=args.isolate or PROFILES[args.profile].isolate)
     try:
         for i, name in enumerate(names):
             budget = None
@@ -202,10 +215,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 comparator=overrides, profile=args.profile,
                 max_examples=args.max_examples, budget=budget, seed=args.seed,
                 device=args.device, batch=args.batch, max_numel=args.max_numel,
-                pins=_pins(args.pin),
+                pins=_pins(args.pin), shrink_seconds=args.shrink_seconds,
             )
             result = run_campaign(
                 config,
+                executor=executor,
                 on_finding=lambda f: store.record_finding(f, run_id=run_id),
                 progress=progress,
             )
@@ -217,6 +231,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
+        executor.close()
         progress.done()
         findings = [f for r in results for f in r.findings]
         store.finish_run(
@@ -224,6 +239,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             findings=len(findings), results=[r.to_dict() for r in results],
         )
     _print_run(store, run_id, results, args)
+    if args.junit:
+        from fuzz.junit import run_cases, write_junit
+
+        write_junit(args.junit, "kfuzz.run", run_cases(results))
     if findings:
         return 1
     return 130 if status == "interrupted" else 0
@@ -297,8 +316,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not Path(args.db).exists():
         raise KfuzzError(f"no corpus at {args.db!r}; run `kfuzz run` first or pass --db")
     store = CorpusStore(args.db)
-    results = replay(store, target=args.target, finding_id=args.id, kernel=args.kernel,
-                     oracle=args.oracle, device=args.device)
+    executor = _executor(args, isolate=args.isolate)
+    try:
+        results = replay(store, target=args.target, finding_id=args.id, kernel=args.kernel,
+                         oracle=args.oracle, device=args.device, executor=executor,
+                         case_timeout=args.case_timeout)
+    finally:
+        executor.close()
     if args.json:
         print(json.dumps({"db": str(args.db), "replays": [r.to_dict() for r in results]},
                          indent=2))
@@ -310,6 +334,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
                             "error"]))
         counts = {w: sum(r.status == s for r in results) for s, w in STATUS_WORDS.items()}
         print("\n" + ", ".join(f"{n} {w}" for w, n in counts.items()))
+    if args.junit:
+        from fuzz.junit import replay_cases, replay_details, write_junit
+
+        failing = [r.fingerprint for r in results if r.status == "fail"]
+        write_junit(args.junit, "kfuzz.replay",
+                    replay_cases(results, replay_details(store.db, failing)))
     return 1 if any(r.status == "fail" for r in results) else 0
 
 
@@ -328,7 +358,7 @@ def cmd_corpus_list(args: argparse.Namespace) -> int:
         out.write('{"findings": [')
         for i, row in enumerate(rows):
             out.write(("," if i else "") + "\n  " + json.dumps(
-                {k: row[k] for k in ("fingerprint", "status", "kind", "failure", "target",
+                {k: json_safe(row[k]) for k in ("fingerprint", "status", "kind", "failure", "target",
                                      "kernel", "oracle", "mismatch_ratio", "size",
                                      "times_seen", "first_seen", "last_seen")}))
         out.write("\n]}\n")
@@ -392,7 +422,50 @@ def cmd_corpus_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corpus_merge(args: argparse.Namespace) -> int:
+    """Merge corpora into --into, idempotently."""
+    from fuzz.merge import check_sources, merge_corpora
+
+    check_sources(args.sources)  # before --into is created, so a bad source leaves no file
+    store = CorpusStore(args.into)
+    stats = merge_corpora(store, args.sources)
+    total = store.count()
+    if args.json:
+        print(json.dumps({"into": str(args.into), "findings": total,
+                          "sources": [s.to_dict() for s in stats]}, indent=2))
+        return 0
+    rows = [[s.source, str(s.findings_added), str(s.findings_updated), str(s.replays_added),
+             str(s.runs_added)] for s in stats]
+    print(_table(rows, ["source", "new findings", "updated", "replays added", "runs added"]))
+    print(f"\n{args.into}: {total} findings")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the HTML page and Markdown summary of a corpus."""
+    from fuzz.report import write_report
+
+    _load_plugins(args)
+    _check_device(args.device)
+    if args.max_plots < 0:
+        raise KfuzzError(f"--max-plots {args.max_plots} must be 0 or more")
+    store = _open_existing(args.db)
+    files = write_report(store, args.out, device=args.device, max_plots=args.max_plots)
+    print(f"wrote {files.html} and {files.markdown} ({len(files.plots)} plots, "
+          f"{files.findings} findings on {files.targets} targets)")
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------------
+
+def _isolation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--isolate", action="store_true",
+                   help="run kernels in a worker process: a crash or hang becomes a finding "
+                   "and the run goes on (on by default in the nightly profile)")
+    p.add_argument("--case-timeout", type=_positive_float, metavar="SECONDS",
+                   help=f"a case running longer is a timeout finding; implies --isolate "
+                   f"(default {DEFAULT_CASE_TIMEOUT:g} when isolated)")
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
@@ -442,11 +515,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="S", help="seed for a reproducible run")
     p.add_argument("--profile", choices=list(PROFILES), default="dev",
                    help="ci: 100 examples, fixed seed; dev: 200 examples; "
-                   "nightly: 100000 examples, 4 cases per example (default dev)")
+                   "nightly: 100000 examples, 4 cases per example, isolated (default dev)")
     p.add_argument("--device", default="cpu", metavar="cpu|cuda",
                    help="where kernels run; inputs are made on the CPU from the seed (default cpu)")
     p.add_argument("--batch", type=int, metavar="N",
                    help="up to N cases per Hypothesis example (default: the profile's)")
+    p.add_argument("--shrink-seconds", type=_positive_float, metavar="SECONDS",
+                   help="time allowed to shrink each finding (default: the profile's, 20-120)")
+    _isolation_args(p)
     p.add_argument("--pin", action="append", metavar="FIELD=VALUE",
                    help="hold a case field at a JSON value while searching and shrinking, "
                    "e.g. --pin shape=[4,64,512] --pin dtype=bfloat16 (repeatable)")
@@ -455,6 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
                    help=f"corpus database (default {DEFAULT_DB})")
     p.add_argument("--json", action="store_true", help="print one JSON document, no progress")
+    p.add_argument("--junit", metavar="FILE",
+                   help="also write JUnit XML: one testcase per finding (for CI systems)")
     plugin_arg(p)
     p.set_defaults(func=cmd_run)
 
@@ -467,9 +545,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", metavar="T", help="only this target's findings")
     p.add_argument("--id", metavar="ID", help="only this finding (a fingerprint prefix)")
     p.add_argument("--kernel", metavar="K", help="replay with this kernel instead of the stored one")
+    _isolation_args(p)
     p.add_argument("--oracle", metavar="O", help="replay with this oracle instead of the stored one")
     p.add_argument("--device", default="cpu", metavar="cpu|cuda", help="where kernels run")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--junit", metavar="FILE",
+                   help="also write JUnit XML: one testcase per replayed finding (for CI systems)")
     plugin_arg(p)
     p.set_defaults(func=cmd_replay)
 
@@ -477,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Inspect stored findings.")
     csub = corpus.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND",
                                  parser_class=_Parser)
-    corpus.set_defaults(func=lambda args: corpus.error("choose list, show or export"))
+    corpus.set_defaults(func=lambda args: corpus.error("choose list, show, export or merge"))
 
     def db_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
@@ -506,6 +587,34 @@ def build_parser() -> argparse.ArgumentParser:
     db_arg(p)
     p.add_argument("-o", "--out", metavar="FILE", help="write here instead of stdout")
     p.set_defaults(func=cmd_corpus_export)
+
+    p = csub.add_parser(
+        "merge", help="merge corpora from several machines",
+        description="Merge corpora into one, idempotently: findings by fingerprint (earliest "
+        "first_seen, latest last_seen, status of the latest event, each corpus's sightings "
+        "counted once), replays and runs without duplicates. Sources are only read.")
+    p.add_argument("sources", nargs="+", metavar="DB", help="corpus databases to merge in")
+    p.add_argument("--into", default=DEFAULT_DB, metavar="PATH",
+                   help=f"corpus to merge into, created if absent (default {DEFAULT_DB})")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_corpus_merge)
+
+    p = sub.add_parser(
+        "report", help="write an HTML report with plots and a Markdown summary",
+        description="Write DIR/index.html and DIR/summary.md: per target the findings, "
+        "mismatch ratios, worst points, error histograms (absolute, relative, ULP; each "
+        "plotted finding's case is run again for them, without recording a replay) and the "
+        "mismatch ratio across runs and replays, as PNG plots in DIR/plots.")
+    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
+                   help=f"corpus database (default {DEFAULT_DB})")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory to write the report in")
+    p.add_argument("--max-plots", type=int, default=8, metavar="N",
+                   help="error histograms for at most N findings per target, open and worst "
+                   "first (default 8)")
+    p.add_argument("--device", default="cpu", metavar="cpu|cuda",
+                   help="where kernels run for the histograms (default cpu)")
+    plugin_arg(p)
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -513,6 +622,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # --kernel mymodule:fn and --plugin mymodule resolve from the current directory, as
+    # `python -m` would.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

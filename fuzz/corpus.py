@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import platform
 import sqlite3
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,6 +68,13 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db["replays"].create_index(["fingerprint"])
 
 
+def json_safe(value: Any) -> Any:
+    """`value` for json.dumps: binary data (never decoded) becomes a short description."""
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes of binary data>"
+    return value
+
+
 def now() -> str:
     """The current UTC time, ISO 8601 with seconds."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -81,10 +89,16 @@ def versions(device: str = "cpu") -> dict[str, str]:
     name = "cpu"
     if device.startswith("cuda") and torch.cuda.is_available():
         name = torch.cuda.get_device_name(torch.device(device))
-    return {
+    found = {
         "kfuzz": __version__, "torch": torch.__version__, "python": platform.python_version(),
         "device": name, "machine": platform.machine(),
     }
+    # Triton's numerics (its CPU interpreter's casts above all) change between releases;
+    # recorded only when a kernel has imported it, so that this never imports it.
+    triton = sys.modules.get("triton")
+    if triton is not None:
+        found["triton"] = str(getattr(triton, "__version__", "?"))
+    return found
 
 
 def _dumps(obj: Any) -> str | None:
@@ -97,6 +111,12 @@ def decode_row(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     for column in JSON_COLUMNS:
         value = out.get(column)
+        if isinstance(value, bytes):
+            # Never unpickled or otherwise interpreted: a blob where JSON belongs is refused.
+            raise CorpusError(
+                f"finding {str(out.get('fingerprint'))[:12]}: column {column!r} holds "
+                f"{len(value)} bytes of binary data, not JSON; delete that row"
+            )
         if isinstance(value, str):
             try:
                 out[column] = json.loads(value)
@@ -144,6 +164,12 @@ class CorpusStore:
     def close(self) -> None:
         """Close the connection."""
         self.db.close()
+
+    def __enter__(self) -> CorpusStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -46,3 +46,9 @@ class CorpusError(KfuzzError):
 
 class CaseError(KfuzzError):
     """A case that does not fit its target (missing or malformed fields)."""
+
+
+class KernelUnavailable(KfuzzError):
+    """A kernel that cannot run in this process or on this device (a missing optional package,
+    a CUDA-only backend asked to run on the CPU); the message names the kernel, the device and
+    the fix."""

@@ -40,8 +40,11 @@ class Job:
 @dataclass
 class Outcome:
     """What running a job gave. status: "pass" (every output within its comparator), "fail"
-    (at least one output over its max_ratio), or "error" (the kernel or oracle raised).
-    outputs: output name -> `Metrics.to_dict()`. error: "ExceptionType: message"."""
+    (at least one output over its max_ratio), "error" (the kernel or oracle raised),
+    "contract" (the kernel wrote into an input or returned one of them), "crash" (the worker
+    process died) or "timeout" (the case ran past its time limit; the last two come from
+    `fuzz.isolation`). outputs: output name -> `Metrics.to_dict()`. error: "Kind: message",
+    e.g. "RuntimeError: ...", "Crash: worker killed by SIGSEGV ..."."""
 
     status: str
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -54,16 +57,26 @@ class Outcome:
         return self.status != "pass"
 
     def worst_ratio(self) -> float:
-        """The largest mismatch ratio over the outputs (1.0 for an error)."""
-        if self.status == "error":
+        """The largest mismatch ratio over the outputs (1.0 when there are no metrics: an
+        error, a contract breach, a crash or a timeout)."""
+        if self.status not in ("pass", "fail"):
             return 1.0
         return max((m["mismatch_ratio"] for m in self.outputs.values()), default=0.0)
 
     def buckets(self) -> set[str]:
         """Failure classes of this outcome, e.g. {"y:mismatch"}, {"y:nonfinite"},
-        {"error:RuntimeError"}: a campaign shrinks one case per new class."""
-        if self.status == "error":
-            return {"error:" + (self.error or "").split(":", 1)[0]}
+        {"error:RuntimeError"}, {"crash:SIGSEGV"}, {"timeout:"}: a campaign shrinks one case
+        per new class."""
+        if self.status not in ("pass", "fail"):
+            detail = (self.error or "").split(":", 2)
+            if self.status == "crash":
+                # "Crash: worker killed by SIGSEGV; ..." -> the signal or exit status
+                return {"crash:" + detail[1].split(";")[0].split()[-1] if len(detail) > 1 else "crash:"}
+            if self.status == "contract":
+                return {"contract:" + (detail[1].strip() if len(detail) > 1 else "")}
+            if self.status == "timeout":
+                return {"timeout:"}
+            return {"error:" + detail[0]}
         out = set()
         for name, m in self.outputs.items():
             if not m["passed"]:
@@ -127,13 +140,50 @@ def with_overrides(default: Comparator, overrides: Mapping[str, Any] | None) -> 
     return Comparator.from_dict({**base, **overrides})
 
 
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    # Bit patterns, so that NaN payloads and signed zeros count as the same data.
+    if a.is_floating_point() and a.element_size() in (2, 4, 8):
+        view = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+        return torch.equal(a.view(view), b.view(view))
+    return torch.equal(a, b)
+
+
+def _contract_breach(
+    kernel: str, inputs: Mapping[str, torch.Tensor], snapshots: Mapping[str, torch.Tensor],
+    outputs: Mapping[str, torch.Tensor],
+) -> str | None:
+    """'Contract: <kind>: message' when the kernel wrote into an input or returned one of
+    its inputs' memory as an output; None otherwise."""
+    for name, tensor in inputs.items():
+        if not _same_bits(tensor, snapshots[name]):
+            return (f"Contract: writes-input: kernel {kernel!r} wrote into its input {name!r}; "
+                    "kernels must leave their inputs unchanged")
+    pointers = {t.untyped_storage().data_ptr(): name for name, t in inputs.items() if t.numel()}
+    for out_name, tensor in outputs.items():
+        owner = pointers.get(tensor.untyped_storage().data_ptr()) if tensor.numel() else None
+        if owner is not None:
+            return (f"Contract: aliases-input: kernel {kernel!r} returned output {out_name!r} "
+                    f"in the memory of its input {owner!r}; return a new tensor")
+    return None
+
+
+def oracle_inputs(
+    target: Target, oracle: Variant, cpu_inputs: Mapping[str, torch.Tensor], device: str
+) -> Mapping[str, torch.Tensor]:
+    """The inputs `oracle` runs on: a kernel variant named as the oracle (kernel vs kernel)
+    runs on `device` like the kernel, on its own copy; a true oracle runs on the CPU."""
+    if target.kernels.get(oracle.name) is oracle:
+        return to_device(cpu_inputs, device)
+    return cpu_inputs
+
+
 def run_case(
     target: Target, kernel: Variant, oracle: Variant, job: Job
 ) -> Outcome:
     """Materialise `job.case`, run kernel and oracle, check the kernel's output contract and
     compare per output. Raises ContractViolation when a kernel returns the wrong outputs,
     shapes or dtypes; an exception raised inside a kernel or oracle becomes an "error"
-    outcome."""
+    outcome, except a KfuzzError (such as KernelUnavailable), which propagates."""
     start = time.perf_counter()
     case = dict(job.case)
     try:
@@ -147,15 +197,21 @@ def run_case(
             f"case does not fit target {target.name!r}: {type(exc).__name__}: {exc}"
         ) from None
     device_inputs = to_device(cpu_inputs, job.device)
+    snapshots = {name: t.clone() for name, t in device_inputs.items()}
     try:
         with torch.no_grad():
             got = kernel(**device_inputs, **params)
-            ref = oracle(**cpu_inputs, **params)
+            ref = oracle(**oracle_inputs(target, oracle, cpu_inputs, job.device), **params)
+    except KfuzzError:
+        raise  # e.g. KernelUnavailable: the kernel cannot run here at all, a configuration error
     except Exception as exc:  # the kernel's fault, to be reported, not a kfuzz crash
         return Outcome("error", error=f"{type(exc).__name__}: {exc}"[:2000],
                        seconds=time.perf_counter() - start)
     actual = as_outputs(got, target, f"kernel {kernel.name!r}")
     expected = as_outputs(ref, target, f"oracle {oracle.name!r}")
+    breach = _contract_breach(kernel.name, device_inputs, snapshots, actual)
+    if breach:
+        return Outcome("contract", error=breach, seconds=time.perf_counter() - start)
     outputs = {}
     for name, spec in expected_specs.items():
         a = actual[name]
@@ -164,6 +220,11 @@ def run_case(
                 f"kernel {kernel.name!r} returned output {name!r} as {a.dtype} "
                 f"{list(a.shape)}; target {target.name!r} expects {spec.dtype} "
                 f"{list(spec.shape)} (signature {target.signature})"
+            )
+        if a.device.type != torch.device(job.device).type:
+            raise ContractViolation(
+                f"kernel {kernel.name!r} returned output {name!r} on {a.device}; it ran with "
+                f"inputs on {job.device} and must return its outputs there"
             )
         comparator = with_overrides(target.comparators[name], job.comparator)
         try:
@@ -200,3 +261,30 @@ class InProcessExecutor:
 
     def close(self) -> None:
         """Nothing to release in-process."""
+
+
+def case_outputs(job: Job) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Run `job` the way `run_case` does (materialise from the seed, kernel on job.device,
+    oracle where `oracle_inputs` puts it) but return the tensors instead of metrics: (kernel
+    outputs, oracle outputs), each by output name and moved to the CPU. For callers that
+    need element-wise data, such as the report's error histograms. An exception raised
+    inside the kernel or oracle propagates. Raises UnknownTarget, UnknownVariant,
+    BadCallable, CaseError, ContractViolation."""
+    target, kernel, oracle = InProcessExecutor().resolve(job)
+    case = dict(job.case)
+    try:
+        cpu_inputs = target.inputs(case, generator(case.get("seed", 0)))
+        params = target.params(case)
+    except KfuzzError:
+        raise
+    except Exception as exc:
+        raise CaseError(
+            f"case does not fit target {target.name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    with torch.no_grad():
+        got = kernel(**to_device(cpu_inputs, job.device), **params)
+        ref = oracle(**oracle_inputs(target, oracle, cpu_inputs, job.device), **params)
+    actual = as_outputs(got, target, f"kernel {kernel.name!r}")
+    expected = as_outputs(ref, target, f"oracle {oracle.name!r}")
+    return ({name: t.detach().cpu() for name, t in actual.items()},
+            {name: t.detach().cpu() for name, t in expected.items()})

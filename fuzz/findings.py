@@ -50,9 +50,10 @@ class Finding:
 
     @property
     def failure(self) -> str:
-        """"error" when the kernel raised, "nonfinite" when a NaN/Inf mismatched, else
+        """The kind of failure: "error" (the kernel raised), "crash", "timeout", "contract"
+        (it wrote into or returned an input), "nonfinite" (a NaN/Inf mismatched) or
         "mismatch"."""
+        if self.outcome.status in ("error", "crash", "timeout", "contract"):
+            return self.outcome.status
         buckets = self.outcome.buckets()
-        if any(b.startswith("error:") for b in buckets):
-            return "error"
         return "nonfinite" if any(b.endswith(":nonfinite") for b in buckets) else "mismatch"

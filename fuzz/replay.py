@@ -5,6 +5,7 @@ A stored case rejoins the data flow at "materialise": same case, same seed, same
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -46,21 +47,42 @@ def replay(
     device: str = "cpu",
     executor: Executor | None = None,
     progress: Callable[[int, int], None] | None = None,
+    case_timeout: float | None = None,
 ) -> list[ReplayResult]:
     """Replay the stored findings (all, one target's, or one by id prefix) with their stored
     kernel and oracle, or `kernel`/`oracle` instead, and record each result. A finding that
-    cannot be run gets status "error" and the others go on. Raises CorpusError for a bad id."""
+    cannot be run gets status "error" and the others go on. Crash and timeout findings run in
+    a worker process even when `executor` runs in-process; a timeout finding gets
+    `case_timeout`, or else the limit it was found with. Raises CorpusError for a bad id."""
     executor = executor or InProcessExecutor()
+    isolated: Executor | None = None
     if finding_id:
         rows = [store.db["findings"].get(store.resolve_id(finding_id))]  # type: ignore[union-attr]
     else:
         rows = list(store.findings(target=target))
     results = []
-    for i, raw in enumerate(rows):
-        results.append(_replay_one(store, raw, kernel, oracle, device, executor))
-        if progress:
-            progress(i + 1, len(rows))
+    try:
+        for i, raw in enumerate(rows):
+            use = executor
+            if raw.get("failure") in ("crash", "timeout") and isinstance(executor, InProcessExecutor):
+                # A case that crashed or hung once must not take the replaying process down.
+                from fuzz.isolation import IsolatedExecutor
+
+                isolated = isolated or IsolatedExecutor()
+                isolated.case_timeout = case_timeout or _stored_timeout(raw) or 60.0
+                use = isolated
+            results.append(_replay_one(store, raw, kernel, oracle, device, use))
+            if progress:
+                progress(i + 1, len(rows))
+    finally:
+        if isolated is not None:
+            isolated.close()
     return results
+
+
+def _stored_timeout(row: dict[str, Any]) -> float | None:
+    found = re.search(r"no result after ([0-9.]+)s", row.get("error") or "")
+    return float(found.group(1)) if found else None
 
 
 def _replay_one(

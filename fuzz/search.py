@@ -40,13 +40,15 @@ class Profile:
     shrink_seconds: float
     batch: int
     fixed_seed: int | None = None
+    isolate: bool = False
 
 
 PROFILES: dict[str, Profile] = {
     # Reproducible by default: the same seed every run unless --seed says otherwise.
     "ci": Profile(max_examples=100, shrink_seconds=20.0, batch=1, fixed_seed=0),
     "dev": Profile(max_examples=200, shrink_seconds=30.0, batch=1),
-    "nightly": Profile(max_examples=100_000, shrink_seconds=120.0, batch=4),
+    # Unattended: a kernel that crashes or hangs must not end the night.
+    "nightly": Profile(max_examples=100_000, shrink_seconds=120.0, batch=4, isolate=True),
 }
 
 
@@ -221,14 +223,15 @@ class _Campaign:
         for case, outcome in zip(cases, outcomes, strict=False):
             for name, m in outcome.outputs.items():
                 ratios[name] = max(ratios.get(name, 0.0), float(m["mismatch_ratio"]))
-            if outcome.status == "error":
-                ratios["error"] = 1.0
+            if outcome.status not in ("pass", "fail"):
+                ratios[outcome.status] = 1.0
             if not outcome.failed:
                 continue
-            # Worst = highest ratio, then most bad elements (many cases tie at 100%).
+            # The peak is the worst precision failure: highest ratio, then most bad elements
+            # (many cases tie at 100%). Crashes, hangs and errors have no ratio to rank.
             worst = (outcome.worst_ratio(),
                      sum(m["mismatches"] for m in outcome.outputs.values()))
-            if self.peak is None or worst > self.peak[0]:
+            if outcome.status == "fail" and (self.peak is None or worst > self.peak[0]):
                 self.peak = (worst, case, outcome)
             if new_failure is None and outcome.buckets() - self.known:
                 new_failure = (case, outcome)

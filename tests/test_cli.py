@@ -119,7 +119,7 @@ def _user_kernel_module(tmp_path: Path, body: str, name: str) -> str:
     [
         ("def k(x, weight, *, eps):\n    return x.float()\n",
          "kfuzz: error: kernel '{m}:k' returned output 'y' as torch.float32"),
-        ("def k(x, weight, *, eps):\n    return x[:, :1]\n",
+        ("def k(x, weight, *, eps):\n    return x[:, :1].clone()\n",
          "kfuzz: error: kernel '{m}:k' returned output 'y' as torch."),
         ("def k(x, weight, *, eps):\n    return {'z': x}\n",
          "kfuzz: error: kernel '{m}:k' returned outputs ['z']; target 'ops.rmsnorm' "
@@ -158,7 +158,7 @@ def test_user_kernel_by_file_path_is_fuzzed_and_stored_under_its_reference(kfuzz
 def test_every_command_has_help(kfuzz):
     parser = build_parser()
     commands = [["targets"], ["run"], ["replay"], ["corpus"], ["corpus", "list"],
-                ["corpus", "show"], ["corpus", "export"]]
+                ["corpus", "show"], ["corpus", "export"], ["corpus", "merge"], ["report"]]
     sub = next(a for a in parser._actions if a.dest == "command")
     assert set(sub.choices) == {c[0] for c in commands}
     for command in commands:

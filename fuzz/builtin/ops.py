@@ -21,6 +21,7 @@ from fuzz.compare import Comparator
 from fuzz.materialise import dtype_of, values
 from fuzz.targets import OutputSpec, Target, Variant, register
 from kernels import ops as k
+from kernels.compiled import compiled
 from oracles import ops as o
 
 # The dtypes where "compute in the input dtype" and "upcast to FP32" differ; for FP32 inputs
@@ -34,6 +35,12 @@ def _lowp_fp32(lowp: Any, fp32: Any, what: str) -> dict[str, Variant]:
     return {
         "eager_lowp": Variant("eager_lowp", lowp, f"{what}, every op in the input dtype"),
         "eager_fp32": Variant("eager_fp32", fp32, f"{what}, upcast to FP32, one final rounding"),
+        # Compiled lazily, once per shape class (kernels.compiled), so listing targets and
+        # fuzzing eager variants never pay for Inductor.
+        **{f"compiled_{kind}": Variant(
+            f"compiled_{kind}", compiled(fn),
+            f"eager_{kind} compiled by torch.compile (Inductor, dynamic shapes)")
+           for kind, fn in (("lowp", lowp), ("fp32", fp32))},
     }
 
 

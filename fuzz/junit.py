@@ -1,0 +1,183 @@
+"""JUnit XML for CI systems: `kfuzz run --junit FILE` and `kfuzz replay --junit FILE`.
+
+One <testcase> per finding of a run (a failure each; a campaign with no finding gives one
+passing testcase, so that a clean run is not read as "no tests"), and one per replayed finding
+(still failing: a failure; fixed: a pass; could not be run: an error). Test names are the
+readable ids the pytest plugin uses too: `target[kernel-oracle-id]`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fuzz.errors import KfuzzError
+
+SHORT_ID = 12
+# XML 1.0 forbids most control characters even when escaped; a kernel's error message or a
+# stored string may carry them (terminal colour codes, NUL).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def finding_name(target: str, kernel: str, oracle: str, fingerprint: str) -> str:
+    """A readable test id for a finding: `target[kernel-oracle-shortid]`. A kernel or oracle
+    given as "path/to/file.py:function" is shortened to "file.py:function"."""
+
+    def short(ref: str) -> str:
+        module, sep, attr = ref.rpartition(":")
+        if sep and ("/" in module or "\\" in module):
+            module = re.split(r"[\\/]", module)[-1]
+        # "::" separates parts of a pytest node id.
+        return (f"{module}{sep}{attr}" if sep else ref).replace("::", ":")
+
+    return f"{target}[{short(kernel)}-{short(oracle)}-{fingerprint[:SHORT_ID]}]"
+
+
+def outputs_text(outputs: Mapping[str, Any] | None, error: str | None = None) -> str:
+    """The comparison messages of an outcome's outputs (`Outcome.outputs` or a stored
+    metrics column), one block per output, then the error if any."""
+    blocks = []
+    for name, metrics in (outputs or {}).items():
+        if isinstance(metrics, Mapping):
+            verdict = "pass" if metrics.get("passed") else "FAIL"
+            blocks.append(f"output {name}: {verdict}\n{metrics.get('message', '')}".rstrip())
+    if error:
+        blocks.append(f"error: {error}")
+    return "\n\n".join(blocks)
+
+
+@dataclass
+class JunitCase:
+    """One <testcase>. outcome: "pass", "failure" or "error"."""
+
+    classname: str
+    name: str
+    outcome: str = "pass"
+    message: str = ""
+    kind: str = ""
+    text: str = ""
+    seconds: float = 0.0
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+def _clean(text: Any) -> str:
+    return _NOT_XML.sub("?", str(text))
+
+
+def write_junit(path: str | Path, suite: str, cases: Sequence[JunitCase]) -> Path:
+    """Write `cases` as one <testsuite> named `suite` inside <testsuites>, to `path`
+    (parents created). Returns the path. Raises KfuzzError when it cannot be written."""
+    failures = sum(c.outcome == "failure" for c in cases)
+    errors = sum(c.outcome == "error" for c in cases)
+    seconds = f"{sum(c.seconds for c in cases):.3f}"
+    root = ET.Element("testsuites", name="kfuzz", tests=str(len(cases)),
+                      failures=str(failures), errors=str(errors), time=seconds)
+    node = ET.SubElement(root, "testsuite", name=suite, tests=str(len(cases)),
+                         failures=str(failures), errors=str(errors), skipped="0", time=seconds,
+                         timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    for case in cases:
+        element = ET.SubElement(node, "testcase", classname=_clean(case.classname),
+                                name=_clean(case.name), time=f"{case.seconds:.3f}")
+        if case.properties:
+            props = ET.SubElement(element, "properties")
+            for key, value in case.properties.items():
+                ET.SubElement(props, "property", name=_clean(key), value=_clean(value))
+        if case.outcome in ("failure", "error"):
+            detail = ET.SubElement(element, case.outcome, message=_clean(case.message),
+                                   type=_clean(case.kind or case.outcome))
+            detail.text = _clean(case.text)
+    ET.indent(root)
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        ET.ElementTree(root).write(target, encoding="utf-8", xml_declaration=True)
+    except OSError as exc:
+        raise KfuzzError(f"--junit {str(path)!r}: cannot write it ({exc.strerror}); "
+                         "pass a writable file path") from None
+    return target
+
+
+def _percent(ratio: Any) -> str:
+    return "-" if ratio is None else f"{100 * float(ratio):.4g}%"
+
+
+def run_cases(results: Iterable[Any]) -> list[JunitCase]:
+    """Testcases for a run's campaigns (`fuzz.search.CampaignResult`s): one failure per
+    finding, one pass per campaign that found nothing."""
+    cases = []
+    for result in results:
+        classname = f"kfuzz.run.{result.target}"
+        for finding in result.findings:
+            outcome = finding.outcome
+            shrink = finding.shrink or {}
+            cases.append(JunitCase(
+                classname=classname,
+                name=finding_name(finding.target, finding.kernel, finding.oracle,
+                                  finding.fingerprint),
+                outcome="failure",
+                kind=finding.failure,
+                message=f"{finding.kind} finding: mismatch ratio "
+                        f"{_percent(outcome.worst_ratio())}",
+                text=f"case: {json.dumps(finding.case)}\n\n"
+                     + outputs_text(outcome.outputs, outcome.error),
+                seconds=outcome.seconds,
+                properties={"fingerprint": finding.fingerprint, "kind": finding.kind,
+                            "seed": str(result.seed),
+                            **({"shrunk_size": str(shrink["size_after"])}
+                               if "size_after" in shrink else {})},
+            ))
+        if not result.findings:
+            cases.append(JunitCase(
+                classname=classname,
+                name=f"{result.target}[{result.kernel}-{result.oracle}]",
+                seconds=result.seconds,
+                properties={"examples": str(result.examples), "seed": str(result.seed)},
+            ))
+    return cases
+
+
+def replay_cases(results: Iterable[Any], details: Mapping[str, str] | None = None) -> list[JunitCase]:
+    """Testcases for replayed findings (`fuzz.replay.ReplayResult`s). details: fingerprint ->
+    the text of its latest replay (see `replay_details`), shown under a failure."""
+    details = details or {}
+    cases = []
+    for r in results:
+        case = JunitCase(
+            classname=f"kfuzz.replay.{r.target}",
+            name=finding_name(r.target, r.kernel, r.oracle, r.fingerprint),
+            properties={"fingerprint": r.fingerprint},
+        )
+        if r.status == "fail":
+            case.outcome, case.kind = "failure", "still failing"
+            case.message = (f"still failing: mismatch ratio {_percent(r.mismatch_ratio)} "
+                            f"(stored {_percent(r.stored_ratio)})")
+            case.text = details.get(r.fingerprint, r.error or "")
+        elif r.status == "error":
+            case.outcome, case.kind = "error", "replay error"
+            case.message = f"could not be replayed: {r.error}"
+            case.text = r.error or ""
+        cases.append(case)
+    return cases
+
+
+def replay_details(db: Any, fingerprints: Iterable[str]) -> dict[str, str]:
+    """fingerprint -> the comparison messages of that finding's latest replay, read from a
+    corpus (`CorpusStore.db`)."""
+    out = {}
+    for key in fingerprints:
+        rows = list(db.query("select metrics, error from replays where fingerprint = ? "
+                             "order by id desc limit 1", [key]))
+        if not rows:
+            continue
+        try:
+            metrics = json.loads(rows[0]["metrics"]) if rows[0]["metrics"] else None
+        except json.JSONDecodeError:
+            metrics = None
+        out[key] = outputs_text(metrics, rows[0]["error"])
+    return out

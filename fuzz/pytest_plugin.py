@@ -1,0 +1,205 @@
+"""pytest plugin (entry point `pytest11: kfuzz`): replay a corpus as a test suite.
+
+    pytest --kfuzz-db corpus/corpus.db [--kfuzz-target T] [--kfuzz-kernel K]
+
+collects one test per stored finding, named `target[kernel-oracle-shortid]`, and replays it
+through `fuzz.replay` (so the replay is recorded in the corpus, as `kfuzz replay` does, unless
+--kfuzz-no-record): a finding that still fails fails its test, one that passes now (fixed)
+passes. A finding that cannot be run (unknown target, malformed row) fails with the reason.
+Every item carries the marker `kfuzz`, so `-m kfuzz` selects only these. Collection only
+reads the file.
+
+Without --kfuzz-db the plugin does nothing, and importing it imports neither torch nor the
+engine: it is loaded into every pytest run in an environment where kfuzz is installed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_STASH_PATH = pytest.StashKey[Path]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the --kfuzz-* options."""
+    group = parser.getgroup("kfuzz", "replay a kfuzz corpus, one test per stored finding")
+    group.addoption("--kfuzz-db", metavar="PATH",
+                    help="corpus database whose findings to replay as tests")
+    group.addoption("--kfuzz-target", metavar="T", help="only this target's findings")
+    group.addoption("--kfuzz-kernel", metavar="K",
+                    help="replay with this kernel instead of each finding's stored one")
+    group.addoption("--kfuzz-device", metavar="cpu|cuda", default="cpu",
+                    help="where kernels run (default cpu)")
+    group.addoption("--kfuzz-plugin", metavar="FILE_OR_MODULE", action="append",
+                    help="import a module that registers targets (repeatable)")
+    group.addoption("--kfuzz-no-record", action="store_true",
+                    help="replay a temporary copy of the corpus, leaving the file unchanged "
+                    "(for a committed corpus)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With --kfuzz-db, check the path and add it to the paths pytest collects."""
+    option = config.getoption("kfuzz_db", default=None)
+    if not option:
+        return
+    path = Path(option).resolve()
+    if not path.is_file():
+        raise pytest.UsageError(
+            f"--kfuzz-db {option!r}: no such file; pass a corpus written by `kfuzz run`"
+        )
+    config.stash[_STASH_PATH] = path
+    config.addinivalue_line("markers", "kfuzz: a stored kfuzz finding replayed from --kfuzz-db")
+    if all(Path(arg.split("::")[0]).resolve() != path for arg in config.args):
+        config.args.append(str(path))
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Collect the --kfuzz-db file as a `CorpusFile`; leave every other file alone."""
+    path = parent.config.stash.get(_STASH_PATH, None)
+    if path is None or file_path.resolve() != path:
+        return None
+    return CorpusFile.from_parent(parent, path=file_path)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+
+
+def _read_findings(path: Path, target: str | None) -> list[dict[str, Any]]:
+    """The findings rows that name the tests, read without writing to the file (collection
+    alone must leave a committed corpus unchanged). Raises CorpusError."""
+    from fuzz.errors import CorpusError
+
+    sql = ("select fingerprint, target, kernel, oracle, status from findings"
+           + (" where target = ?" if target else "") + " order by last_seen desc, fingerprint")
+    try:
+        conn = _connect_read_only(path)
+        try:
+            conn.row_factory = sqlite3.Row
+            return [dict(r) for r in conn.execute(sql, [target] if target else [])]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise CorpusError(f"corpus {str(path)!r} is not a usable SQLite database ({exc}); "
+                          "restore it from a backup or pass another --kfuzz-db") from None
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    # SQLite's backup API: a consistent copy even while another process writes the source.
+    src = _connect_read_only(source)
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
+class FindingFailed(Exception):
+    """A replayed finding still fails, or could not be run."""
+
+
+class CorpusFile(pytest.File):
+    """The corpus database: one `FindingItem` per stored finding, newest first."""
+
+    def collect(self) -> Any:
+        """Open the corpus and yield its findings. A corpus that cannot be read is a
+        collection error with kfuzz's one-line message."""
+        from fuzz import targets as registry
+        from fuzz.errors import KfuzzError
+        from fuzz.junit import finding_name
+
+        config = self.config
+        try:
+            for plugin in config.getoption("kfuzz_plugin") or []:
+                registry.load_plugin(plugin)
+            rows = _read_findings(self.path, config.getoption("kfuzz_target"))
+        except KfuzzError as exc:
+            raise self.CollectError(f"kfuzz: {exc}") from None
+        kernel = config.getoption("kfuzz_kernel")
+        for row in rows:
+            name = finding_name(row["target"] or "?", kernel or row["kernel"] or "?",
+                                row["oracle"] or "?", row["fingerprint"])
+            item = FindingItem.from_parent(self, name=name, fingerprint=row["fingerprint"])
+            item.add_marker("kfuzz")
+            item.user_properties += [("fingerprint", row["fingerprint"]),
+                                     ("stored_status", str(row["status"]))]
+            yield item
+
+    def setup(self) -> None:
+        """Open the corpus (or, with --kfuzz-no-record, a temporary copy of it) once for all
+        of its findings' replays."""
+        from fuzz.corpus import CorpusStore
+        from fuzz.errors import KfuzzError
+        from fuzz.executor import InProcessExecutor
+
+        path = self.path
+        if self.config.getoption("kfuzz_no_record"):
+            self.copy_dir = tempfile.TemporaryDirectory(prefix="kfuzz-replay-")
+            path = Path(self.copy_dir.name) / self.path.name
+            _copy_database(self.path, path)
+        try:
+            self.store = CorpusStore(path)
+        except KfuzzError as exc:
+            raise FindingFailed(f"kfuzz: {exc}") from None
+        self.executor = InProcessExecutor()
+
+    def teardown(self) -> None:
+        """Close the corpus."""
+        store = getattr(self, "store", None)
+        if store is not None:
+            store.close()
+        copy_dir = getattr(self, "copy_dir", None)
+        if copy_dir is not None:
+            copy_dir.cleanup()
+
+
+class FindingItem(pytest.Item):
+    """One stored finding, replayed when the test runs."""
+
+    def __init__(self, *, fingerprint: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fingerprint = fingerprint
+
+    def runtest(self) -> None:
+        """Replay the finding and record the replay. Raises FindingFailed when it still
+        fails or cannot be run."""
+        from fuzz.junit import replay_details
+        from fuzz.replay import replay
+
+        corpus = self.parent
+        if not isinstance(corpus, CorpusFile):
+            raise TypeError(f"a kfuzz finding belongs to a corpus file, not {corpus!r}")
+        result = replay(
+            corpus.store, finding_id=self.fingerprint,
+            kernel=self.config.getoption("kfuzz_kernel"),
+            device=self.config.getoption("kfuzz_device"), executor=corpus.executor,
+        )[0]
+        if result.status == "pass":
+            return
+        if result.status == "error":
+            raise FindingFailed(f"finding {self.fingerprint[:12]} could not be replayed: "
+                                f"{result.error}")
+        stored = "-" if result.stored_ratio is None else f"{100 * result.stored_ratio:.4g}%"
+        detail = replay_details(corpus.store.db, [self.fingerprint]).get(self.fingerprint, "")
+        raise FindingFailed(
+            f"finding {self.fingerprint[:12]} still fails: {result.target} kernel "
+            f"{result.kernel} vs {result.oracle}, mismatch ratio "
+            f"{100 * (result.mismatch_ratio or 0):.4g}% (stored {stored})\n\n{detail}\n\n"
+            f"details: kfuzz corpus show {self.fingerprint[:12]} --db {corpus.path}"
+        )
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        """kfuzz's own message for a finding that fails; a traceback for anything else."""
+        if isinstance(excinfo.value, FindingFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        """Where the test comes from, for pytest's report headers."""
+        return self.path, None, f"kfuzz finding {self.name}"

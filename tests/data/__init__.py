@@ -1,0 +1,1 @@
+"""Data for the test suite: a small committed corpus and the kernels it names."""

@@ -1,0 +1,214 @@
+"""Faults in kernels and corpora: real crashes, real hangs, real concurrent writers, real
+SIGKILLs, and a corpus crafted to run code."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fuzz.corpus import CorpusStore
+from fuzz.executor import Job
+from fuzz.isolation import IsolatedExecutor
+
+ROOT = Path(__file__).resolve().parents[1]
+CASE = {"shape": [2, 8], "dtype": "bfloat16", "x": {"kind": "normal", "scale": 1.0}, "seed": 1}
+KFUZZ = [sys.executable, "-m", "fuzz.cli"]
+
+
+@pytest.fixture(scope="module")
+def isolated():
+    ex = IsolatedExecutor(case_timeout=3)
+    yield ex
+    ex.close()
+
+
+def _job(kernel, **case):
+    return Job("ops.softmax", f"tests.faulty_kernels:{kernel}", "fp64", {**CASE, **case})
+
+
+def test_segfault_becomes_a_crash_outcome_and_the_worker_is_replaced(isolated):
+    crash = isolated.evaluate([_job("segfault_wide", shape=[1, 60])])[0]
+    assert crash.status == "crash"
+    assert crash.error.startswith("Crash: worker killed by SIGSEGV")
+    assert crash.buckets() == {"crash:SIGSEGV"}
+    after = isolated.evaluate([_job("segfault_wide", shape=[1, 10])])[0]
+    assert after.status == "pass"
+
+
+def test_abort_and_hang(isolated):
+    aborted = isolated.evaluate([_job("crash_hang", shape=[1, 13])])[0]
+    assert aborted.status == "crash" and "SIGABRT" in aborted.error
+    start = time.monotonic()
+    hung = isolated.evaluate([_job("crash_hang", shape=[1, 7])])[0]
+    assert hung.status == "timeout" and hung.error == "Timeout: no result after 3s"
+    assert time.monotonic() - start < 10
+    assert isolated.evaluate([_job("crash_hang", shape=[1, 5])])[0].status in ("pass", "fail")
+
+
+def test_kernel_prints_do_not_corrupt_the_worker(isolated):
+    assert isolated.evaluate([_job("prints_to_stdout")])[0].status == "pass"
+
+
+@pytest.mark.parametrize("kernel, kind", [("writes_input", "writes-input"),
+                                          ("aliases_input", "writes-input")])
+def test_contract_breaches_are_findings_of_their_own(isolated, kernel, kind):
+    out = isolated.evaluate([_job(kernel)])[0]
+    assert out.status == "contract" and out.buckets() == {f"contract:{kind}"}
+    assert f"kernel 'tests.faulty_kernels:{kernel}'" in out.error
+
+
+def test_identity_kernel_returning_its_input_is_an_alias_breach():
+    from fuzz.executor import InProcessExecutor
+
+    job = Job("ops.softmax", "tests.helpers_kernels:identity", "fp64", CASE)
+    out = InProcessExecutor().evaluate([job])[0]
+    assert out.status == "contract"
+    assert out.error.startswith("Contract: aliases-input: kernel 'tests.helpers_kernels:identity' "
+                                "returned output 'y' in the memory of its input 'x'")
+
+
+def test_isolated_worker_reports_configuration_errors_as_such(isolated):
+    from fuzz.errors import ContractViolation
+
+    with pytest.raises(ContractViolation, match="returned output 'y' as torch.float32"):
+        isolated.evaluate([Job("ops.softmax", "tests.helpers_kernels:softmax_wrong_dtype",
+                               "fp64", CASE)])
+
+
+def test_campaign_over_crashing_hanging_kernel_runs_to_budget(kfuzz, db_path):
+    res = kfuzz("run", "ops.softmax", "--kernel", "tests.faulty_kernels:crash_hang",
+                "--isolate", "--case-timeout", "1", "--max-examples", "60", "--compare", "exact",
+                "--shrink-seconds", "4", "--seed", "3", "--db", db_path, "--json")
+    assert res.code == 1, res.err
+    doc = res.json()
+    assert doc["campaigns"][0]["examples"] == 60
+    failures = {f["failure"] for f in doc["findings"]}
+    assert {"crash", "timeout", "mismatch"} <= failures, failures
+    with CorpusStore(db_path) as store:
+        stored = {row["failure"] for row in store.findings()}
+    assert {"crash", "timeout", "mismatch"} <= stored
+    # Crash and timeout findings replay in a worker, even without --isolate.
+    replay = kfuzz("replay", "--db", db_path, "--json")
+    verdicts = {r["verdict"] for r in replay.json()["replays"]}
+    assert verdicts == {"still failing"}, replay.json()
+
+
+WRITER = """
+import sys
+from fuzz.corpus import CorpusStore
+from fuzz.executor import Outcome
+from fuzz.findings import Finding
+store = CorpusStore(sys.argv[1])
+worker = int(sys.argv[2])
+metrics = {"mismatch_ratio": 1.0, "mismatches": 1, "numel": 1, "passed": False,
+           "nonfinite_mismatches": 0}
+for i in range(250):
+    case = {"shape": [1, 1], "dtype": "bfloat16", "x": {"kind": "normal", "scale": 1.0},
+            "seed": worker * 1000 + i}
+    store.record_finding(Finding("ops.softmax", "eager_lowp", "fp64", case,
+                                 Outcome("fail", {"y": metrics})))
+"""
+
+
+def test_four_processes_250_findings_each_exactly_1000_rows(tmp_path):
+    db = tmp_path / "shared.db"
+    CorpusStore(db).close()
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(w)], cwd=ROOT)
+             for w in range(4)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
+    conn = sqlite3.connect(db)
+    assert conn.execute("select count(*), count(distinct fingerprint) from findings").fetchone() \
+        == (1000, 1000)
+    assert conn.execute("select sum(times_seen) from findings").fetchone()[0] == 1000
+
+
+def _rows(db: Path) -> dict[str, str]:
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        return dict(conn.execute("select fingerprint, kind from findings").fetchall())
+    except sqlite3.OperationalError:
+        return {}
+
+
+def test_sigkill_during_a_run_loses_no_committed_finding(tmp_path):
+    for attempt in range(10):
+        db = tmp_path / f"killed{attempt}.db"
+        proc = subprocess.Popen(
+            [*KFUZZ, "run", "ops.softmax", "ops.rmsnorm", "--kernel",
+             "tests.helpers_kernels:softmax_two_faults", "--budget", "60", "--seed", str(attempt),
+             "--db", str(db), "--json"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seen: dict[str, str] = {}
+        deadline = time.monotonic() + 60
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+            seen = _rows(db)
+        time.sleep(0.05 * attempt)  # kill at different points of the run
+        seen.update(_rows(db))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert seen, "the run stored nothing within 60 s"
+        conn = sqlite3.connect(db)
+        assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+        after = dict(conn.execute("select fingerprint, kind from findings").fetchall())
+        for key, kind in seen.items():
+            # Only a raw row may go, and only because its shrunk case replaced it.
+            assert key in after or kind == "raw", (attempt, key, kind)
+        if any(key not in after for key in seen):
+            assert "shrunk" in after.values()
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_findings(tmp_path):
+    db = tmp_path / "interrupted.db"
+    proc = subprocess.Popen(
+        [*KFUZZ, "run", "ops.softmax", "--kernel", "eager_lowp", "--budget", "120",
+         "--db", str(db), "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    deadline = time.monotonic() + 60
+    while not _rows(db) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    doc = json.loads(out)
+    assert doc["campaigns"][0]["stopped"] == "interrupted"
+    assert "Traceback" not in err
+    conn = sqlite3.connect(db)
+    assert conn.execute("select status from runs").fetchone()[0] == "interrupted"
+    assert conn.execute("select count(*) from findings").fetchone()[0] >= 1
+
+
+def test_corpus_with_a_pickle_payload_runs_no_code(tmp_path, kfuzz):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    db = tmp_path / "evil.db"
+    CorpusStore(db).close()
+    blob = pickle.dumps(Payload())
+    conn = sqlite3.connect(db)
+    conn.execute('insert into findings (fingerprint, target, kernel, oracle, "case", metrics, '
+                 "comparator, status, kind, failure, times_seen) values "
+                 "('aa', 'ops.softmax', 'eager_lowp', 'fp64', ?, ?, ?, 'open', 'shrunk', "
+                 "'mismatch', 1)", (blob, blob, blob))
+    conn.commit()
+    conn.close()
+    for argv in (["replay"], ["corpus", "list"], ["corpus", "show", "aa"],
+                 ["corpus", "export", "aa"]):
+        res = kfuzz(*argv, "--db", db)
+        assert "Traceback" not in res.err
+    replay = kfuzz("replay", "--db", db, "--json")
+    assert replay.json()["replays"][0]["verdict"] == "error"
+    assert not marker.exists()
+    assert sqlite3.connect(db).execute("select count(*) from findings").fetchone()[0] == 1
