@@ -7,6 +7,7 @@ configuration error, reported as one line with no traceback; 130 interrupted wit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -203,35 +204,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = _Progress(not args.json)
     results: list[CampaignResult] = []
     status = "done"
-    executor = _executor(args, isolate=args.isolate or PROFILES[args.profile].isolate)
+    isolate = bool(args.isolate or args.case_timeout or PROFILES[args.profile].isolate)
+    if args.workers < 1:
+        raise KfuzzError(f"--workers {args.workers} must be at least 1")
+    # With workers the campaigns run side by side, each with the budget they share.
+    budget_share = args.budget and args.budget * min(args.workers, len(names)) / len(names)
+    configs = [
+        CampaignConfig(
+            target=name, kernel=args.kernel, oracle=args.oracle, comparator=overrides,
+            profile=args.profile, max_examples=args.max_examples, budget=budget_share or None,
+            seed=args.seed, device=args.device, batch=args.batch, max_numel=args.max_numel,
+            pins=_pins(args.pin), shrink_seconds=args.shrink_seconds,
+        )
+        for name in names
+    ]
     try:
-        for i, name in enumerate(names):
-            budget = None
-            if args.budget:
-                spent = sum(r.seconds for r in results)
-                budget = max((args.budget - spent) / (len(names) - i), 0.001)
-            config = CampaignConfig(
-                target=name, kernel=args.kernel, oracle=args.oracle,
-                comparator=overrides, profile=args.profile,
-                max_examples=args.max_examples, budget=budget, seed=args.seed,
-                device=args.device, batch=args.batch, max_numel=args.max_numel,
-                pins=_pins(args.pin), shrink_seconds=args.shrink_seconds,
+        if args.workers > 1:
+            from fuzz.parallel import run_parallel
+
+            if configs[0].seed is None:
+                import random
+
+                seed = random.randrange(2**32)
+                configs = [dataclasses.replace(c, seed=seed) for c in configs]
+            results = run_parallel(
+                configs, workers=args.workers, db=str(args.db), run_id=run_id, isolate=isolate,
+                case_timeout=args.case_timeout or (DEFAULT_CASE_TIMEOUT if isolate else None),
+                plugins=args.plugin or [],
             )
-            result = run_campaign(
-                config,
-                executor=executor,
-                on_finding=lambda f: store.record_finding(f, run_id=run_id),
-                progress=progress,
-            )
-            progress.done()
-            results.append(result)
-            if result.stopped == "interrupted":
-                status = "interrupted"
-                break
+        else:
+            _run_sequential(configs, args, store, run_id, progress, results, isolate)
+        if any(r.stopped == "interrupted" for r in results):
+            status = "interrupted"
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
-        executor.close()
         progress.done()
         findings = [f for r in results for f in r.findings]
         store.finish_run(
@@ -246,6 +253,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     if findings:
         return 1
     return 130 if status == "interrupted" else 0
+
+
+def _run_sequential(configs: list[CampaignConfig], args: argparse.Namespace, store: CorpusStore,
+                    run_id: int, progress: _Progress, results: list[CampaignResult],
+                    isolate: bool) -> None:
+    """Run campaigns one after another in this process, appending to `results` as they end
+    (so that an interrupt keeps what finished)."""
+    executor = _executor(args, isolate=isolate)
+    try:
+        for i, config in enumerate(configs):
+            if args.budget:
+                spent = sum(r.seconds for r in results)
+                config.budget = max((args.budget - spent) / (len(configs) - i), 0.001)
+            result = run_campaign(
+                config, executor=executor,
+                on_finding=lambda f: store.record_finding(f, run_id=run_id),
+                progress=progress,
+            )
+            progress.done()
+            results.append(result)
+            if result.stopped == "interrupted":
+                return
+    finally:
+        executor.close()
 
 
 def _finding_summary(store: CorpusStore, finding: Any) -> dict[str, Any]:
@@ -520,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where kernels run; inputs are made on the CPU from the seed (default cpu)")
     p.add_argument("--batch", type=int, metavar="N",
                    help="up to N cases per Hypothesis example (default: the profile's)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="run targets (or seed shards of one target) in N processes writing "
+                   "to one corpus (default 1)")
     p.add_argument("--shrink-seconds", type=_positive_float, metavar="SECONDS",
                    help="time allowed to shrink each finding (default: the profile's, 20-120)")
     _isolation_args(p)
