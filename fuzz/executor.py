@@ -167,6 +167,22 @@ def _contract_breach(
     return None
 
 
+def materialise_case(
+    target: Target, case: Mapping[str, Any]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The case's input tensors, made on the CPU from its seed, and its scalar parameters.
+    Raises CaseError when the case does not fit the target."""
+    case = dict(case)
+    try:
+        return target.inputs(case, generator(case.get("seed", 0))), target.params(case)
+    except KfuzzError:
+        raise
+    except Exception as exc:
+        raise CaseError(
+            f"case does not fit target {target.name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
 def oracle_inputs(
     target: Target, oracle: Variant, cpu_inputs: Mapping[str, torch.Tensor], device: str
 ) -> Mapping[str, torch.Tensor]:
@@ -185,13 +201,9 @@ def run_case(
     shapes or dtypes; an exception raised inside a kernel or oracle becomes an "error"
     outcome, except a KfuzzError (such as KernelUnavailable), which propagates."""
     start = time.perf_counter()
-    case = dict(job.case)
+    cpu_inputs, params = materialise_case(target, job.case)
     try:
-        cpu_inputs = target.inputs(case, generator(case.get("seed", 0)))
-        params = target.params(case)
-        expected_specs = target.expect(case)
-    except KfuzzError:
-        raise
+        expected_specs = target.expect(dict(job.case))
     except Exception as exc:
         raise CaseError(
             f"case does not fit target {target.name!r}: {type(exc).__name__}: {exc}"
@@ -271,16 +283,7 @@ def case_outputs(job: Job) -> tuple[dict[str, torch.Tensor], dict[str, torch.Ten
     inside the kernel or oracle propagates. Raises UnknownTarget, UnknownVariant,
     BadCallable, CaseError, ContractViolation."""
     target, kernel, oracle = InProcessExecutor().resolve(job)
-    case = dict(job.case)
-    try:
-        cpu_inputs = target.inputs(case, generator(case.get("seed", 0)))
-        params = target.params(case)
-    except KfuzzError:
-        raise
-    except Exception as exc:
-        raise CaseError(
-            f"case does not fit target {target.name!r}: {type(exc).__name__}: {exc}"
-        ) from None
+    cpu_inputs, params = materialise_case(target, job.case)
     with torch.no_grad():
         got = kernel(**to_device(cpu_inputs, job.device), **params)
         ref = oracle(**oracle_inputs(target, oracle, cpu_inputs, job.device), **params)

@@ -69,7 +69,8 @@ def test_targets_json_lists_every_target_with_its_contract(kfuzz):
     [
         (["run", "ops.nope"], "kfuzz: error: no target 'ops.nope'; known: "),
         (["run", "ops.rmsnorm", "--kernel", "nope"],
-         "kfuzz: error: target 'ops.rmsnorm' has no kernel 'nope'; known: eager_lowp, eager_fp32 "
+         "kfuzz: error: target 'ops.rmsnorm' has no kernel 'nope'; known: eager_lowp, eager_fp32, "
+         "compiled_lowp, compiled_fp32 "
          "(or pass --kernel module:function)"),
         (["run", "ops.rmsnorm", "--kernel", "nomodule:"],
          "kfuzz: error: malformed --kernel 'nomodule:'; expected module:function, "
@@ -88,7 +89,8 @@ def test_targets_json_lists_every_target_with_its_contract(kfuzz):
         (["run", "ops.rmsnorm", "--max-examples", "0"],
          "kfuzz: error: --max-examples 0 must be at least 1"),
         (["run", "ops.rmsnorm", "--device", "cuda"], "kfuzz: error: --device cuda: "),
-        (["corpus", "show", "abc"], "kfuzz: error: no corpus at "),
+        (["corpus", "show", "abc", "--db", "/nonexistent/c.db"],
+         "kfuzz: error: no corpus at '/nonexistent/c.db'; pass --db PATH"),
     ],
     ids=lambda v: v if isinstance(v, str) else " ".join(v)[:40],
 )
