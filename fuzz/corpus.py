@@ -37,7 +37,7 @@ migrations = Migrations("kfuzz")
 
 @migrations()
 def m001_initial(db: sqlite_utils.Database) -> None:
-    db["findings"].create(
+    db.table("findings").create(
         {
             "fingerprint": str, "target": str, "kernel": str, "oracle": str, "kind": str,
             "failure": str, "status": str, "case": str, "comparator": str, "metrics": str,
@@ -48,8 +48,8 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         },
         pk="fingerprint",
     )
-    db["findings"].create_index(["target", "status"])
-    db["runs"].create(
+    db.table("findings").create_index(["target", "status"])
+    db.table("runs").create(
         {
             "id": int, "started": str, "finished": str, "argv": str, "profile": str,
             "seed": int, "targets": str, "examples": int, "findings": int, "status": str,
@@ -57,7 +57,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["replays"].create(
+    db.table("replays").create(
         {
             "id": int, "fingerprint": str, "at": str, "status": str, "kernel": str,
             "oracle": str, "mismatch_ratio": float, "metrics": str, "error": str,
@@ -65,7 +65,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         pk="id",
         foreign_keys=[("fingerprint", "findings", "fingerprint")],
     )
-    db["replays"].create_index(["fingerprint"])
+    db.table("replays").create_index(["fingerprint"])
 
 
 def json_safe(value: Any) -> Any:

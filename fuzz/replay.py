@@ -8,11 +8,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fuzz.corpus import CorpusStore, decode_row
 from fuzz.errors import KfuzzError
 from fuzz.executor import Executor, InProcessExecutor, Job
+
+if TYPE_CHECKING:
+    from fuzz.isolation import IsolatedExecutor
 
 # Replay statuses: the finding still fails ("fail", stays open), passes now ("pass",
 # marked fixed), or could not be run ("error": unknown target, malformed row, ...).
@@ -55,7 +58,7 @@ def replay(
     a worker process even when `executor` runs in-process; a timeout finding gets
     `case_timeout`, or else the limit it was found with. Raises CorpusError for a bad id."""
     executor = executor or InProcessExecutor()
-    isolated: Executor | None = None
+    isolated: IsolatedExecutor | None = None
     if finding_id:
         rows = [store.db["findings"].get(store.resolve_id(finding_id))]  # type: ignore[union-attr]
     else:

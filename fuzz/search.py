@@ -154,7 +154,7 @@ class _Abort(BaseException):
 
 
 ProgressFn = Callable[[dict[str, Any]], None]
-FindingFn = Callable[[Finding], None]
+FindingFn = Callable[[Finding], object]
 
 
 def run_campaign(
@@ -203,6 +203,14 @@ class _Campaign:
         self.known: set[str] = set()
         self.result = CampaignResult(self.target.name, self.kernel, self.oracle, self.seed)
         self.peak: tuple[tuple[float, int], dict[str, Any], Outcome] | None = None
+        # Per-round shrink state: the failure being shrunk (raw, as first seen) and the
+        # smallest failing case Hypothesis has reached so far (candidate).
+        self.shrinking = False
+        self.candidate: tuple[dict[str, Any], Outcome] | None = None
+        self.raw: Finding | None = None
+        self.shrink_started = 0.0
+        self.shrink_deadline = float("inf")
+        self.shrink_steps = 0
         self.start = 0.0
         self.deadline = float("inf")
         self.last_progress = 0.0
@@ -288,7 +296,7 @@ class _Campaign:
         """One Hypothesis run; True when it ended on a new finding and the search goes on."""
         self.result.rounds += 1
         self.shrinking = False
-        self.candidate: tuple[dict[str, Any], Outcome] | None = None
+        self.candidate = None
         left = self._examples_left()
         hyp_settings = settings(
             max_examples=int(min(left, 10**9)),
@@ -333,10 +341,10 @@ class _Campaign:
             "seconds": round(time.perf_counter() - self.shrink_started, 3),
             "steps": self.shrink_steps,
             "complete": complete,
-            "size_before": self.target.case_size(self.raw.case),
+            "size_before": self.target.case_size(self.raw.case) if self.raw else None,
             "size_after": self.target.case_size(case),
         }
-        finding.replaces = self.raw.fingerprint
+        finding.replaces = self.raw.fingerprint if self.raw else None
         self.known |= outcome.buckets()
         self.result.findings.append(finding)
         self.on_finding(finding)
