@@ -1,0 +1,210 @@
+"""Kernels with one seeded fault each, for measuring how well a fuzzer finds faults.
+
+Every kernel here is a correct kernel (FP32 arithmetic, one final rounding, or the tiled
+sparse-attention emulation) with exactly one fault of a kind kernel teams meet, so that a case
+fails only where that fault shows:
+
+- `softmax_no_max`: softmax without subtracting the row max (exp overflows past x = 88.7 and
+  underflows below about -103 in FP32, giving inf/inf or 0/0);
+- `rmsnorm_bf16_accumulate`: the mean of squares accumulated in BF16 registers over a long row;
+- `rmsnorm_eps_after_root`: 1 / (sqrt(ms) + eps) instead of 1 / sqrt(ms + eps);
+- `sparse_attn_merge_no_rescale`: the online-softmax tile merge forgets to rescale the running
+  state by exp(m - m') and the tile by exp(m_j - m');
+- `sparse_attn_gather_negative`: -1 padding is gathered (as Python indexing does: the last
+  row) instead of skipped;
+- `sparse_attn_drop_tail`: the tail tile is dropped when K is not a multiple of the tile;
+- `window_attn` with `off_by_one=True`: a sliding window that also sees the key one position
+  past its far edge.
+
+The low-precision rsqrt fault is `kernels.deepseek_v4.q_norm_rope` with `inv_root="rsqrt_hw"`.
+`window_attn` is also the correct sliding-window kernel, and with `compute=torch.float64` the
+reference the `faults.window_attn` target compares against.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from kernels.deepseek_v4.bf16 import round_to_bf16
+from kernels.deepseek_v4.sparse_attn import (
+    check_kernel_rounding,
+    check_sparse_attn_inputs,
+    check_tile,
+    sparse_attn,
+)
+
+# Width of the BF16 accumulator of `rmsnorm_bf16_accumulate`: a vector unit keeps one partial
+# sum per lane and adds the lanes at the end. Eight lanes make the fault show from rows of
+# about a thousand elements (a single scalar accumulator fails from ~200 but costs a Python
+# step per element).
+BF16_ACCUMULATOR_LANES = 8
+
+
+def softmax_no_max(x: Tensor) -> Tensor:
+    """Softmax over the last axis in FP32 without the max subtraction, rounded once to x.dtype.
+
+    Takes: ``x`` [..., n] floating tensor.
+    Returns: tensor of x's shape and dtype; NaN on rows where exp overflows (an element above
+    ~88.7) or every exp underflows (all elements below ~-103).
+    Raises: nothing beyond torch's own errors.
+    """
+    e = torch.exp(x.float())
+    return (e / e.sum(dim=-1, keepdim=True)).to(x.dtype)
+
+
+def _bf16_sum_of_squares(x: Tensor, lanes: int) -> Tensor:
+    """Sum over the last axis of x**2 (FP32 squares) with BF16 per-lane partial sums."""
+    squares = x.float() * x.float()
+    n = squares.shape[-1]
+    pad = (-n) % lanes
+    if pad:
+        squares = torch.nn.functional.pad(squares, (0, pad))
+    chunks = squares.reshape(*squares.shape[:-1], -1, lanes)
+    acc = torch.zeros((*squares.shape[:-1], lanes), dtype=torch.bfloat16, device=x.device)
+    for i in range(chunks.shape[-2]):
+        # One BF16 add per lane: FP32 sum, rounded back to the BF16 register.
+        acc = (acc.float() + chunks[..., i, :]).to(torch.bfloat16)
+    return acc.float().sum(dim=-1, keepdim=True)
+
+
+def rmsnorm_bf16_accumulate(x: Tensor, weight: Tensor, *, eps: float,
+                            lanes: int = BF16_ACCUMULATOR_LANES) -> Tensor:
+    """RMSNorm over the last axis in FP32, except that the sum of squares is accumulated in
+    `lanes` BF16 partial sums (each add rounded to BF16), as a kernel without an FP32
+    accumulator does. Small rows are within tolerance; long rows lose the small addends once a
+    partial sum is a few hundred times larger than them.
+
+    Takes: ``x`` [rows, hidden] floating, ``weight`` [hidden], ``eps``, ``lanes`` >= 1.
+    Returns: [rows, hidden] in x.dtype.
+    Raises: ValueError when ``lanes`` < 1.
+    """
+    if lanes < 1:
+        raise ValueError(f"lanes must be >= 1, got {lanes!r}")
+    ms = _bf16_sum_of_squares(x, lanes) / x.shape[-1]
+    inv = torch.rsqrt(ms + eps)
+    return (x.float() * inv * weight.float()).to(x.dtype)
+
+
+def rmsnorm_eps_after_root(x: Tensor, weight: Tensor, *, eps: float) -> Tensor:
+    """RMSNorm over the last axis in FP32 with eps added after the root:
+    x / (sqrt(mean(x^2)) + eps). Indistinguishable from the correct kernel unless mean(x^2) is
+    within a few hundred eps (small activations).
+
+    Takes: ``x`` [rows, hidden] floating, ``weight`` [hidden], ``eps``.
+    Returns: [rows, hidden] in x.dtype.
+    Raises: nothing beyond torch's own errors.
+    """
+    xf = x.float()
+    root = torch.sqrt((xf * xf).mean(dim=-1, keepdim=True))
+    return (xf / (root + eps) * weight.float()).to(x.dtype)
+
+
+def sparse_attn_merge_no_rescale(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *,
+                                 tile: int = 64, rounding: str = "half_even") -> Tensor:
+    """`kernels.deepseek_v4.sparse_attn` whose tile merge forgets to rescale: l = l + l_j and
+    o = o + o_j while m takes the running max, so tiles with different maxima are weighted
+    wrongly. Equal to the correct kernel when at most one tile of a token has a valid row.
+
+    Takes, returns and raises: as `kernels.deepseek_v4.sparse_attn`.
+    """
+    check_tile(tile)
+    check_kernel_rounding(rounding)
+    check_sparse_attn_inputs(q, kv, indices, sink)
+    t, h, d = q.shape
+    n, k = kv.shape[0], indices.shape[1]
+    if n == 0:
+        return torch.zeros((t, h, d), dtype=torch.bfloat16, device=q.device)
+    idx = indices.long()
+    valid = (idx >= 0) & (idx < n)
+    rows = kv[torch.where(valid, idx, torch.zeros_like(idx))].float()
+    rows = torch.where(valid[..., None], rows, torch.zeros_like(rows))
+    qf = q.float()
+    m = torch.full((t, h, 1), float("-inf"), dtype=torch.float32, device=q.device)
+    l_sum = torch.zeros((t, h, 1), dtype=torch.float32, device=q.device)
+    o = torch.zeros((t, h, d), dtype=torch.float32, device=q.device)
+    started = torch.zeros((t, 1, 1), dtype=torch.bool, device=q.device)
+    for start in range(0, k, tile):
+        tile_valid = valid[:, start : start + tile]
+        tile_rows = rows[:, start : start + tile]
+        live = tile_valid.any(dim=1).view(t, 1, 1)
+        s = torch.bmm(qf, tile_rows.transpose(1, 2)) * d**-0.5
+        s = s.masked_fill(~tile_valid[:, None, :], float("-inf"))
+        m_j = s.amax(dim=-1, keepdim=True)
+        m_j = torch.where(live, m_j, torch.zeros_like(m_j))
+        p = round_to_bf16(torch.exp(s - m_j), rounding).float()
+        l_j = p.sum(dim=-1, keepdim=True)
+        o_j = torch.bmm(p, tile_rows)
+        # The fault: no exp(m - m') on the state and no exp(m_j - m') on the tile.
+        m = torch.where(live, torch.where(started, torch.maximum(m, m_j), m_j), m)
+        l_sum = torch.where(live, torch.where(started, l_sum + l_j, l_j), l_sum)
+        o = torch.where(live, torch.where(started, o + o_j, o_j), o)
+        started = started | live
+    out = o / (l_sum + torch.exp(sink.float().view(1, h, 1) - m))
+    out = torch.where(started, out, torch.zeros_like(out))
+    return out.to(torch.bfloat16)
+
+
+def sparse_attn_gather_negative(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *,
+                                tile: int = 64, rounding: str = "half_even") -> Tensor:
+    """`kernels.deepseek_v4.sparse_attn` that gathers -1 padding instead of skipping it: a
+    negative index reads row n + index (the last row for -1), as Python and torch indexing
+    do. Rows at or past N are still skipped. Equal to the correct kernel on index sets
+    without padding.
+
+    Takes, returns and raises: as `kernels.deepseek_v4.sparse_attn`.
+    """
+    n = kv.shape[0]
+    wrapped = torch.where(indices < 0, indices + n, indices) if n else indices
+    return sparse_attn(q, kv, wrapped, sink, tile=tile, rounding=rounding)
+
+
+def sparse_attn_drop_tail(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *,
+                          tile: int = 64, rounding: str = "half_even") -> Tensor:
+    """`kernels.deepseek_v4.sparse_attn` that walks only the full tiles: the last K % tile
+    index positions are never read, so a token whose valid rows all sit there outputs zeros.
+    Equal to the correct kernel when K is a multiple of the tile.
+
+    Takes, returns and raises: as `kernels.deepseek_v4.sparse_attn`.
+    """
+    check_tile(tile)
+    full = indices.shape[1] // tile * tile
+    return sparse_attn(q, kv, indices[:, :full], sink, tile=tile, rounding=rounding)
+
+
+def window_attn(q: Tensor, k: Tensor, v: Tensor, *, window: int, off_by_one: bool = False,
+                compute: torch.dtype = torch.float32) -> Tensor:
+    """Sliding-window attention for the last T positions of a sequence of S keys.
+
+    Query t sits at position p = S - T + t and sees the keys j with p - window < j <= p, with
+    softmax scale D**-0.5. Computed in `compute` (FP32 for the kernel, float64 for the
+    reference); with `off_by_one` the window also admits j = p - window, the fault.
+
+    Takes: ``q`` [T, H, D], ``k`` and ``v`` [S, H, D] with S >= T, ``window`` >= 1.
+    Returns: [T, H, D], bfloat16 when ``compute`` is FP32, else in ``compute``.
+    Raises: ValueError for a bad window or inconsistent shapes.
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be an int >= 1, got {window!r}")
+    if q.dim() != 3 or k.shape != v.shape or k.dim() != 3 or k.shape[1:] != q.shape[1:]:
+        raise ValueError(f"q must be [T, H, D] and k, v [S, H, D]; got {list(q.shape)}, "
+                         f"{list(k.shape)}, {list(v.shape)}")
+    t, s = q.shape[0], k.shape[0]
+    if s < t:
+        raise ValueError(f"S = {s} keys cannot hold T = {t} queries; need S >= T")
+    pos = torch.arange(s - t, s, device=q.device)[:, None]
+    key = torch.arange(s, device=q.device)[None, :]
+    far = pos - window - (1 if off_by_one else 0)
+    visible = (key > far) & (key <= pos)  # [T, S]
+    scores = torch.einsum("thd,shd->hts", q.to(compute), k.to(compute)) * q.shape[-1] ** -0.5
+    scores = scores.masked_fill(~visible[None], float("-inf"))
+    out = torch.einsum("hts,shd->thd", torch.softmax(scores, dim=-1), v.to(compute))
+    return out.to(torch.bfloat16) if compute == torch.float32 else out
+
+
+def window_attn_fp64(q: Tensor, k: Tensor, v: Tensor, *, window: int) -> Tensor:
+    """The float64 reference of `window_attn`: the same window, no rounding anywhere.
+
+    Takes and raises: as `window_attn`. Returns: [T, H, D] float64.
+    """
+    return window_attn(q, k, v, window=window, compute=torch.float64)
