@@ -196,7 +196,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise KfuzzError("no target given; name one (see `kfuzz targets`) or pass --all")
     for name in names:
         registry.get(name)
-    _check_device(args.device)
+    args.ray = args.ray or bool(args.ray_address)
+    if args.ray:
+        from fuzz.ray_runner import require_ray
+
+        require_ray()  # the device is checked against the cluster, not this machine
+    else:
+        _check_device(args.device)
     overrides = _comparator_overrides(args)
     store = CorpusStore(args.db)
     run_id = store.start_run(argv=sys.argv[1:], profile=args.profile, seed=args.seed,
@@ -219,7 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for name in names
     ]
     try:
-        if args.workers > 1:
+        if args.workers > 1 or args.ray:
             from fuzz.parallel import run_parallel
 
             if configs[0].seed is None:
@@ -227,6 +233,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
                 seed = random.randrange(2**32)
                 configs = [dataclasses.replace(c, seed=seed) for c in configs]
+        if args.ray:
+            from fuzz.ray_runner import run_on_ray
+
+            results = run_on_ray(
+                configs, workers=args.workers, store=store, run_id=run_id, isolate=isolate,
+                case_timeout=args.case_timeout or (DEFAULT_CASE_TIMEOUT if isolate else None),
+                plugins=args.plugin or [], address=args.ray_address,
+            )
+        elif args.workers > 1:
             results = run_parallel(
                 configs, workers=args.workers, db=str(args.db), run_id=run_id, isolate=isolate,
                 case_timeout=args.case_timeout or (DEFAULT_CASE_TIMEOUT if isolate else None),
@@ -540,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-ratio", type=float, metavar="F",
                    help="fraction of bad elements allowed before a case fails, e.g. 0.005")
     p.add_argument("--max-examples", type=int, metavar="N",
-                   help="examples per target (default: the profile's)")
+                   help="cases to run per target, shrinking not counted (default: the profile's)")
     p.add_argument("--budget", type=_positive_float, metavar="SECONDS",
                    help="wall-clock budget for the search, split across targets")
     p.add_argument("--seed", type=int, metavar="S", help="seed for a reproducible run")
@@ -550,10 +565,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", metavar="cpu|cuda",
                    help="where kernels run; inputs are made on the CPU from the seed (default cpu)")
     p.add_argument("--batch", type=int, metavar="N",
-                   help="up to N cases per Hypothesis example (default: the profile's)")
+                   help="N cases per Hypothesis example: the drawn case and N-1 copies with "
+                   "derived seeds, to spread Hypothesis' overhead (default: the profile's)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="run targets (or seed shards of one target) in N processes writing "
                    "to one corpus (default 1)")
+    p.add_argument("--ray", action="store_true",
+                   help="run the --workers N shards as Ray tasks (one GPU each on cuda); this "
+                   "process stores their findings (needs the ray extra)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="Ray cluster to join, e.g. auto or HOST:6379 (implies --ray; default: "
+                   "RAY_ADDRESS, else a cluster `ray start` made here, else a local instance)")
     p.add_argument("--shrink-seconds", type=_positive_float, metavar="SECONDS",
                    help="time allowed to shrink each finding (default: the profile's, 20-120)")
     _isolation_args(p)

@@ -5,10 +5,11 @@ triton; `unavailable_reason()` says whether it can be used and `load(module)` im
 the kernel modules, raising `kernels.availability.Unavailable` when triton is missing.
 
 Where the kernels run follows their tensors: CUDA tensors run the compiled kernel on the GPU,
-CPU tensors run Triton's interpreter (numpy) on the CPU. On a machine without CUDA this
-package sets TRITON_INTERPRET=1 at import, before anything imports triton, and only when the
-variable is unset, so that `triton.jit` itself builds interpreted kernels there. The CPU path
-builds interpreted kernels explicitly either way, so a case found on a GPU replays on a CPU.
+CPU tensors run Triton's interpreter (numpy) on the CPU. A process runs Triton one way, fixed
+when triton is imported, so on a machine without CUDA this package sets TRITON_INTERPRET=1 at
+import (before anything imports triton, and only when the variable is unset): a case found on
+a GPU then replays on a CPU machine as it is. On a CUDA machine, replay on the CPU with
+`TRITON_INTERPRET=1 kfuzz replay`; see `kernels.triton.launch`.
 
 Interpreter numerics worth knowing (measured with triton 3.9.0, see tests/test_triton.py):
 an FP32 -> BF16 cast inside a kernel truncates toward zero instead of rounding to nearest

@@ -1,10 +1,12 @@
-"""One Triton kernel, two ways to run it: compiled for CUDA tensors, interpreted for CPU ones.
+"""How a Triton kernel of this package is launched, compiled on CUDA or interpreted on a CPU.
 
-`triton.jit` decides at decoration time between a compiled kernel and an interpreted one
-(TRITON_INTERPRET). A fuzzer needs both in one process: a case stored on a GPU must replay on
-a CPU. `DualKernel` keeps the plain Python function and builds each flavour on first use.
-Kernels written for it must not call other `@triton.jit` functions (a compiled helper cannot
-be called from interpreted code), so helpers are inlined behind constexpr switches.
+Triton runs a process's kernels one way: compiled, or in its CPU interpreter, chosen by
+TRITON_INTERPRET when triton is imported (its own library functions such as `tl.sum` are built
+one way or the other, and an interpreted kernel cannot call compiled ones). `kernels.triton`
+sets TRITON_INTERPRET=1 on a machine without CUDA, so there CPU tensors run in the interpreter.
+On a CUDA machine kernels run compiled on CUDA tensors; CPU tensors need the interpreter, so
+the process must be started with TRITON_INTERPRET=1 (`Unavailable` says so), and with it set,
+CUDA tensors are refused rather than quietly interpreted.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 import triton
+import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
 
 from kernels.availability import Unavailable
@@ -23,37 +26,55 @@ from kernels.availability import Unavailable
 # loop, so few, large programs keep it fast; on a GPU a program's block must fit registers.
 INTERPRETER_BLOCK = 1 << 18
 GPU_BLOCK = 1 << 12
+# The longest row a row-wise kernel takes in one program (one row per program at that size).
+MAX_ROW = 1 << 16
+
+
+def interpreter_mode() -> bool:
+    """True when triton was imported in interpreter mode (TRITON_INTERPRET=1).
+
+    Takes: nothing. Returns: bool. Raises: nothing.
+    """
+    return isinstance(tl.sum, InterpretedFunction)
 
 
 class DualKernel:
-    """A Triton kernel runnable on CUDA (compiled) and on the CPU (interpreted).
+    """A Triton kernel runnable on CUDA (compiled) and on the CPU (interpreted); see the
+    module doc for which one a process can run.
 
     fn: the undecorated kernel function. do_not_specialize: integer arguments whose values
     must not be baked into compiled kernels (row and column counts), so that a campaign over
-    many shapes compiles once per block size rather than once per shape.
+    many shapes compiles once per block size rather than once per shape. Kernels must not
+    call other `@triton.jit` functions of their own (keep helpers inline behind constexprs).
     """
 
     def __init__(self, fn: Callable[..., Any], *, do_not_specialize: Sequence[str] = ()) -> None:
         self.fn = fn
         self.do_not_specialize = list(do_not_specialize)
-        self._compiled: Any = None
-        self._interpreted: Any = None
+        self._kernel: Any = None
 
     def on(self, device: torch.device) -> Any:
         """The launchable kernel (index it with a grid) for tensors on `device`.
 
-        Takes: device. Returns: a compiled kernel for "cuda", an interpreted one for "cpu".
-        Raises: Unavailable for any other device type.
+        Takes: device. Returns: the compiled kernel for "cuda", the interpreted one for "cpu".
+        Raises: Unavailable for another device type, or when this process runs Triton the
+        other way (see the module doc), naming the fix.
         """
-        if device.type == "cuda":
-            if self._compiled is None:
-                self._compiled = triton.jit(self.fn, do_not_specialize=self.do_not_specialize)
-            return self._compiled
-        if device.type == "cpu":
-            if self._interpreted is None:
-                self._interpreted = InterpretedFunction(self.fn)
-            return self._interpreted
-        raise Unavailable(f"Triton kernels run on cuda or cpu (interpreter), not on {device.type}")
+        interpreting = interpreter_mode()
+        if device.type == "cuda" and interpreting:
+            raise Unavailable("TRITON_INTERPRET=1 is set, so Triton runs its CPU interpreter "
+                              "rather than compiled kernels on cuda; unset it to fuzz on cuda")
+        if device.type == "cpu" and not interpreting:
+            raise Unavailable("this process imported triton for compiled kernels "
+                              "(TRITON_INTERPRET was not 1); to run Triton on cpu tensors start it "
+                              "with TRITON_INTERPRET=1, e.g. TRITON_INTERPRET=1 kfuzz replay")
+        if device.type not in ("cuda", "cpu"):
+            raise Unavailable(f"Triton kernels run on cuda or on cpu (interpreter), not on "
+                              f"{device.type}")
+        if self._kernel is None:
+            self._kernel = (InterpretedFunction(self.fn) if interpreting
+                            else triton.jit(self.fn, do_not_specialize=self.do_not_specialize))
+        return self._kernel
 
     def launch(self, device: torch.device, grid: tuple[int, ...], *args: Any, **kwargs: Any) -> None:
         """Run the kernel for tensors on `device` over `grid`.
@@ -74,17 +95,11 @@ class DualKernel:
 
 
 def interpreted(device: torch.device) -> bool:
-    """True when kernels for tensors on `device` run in the interpreter.
+    """True when kernels for tensors on `device` run in the interpreter (block sizes differ).
 
     Takes: device. Returns: bool. Raises: nothing.
     """
     return device.type != "cuda"
-
-
-def block_budget(device: torch.device) -> int:
-    """Elements one program should handle on `device`. Takes: device. Returns: a power of two.
-    Raises: nothing."""
-    return INTERPRETER_BLOCK if interpreted(device) else GPU_BLOCK
 
 
 def next_power_of_2(n: int) -> int:
@@ -95,3 +110,22 @@ def next_power_of_2(n: int) -> int:
 def cdiv(a: int, b: int) -> int:
     """Ceiling division. Takes: a >= 0, b > 0. Returns: int. Raises: nothing."""
     return -(-a // b)
+
+
+def row_blocks(rows: int, cols: int, device: torch.device) -> tuple[int, int]:
+    """Block sizes (BLOCK_M rows, BLOCK_N columns) for a row-wise kernel over [rows, cols].
+
+    Takes: the tensor's rows and cols, and its device.
+    Returns: powers of two with BLOCK_N >= cols. In the interpreter, as many rows per program
+    as INTERPRETER_BLOCK allows (few programs); compiled, BLOCK_N is at least 64 and BLOCK_M
+    depends on BLOCK_N alone, so that a campaign over many shapes compiles one kernel per
+    column block rather than one per (rows, cols) pair.
+    Raises: Unavailable for rows longer than MAX_ROW.
+    """
+    if cols > MAX_ROW:
+        raise Unavailable(f"rows of {cols} elements exceed the {MAX_ROW} one program takes")
+    if interpreted(device):
+        block_n = next_power_of_2(cols)
+        return min(next_power_of_2(rows), max(INTERPRETER_BLOCK // block_n, 1)), block_n
+    block_n = max(64, next_power_of_2(cols))
+    return max(GPU_BLOCK // block_n, 1), block_n

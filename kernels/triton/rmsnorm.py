@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 import triton.language as tl
 
-from kernels.availability import Unavailable, common_device
-from kernels.triton.launch import DualKernel, block_budget, cdiv, next_power_of_2
+from kernels.availability import common_device
+from kernels.triton.launch import DualKernel, cdiv, row_blocks
 
 INV_ROOTS = {"rsqrt": 0, "recip_sqrt": 1, "ieee": 2}
 CASTS = ("kernel", "torch")
@@ -55,7 +55,7 @@ def rmsnorm(
     floating dtype; eps; inv_root one of INV_ROOTS; cast one of CASTS (see the module doc).
     Returns: y, same shape, dtype and device as x.
     Raises: ValueError for a bad inv_root, cast or shape; Unavailable for a device Triton
-    cannot run on.
+    cannot run on or rows longer than MAX_ROW.
     """
     if inv_root not in INV_ROOTS:
         raise ValueError(f"unknown inv_root {inv_root!r}; choose from {', '.join(INV_ROOTS)}")
@@ -69,11 +69,7 @@ def rmsnorm(
     y = torch.empty(x.shape, dtype=x.dtype if cast == "kernel" else torch.float32, device=device)
     if x.numel() == 0:
         return y.to(x.dtype)
-    block_n = next_power_of_2(cols)
-    if block_n > block_budget(device):
-        raise Unavailable(f"a row of {cols} elements exceeds one program's block "
-                          f"({block_budget(device)}) on {device.type}")
-    block_m = min(next_power_of_2(rows), max(block_budget(device) // block_n, 1))
+    block_m, block_n = row_blocks(rows, cols, device)
     grid = (cdiv(rows, block_m),)
     _KERNEL.launch(
         device, grid, x.contiguous(), weight.contiguous(), y, rows, cols, eps,

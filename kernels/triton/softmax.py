@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 import triton.language as tl
 
-from kernels.availability import Unavailable, common_device
-from kernels.triton.launch import DualKernel, block_budget, cdiv, next_power_of_2
+from kernels.availability import common_device
+from kernels.triton.launch import DualKernel, cdiv, row_blocks
 
 CASTS = ("kernel", "torch")
 
@@ -37,7 +37,7 @@ def softmax(x: torch.Tensor, *, cast: str = "kernel") -> torch.Tensor:
     of CASTS.
     Returns: y, same shape, dtype and device as x.
     Raises: ValueError for a bad cast or shape; Unavailable for a device Triton cannot run on
-    or a row longer than one program's block.
+    or rows longer than MAX_ROW.
     """
     if cast not in CASTS:
         raise ValueError(f"unknown cast {cast!r}; choose from {', '.join(CASTS)}")
@@ -48,11 +48,7 @@ def softmax(x: torch.Tensor, *, cast: str = "kernel") -> torch.Tensor:
     y = torch.empty(x.shape, dtype=x.dtype if cast == "kernel" else torch.float32, device=device)
     if x.numel() == 0:
         return y.to(x.dtype)
-    block_n = next_power_of_2(cols)
-    if block_n > block_budget(device):
-        raise Unavailable(f"a row of {cols} elements exceeds one program's block "
-                          f"({block_budget(device)}) on {device.type}")
-    block_m = min(next_power_of_2(rows), max(block_budget(device) // block_n, 1))
+    block_m, block_n = row_blocks(rows, cols, device)
     _KERNEL.launch(
         device, (cdiv(rows, block_m),), x.contiguous(), y, rows, cols, BLOCK_M=block_m, BLOCK_N=block_n,
         num_warps=4 if block_m * block_n <= 2048 else 8,

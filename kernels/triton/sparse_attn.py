@@ -57,7 +57,11 @@ def _sparse_attn_kernel(q_ptr, kv_ptr, idx_ptr, sink_ptr, out_ptr, H, D, N, K, T
                        mask=ok[:, None] & (dim[None, :] < D), other=0.0)
         if not BF16_DOT:
             rows = rows.to(tl.float32)
-        s = tl.dot(q, tl.trans(rows), input_precision="ieee") * scale
+        if BF16_DOT:
+            s = tl.dot(q, tl.trans(rows))
+        else:
+            s = tl.dot(q, tl.trans(rows), input_precision="ieee")
+        s = s * scale
         s = tl.where(ok[None, :], s, float("-inf"))
         live = tl.max(ok.to(tl.int32), axis=0) > 0
         # A tile with no valid row shifts by 0 so that exp() stays NaN-free; it is dropped below.
@@ -71,7 +75,7 @@ def _sparse_attn_kernel(q_ptr, kv_ptr, idx_ptr, sink_ptr, out_ptr, H, D, N, K, T
             p = p.to(tl.bfloat16).to(tl.float32)
         l_j = tl.sum(p, axis=1)
         if BF16_DOT:
-            o_j = tl.dot(p.to(tl.bfloat16), rows, input_precision="ieee")
+            o_j = tl.dot(p.to(tl.bfloat16), rows)  # exact: p holds BF16 values
         else:
             o_j = tl.dot(p, rows, input_precision="ieee")
         m_new = tl.maximum(m, m_j)
@@ -142,5 +146,8 @@ def sparse_attn(
         h, d, n, k, min(tile, k), d**-0.5,
         BLOCK_H=block_h, BLOCK_D=block_d, BLOCK_T=block_t,
         ROUNDING=ROUNDINGS[rounding], BF16_DOT=on_gpu, num_warps=4,
+        # One stage: a [tile, D] BF16 block of gathered rows is 128 KiB at tile 128, D = 512,
+        # and software pipelining would keep several in shared memory.
+        num_stages=1,
     )
     return out

@@ -1,0 +1,241 @@
+"""Bug-finding power: kfuzz against a fixed-seed test and uniform random sampling, on seeded
+faults (bench/seeded.py).
+
+For each fault:
+- fixed: the production-shape case with normal inputs at seeds 0, 1, 2, as pypto-lib's tests
+  run today; detected when any of them fails.
+- kfuzz: `run_campaign` (dev profile, batch 1) with a time budget, stopped once its first
+  shrunk finding is in. Records the examples and seconds to the first failing case, then the
+  shrunk case's size (`Target.case_size`) and the shrink time.
+- uniform: cases drawn uniformly from the same case space (bench/samplers.py) through the same
+  executor, until one fails or the same budget is spent.
+kfuzz and uniform run once per seed (5 seeds by default). A detection counts only if the
+fault's correct kernel passes the detected case, which is checked and recorded. How rare the
+fault is in the case space is measured too: the fraction of 200 uniformly sampled cases it
+fails on.
+
+Sizes are compared with the smallest known failing case: the brute-force result of
+bench/smallest.py (read from --smallest), lowered if any run here detects a smaller case.
+
+    python -m bench.bug_finding [--quick] [--budget 60] [--seeds 5] [--fault NAME ...]
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import common
+from bench.samplers import sampler
+from bench.seeded import FAULTS, FIXED_SEEDS, Fault, by_name
+from fuzz.executor import InProcessExecutor, Job, Outcome
+from fuzz.findings import Finding
+from fuzz.search import CampaignConfig, run_campaign
+from fuzz.targets import get
+
+
+class _Counting:
+    """An executor that counts the cases it runs and notes when the first one fails."""
+
+    def __init__(self) -> None:
+        self.inner = InProcessExecutor()
+        self.cases = 0
+        self.first: tuple[int, float] | None = None
+        self.start = time.perf_counter()
+
+    def evaluate(self, jobs: Sequence[Job]) -> list[Outcome]:
+        outcomes = self.inner.evaluate(jobs)
+        for outcome in outcomes:
+            self.cases += 1
+            if outcome.failed and self.first is None:
+                self.first = (self.cases, time.perf_counter() - self.start)
+        return outcomes
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _Shrunk(Exception):
+    """Ends a campaign once its first shrunk finding exists."""
+
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(finding.fingerprint)
+        self.finding = finding
+
+
+def _reference_passes(fault: Fault, case: dict[str, Any]) -> bool:
+    oracle = get(fault.target).default_oracle
+    job = Job(fault.target, fault.reference, oracle, case)
+    return not InProcessExecutor().evaluate([job])[0].failed
+
+
+def fixed_seed(fault: Fault) -> dict[str, Any]:
+    """The fixed-seed test at the production shape: per seed, failed or not."""
+    target = get(fault.target)
+    ex = InProcessExecutor()
+    start = time.perf_counter()
+    per_seed = []
+    first = None
+    for i, seed in enumerate(FIXED_SEEDS):
+        case = {**fault.production(seed), **fault.pins}
+        outcome = ex.evaluate([Job(fault.target, fault.kernel, target.default_oracle, case)])[0]
+        per_seed.append({"seed": seed, "failed": outcome.failed, "ratio": outcome.worst_ratio()})
+        if outcome.failed and first is None:
+            first = {"examples": i + 1, "seconds": round(time.perf_counter() - start, 3)}
+    return {"detected": first is not None, "seeds": per_seed, "first": first,
+            "size": target.case_size({**fault.production(0), **fault.pins})}
+
+
+def kfuzz(fault: Fault, seed: int, budget: float) -> dict[str, Any]:
+    """One kfuzz campaign on `fault` with `budget` seconds of search."""
+    target = get(fault.target)
+    counting = _Counting()
+
+    def on_finding(finding: Finding) -> None:
+        if finding.kind == "shrunk":
+            raise _Shrunk(finding)
+
+    config = CampaignConfig(target=fault.target, kernel=fault.kernel, budget=budget, seed=seed,
+                            pins=fault.pins or None)
+    shrunk: Finding | None = None
+    try:
+        result = run_campaign(config, executor=counting, on_finding=on_finding)
+        examples = result.examples
+    except _Shrunk as done:
+        shrunk = done.finding
+        examples = counting.cases
+    out: dict[str, Any] = {"seed": seed, "detected": counting.first is not None,
+                           "examples_run": examples,
+                           "seconds": round(time.perf_counter() - counting.start, 3)}
+    if counting.first is not None:
+        out.update(examples=counting.first[0], seconds_to_detect=round(counting.first[1], 3))
+    if shrunk is not None:
+        out.update(size=target.case_size(shrunk.case), case=shrunk.case,
+                   shrink=shrunk.shrink, reference_passes=_reference_passes(fault, shrunk.case))
+    return out
+
+
+def uniform(fault: Fault, seed: int, budget: float) -> dict[str, Any]:
+    """Uniform random sampling of `fault`'s case space until a case fails or `budget`
+    seconds are spent."""
+    target = get(fault.target)
+    draw = sampler(fault.target, target.max_numel, fault.pins)
+    rng = random.Random(seed)
+    ex = InProcessExecutor()
+    start = time.perf_counter()
+    examples = 0
+    while time.perf_counter() - start < budget:
+        case = draw(rng)
+        examples += 1
+        outcome = ex.evaluate([Job(fault.target, fault.kernel, target.default_oracle, case)])[0]
+        if outcome.failed:
+            elapsed = time.perf_counter() - start
+            return {"seed": seed, "detected": True, "examples": examples,
+                    "seconds_to_detect": round(elapsed, 3), "size": target.case_size(case),
+                    "case": case, "reference_passes": _reference_passes(fault, case)}
+    return {"seed": seed, "detected": False, "examples_run": examples,
+            "seconds": round(time.perf_counter() - start, 3)}
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    hits = [r for r in runs if r["detected"] and r.get("reference_passes", True)]
+    out: dict[str, Any] = {"detected": len(hits), "runs": len(runs)}
+    if hits:
+        out["median_examples"] = common.median([r["examples"] for r in hits])
+        out["median_seconds"] = common.median([r["seconds_to_detect"] for r in hits])
+        sizes = [r["size"] for r in hits if r.get("size") is not None]
+        if sizes:
+            out["median_size"] = common.median(sizes)
+            out["max_size"] = max(sizes)
+    return out
+
+
+def _verdict(k: dict[str, Any], u: dict[str, Any]) -> str:
+    """kfuzz against uniform: more detections wins; at equal detections, the median time to
+    the first detection decides when one is more than 1.25 times and 0.25 s longer than the
+    other (below that, timer noise and Hypothesis' start-up decide)."""
+    if k["detected"] != u["detected"]:
+        return "better" if k["detected"] > u["detected"] else "worse"
+    if not k["detected"]:
+        return "equal"
+    a, b = k["median_seconds"], u["median_seconds"]
+    if b > 1.25 * a and b - a > 0.25:
+        return "better"
+    if a > 1.25 * b and a - b > 0.25:
+        return "worse"
+    return "equal"
+
+
+def hit_rate(fault: Fault, samples: int, seed: int = 12345) -> dict[str, Any]:
+    """The fraction of uniformly sampled cases on which `fault` shows: how rare the shape or
+    value it needs is in the case space."""
+    target = get(fault.target)
+    draw = sampler(fault.target, target.max_numel, fault.pins)
+    rng = random.Random(seed)
+    ex = InProcessExecutor()
+    jobs = [Job(fault.target, fault.kernel, target.default_oracle, draw(rng))
+            for _ in range(samples)]
+    failed = sum(o.failed for o in ex.evaluate(jobs))
+    return {"samples": samples, "failed": failed, "rate": failed / samples}
+
+
+def _smallest(path: str) -> dict[str, dict[str, Any]]:
+    p = Path(path)
+    if not p.exists():
+        return {}
+    return {f["fault"]: f for f in json.loads(p.read_text())["faults"] if f.get("size")}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: see the module docstring."""
+    p = common.parser(__doc__, "bug_finding.json")
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="search budget per run (default 60; 5 with --quick)")
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="runs per method and fault (default 5; 1 with --quick)")
+    p.add_argument("--fault", action="append", metavar="NAME", help="only this fault")
+    p.add_argument("--smallest", default=str(common.RESULTS / "smallest.json"), metavar="PATH",
+                   help="brute-force smallest failing cases (bench.smallest's output)")
+    args = p.parse_args(argv)
+    common.single_thread()
+    budget = args.budget or (5.0 if args.quick else 60.0)
+    seeds = args.seeds or (1 if args.quick else 5)
+    faults = [by_name(n) for n in args.fault] if args.fault else FAULTS
+    if args.quick and not args.fault:
+        faults = faults[:2]
+    brute = _smallest(args.smallest)
+    rows = []
+    for fault in faults:
+        row: dict[str, Any] = {"fault": fault.name, "target": fault.target,
+                               "kernel": fault.kernel, "pins": fault.pins, "needs": fault.needs,
+                               "fixed": fixed_seed(fault),
+                               "uniform_hit_rate": hit_rate(fault, 20 if args.quick else 200)}
+        row["kfuzz_runs"] = [kfuzz(fault, seed, budget) for seed in range(seeds)]
+        row["uniform_runs"] = [uniform(fault, seed, budget) for seed in range(seeds)]
+        row["kfuzz"] = _summary(row["kfuzz_runs"])
+        row["uniform"] = _summary(row["uniform_runs"])
+        row["kfuzz_vs_uniform"] = _verdict(row["kfuzz"], row["uniform"])
+        seen = [(r["size"], "kfuzz shrink" if "shrink" in r else "uniform sampling", r["case"])
+                for r in row["kfuzz_runs"] + row["uniform_runs"]
+                if r.get("size") is not None and r.get("reference_passes")]
+        if fault.name in brute:
+            seen.append((brute[fault.name]["size"], "brute force", brute[fault.name]["case"]))
+        if seen:
+            size, source, case = min(seen, key=lambda s: s[0])
+            row["smallest_known"] = {"size": size, "source": source, "case": case}
+            shrunk = [r["size"] for r in row["kfuzz_runs"] if "shrink" in r]
+            if shrunk:
+                row["kfuzz"]["shrunk_over_smallest"] = [round(s / size, 2) for s in shrunk]
+        print(f"{fault.name:20} fixed {row['fixed']['detected']!s:5} kfuzz {row['kfuzz']} "
+              f"uniform {row['uniform']} -> {row['kfuzz_vs_uniform']}", flush=True)
+        rows.append(row)
+    common.write(args.out, {"mode": "quick" if args.quick else "full", "budget": budget,
+                            "seeds": seeds, "fixed_seeds": list(FIXED_SEEDS), "faults": rows})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Uniform random sampling of a target's case space: the baseline kfuzz is compared against.
+
+Each sampler draws every field of a case independently and uniformly from the range the
+target's Hypothesis strategy allows (same fields, same bounds, same max_numel caps, drawn in
+the same order), with none of Hypothesis' preferences: no bias toward small or boundary
+values, no extra weight on the largest size, no search guided by `hypothesis.target`. The
+cases go through the same materialise / kernel / oracle / compare path (`fuzz.executor`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from fuzz.strategies import DISTRIBUTION_KINDS, EDGES, MAX_SEED
+
+Sampler = Callable[[random.Random], dict[str, Any]]
+
+
+def _scale(rng: random.Random, lo: int, hi: int) -> float:
+    return float(2.0 ** rng.randint(lo, hi))
+
+
+def distribution(rng: random.Random, kinds: Sequence[str] = DISTRIBUTION_KINDS,
+                 min_scale_exp: int = -8, max_scale_exp: int = 8) -> dict[str, Any]:
+    """A value distribution as `fuzz.strategies.distributions(kinds=..., min_scale_exp=...,
+    max_scale_exp=...)` describes it, each field uniform in its range."""
+    kind = rng.choice(list(kinds))
+    lo, hi = min_scale_exp, max_scale_exp
+    if kind == "normal":
+        return {"kind": "normal", "scale": _scale(rng, lo, hi)}
+    if kind == "uniform":
+        low = float(rng.randint(-64, 64))
+        return {"kind": "uniform", "low": low, "high": low + _scale(rng, lo, hi)}
+    if kind == "log_uniform":
+        start = rng.randint(lo, hi)
+        return {"kind": "log_uniform", "min_exp": start,
+                "max_exp": start + rng.randint(0, 2 * (hi - lo) + 1),
+                "signed": rng.random() < 0.5}
+    if kind == "outliers":
+        return {"kind": "outliers", "scale": _scale(rng, lo, hi),
+                "fraction": rng.choice([0.001, 0.01, 0.1]), "magnitude": _scale(rng, 4, 16)}
+    if kind == "constant_rows":
+        value = float(rng.randint(-8, 8)) if rng.random() < 0.5 else _scale(rng, lo, hi)
+        return {"kind": "constant_rows", "value": value,
+                "fraction": rng.choice([1.0, 0.5, 0.1])}
+    return {"kind": "edge", "edge": rng.choice(list(EDGES)), "spread": rng.randint(0, 4)}
+
+
+def _side(rng: random.Random, lo: int, hi: int, cap: int, multiple_of: int = 1) -> int:
+    """Uniform in [lo, min(hi, cap)] among multiples of `multiple_of`, as `fst.shapes` caps."""
+    top = min(hi, cap)
+    top = max(top - top % multiple_of, lo)
+    return rng.randrange(lo, top + 1, multiple_of)
+
+
+def _seed(rng: random.Random) -> int:
+    return rng.randint(0, MAX_SEED)
+
+
+def _ops_shape(rng: random.Random, max_numel: int) -> list[int]:
+    rows = _side(rng, 1, 64, max_numel)
+    return [rows, _side(rng, 1, 8192, max_numel // rows)]
+
+
+def softmax(rng: random.Random, max_numel: int) -> dict[str, Any]:
+    """A case of `ops.softmax` / `faults.softmax`."""
+    return {"shape": _ops_shape(rng, max_numel), "dtype": rng.choice(["bfloat16", "float16"]),
+            "x": distribution(rng, ("normal", "uniform", "outliers", "constant_rows")),
+            "seed": _seed(rng)}
+
+
+def rmsnorm(rng: random.Random, max_numel: int,
+            kinds: Sequence[str] = ("normal", "uniform", "log_uniform", "outliers",
+                                    "constant_rows")) -> dict[str, Any]:
+    """A case of `faults.rmsnorm` (pass DISTRIBUTION_KINDS as `kinds` for `ops.rmsnorm`)."""
+    return {"shape": _ops_shape(rng, max_numel), "dtype": rng.choice(["bfloat16", "float16"]),
+            "x": distribution(rng, kinds), "eps": rng.choice([1e-6, 1e-5]), "seed": _seed(rng)}
+
+
+def _dsv4_shape(rng: random.Random, max_numel: int) -> list[int]:
+    t = _side(rng, 1, 8, max_numel // 64)
+    h = _side(rng, 1, 64, max_numel // (t * 64))
+    return [t, h, _side(rng, 64, 512, max_numel // (t * h), 64)]
+
+
+def sparse_attn(rng: random.Random, max_numel: int) -> dict[str, Any]:
+    """A case of `dsv4.sparse_attn` / `faults.sparse_attn`."""
+    shape = _dsv4_shape(rng, max_numel)
+    t, _, d = shape
+    max_rows = max(1, min(4096, max_numel // d))
+    max_k = max(1, min(512, max_numel // (t * d)))
+    k = rng.randint(1, max_k)
+    n = rng.randint(1, max_rows)
+    if rng.random() < 0.5:  # the strategy's "cache holds at least k rows" branch
+        n = max(n, k)
+    index = {"n_rows": n, "k": k, "n_valid": rng.randint(0, k),
+             "window": rng.randint(0, min(128, k)), "ragged": rng.random() < 0.5,
+             "duplicates": rng.random() < 0.5, "sorted": rng.random() < 0.5,
+             "out_of_range": rng.random() < 0.5}
+    kinds = ("normal", "uniform", "outliers", "constant_rows")
+    return {"shape": shape, "index": index,
+            "q": distribution(rng, kinds, -4, 4), "kv": distribution(rng, kinds, -4, 4),
+            "sink": distribution(rng, ("normal", "uniform"), -2, 6), "seed": _seed(rng)}
+
+
+def q_norm_rope(rng: random.Random, max_numel: int) -> dict[str, Any]:
+    """A case of `dsv4.q_norm_rope`."""
+    return {"shape": _dsv4_shape(rng, max_numel), "rope_dim": rng.choice([64, 0, 32]),
+            "q": distribution(rng, ("normal", "uniform", "log_uniform", "outliers",
+                                    "constant_rows")),
+            "max_position": 2 ** rng.randint(0, 17), "eps": 1e-6, "seed": _seed(rng)}
+
+
+def window_attn(rng: random.Random, max_numel: int) -> dict[str, Any]:
+    """A case of `faults.window_attn`."""
+    s = _side(rng, 1, 2048, max_numel)
+    h = _side(rng, 1, 16, max_numel // s)
+    d = _side(rng, 1, 128, max_numel // (s * h))
+    return {"shape": [s, h, d], "tokens": rng.randint(1, min(8, s)),
+            "window": rng.randint(1, 256),
+            "x": distribution(rng, ("normal",), -2, 2), "seed": _seed(rng)}
+
+
+SAMPLERS: dict[str, Callable[[random.Random, int], dict[str, Any]]] = {
+    "faults.softmax": softmax,
+    "ops.softmax": softmax,
+    "faults.rmsnorm": rmsnorm,
+    "faults.sparse_attn": sparse_attn,
+    "dsv4.sparse_attn": sparse_attn,
+    "dsv4.q_norm_rope": q_norm_rope,
+    "faults.window_attn": window_attn,
+}
+
+
+def sampler(target: str, max_numel: int, pins: Mapping[str, Any] | None = None) -> Sampler:
+    """A function rng -> case drawing uniformly from `target`'s case space (cases bounded by
+    `max_numel`, the target's own bound), with the fields in `pins` held fixed, as
+    `CampaignConfig.pins` holds them. Raises KeyError for a target without a sampler."""
+    if target not in SAMPLERS:
+        raise KeyError(f"no uniform sampler for {target!r}; known: {', '.join(sorted(SAMPLERS))}")
+    draw = SAMPLERS[target]
+    fixed = dict(pins or {})
+
+    def sample(rng: random.Random) -> dict[str, Any]:
+        return {**draw(rng, max_numel), **fixed}
+
+    return sample

@@ -1,0 +1,162 @@
+"""The seeded faults the bug-finding benchmark hunts, with what is known about each: where it
+lives (target and kernel), the correct kernel it departs from, the production-shape case a
+fixed-seed test would run, what a case needs for the fault to show, and a grid of small cases
+for the brute-force search of the smallest failing case (bench/smallest.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+NORMAL = {"kind": "normal", "scale": 1.0}
+# The DeepSeek-V4 decode index set at production size (bench/dsv4_case_study.py).
+PROD_INDEX = {"n_rows": 4096, "k": 512, "n_valid": 512, "window": 128, "ragged": False,
+              "duplicates": False, "sorted": False, "out_of_range": False}
+# A fixed-seed test as pypto-lib runs one: a few fixed seeds, normal inputs.
+FIXED_SEEDS = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One seeded fault.
+
+    name: short id; target, kernel: where it lives; reference: the correct kernel of the same
+    target; pins: case fields held fixed in every search (CampaignConfig.pins); needs: what a
+    case must have for the fault to show (from reading the kernel); production(seed) -> the
+    production-shape case; grid() -> small candidate cases for the brute-force search of the
+    smallest failing case."""
+
+    name: str
+    target: str
+    kernel: str
+    reference: str
+    needs: str
+    production: Callable[[int], dict[str, Any]]
+    grid: Callable[[], Iterator[dict[str, Any]]]
+    pins: dict[str, Any] = field(default_factory=dict)
+
+
+def _softmax_production(seed: int) -> dict[str, Any]:
+    return {"shape": [32, 8192], "dtype": "bfloat16", "x": NORMAL, "seed": seed}
+
+
+def _rmsnorm_production(seed: int) -> dict[str, Any]:
+    # DeepSeek-V3/V4 hidden size 7168, 32 tokens: within ops' 2**18 elements.
+    return {"shape": [32, 7168], "dtype": "bfloat16", "x": NORMAL, "eps": 1e-6, "seed": seed}
+
+
+def _attn_production(seed: int) -> dict[str, Any]:
+    return {"shape": [4, 64, 512], "index": PROD_INDEX, "q": NORMAL, "kv": NORMAL,
+            "sink": NORMAL, "seed": seed}
+
+
+def _q_production(seed: int) -> dict[str, Any]:
+    return {"shape": [4, 64, 512], "rope_dim": 64, "q": NORMAL, "max_position": 65536,
+            "eps": 1e-6, "seed": seed}
+
+
+def _window_production(seed: int) -> dict[str, Any]:
+    return {"shape": [1024, 8, 128], "tokens": 4, "window": 128, "x": NORMAL, "seed": seed}
+
+
+def _scales(lo: int, hi: int) -> list[dict[str, Any]]:
+    return [{"kind": "normal", "scale": float(2.0**e)} for e in range(lo, hi + 1)]
+
+
+def _softmax_grid() -> Iterator[dict[str, Any]]:
+    dists = _scales(-8, 8) + [
+        {"kind": "uniform", "low": float(lo), "high": float(lo + 2**w)}
+        for lo in (-64, -32, 0, 32, 64) for w in (0, 4, 8)
+    ] + [{"kind": "outliers", "scale": 1.0, "fraction": 0.1, "magnitude": float(2**m)}
+         for m in (8, 12, 16)]
+    for rows, cols, dtype, x, seed in itertools.product(
+            (1, 2), (1, 2, 3), ("bfloat16", "float16"), dists, range(4)):
+        yield {"shape": [rows, cols], "dtype": dtype, "x": x, "seed": seed}
+
+
+def _eps_grid() -> Iterator[dict[str, Any]]:
+    dists = _scales(-8, 8) + [{"kind": "log_uniform", "min_exp": e, "max_exp": e,
+                               "signed": True} for e in range(-8, 1)]
+    for rows, hidden, dtype, x, eps, seed in itertools.product(
+            (1, 2), (1, 2, 3), ("bfloat16", "float16"), dists, (1e-6, 1e-5), range(4)):
+        yield {"shape": [rows, hidden], "dtype": dtype, "x": x, "eps": eps, "seed": seed}
+
+
+def _accumulate_grid() -> Iterator[dict[str, Any]]:
+    dists = [NORMAL, {"kind": "uniform", "low": 0.0, "high": 1.0},
+             {"kind": "uniform", "low": 1.0, "high": 2.0},
+             {"kind": "log_uniform", "min_exp": -4, "max_exp": 4, "signed": True},
+             {"kind": "outliers", "scale": 1.0, "fraction": 0.01, "magnitude": 256.0}] + [
+        {"kind": "constant_rows", "value": float(v), "fraction": 1.0} for v in (1, 3, 5, 6, 7)]
+    hidden = list(range(1, 8)) + list(range(8, 8193, 8))
+    for rows, h in itertools.product((1, 2, 4, 8, 16, 32), hidden):
+        if rows * h > 1 << 18:
+            continue
+        for x, seed in itertools.product(dists, range(2)):
+            yield {"shape": [rows, h], "dtype": "bfloat16", "x": x, "eps": 1e-6, "seed": seed}
+
+
+def _sparse_grid() -> Iterator[dict[str, Any]]:
+    flags = list(itertools.product((False, True), repeat=4))
+    for h, n, k, window, (ragged, dup, srt, oor), seed in itertools.product(
+            (1, 2), (1, 2, 3), (1, 2, 64, 65, 66), (0, 1), flags, range(4)):
+        for n_valid in sorted({0, 1, k - 1, k}):
+            index = {"n_rows": n, "k": k, "n_valid": n_valid, "window": min(window, k),
+                     "ragged": ragged, "duplicates": dup, "sorted": srt, "out_of_range": oor}
+            yield {"shape": [1, h, 64], "index": index, "q": NORMAL, "kv": NORMAL,
+                   "sink": NORMAL, "seed": seed}
+
+
+def _q_grid() -> Iterator[dict[str, Any]]:
+    for shape, rope, q, pos, seed in itertools.product(
+            ([1, 1, 64], [1, 1, 128], [1, 2, 64]), (64, 0, 32), _scales(-8, 8),
+            (1, 16, 65536), range(8)):
+        yield {"shape": shape, "rope_dim": rope, "q": q, "max_position": pos, "eps": 1e-6,
+               "seed": seed}
+
+
+def _window_grid() -> Iterator[dict[str, Any]]:
+    for s, h, d, window, x, seed in itertools.product(
+            (1, 2, 3), (1, 2), (1, 2), (1, 2, 3), _scales(-2, 2), range(4)):
+        for tokens in range(1, min(2, s) + 1):
+            yield {"shape": [s, h, d], "tokens": tokens, "window": window, "x": x,
+                   "seed": seed}
+
+
+FAULTS: list[Fault] = [
+    Fault("softmax_no_max", "faults.softmax", "no_max", "reference",
+          "an element above ~88.7 (exp overflows in FP32) or a row entirely below ~-103",
+          _softmax_production, _softmax_grid),
+    Fault("bf16_accumulate", "faults.rmsnorm", "bf16_accumulate", "reference",
+          "a long row on BF16 data: a few hundred elements with adversarial values, about a "
+          "thousand with normal ones",
+          _rmsnorm_production, _accumulate_grid, pins={"dtype": "bfloat16"}),
+    Fault("eps_after_root", "faults.rmsnorm", "eps_after_root", "reference",
+          "small activations: mean(x^2) within a few hundred eps",
+          _rmsnorm_production, _eps_grid),
+    Fault("merge_no_rescale", "faults.sparse_attn", "merge_no_rescale", "reference",
+          "K > 64 with two live tiles whose maxima differ", _attn_production,
+          _sparse_grid),
+    Fault("gather_negative", "faults.sparse_attn", "gather_negative", "reference",
+          "a -1 padding slot (fewer valid rows than K)", _attn_production,
+          _sparse_grid),
+    Fault("drop_tail", "faults.sparse_attn", "drop_tail", "reference",
+          "K not a multiple of 64 with a valid row in the tail", _attn_production,
+          _sparse_grid),
+    Fault("rsqrt_hw", "dsv4.q_norm_rope", "rsqrt_hw", "recip_sqrt",
+          "nothing rare: about 0.75% of outputs leave pypto-lib's tolerance (budget 0.5%); a "
+          "case of under 200 outputs fails as soon as one does", _q_production, _q_grid),
+    Fault("window_off_by_one", "faults.window_attn", "window_off_by_one", "reference",
+          "more keys than the window (S > window)", _window_production, _window_grid),
+]
+
+
+def by_name(name: str) -> Fault:
+    """The fault called `name`. Raises KeyError naming the known ones."""
+    for fault in FAULTS:
+        if fault.name == name:
+            return fault
+    raise KeyError(f"no seeded fault {name!r}; known: {', '.join(f.name for f in FAULTS)}")

@@ -1,0 +1,216 @@
+"""Seeded-fault targets (`faults.*`): correct kernels with one fault each, for benchmarking
+how fast and how small a search finds a fault (bench/bug_finding.py).
+
+Each target's default kernel is `reference`, a correct kernel that passes the default
+comparator on every case of the target's case space; every other kernel is `reference` with
+one fault of `kernels.faults`. So any case on which a fault kernel fails shows that fault.
+
+- `faults.softmax`: the case space, inputs, oracle and comparator of `ops.softmax`.
+- `faults.rmsnorm`: those of `ops.rmsnorm`, less the `edge` value distributions (the FP32
+  reference itself overflows x**2 near the BF16 maximum, a fault of its own).
+- `faults.sparse_attn`: the case space and inputs of `dsv4.sparse_attn`, with the post-fix
+  tiled golden (tile 64) as oracle, which the correct tile-64 kernel matches bit for bit.
+- `faults.window_attn`: sliding-window attention of the last T positions of S keys.
+The low-precision rsqrt fault is `dsv4.q_norm_rope`'s kernel `rsqrt_hw` (reference:
+`recip_sqrt`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from hypothesis import strategies as st
+
+from fuzz import strategies as fst
+from fuzz.builtin import dsv4, ops
+from fuzz.compare import Comparator
+from fuzz.materialise import dtype_of, values
+from fuzz.targets import OutputSpec, Target, Variant, register
+from kernels import faults as f
+from kernels import ops as k
+from kernels.deepseek_v4 import sparse_attn
+from oracles import ops as o
+from oracles.deepseek_v4 import sparse_attn_tiled
+
+WINDOW_MAX_NUMEL = 1 << 20
+
+
+def _variant(name: str, fn: Any, doc: str, **params: Any) -> Variant:
+    return Variant(name, fn, doc, params)
+
+
+# -- faults.softmax ---------------------------------------------------------------------------
+
+register(Target(
+    name="faults.softmax",
+    doc="ops.softmax with seeded faults: FP32 softmax without the max subtraction",
+    signature="fn(x) -> y",
+    cases=ops._softmax_cases,
+    inputs=lambda case, gen: {
+        "x": values(gen, case["shape"], dtype_of(case["dtype"]), case["x"])
+    },
+    expect=ops._same_as_x("y"),
+    kernels={
+        "reference": _variant("reference", k.softmax_fp32, "torch softmax in FP32, rounded once"),
+        "no_max": _variant("no_max", f.softmax_no_max,
+                           "fault: exp(x) / sum(exp(x)) in FP32, no max subtraction"),
+    },
+    oracles={"fp64": Variant("fp64", o.softmax_fp64, "float64 softmax")},
+    comparators={"y": Comparator()},
+    default_kernel="reference",
+    default_oracle="fp64",
+    inputs_doc={"x": "[rows, cols] bfloat16|float16 logits"},
+    outputs_doc={"y": "[rows, cols] same dtype as x"},
+    comparator_doc=ops.COMPARATOR_DOC,
+    max_numel=ops.OPS_MAX_NUMEL,
+    size=lambda case: case["shape"][0] * case["shape"][1],
+))
+
+
+# -- faults.rmsnorm ---------------------------------------------------------------------------
+
+RMSNORM_KINDS = ("normal", "uniform", "log_uniform", "outliers", "constant_rows")
+
+
+def _rmsnorm_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({
+        "shape": fst.shapes(fst.Dim(1, 64), fst.Dim(1, 8192), max_numel=max_numel),
+        "dtype": fst.dtypes(ops.LOW_PRECISION),
+        "x": fst.distributions(kinds=RMSNORM_KINDS),
+        "eps": st.sampled_from([1e-6, 1e-5]),
+        "seed": fst.seeds(),
+    })
+
+
+register(Target(
+    name="faults.rmsnorm",
+    doc="ops.rmsnorm (without edge-of-range values) with seeded faults: BF16 accumulation "
+        "of the mean of squares, eps added after the root",
+    signature="fn(x, weight, *, eps: float) -> y",
+    cases=_rmsnorm_cases,
+    inputs=ops._rmsnorm_inputs,
+    params=lambda case: {"eps": case["eps"]},
+    expect=ops._same_as_x("y"),
+    kernels={
+        "reference": _variant("reference", k.rmsnorm_fp32, "RMSNorm in FP32, rounded once"),
+        "bf16_accumulate": _variant(
+            "bf16_accumulate", f.rmsnorm_bf16_accumulate,
+            f"fault: sum of squares accumulated in {f.BF16_ACCUMULATOR_LANES} BF16 lanes"),
+        "eps_after_root": _variant("eps_after_root", f.rmsnorm_eps_after_root,
+                                   "fault: x / (sqrt(mean(x^2)) + eps)"),
+    },
+    oracles={"fp64": Variant("fp64", o.rmsnorm_fp64, "float64 RMSNorm")},
+    comparators={"y": Comparator()},
+    default_kernel="reference",
+    default_oracle="fp64",
+    inputs_doc={
+        "x": "[rows, hidden] bfloat16|float16",
+        "weight": "[hidden] same dtype as x, about 1 +- 0.125",
+    },
+    outputs_doc={"y": "[rows, hidden] same dtype as x"},
+    comparator_doc=ops.COMPARATOR_DOC,
+    max_numel=ops.OPS_MAX_NUMEL,
+    size=lambda case: case["shape"][0] * case["shape"][1] + case["shape"][1],
+))
+
+
+# -- faults.sparse_attn -----------------------------------------------------------------------
+
+register(Target(
+    name="faults.sparse_attn",
+    doc="dsv4.sparse_attn (tile 64) with seeded faults: a tile merge without rescaling, -1 "
+        "padding gathered, the tail tile dropped",
+    signature="fn(q, kv, indices, sink) -> out",
+    cases=dsv4._sparse_cases,
+    inputs=dsv4._sparse_inputs,
+    expect=dsv4._bshd,
+    kernels={
+        "reference": _variant("reference", sparse_attn, "NPU kernel emulation, tile 64",
+                              tile=64),
+        "merge_no_rescale": _variant("merge_no_rescale", f.sparse_attn_merge_no_rescale,
+                                     "fault: tiles merged without exp(m - m') rescaling",
+                                     tile=64),
+        "gather_negative": _variant("gather_negative", f.sparse_attn_gather_negative,
+                                    "fault: -1 padding gathered as the last row", tile=64),
+        "drop_tail": _variant("drop_tail", f.sparse_attn_drop_tail,
+                              "fault: the last K % 64 index positions are never read",
+                              tile=64),
+    },
+    oracles={"tiled64": _variant("tiled64", sparse_attn_tiled,
+                                 "post-fix golden mirroring the kernel's tiling, tile 64",
+                                 tile=64)},
+    comparators={"out": dsv4.PYPTO},
+    default_kernel="reference",
+    default_oracle="tiled64",
+    inputs_doc={
+        "q": "[T, H, D] bfloat16, D in 64..512",
+        "kv": "[N, D] bfloat16, each gathered row is key and value",
+        "indices": "[T, K] int32 into N rows; -1 padding; entries outside [0, N) are skipped",
+        "sink": "[H] float32 per-head sink logit",
+    },
+    outputs_doc={"out": "[T, H, D] bfloat16; zeros for a token with no valid row"},
+    comparator_doc=dsv4.PYPTO_DOC,
+    max_numel=dsv4.DSV4_MAX_NUMEL,
+    size=dsv4._sparse_size,
+))
+
+
+# -- faults.window_attn -----------------------------------------------------------------------
+
+def _window_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
+    @st.composite
+    def cases(draw: st.DrawFn) -> dict[str, Any]:
+        shape = draw(fst.shapes(fst.Dim(1, 2048), fst.Dim(1, 16), fst.Dim(1, 128),
+                                max_numel=max_numel))
+        return {
+            "shape": shape,
+            "tokens": draw(st.integers(1, min(8, shape[0]))),
+            "window": draw(fst.sides(min_side=1, max_side=256)),
+            "x": draw(fst.distributions(kinds=("normal",), min_scale_exp=-2, max_scale_exp=2)),
+            "seed": draw(fst.seeds()),
+        }
+
+    return cases()
+
+
+def _window_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    s, h, d = case["shape"]
+    t = case["tokens"]
+    return {name: values(gen, shape, torch.bfloat16, case["x"])
+            for name, shape in (("q", [t, h, d]), ("k", [s, h, d]), ("v", [s, h, d]))}
+
+
+def _window_size(case: dict[str, Any]) -> int:
+    s, h, d = case["shape"]
+    return (case["tokens"] + 2 * s) * h * d
+
+
+register(Target(
+    name="faults.window_attn",
+    doc="sliding-window attention of the last T of S positions, FP32, with a seeded "
+        "off-by-one window",
+    signature="fn(q, k, v, *, window: int) -> out",
+    cases=_window_cases,
+    inputs=_window_inputs,
+    params=lambda case: {"window": case["window"]},
+    expect=lambda case: {"out": OutputSpec(
+        (case["tokens"], case["shape"][1], case["shape"][2]), torch.bfloat16)},
+    kernels={
+        "reference": _variant("reference", f.window_attn,
+                              "FP32 softmax over keys p - window < j <= p, rounded once"),
+        "window_off_by_one": _variant("window_off_by_one", f.window_attn,
+                                      "fault: also sees the key at p - window",
+                                      off_by_one=True),
+    },
+    oracles={"fp64": Variant("fp64", f.window_attn_fp64, "the same window in float64")},
+    comparators={"out": Comparator()},
+    default_kernel="reference",
+    default_oracle="fp64",
+    inputs_doc={"q": "[T, H, D] bfloat16 queries at positions S-T..S-1",
+                "k": "[S, H, D] bfloat16 keys", "v": "[S, H, D] bfloat16 values"},
+    outputs_doc={"out": "[T, H, D] bfloat16"},
+    comparator_doc=ops.COMPARATOR_DOC,
+    max_numel=WINDOW_MAX_NUMEL,
+    size=_window_size,
+))
