@@ -67,10 +67,14 @@ class _Shrunk(Exception):
         self.finding = finding
 
 
+def _job(fault: Fault, case: dict[str, Any], kernel: str | None = None) -> Job:
+    """The job that runs `case` with the fault's kernel (or `kernel`), oracle and comparator."""
+    oracle = fault.oracle or get(fault.target).default_oracle
+    return Job(fault.target, kernel or fault.kernel, oracle, case, fault.comparator)
+
+
 def _reference_passes(fault: Fault, case: dict[str, Any]) -> bool:
-    oracle = get(fault.target).default_oracle
-    job = Job(fault.target, fault.reference, oracle, case)
-    return not InProcessExecutor().evaluate([job])[0].failed
+    return not InProcessExecutor().evaluate([_job(fault, case, fault.reference)])[0].failed
 
 
 def fixed_seed(fault: Fault) -> dict[str, Any]:
@@ -82,7 +86,7 @@ def fixed_seed(fault: Fault) -> dict[str, Any]:
     first = None
     for i, seed in enumerate(FIXED_SEEDS):
         case = {**fault.production(seed), **fault.pins}
-        outcome = ex.evaluate([Job(fault.target, fault.kernel, target.default_oracle, case)])[0]
+        outcome = ex.evaluate([_job(fault, case)])[0]
         per_seed.append({"seed": seed, "failed": outcome.failed, "ratio": outcome.worst_ratio()})
         if outcome.failed and first is None:
             first = {"examples": i + 1, "seconds": round(time.perf_counter() - start, 3)}
@@ -99,7 +103,8 @@ def kfuzz(fault: Fault, seed: int, budget: float) -> dict[str, Any]:
         if finding.kind == "shrunk":
             raise _Shrunk(finding)
 
-    config = CampaignConfig(target=fault.target, kernel=fault.kernel, budget=budget, seed=seed,
+    config = CampaignConfig(target=fault.target, kernel=fault.kernel, oracle=fault.oracle,
+                            comparator=fault.comparator, budget=budget, seed=seed,
                             pins=fault.pins or None)
     shrunk: Finding | None = None
     try:
@@ -131,7 +136,7 @@ def uniform(fault: Fault, seed: int, budget: float) -> dict[str, Any]:
     while time.perf_counter() - start < budget:
         case = draw(rng)
         examples += 1
-        outcome = ex.evaluate([Job(fault.target, fault.kernel, target.default_oracle, case)])[0]
+        outcome = ex.evaluate([_job(fault, case)])[0]
         if outcome.failed:
             elapsed = time.perf_counter() - start
             return {"seed": seed, "detected": True, "examples": examples,
@@ -177,8 +182,7 @@ def hit_rate(fault: Fault, samples: int, seed: int = 12345) -> dict[str, Any]:
     draw = sampler(fault.target, target.max_numel, fault.pins)
     rng = random.Random(seed)
     ex = InProcessExecutor()
-    jobs = [Job(fault.target, fault.kernel, target.default_oracle, draw(rng))
-            for _ in range(samples)]
+    jobs = [_job(fault, draw(rng)) for _ in range(samples)]
     failed = sum(o.failed for o in ex.evaluate(jobs))
     return {"samples": samples, "failed": failed, "rate": failed / samples}
 

@@ -3,19 +3,21 @@
 For each `ops.*` target, draws a fixed list of cases from the target's own strategy (fixed
 Hypothesis seed), runs every case once per kernel to warm up (this compiles each shape class
 of the compiled variant: compile time is excluded from what follows), then times the same
-list several times, alternating eager and compiled in one process, and reports the medians:
+list several times in one process, eager and compiled alternating case by case (so that load
+from other processes falls on both alike), and reports the medians over runs:
 
 - "case" rate: the whole per-case path through the executor (materialise from the seed,
   kernel, float64 oracle, compare), which is what a campaign pays per case;
 - "kernel" rate: the kernel call alone on inputs made beforehand.
 
-    python bench/compile_vs_eager.py [--cases 200] [--runs 5] [--targets ops.rmsnorm ...]
-                                     [--out bench/results/compile_vs_eager.md]
+    python bench/compile_vs_eager.py [--cases 200] [--runs 5] [--threads 1]
+                                     [--targets ops.rmsnorm ...] [--out bench/results/compile_vs_eager.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -49,43 +51,50 @@ def draw_cases(target: Target, count: int, seed: int) -> list[dict[str, Any]]:
     return cases[:count]
 
 
-def time_cases(executor: InProcessExecutor, jobs: list[Job]) -> float:
-    start = time.perf_counter()
-    executor.evaluate(jobs)
-    return time.perf_counter() - start
-
-
-def time_kernel(target: Target, kernel: str, inputs: list[tuple[dict, dict]]) -> float:
-    fn = target.kernels[kernel]
-    start = time.perf_counter()
-    with torch.no_grad():
-        for tensors, params in inputs:
-            fn(**tensors, **params)
-    return time.perf_counter() - start
+def interleaved(calls: dict[str, list[Any]]) -> dict[str, float]:
+    """Seconds per kernel over its list of calls, timed call by call with the kernels
+    alternating (and alternating which goes first), so that load from other processes falls
+    on both alike."""
+    names = list(calls)
+    total = dict.fromkeys(names, 0.0)
+    for i in range(len(calls[names[0]])):
+        for name in (names if i % 2 == 0 else names[::-1]):
+            start = time.perf_counter()
+            calls[name][i]()
+            total[name] += time.perf_counter() - start
+    return total
 
 
 def bench_target(name: str, count: int, runs: int, seed: int) -> list[dict[str, Any]]:
     target = get(name)
     cases = draw_cases(target, count, seed)
     inputs = [(target.inputs(c, generator(c["seed"])), target.params(c)) for c in cases]
+    sizes = sorted(target.case_size(c) for c in cases)
     executor = InProcessExecutor()
     rows = []
     for eager, comp in PAIRS:
-        jobs = {k: [Job(name, k, target.default_oracle, c) for c in cases] for k in (eager, comp)}
+        case_calls = {k: [functools.partial(executor.evaluate, [Job(name, k, target.default_oracle, c)])
+                          for c in cases] for k in (eager, comp)}
+        kernel_calls = {k: [functools.partial(target.kernels[k], **tensors, **params)
+                            for tensors, params in inputs] for k in (eager, comp)}
         start = time.perf_counter()
-        for k in (eager, comp):  # warm-up: compiles every shape class of the compiled variant
-            executor.evaluate(jobs[k])
+        for calls in case_calls.values():  # warm-up: compiles every shape class
+            for call in calls:
+                call()
         warmup = time.perf_counter() - start
         case_s: dict[str, list[float]] = {eager: [], comp: []}
         kernel_s: dict[str, list[float]] = {eager: [], comp: []}
-        for _ in range(runs):
-            for k in (eager, comp):
-                case_s[k].append(time_cases(executor, jobs[k]))
-                kernel_s[k].append(time_kernel(target, k, inputs))
+        with torch.no_grad():
+            for _ in range(runs):
+                for k, v in interleaved(case_calls).items():
+                    case_s[k].append(v)
+                for k, v in interleaved(kernel_calls).items():
+                    kernel_s[k].append(v)
         med = {k: statistics.median(v) for k, v in case_s.items()}
         kmed = {k: statistics.median(v) for k, v in kernel_s.items()}
         rows.append({
             "target": name, "eager": eager, "compiled": comp, "cases": len(cases),
+            "case_elements": {"median": sizes[len(sizes) // 2], "max": sizes[-1]},
             "shape_classes": target.kernels[comp].fn.compilations,
             "warmup_s": round(warmup, 2),
             "eager_cases_per_s": round(len(cases) / med[eager], 1),
@@ -108,16 +117,18 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         f"{meta['command']}  ",
         f"torch {meta['torch']}, {meta['threads']} threads, {meta['machine']}; "
-        f"medians of {meta['runs']} runs, eager and compiled alternating in one process; "
+        f"medians of {meta['runs']} runs; in each run eager and compiled alternate case by case; "
         "ratio = compiled rate / eager rate (1 = as fast; 0.5 = half as fast).",
         "",
-        "| target | compiled vs eager | cases | shape classes | warm-up s | eager cases/s "
-        "| compiled cases/s | ratio | eager kernel calls/s | compiled kernel calls/s | ratio |",
+        "| target | compiled vs eager | cases (median / max elements) | shape classes | warm-up s "
+        "| eager cases/s | compiled cases/s | ratio | eager kernel calls/s "
+        "| compiled kernel calls/s | ratio |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['target']} | {r['compiled']} vs {r['eager']} | {r['cases']} | "
+            f"| {r['target']} | {r['compiled']} vs {r['eager']} | {r['cases']} "
+            f"({r['case_elements']['median']} / {r['case_elements']['max']}) | "
             f"{r['shape_classes']} | {r['warmup_s']} | {r['eager_cases_per_s']} | "
             f"{r['compiled_cases_per_s']} | {r['case_ratio']} | {r['eager_kernel_calls_per_s']} | "
             f"{r['compiled_kernel_calls_per_s']} | {r['kernel_ratio']} |")
@@ -131,8 +142,12 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a shared machine, more threads mostly "
+                        "add noise from oversubscription)")
     parser.add_argument("--out", default="bench/results/compile_vs_eager.md")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     rows = [row for name in args.targets for row in bench_target(name, args.cases, args.runs, args.seed)]
     meta = {"command": "python bench/compile_vs_eager.py " + " ".join(
                 f"--{k} {' '.join(v) if isinstance(v, list) else v}" for k, v in vars(args).items()),

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,7 +189,7 @@ def main() -> int:
         "shrink_seconds": args.shrink_seconds, "seed": args.seed,
         "total_seconds": round(time.perf_counter() - start, 1),
         "versions": ", ".join(f"{k} {v}" for k, v in sorted(info.items()) if k != "device")
-                    + f", {torch.get_num_threads()} CPU threads ({platform.processor() or '?'})",
+                    + f", {torch.get_num_threads()} CPU threads",
     }
     out.write_text(markdown(rows, meta))
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

@@ -27,7 +27,8 @@ class Fault:
     target; pins: case fields held fixed in every search (CampaignConfig.pins); needs: what a
     case must have for the fault to show (from reading the kernel); production(seed) -> the
     production-shape case; grid() -> small candidate cases for the brute-force search of the
-    smallest failing case."""
+    smallest failing case (none: no brute force); oracle, comparator: None for the target's
+    defaults."""
 
     name: str
     target: str
@@ -37,6 +38,8 @@ class Fault:
     production: Callable[[int], dict[str, Any]]
     grid: Callable[[], Iterator[dict[str, Any]]]
     pins: dict[str, Any] = field(default_factory=dict)
+    oracle: str | None = None
+    comparator: dict[str, Any] | None = None
 
 
 def _softmax_production(seed: int) -> dict[str, Any]:
@@ -60,6 +63,10 @@ def _q_production(seed: int) -> dict[str, Any]:
 
 def _window_production(seed: int) -> dict[str, Any]:
     return {"shape": [1024, 8, 128], "tokens": 4, "window": 128, "x": NORMAL, "seed": seed}
+
+
+def _no_grid() -> Iterator[dict[str, Any]]:
+    return iter(())
 
 
 def _scales(lo: int, hi: int) -> list[dict[str, Any]]:
@@ -151,6 +158,13 @@ FAULTS: list[Fault] = [
           "case of under 200 outputs fails as soon as one does", _q_production, _q_grid),
     Fault("window_off_by_one", "faults.window_attn", "window_off_by_one", "reference",
           "more keys than the window (S > window)", _window_production, _window_grid),
+    # Beyond the issue's list: a rare-value fault from pypto-lib's history (DESIGN.md), the
+    # exp weights rounded half away from zero where the golden rounds half to even. Only an
+    # exp weight on an exact BF16 tie shows it, about one in 65536 weights.
+    Fault("round_half_away", "dsv4.sparse_attn", "tile64_away", "tile64",
+          "an exp weight exactly on a BF16 rounding tie (production-sized index sets)",
+          _attn_production, _no_grid, oracle="tiled64",
+          comparator={"mode": "exact", "max_ratio": 0.0}),
 ]
 
 

@@ -30,13 +30,14 @@ def smallest_failing(fault: Fault, *, limit: int | None = None) -> dict[str, Any
     target = get(fault.target)
     cases = [{**c, **fault.pins} for c in fault.grid()]
     cases.sort(key=target.case_size)
+    oracle = fault.oracle or target.default_oracle
     ex = InProcessExecutor()
     start = time.perf_counter()
     found: dict[str, Any] | None = None
     tried = 0
     for case in cases[:limit]:
         tried += 1
-        outcome = ex.evaluate([Job(fault.target, fault.kernel, target.default_oracle, case)])[0]
+        outcome = ex.evaluate([Job(fault.target, fault.kernel, oracle, case, fault.comparator)])[0]
         if outcome.failed:
             found = case
             break
@@ -47,7 +48,7 @@ def smallest_failing(fault: Fault, *, limit: int | None = None) -> dict[str, Any
     }
     if found is not None:
         size = target.case_size(found)
-        ref = ex.evaluate([Job(fault.target, fault.reference, target.default_oracle, found)])[0]
+        ref = ex.evaluate([Job(fault.target, fault.reference, oracle, found, fault.comparator)])[0]
         out.update(size=size, case=found, reference_passes=not ref.failed,
                    smaller_cases_passing=sum(target.case_size(c) < size for c in cases),
                    ratio=outcome.worst_ratio())

@@ -78,6 +78,7 @@ def _connected(ray: Any, address: str | None) -> Iterator[None]:
     options: dict[str, Any] = {"log_to_driver": False}
     if address is None:
         options["include_dashboard"] = False
+    environ = dict(os.environ)
     try:
         ray.init(address=address, **options)
     except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -89,6 +90,15 @@ def _connected(ray: Any, address: str | None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+        _restore(environ)
+
+
+def _restore(environ: dict[str, str]) -> None:
+    # ray.init sets variables that outlive shutdown (PYTHONBREAKPOINT among them), which
+    # every later child process of this one would inherit.
+    for name in set(os.environ) - set(environ):
+        del os.environ[name]
+    os.environ.update(environ)
 
 
 def _portable(plugins: Sequence[str]) -> list[str]:

@@ -71,3 +71,16 @@ def test_compiled_all_bf16_rmsnorm_differs_from_eager_as_a_kernel_vs_kernel_find
     assert (finding["kernel"], finding["oracle"]) == ("compiled_lowp", "eager_lowp")
     # Inductor keeps FP32 intermediates where eager rounds each op to BF16.
     assert finding["metrics"]["y"]["mismatch_ratio"] > 0.1
+
+
+@pytest.mark.slow
+def test_a_shape_class_at_the_recompile_limit_raises_instead_of_running_eagerly():
+    import torch._dynamo
+
+    c = compiled(ops.rmsnorm_lowp)
+    with torch._dynamo.config.patch(recompile_limit=2):
+        c(_x(4, 100), _x(100), eps=1e-6)
+        # Inductor on the CPU guards reductions on rows of at most 4096 elements: a longer row
+        # recompiles within the same shape class, which then holds 2 graphs, the limit.
+        with pytest.raises(RuntimeError, match="reached its recompile limit"):
+            c(_x(4, 5000), _x(5000), eps=1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 import textwrap
@@ -21,12 +22,19 @@ SHRINK_SECONDS = 600.0
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[ray]')")
+    try:
+        import ray
+    except ImportError:
+        pytest.skip("ray is not importable (pip install -e '.[ray]')")
+    environ = dict(os.environ)
     # "local": a fresh instance of our own, never a cluster someone else started here.
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              object_store_memory=200 * 2**20)
     yield ray
     ray.shutdown()
+    # ray.init sets variables (PYTHONBREAKPOINT among them) that would leak into later tests.
+    for name in set(os.environ) - set(environ):
+        del os.environ[name]
 
 
 def _in_process(configs, workers, db_path):
@@ -89,6 +97,7 @@ PLUGIN = textwrap.dedent('''
             {"n": st.integers(1, 64), "seed": st.integers(0, 2**32 - 1)}),
         inputs=lambda case, gen: {"x": values(gen, [case["n"]], torch.float32,
                                               {"kind": "normal", "scale": 1.0})},
+        inputs_doc={"x": "float32 vector of n normal values"},
         expect=lambda case: {"y": OutputSpec((case["n"],), torch.float32)},
         kernels={"lowp": Variant("lowp", raytest_kernels.double_lowp)},
         oracles={"ref": Variant("ref", raytest_kernels.double)},
@@ -115,6 +124,9 @@ def test_tasks_load_plugins_and_see_the_drivers_sys_path(ray_instance, tmp_path,
     plugin = tmp_path / "raytest_plugin.py"
     plugin.write_text(PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path / "mods"))
+    # The plugin's target lives only as long as this test: a copy of the registry is restored.
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry.all_targets()))
+    monkeypatch.setattr(registry, "_PLUGINS", dict(registry._PLUGINS))
     registry.load_plugin(str(plugin))
     configs = [CampaignConfig(target="raytest.double", max_examples=30, seed=0,
                               shrink_seconds=SHRINK_SECONDS)]

@@ -86,7 +86,7 @@ def _guarded(target: str, kernel: str, fn: Callable[..., Any]) -> Callable[..., 
                 f"{target} kernel {kernel!r} cannot run on {_device_of(kwargs)}: {exc}"
             ) from None
 
-    call.__name__ = call.__qualname__ = f"{kernel}"
+    call.__name__ = call.__qualname__ = kernel
     return call
 
 
@@ -112,7 +112,9 @@ def _triton_variant(target: str, name: str, module: str, doc: str, **params: Any
     return _variant(target, name, _triton_fn(module, module), _triton_doc(doc), **params)
 
 
-def _row_cases(kinds: tuple[str, ...], extra: dict[str, st.SearchStrategy[Any]]):
+def _row_cases(
+    kinds: tuple[str, ...], extra: dict[str, st.SearchStrategy[Any]]
+) -> Callable[[int], st.SearchStrategy[dict[str, Any]]]:
     # The ops.rmsnorm / ops.softmax case space without the "edge" distribution: BF16 values
     # near the overflow edge overflow x*x in any FP32 kernel (ops.rmsnorm's eager_fp32 too),
     # which is ops.rmsnorm's finding, not a question about casts or inverse roots.
@@ -380,9 +382,10 @@ def fa_checked(kernel: Callable[..., torch.Tensor], *, factor: float = FA_FACTOR
     def ratio(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool,
               scale: float) -> torch.Tensor:
         out = kernel(q, k, v, causal=causal, scale=scale)
-        cpu = {"q": q.cpu(), "k": k.cpu(), "v": v.cpu(), "causal": causal, "scale": scale}
-        rule = fa_rule_ratio(out.cpu(), sdpa_fp64(**cpu), sdpa_lowp(**cpu), factor=factor)
-        return rule.to(out.device)
+        cpu = (q.cpu(), k.cpu(), v.cpu())
+        reference = sdpa_fp64(*cpu, causal=causal, scale=scale)
+        baseline = sdpa_lowp(*cpu, causal=causal, scale=scale)
+        return fa_rule_ratio(out.cpu(), reference, baseline, factor=factor).to(out.device)
 
     return ratio
 

@@ -1,0 +1,261 @@
+"""Overhead: kfuzz's throughput against a plain loop doing the same work on the same cases.
+
+For each case cost class (small, medium, large: `ops.rmsnorm`, kernel `eager_fp32`, oracle
+fp64, with the shape and the value distribution pinned so that the work per case is set) and
+each batch size (`CampaignConfig.batch`: cases per Hypothesis example):
+
+1. kfuzz: `run_campaign` for N cases through an executor that records every job it runs;
+   cases/s = cases / wall time of the whole campaign (Hypothesis included).
+2. hand loop: the very jobs kfuzz ran, in order, through `fuzz.executor.run_case` (target,
+   kernel and oracle resolved once): materialise, kernel, oracle, compare.
+
+The two alternate in one process (kfuzz, loop, kfuzz, loop, ...), 5 runs each; the ratio is
+kfuzz cases/s / loop cases/s per run, reported as the median over runs. The eager_fp32 kernel
+passes every case, so nothing is shrunk and both sides do the same work. Then the engine's own cost,
+with no kernel work: a bare @given test, @given over the case strategy, and the campaign with
+an executor that returns a stored outcome at once, profiled with cProfile.
+
+    python -m bench.overhead [--quick] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+from bench import common
+from fuzz import strategies as fst
+from fuzz.executor import InProcessExecutor, Job, Outcome, run_case
+from fuzz.search import CampaignConfig, run_campaign
+from fuzz.targets import get
+
+TARGET, KERNEL, ORACLE = "ops.rmsnorm", "eager_fp32", "fp64"
+NORMAL = {"kind": "normal", "scale": 1.0}
+# Shapes whose run_case cost is near 0.1 ms / 1 ms / 10 ms on one CPU thread; "small" is the
+# smallest case there is, since materialise + compare alone take a few tenths of a ms.
+CLASSES = {"small": [1, 8], "medium": [16, 512], "large": [64, 1536]}
+CASES = {"small": 2000, "medium": 1000, "large": 150}
+QUICK_CASES = {"small": 100, "medium": 50, "large": 8}
+BATCHES = (1, 2, 4, 8, 16)
+QUICK_BATCHES = (1, 4)
+
+
+class _Recording:
+    """An InProcessExecutor that keeps every job it runs and counts failed outcomes."""
+
+    def __init__(self) -> None:
+        self.inner = InProcessExecutor()
+        self.jobs: list[Job] = []
+        self.failed = 0
+
+    def evaluate(self, jobs: Sequence[Job]) -> list[Outcome]:
+        self.jobs.extend(jobs)
+        outcomes = self.inner.evaluate(jobs)
+        self.failed += sum(o.failed for o in outcomes)
+        return outcomes
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _Canned:
+    """An executor that returns one stored outcome for every job: no work at all."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+    def evaluate(self, jobs: Sequence[Job]) -> list[Outcome]:
+        return [self.outcome for _ in jobs]
+
+    def close(self) -> None:
+        pass
+
+
+def _config(shape: list[int], cases: int, batch: int, seed: int) -> CampaignConfig:
+    return CampaignConfig(target=TARGET, kernel=KERNEL, oracle=ORACLE, max_examples=cases,
+                          seed=seed, batch=batch, pins={"shape": shape, "x": NORMAL})
+
+
+def kfuzz_run(shape: list[int], cases: int, batch: int, seed: int) -> tuple[float, list[Job], int]:
+    """One campaign: (seconds, the jobs it ran, how many failed)."""
+    rec = _Recording()
+    start = time.perf_counter()
+    run_campaign(_config(shape, cases, batch, seed), executor=rec)
+    return time.perf_counter() - start, rec.jobs, rec.failed
+
+
+def hand_loop(jobs: Sequence[Job]) -> float:
+    """Seconds to run `jobs` through run_case in a plain loop."""
+    target, kernel, oracle = InProcessExecutor().resolve(jobs[0])
+    start = time.perf_counter()
+    for job in jobs:
+        run_case(target, kernel, oracle, job)
+    return time.perf_counter() - start
+
+
+def measure(shape: list[int], cases: int, batch: int, runs: int) -> dict[str, Any]:
+    """Alternating kfuzz and hand-loop runs; medians of rates and of per-run ratios."""
+    kfuzz_rates, hand_rates, ratios, failed = [], [], [], 0
+    for run in range(runs):
+        seconds, jobs, bad = kfuzz_run(shape, cases, batch, seed=1000 + run)
+        failed += bad
+        loop = hand_loop(jobs)
+        kfuzz_rates.append(len(jobs) / seconds)
+        hand_rates.append(len(jobs) / loop)
+        ratios.append(kfuzz_rates[-1] / hand_rates[-1])
+    k, h = common.median(kfuzz_rates), common.median(hand_rates)
+    return {
+        "batch": batch, "cases": cases, "runs": runs, "failed_cases": failed,
+        "kfuzz_cases_per_s": round(k, 1), "hand_cases_per_s": round(h, 1),
+        "ratio": round(common.median(ratios), 3),
+        "ratios": [round(r, 3) for r in ratios],
+        "case_ms": round(1e3 / h, 4),
+        "overhead_ms_per_case": round(1e3 / k - 1e3 / h, 4),
+    }
+
+
+def _pinned_in_strategy(shape: list[int]) -> st.SearchStrategy[dict[str, Any]]:
+    """ops.rmsnorm's case strategy with the pinned fields drawn as constants."""
+    return st.fixed_dictionaries({
+        "shape": st.just(shape), "dtype": fst.dtypes(("bfloat16", "float16")),
+        "x": st.just(NORMAL), "eps": st.sampled_from([1e-6, 1e-5]), "seed": fst.seeds(),
+    })
+
+
+def _bare_given(strategy: Any, examples: int, seed: int) -> float:
+    """Seconds per example of a @given test that does nothing, with the campaign's settings."""
+    count = [0]
+
+    def body(value: Any) -> None:
+        count[0] += 1
+
+    hyp = settings(max_examples=examples, deadline=None, database=None, derandomize=False,
+                   suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
+                   report_multiple_bugs=False, print_blob=False,
+                   phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink])
+    test = hypothesis_seed(seed)(hyp(given(strategy)(body)))
+    start = time.perf_counter()
+    test()
+    return (time.perf_counter() - start) / max(count[0], 1)
+
+
+# Functions whose cumulative time the engine profile reports as shares of the whole. (Not
+# kfuzz's test function: Hypothesis gives its own wrapper the test's code name and place, so
+# the two cannot be told apart in a profile; the own-time shares by package cover kfuzz.)
+PROFILE_PARTS = {
+    "drawing the case (Hypothesis + fuzz/strategies.py)": "control.py:prep_args_kwargs_from_strategies",
+    "Hypothesis mutating earlier examples (runs tests too)": "engine.py:generate_mutations_from",
+    "hypothesis.target()": "control.py:target",
+}
+
+
+def engine_costs(shape: list[int], cases: int, batches: Sequence[int], runs: int,
+                 top: int = 15) -> dict[str, Any]:
+    """The engine's own cost per example, with no kernel work: a bare @given over one integer,
+    @given over the target's case strategy, the same with the pinned fields drawn as
+    constants, and the campaign with an executor that returns a
+    stored outcome at once, per batch size (medians of `runs`); then a cProfile of the batch-1
+    campaign: inclusive shares of named parts (nested, so they overlap), exclusive shares of
+    own time by package, and the `top` functions by own time."""
+    job = Job(TARGET, KERNEL, ORACLE, {"shape": shape, "dtype": "bfloat16", "x": NORMAL,
+                                       "eps": 1e-6, "seed": 0})
+    canned = _Canned(InProcessExecutor().evaluate([job])[0])
+    target = get(TARGET)
+    out: dict[str, Any] = {
+        "bare_given_integer_us": round(1e6 * common.median(
+            [_bare_given(st.integers(0, 2**32 - 1), cases, r) for r in range(runs)]), 1),
+        "given_case_strategy_us": round(1e6 * common.median(
+            [_bare_given(target.cases(target.max_numel), cases, r) for r in range(runs)]), 1),
+        # What pins applied inside the strategy (st.just) instead of after drawing would cost.
+        "given_pinned_strategy_us": round(1e6 * common.median(
+            [_bare_given(_pinned_in_strategy(shape), cases, r) for r in range(runs)]), 1),
+    }
+    per_batch = []
+    for batch in batches:
+        seconds = []
+        for run in range(runs):
+            start = time.perf_counter()
+            result = run_campaign(_config(shape, cases, batch, 2000 + run), executor=canned)
+            seconds.append((time.perf_counter() - start) / result.examples)
+        per_batch.append({"batch": batch, "us_per_case": round(common.median(seconds) * 1e6, 1),
+                          "us_per_example": round(common.median(seconds) * 1e6 * batch, 1)})
+    out["campaign_no_work"] = per_batch
+    profile = cProfile.Profile()
+    profile.enable()
+    result = run_campaign(_config(shape, cases, 1, 3000), executor=canned)
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    total = max(v[3] for v in stats.values())
+    rows = []
+    for (path, line, name), (_, calls, own, cum, _) in stats.items():
+        rows.append({"function": f"{_short_path(path)}:{line}({name})",
+                     "calls_per_example": round(calls / result.examples, 2),
+                     "cum_us_per_example": round(cum / result.examples * 1e6, 1),
+                     "own_us_per_example": round(own / result.examples * 1e6, 1)})
+    shares = {}
+    for label, needle in PROFILE_PARTS.items():
+        file_part, _, func = needle.rpartition(":")
+        cums = [v[3] for (path, _, name), v in stats.items()
+                if name == func and path.endswith(file_part)]
+        shares[label] = round(max(cums, default=0.0) / total, 3)
+    own: dict[str, float] = {}
+    for (path, _, _), v in stats.items():
+        group = ("hypothesis" if "hypothesis/" in path else "kfuzz (fuzz/)" if "/fuzz/" in path
+                 else "C functions and builtins" if path == "~" else "other Python (stdlib)")
+        own[group] = own.get(group, 0.0) + v[2]
+    rows.sort(key=lambda r: -r["own_us_per_example"])
+    out.update(profile_us_per_example=round(total / result.examples * 1e6, 1),
+               profile_inclusive_shares=shares,
+               profile_own_time_shares={g: round(t / total, 3) for g, t in own.items()},
+               profile_top_own=rows[:top])
+    return out
+
+
+def _short_path(path: str) -> str:
+    for marker in ("site-packages/", "/work/main/"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: see the module docstring."""
+    p = common.parser(__doc__, "overhead.json")
+    p.add_argument("--runs", type=int, default=None, help="runs per measurement (default 5; "
+                   "2 with --quick)")
+    args = p.parse_args(argv)
+    common.single_thread()
+    runs = args.runs or (2 if args.quick else 5)
+    cases = QUICK_CASES if args.quick else CASES
+    batches = QUICK_BATCHES if args.quick else BATCHES
+    # Warm-up: imports, the registry, torch's first calls, Hypothesis' first strategy build.
+    kfuzz_run(CLASSES["small"], 20, 1, seed=1)
+    classes = {}
+    for name, shape in CLASSES.items():
+        rows = [measure(shape, cases[name], b, runs) for b in batches]
+        best = max(rows, key=lambda r: r["ratio"])
+        classes[name] = {"shape": shape, "by_batch": rows, "best_batch": best["batch"]}
+        for r in rows:
+            print(f"{name:6} batch {r['batch']:2}: kfuzz {r['kfuzz_cases_per_s']:8.1f}/s  "
+                  f"loop {r['hand_cases_per_s']:8.1f}/s  ratio {r['ratio']:.3f}  "
+                  f"(case {r['case_ms']:.3f} ms)", flush=True)
+    engine = engine_costs(CLASSES["small"], cases["small"], batches, runs)
+    print(f"engine alone: bare @given {engine['bare_given_integer_us']} us, case strategy "
+          f"{engine['given_case_strategy_us']} us, campaign {engine['campaign_no_work']}, "
+          f"own time {engine['profile_own_time_shares']}")
+    common.write(args.out, {
+        "mode": "quick" if args.quick else "full", "runs": runs,
+        "work": f"{TARGET} kernel {KERNEL} vs {ORACLE}, pins shape and x = normal(1)",
+        "classes": classes, "engine": engine,
+    })
+
+
+if __name__ == "__main__":
+    main()

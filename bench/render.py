@@ -1,0 +1,328 @@
+"""Render BENCHMARKS.md from the JSON results in bench/results/, so that the tables and the
+numbers in the text never drift from what was measured.
+
+    python -m bench.render [--results bench/results] [--out BENCHMARKS.md] [--check]
+
+--check exits 1, writing nothing, when BENCHMARKS.md differs from what the results render to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS
+
+ROOT = Path(__file__).resolve().parents[1]
+# A fault is "rare" in its case space when fewer than this fraction of uniformly drawn cases
+# show it (the issue asks kfuzz to be strictly better than uniform sampling on those).
+RARE_RATE = 0.05
+SECTIONS = ("overhead", "smallest", "bug_finding", "corpus_scale")
+
+
+def _load(results: Path, name: str) -> dict[str, Any] | None:
+    path = results / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _provenance(doc: dict[str, Any], what: str) -> str:
+    m = doc["machine"]
+    quick = (" **Quick run: a smoke test of the script, not a measurement.**"
+             if doc.get("mode") == "quick" else "")
+    return (f"Command: `{doc['command']}` ({doc['date']}; {what}).{quick}  \n"
+            f"Machine: {m['cpu']}, {m['cores']} cores, {m['os']}; Python {m['python']}, "
+            f"torch {m['torch']} ({m['torch_threads']} thread), Hypothesis {m['hypothesis']}; "
+            f"load average {', '.join(str(x) for x in m['load_average'])} when the run ended.")
+
+
+def _f(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _by_batch(cls: dict[str, Any], batch: int) -> dict[str, Any]:
+    return next(r for r in cls["by_batch"] if r["batch"] == batch)
+
+
+# -- sections ---------------------------------------------------------------------------------
+
+def overhead(doc: dict[str, Any]) -> str:
+    """The overhead section."""
+    out = ["## 1. Overhead: kfuzz against a hand-written loop", "",
+           _provenance(doc, f"medians of {doc['runs']} alternating runs"), "",
+           f"Work per case: {doc['work']}. The hand loop runs exactly the cases the kfuzz "
+           "campaign ran, in the same process, through `fuzz.executor.run_case`. Ratio = kfuzz "
+           "cases/s / loop cases/s, the median of the per-run ratios. Batch = cases per "
+           "Hypothesis example (`CampaignConfig.batch`).", ""]
+    rows = []
+    for name, cls in doc["classes"].items():
+        for batch in sorted({1, cls["best_batch"]}):
+            r = _by_batch(cls, batch)
+            rows.append([name, cls["shape"], _f(r["case_ms"], 3), batch,
+                         _f(r["kfuzz_cases_per_s"], 0), _f(r["hand_cases_per_s"], 0),
+                         f"**{_f(r['ratio'])}**", ", ".join(_f(x) for x in r["ratios"]),
+                         _f(r["overhead_ms_per_case"], 3)])
+    out.append(_table(["class", "shape", "case cost, ms (loop)", "batch", "kfuzz cases/s",
+                       "loop cases/s", "ratio", "per-run ratios", "kfuzz overhead, ms/case"],
+                      rows))
+    out += ["", "Every batch size measured (ratio, median):", ""]
+    batches = [r["batch"] for r in next(iter(doc["classes"].values()))["by_batch"]]
+    out.append(_table(["class"] + [f"batch {b}" for b in batches],
+                      [[name] + [_f(_by_batch(cls, b)["ratio"]) for b in batches]
+                       for name, cls in doc["classes"].items()]))
+    e = doc["engine"]
+    out += ["", "### Where the engine's time goes", "",
+            "The same campaign settings with no kernel work at all (the small class's pins):", "",
+            _table(["measurement", "µs per example"], [
+                ["`@given(st.integers())`, empty body, the campaign's Hypothesis settings",
+                 _f(e["bare_given_integer_us"], 0)],
+                ["`@given(ops.rmsnorm case strategy)`, empty body", _f(e["given_case_strategy_us"], 0)],
+                ["the same, the pinned fields (shape, x) drawn as `st.just`",
+                 _f(e["given_pinned_strategy_us"], 0)],
+                *[[f"kfuzz campaign, executor returning a stored outcome, batch {r['batch']}",
+                   f"{_f(r['us_per_example'], 0)} ({_f(r['us_per_case'], 0)} per case)"]
+                  for r in e["campaign_no_work"]],
+            ]), "",
+            f"cProfile of the batch-1 no-work campaign ({_f(e['profile_us_per_example'], 0)} µs "
+            "per example under the profiler). Own time by package: " + ", ".join(
+                f"{g} {100 * s:.1f}%" for g, s in sorted(e["profile_own_time_shares"].items(),
+                                                         key=lambda kv: -kv[1])) +
+            ". Inclusive time (nested, so these overlap): " + ", ".join(
+                f"{g} {100 * s:.1f}%" for g, s in e["profile_inclusive_shares"].items()) + ".",
+            "", "Functions with the most own time:", "",
+            _table(["function", "calls / example", "own µs / example", "cumulative µs / example"],
+                   [[f"`{r['function']}`", r["calls_per_example"], r["own_us_per_example"],
+                     r["cum_us_per_example"]] for r in e["profile_top_own"][:10]])]
+    return "\n".join(out)
+
+
+def smallest(doc: dict[str, Any]) -> str:
+    """The brute-force smallest failing case section."""
+    out = ["## 2a. Smallest failing case of each seeded fault (brute force)", "",
+           _provenance(doc, "one pass"), "",
+           "Each fault's grid of small cases (bench/seeded.py) runs smallest first until one "
+           "fails; every smaller grid case passes. Size = `Target.case_size` (total input "
+           "elements).", ""]
+    rows = [[f["fault"], f["target"], f["kernel"], f["size"] if f["size"] is not None else
+             f"none in the first {f['tried']}", f["tried"], f["grid_cases"],
+             f["reference_passes"], f"`{json.dumps(f['case'])}`" if f["case"] else "-"]
+            for f in doc["faults"]]
+    out.append(_table(["fault", "target", "kernel", "smallest failing size", "cases run",
+                       "grid cases", "correct kernel passes it", "case"], rows))
+    return "\n".join(out)
+
+
+def _detect(s: dict[str, Any]) -> str:
+    return f"{s['detected']}/{s['runs']}"
+
+
+def bug_finding(doc: dict[str, Any]) -> str:
+    """The bug-finding section."""
+    out = ["## 2b. Bug-finding power: kfuzz, a fixed-seed test and uniform random sampling", "",
+           _provenance(doc, f"{doc['seeds']} seeds per method, {doc['budget']:.0f} s search "
+                            "budget per run"), "",
+           f"- fixed: the production-shape case with normal inputs at seeds "
+           f"{', '.join(str(s) for s in doc['fixed_seeds'])}, as pypto-lib's tests run today.",
+           "- kfuzz: `run_campaign`, dev profile, batch 1, stopped at its first shrunk finding.",
+           "- uniform: each case field drawn uniformly from its range (bench/samplers.py), "
+           "same executor, until a case fails or the budget is spent.",
+           f"- hit rate: the fraction of {doc['faults'][0]['uniform_hit_rate']['samples']} "
+           "uniformly drawn cases that show the fault; "
+           f"\"rare\" below {100 * RARE_RATE:.0f}%.",
+           "- examples and seconds: to the first failing case, medians over the runs that "
+           "detected; a detection counts only if the correct kernel passes that case.",
+           "- verdict: more detections wins; at equal detections the median time to detect "
+           "decides when one side takes over 1.25x and 0.25 s longer.", ""]
+    rows = []
+    for f in doc["faults"]:
+        k, u, fx = f["kfuzz"], f["uniform"], f["fixed"]
+        rate = f["uniform_hit_rate"]["rate"]
+        rows.append([
+            f["fault"], f["needs"], f"{100 * rate:.1f}%" + (" (rare)" if rate < RARE_RATE else ""),
+            ("yes" if fx["detected"] else "no") + f" ({sum(s['failed'] for s in fx['seeds'])}"
+            f"/{len(fx['seeds'])} seeds)",
+            _detect(k), _f(k.get("median_examples"), 0), _f(k.get("median_seconds")),
+            _detect(u), _f(u.get("median_examples"), 0), _f(u.get("median_seconds")),
+            f"**{f['kfuzz_vs_uniform']}**"])
+    out.append(_table(["fault", "shows when", "uniform hit rate", "fixed-seed test",
+                       "kfuzz detected", "kfuzz examples", "kfuzz s", "uniform detected",
+                       "uniform examples", "uniform s", "kfuzz vs uniform"], rows))
+    out += ["", "### Shrinking", "",
+            "Shrunk size against the smallest failing case known (the brute-force result, or a "
+            "smaller case any run here met). Uniform sampling does not shrink; the size of its "
+            "first failing case is shown for scale.", ""]
+    rows = []
+    for f in doc["faults"]:
+        known = f.get("smallest_known")
+        kruns = [r for r in f["kfuzz_runs"] if "shrink" in r]
+        shrink_s = [r["shrink"]["seconds"] for r in kruns]
+        ratios = f["kfuzz"].get("shrunk_over_smallest", [])
+        rows.append([
+            f["fault"], f"{known['size']} ({known['source']})" if known else "-",
+            ", ".join(str(r["size"]) for r in kruns) or "-",
+            ", ".join(_f(x, 1) for x in ratios) or "-",
+            ("yes" if ratios and max(ratios) <= 2 else "no") if ratios else "-",
+            _f(sorted(shrink_s)[len(shrink_s) // 2], 1) if shrink_s else "-",
+            _f(f["uniform"].get("median_size"), 0)])
+    out.append(_table(["fault", "smallest known size", "kfuzz shrunk sizes",
+                       "shrunk / smallest", "all within 2x", "median shrink s",
+                       "uniform first failing size (median)"], rows))
+    out += ["", "Smallest known failing cases and the shrunk case of the first kfuzz run:", ""]
+    for f in doc["faults"]:
+        known = f.get("smallest_known")
+        first = next((r for r in f["kfuzz_runs"] if "shrink" in r), None)
+        out.append(f"- {f['fault']}: smallest `{json.dumps(known['case']) if known else '-'}`"
+                   + (f"; kfuzz shrunk `{json.dumps(first['case'])}`" if first else ""))
+    return "\n".join(out)
+
+
+def corpus_scale(doc: dict[str, Any]) -> str:
+    """The corpus section."""
+    s, n = doc["store_seconds"], doc["findings"]
+    lst = doc["list_seconds"]
+    out = ["## 3. Corpus scale", "", _provenance(doc, f"medians of {doc['runs']} runs; the "
+                                                     f"CLI timings medians of {lst['runs']}"),
+           "", _table(["step", "seconds", "per item, ms"], [
+               [f"insert {n} new findings, one `record_findings` call", _f(s["insert"], 3),
+                _f(1e3 * s["insert"] / n, 3)],
+               [f"upsert the same {n}, one call", _f(s["upsert"], 3),
+                _f(1e3 * s["upsert"] / n, 3)],
+               [f"upsert the same {n}, one `record_finding` call (transaction) each",
+                _f(s["upsert_one_by_one"], 3), _f(1e3 * s["upsert_one_by_one"] / n, 3)],
+               *([["the same with `PRAGMA synchronous = NORMAL` (what-if, not kfuzz's setting)",
+                   _f(s["upsert_one_by_one_sync_normal"], 3),
+                   _f(1e3 * s["upsert_one_by_one_sync_normal"] / n, 3)]]
+                 if "upsert_one_by_one_sync_normal" in s else []),
+               [f"replay {doc['replays']} small stored cases (`fuzz.replay.replay`, each "
+                f"replay recorded)", _f(doc["replay_seconds"], 3),
+                _f(1e3 * doc["replay_seconds"] / doc["replays"], 3)],
+               [f"`kfuzz corpus list` on {doc['list_rows']} rows, output to /dev/null",
+                _f(lst["plain"], 3), "-"],
+               [f"`kfuzz corpus list --json` on {doc['list_rows']} rows", _f(lst["json"], 3),
+                "-"],
+               ["`kfuzz corpus list` on a one-row corpus (start-up and imports)",
+                _f(lst["one_row_corpus"], 3), "-"],
+           ]), "", f"Replay verdicts: {doc['replay_statuses']}.", "",
+           "Where a bulk upsert spends its time (cProfile, own time):", "",
+           _table(["function", "own share", "cumulative share", "calls per finding"],
+                  [[f"`{r['function']}`", f"{100 * r['own_share']:.1f}%",
+                    f"{100 * r['cum_share']:.1f}%", r["calls_per_finding"]]
+                   for r in doc["upsert_profile"][:8]])]
+    return "\n".join(out)
+
+
+# -- the page ---------------------------------------------------------------------------------
+
+def targets(docs: dict[str, dict[str, Any] | None]) -> str:
+    """The issue's targets against the results."""
+    rows = []
+    ov = docs.get("overhead")
+    if ov:
+        for name, goal in (("medium", 0.8), ("small", 0.5)):
+            cls = ov["classes"][name]
+            best = _by_batch(cls, cls["best_batch"])
+            one = _by_batch(cls, 1)
+            met = "met" if best["ratio"] >= goal else "not met"
+            rows.append([f"overhead ratio, {name} cases (~{_f(one['case_ms'], 2)} ms)",
+                         f">= {goal}", f"{_f(one['ratio'])} at batch 1; {_f(best['ratio'])} at "
+                         f"batch {best['batch']}", f"{met} (best batch)"])
+    bf = docs.get("bug_finding")
+    if bf:
+        faults = bf["faults"]
+        budget_ok = all(f["kfuzz"]["detected"] == f["kfuzz"]["runs"] and
+                        f["kfuzz"].get("median_seconds", 1e9) <= 60 for f in faults)
+        slowest = max((r.get("seconds_to_detect", 0) for f in faults for r in f["kfuzz_runs"]),
+                      default=0)
+        rows.append(["every seeded fault detected within 60 s", "all runs",
+                     f"{sum(f['kfuzz']['detected'] for f in faults)}/"
+                     f"{sum(f['kfuzz']['runs'] for f in faults)} kfuzz runs detected; slowest "
+                     f"first detection {_f(slowest)} s", "met" if budget_ok else "not met"])
+        worse = [f["fault"] for f in faults if f["kfuzz_vs_uniform"] == "worse"]
+        rows.append(["kfuzz at least as good as uniform sampling on every fault", "no 'worse'",
+                     f"worse on {', '.join(worse)}" if worse else "never worse",
+                     "not met" if worse else "met"])
+        rare = [f for f in faults if f["uniform_hit_rate"]["rate"] < RARE_RATE]
+        not_better = [f["fault"] for f in rare if f["kfuzz_vs_uniform"] != "better"]
+        rows.append([f"strictly better on rare faults (uniform hit rate < "
+                     f"{100 * RARE_RATE:.0f}%)", "'better'",
+                     f"rare: {', '.join(f['fault'] for f in rare) or 'none'}; not better on: "
+                     f"{', '.join(not_better) or 'none'}",
+                     "met" if not not_better else "not met"])
+        ratios = {f["fault"]: max(f["kfuzz"].get("shrunk_over_smallest", [0]) or [0])
+                  for f in faults}
+        over = [f"{k} ({_f(v, 1)}x)" for k, v in ratios.items() if v > 2]
+        rows.append(["shrunk cases within 2x of the smallest failing case", "<= 2x",
+                     f"over 2x: {', '.join(over)}" if over else "all within 2x",
+                     "not met" if over else "met"])
+    cs = docs.get("corpus_scale")
+    if cs:
+        rows.append(["replay of 1,000 small cases", "< 60 s",
+                     f"{_f(cs['replay_seconds'])} s for {cs['replays']}",
+                     ("met" if cs["replay_seconds"] < 60 else "not met")
+                     if cs["replays"] == 1000 else "not measured at 1,000"])
+        upsert = cs["store_seconds"]["upsert"]
+        rows.append(["10,000 upserts", "< 5 s",
+                     f"{_f(upsert)} s in one call, {_f(cs['store_seconds']['upsert_one_by_one'])}"
+                     f" s one call each ({cs['findings']} findings)",
+                     ("met (one call)" if upsert < 5 else "not met")
+                     if cs["findings"] == 10000 else "not measured at 10,000"])
+    return _table(["target (issue 7)", "goal", "measured", "status"], rows)
+
+
+def render(results: Path) -> str:
+    """BENCHMARKS.md's text from the JSON files in `results`."""
+    docs = {name: _load(results, name) for name in SECTIONS}
+    parts = [
+        "# kfuzz benchmarks", "",
+        "Generated by `python -m bench.render` from the JSON files in `bench/results/`; do not "
+        "edit by hand. Each section names the command that produced it, the machine and the "
+        "date. Every benchmark process runs torch with one thread "
+        "(`torch.set_num_threads(1)`). The machine is shared with other users, so timings "
+        "carry noise: hence medians, and ratios measured side by side in one process.", "",
+        "Reproduce (about an hour in all; `--quick` runs each in seconds):", "",
+        "```bash",
+        "python -m bench.overhead",
+        "python -m bench.smallest",
+        "python -m bench.bug_finding      # reads bench/results/smallest.json",
+        "python -m bench.corpus_scale",
+        "python -m bench.render",
+        "```", "",
+        "## Where kfuzz stands against the targets", "", targets(docs), "",
+    ]
+    for name, fn in (("overhead", overhead), ("smallest", smallest),
+                     ("bug_finding", bug_finding), ("corpus_scale", corpus_scale)):
+        doc = docs[name]
+        parts += [fn(doc) if doc else f"## {name}\n\nNo results yet: run `python -m bench.{name}`.",
+                  ""]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: see the module docstring. Returns the exit status."""
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p.add_argument("--results", default=str(RESULTS), metavar="DIR")
+    p.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"), metavar="PATH")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 if the file differs from what the results render to")
+    args = p.parse_args(argv)
+    text = render(Path(args.results))
+    out = Path(args.out)
+    if args.check:
+        same = out.exists() and out.read_text() == text
+        print(f"{out} is {'up to date' if same else 'stale: run python -m bench.render'}")
+        return 0 if same else 1
+    out.write_text(text)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Every benchmark script runs in --quick mode and writes a result that bench/render.py turns
+into BENCHMARKS.md sections (slow: about a minute; `pytest -m slow`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def _bench(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", f"bench.{module}", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("results")
+    runs = [
+        ("overhead", "--quick", "--runs", "1"),
+        ("smallest", "--quick", "--fault", "gather_negative", "--fault", "window_off_by_one"),
+        ("bug_finding", "--quick", "--budget", "3", "--fault", "gather_negative",
+         "--smallest", str(out / "smallest.json")),
+        ("corpus_scale", "--quick"),
+    ]
+    for module, *args in runs:
+        done = _bench(module, *args, "--out", str(out / f"{module}.json"))
+        assert done.returncode == 0, f"bench.{module}: {done.stderr[-2000:]}"
+    return out
+
+
+def _load(results: Path, name: str) -> dict:
+    return json.loads((results / f"{name}.json").read_text())
+
+
+def test_every_result_says_how_it_was_made(results):
+    for name in ("overhead", "smallest", "bug_finding", "corpus_scale"):
+        doc = _load(results, name)
+        assert doc["mode"] == "quick"
+        assert doc["command"].startswith(f"python -m bench.{name} --quick")
+        assert "--out" not in doc["command"]
+        assert doc["machine"]["torch_threads"] == 1
+
+
+def test_overhead_compares_the_same_cases(results):
+    doc = _load(results, "overhead")
+    for cls in doc["classes"].values():
+        for row in cls["by_batch"]:
+            assert row["failed_cases"] == 0
+            assert row["kfuzz_cases_per_s"] > 0 and row["hand_cases_per_s"] > 0
+            assert row["ratio"] == pytest.approx(row["ratios"][0])
+    assert doc["engine"]["bare_given_integer_us"] > 0
+
+
+def test_smallest_and_bug_finding_agree_on_the_smallest_case(results):
+    smallest = {f["fault"]: f for f in _load(results, "smallest")["faults"]}
+    assert smallest["gather_negative"]["size"] == 130
+    assert smallest["window_off_by_one"]["size"] == 5
+    (row,) = _load(results, "bug_finding")["faults"]
+    assert row["fixed"]["detected"] is False  # production index sets have no padding
+    assert row["kfuzz"]["detected"] == 1
+    assert row["smallest_known"]["size"] <= 130
+    assert row["kfuzz_runs"][0]["reference_passes"] is True
+
+
+def test_corpus_scale_stores_and_replays_everything(results):
+    doc = _load(results, "corpus_scale")
+    assert doc["replay_statuses"] == {"fail": doc["replays"]}
+    assert set(doc["store_seconds"]) == {"insert", "upsert", "upsert_one_by_one",
+                                         "upsert_one_by_one_sync_normal"}
+
+
+def test_render_writes_every_section_from_the_results(results, tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    done = _bench("render", "--results", str(results), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    for title in ("## 1. Overhead", "## 2a. Smallest", "## 2b. Bug-finding", "## 3. Corpus"):
+        assert title in text
+    ratio = _load(results, "overhead")["classes"]["small"]["by_batch"][0]["ratio"]
+    assert f"**{ratio:.2f}**" in text
+    assert _bench("render", "--results", str(results), "--out", str(out),
+                  "--check").returncode == 0
+    out.write_text(text + "edited by hand\n")
+    assert _bench("render", "--results", str(results), "--out", str(out),
+                  "--check").returncode == 1
