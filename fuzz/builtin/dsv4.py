@@ -46,7 +46,7 @@ def _bshd(case: dict[str, Any]) -> dict[str, OutputSpec]:
 
 # -- dsv4.sparse_attn -------------------------------------------------------------------------
 
-def _sparse_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
+def sparse_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
     @st.composite
     def cases(draw: st.DrawFn) -> dict[str, Any]:
         shape = draw(fst.shapes(fst.Dim(1, 8), fst.Dim(1, 64), fst.Dim(64, 512, multiple_of=64),
@@ -68,7 +68,7 @@ def _sparse_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
     return cases()
 
 
-def _sparse_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.Tensor]:
+def sparse_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.Tensor]:
     t, h, d = case["shape"]
     return {
         "q": values(gen, [t, h, d], torch.bfloat16, case["q"]),
@@ -89,9 +89,25 @@ def _sparse_variants(fn: Any, prefix: str, what: str) -> dict[str, Variant]:
     return out
 
 
-def _sparse_size(case: dict[str, Any]) -> int:
+def sparse_size(case: dict[str, Any]) -> int:
     t, h, d = case["shape"]
     return t * h * d + case["index"]["n_rows"] * d + t * case["index"]["k"] + h
+
+
+# Shared with every target over the same case space (e.g. triton.sparse_attn).
+SPARSE_ORACLES = {
+    "fp64": Variant("fp64", sparse_attn_fp64, "float64 exact softmax with sink"),
+    "full_fp32": Variant("full_fp32", sparse_attn_full_fp32,
+                         "pre-fix golden: one full FP32 softmax with sink"),
+    **_sparse_variants(sparse_attn_tiled, "tiled", "post-fix golden mirroring the kernel's tiling"),
+}
+SPARSE_INPUTS_DOC = {
+    "q": "[T, H, D] bfloat16, D in 64..512",
+    "kv": "[N, D] bfloat16, each gathered row is key and value",
+    "indices": "[T, K] int32 into N rows; -1 padding; entries outside [0, N) are skipped",
+    "sink": "[H] float32 per-head sink logit",
+}
+SPARSE_OUTPUTS_DOC = {"out": "[T, H, D] bfloat16; zeros for a token with no valid row"}
 
 
 register(Target(
@@ -99,30 +115,19 @@ register(Target(
     doc="DeepSeek-V4 sparse decode attention: gathered KV rows are keys and values, tiled "
         "online softmax with a per-head sink",
     signature="fn(q, kv, indices, sink) -> out",
-    cases=_sparse_cases,
-    inputs=_sparse_inputs,
+    cases=sparse_cases,
+    inputs=sparse_inputs,
     expect=_bshd,
     kernels=_sparse_variants(sparse_attn, "tile", "NPU kernel emulation"),
-    oracles={
-        "fp64": Variant("fp64", sparse_attn_fp64, "float64 exact softmax with sink"),
-        "full_fp32": Variant("full_fp32", sparse_attn_full_fp32,
-                             "pre-fix golden: one full FP32 softmax with sink"),
-        **_sparse_variants(sparse_attn_tiled, "tiled",
-                           "post-fix golden mirroring the kernel's tiling"),
-    },
+    oracles=SPARSE_ORACLES,
     comparators={"out": PYPTO},
     default_kernel="tile64",
     default_oracle="fp64",
-    inputs_doc={
-        "q": "[T, H, D] bfloat16, D in 64..512",
-        "kv": "[N, D] bfloat16, each gathered row is key and value",
-        "indices": "[T, K] int32 into N rows; -1 padding; entries outside [0, N) are skipped",
-        "sink": "[H] float32 per-head sink logit",
-    },
-    outputs_doc={"out": "[T, H, D] bfloat16; zeros for a token with no valid row"},
+    inputs_doc=SPARSE_INPUTS_DOC,
+    outputs_doc=SPARSE_OUTPUTS_DOC,
     comparator_doc=PYPTO_DOC,
     max_numel=DSV4_MAX_NUMEL,
-    size=_sparse_size,
+    size=sparse_size,
 ))
 
 

@@ -41,7 +41,14 @@ import torch
 from hypothesis import strategies as st
 
 from fuzz import strategies as fst
-from fuzz.builtin.dsv4 import _sparse_cases, _sparse_inputs, _sparse_size
+from fuzz.builtin.dsv4 import (
+    SPARSE_INPUTS_DOC,
+    SPARSE_ORACLES,
+    SPARSE_OUTPUTS_DOC,
+    sparse_cases,
+    sparse_inputs,
+    sparse_size,
+)
 from fuzz.compare import Comparator
 from fuzz.errors import KernelUnavailable
 from fuzz.materialise import dtype_of, values
@@ -52,7 +59,6 @@ from kernels.availability import Unavailable
 from kernels.deepseek_v4 import sparse_attn as sparse_attn_emulation
 from kernels.sdpa import sdpa
 from oracles import ops as o
-from oracles.deepseek_v4 import sparse_attn_fp64, sparse_attn_full_fp32, sparse_attn_tiled
 from oracles.sdpa import fa_rule_ratio, sdpa_fp64, sdpa_lowp
 
 LOW_PRECISION = ("bfloat16", "float16")
@@ -242,33 +248,20 @@ register(Target(
     doc="Triton DeepSeek-V4 sparse decode attention with the numerics of its torch emulation "
         "(compiled on CUDA, interpreted on CPU); same case space as dsv4.sparse_attn",
     signature="fn(q, kv, indices, sink) -> out",
-    cases=_sparse_cases,
-    inputs=_sparse_inputs,
+    cases=sparse_cases,
+    inputs=sparse_inputs,
     expect=lambda case: {"out": OutputSpec(tuple(case["shape"]), torch.bfloat16)},
     kernels=_sparse_kernels(),
-    oracles={
-        "fp64": Variant("fp64", sparse_attn_fp64, "float64 exact softmax with sink"),
-        "full_fp32": Variant("full_fp32", sparse_attn_full_fp32,
-                             "pre-fix golden: one full FP32 softmax with sink"),
-        **{f"tiled{tile}": Variant(f"tiled{tile}", sparse_attn_tiled,
-                                   f"post-fix golden mirroring the kernel's tiling, tile {tile}",
-                                   {"tile": tile})
-           for tile in TILES},
-    },
+    oracles=SPARSE_ORACLES,
     comparators={"out": TILED_EXACT},
     default_kernel="triton64",
     default_oracle="tiled64",
-    inputs_doc={
-        "q": "[T, H, D] bfloat16",
-        "kv": "[N, D] bfloat16, each gathered row is key and value",
-        "indices": "[T, K] int32 into N rows; -1 padding; entries outside [0, N) are skipped",
-        "sink": "[H] float32 per-head sink logit",
-    },
-    outputs_doc={"out": "[T, H, D] bfloat16; zeros for a token with no valid row"},
+    inputs_doc=SPARSE_INPUTS_DOC,
+    outputs_doc=SPARSE_OUTPUTS_DOC,
     comparator_doc="exact against the tiled golden of the same tile, 5% budget: only the FP32 "
                    "summation order of the dot products may separate kernel and golden",
     max_numel=1 << 21,
-    size=_sparse_size,
+    size=sparse_size,
 ))
 
 
