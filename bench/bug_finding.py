@@ -215,7 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for fault in faults:
         row: dict[str, Any] = {"fault": fault.name, "target": fault.target,
-                               "kernel": fault.kernel, "pins": fault.pins, "needs": fault.needs,
+                               "kernel": fault.kernel, "oracle": fault.oracle,
+                               "comparator": fault.comparator, "listed": fault.listed,
+                               "pins": fault.pins, "needs": fault.needs,
                                "fixed": fixed_seed(fault),
                                "uniform_hit_rate": hit_rate(fault, 20 if args.quick else 200)}
         row["kfuzz_runs"] = [kfuzz(fault, seed, budget) for seed in range(seeds)]
@@ -223,13 +225,15 @@ def main(argv: list[str] | None = None) -> None:
         row["kfuzz"] = _summary(row["kfuzz_runs"])
         row["uniform"] = _summary(row["uniform_runs"])
         row["kfuzz_vs_uniform"] = _verdict(row["kfuzz"], row["uniform"])
-        seen = [(r["size"], "kfuzz shrink" if "shrink" in r else "uniform sampling", r["case"])
+        # (size, preference, source, case): at equal size the brute-force case is named.
+        seen = [(r["size"], 1, "kfuzz shrink" if "shrink" in r else "uniform sampling",
+                 r["case"])
                 for r in row["kfuzz_runs"] + row["uniform_runs"]
                 if r.get("size") is not None and r.get("reference_passes")]
         if fault.name in brute:
-            seen.append((brute[fault.name]["size"], "brute force", brute[fault.name]["case"]))
+            seen.append((brute[fault.name]["size"], 0, "brute force", brute[fault.name]["case"]))
         if seen:
-            size, source, case = min(seen, key=lambda s: s[0])
+            size, _, source, case = min(seen, key=lambda s: (s[0], s[1]))
             row["smallest_known"] = {"size": size, "source": source, "case": case}
             shrunk = [r["size"] for r in row["kfuzz_runs"] if "shrink" in r]
             if shrunk:

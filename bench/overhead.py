@@ -1,8 +1,9 @@
 """Overhead: kfuzz's throughput against a plain loop doing the same work on the same cases.
 
-For each case cost class (small, medium, large: `ops.rmsnorm`, kernel `eager_fp32`, oracle
-fp64, with the shape and the value distribution pinned so that the work per case is set) and
-each batch size (`CampaignConfig.batch`: cases per Hypothesis example):
+For each case cost class (small, medium, large: about 0.1, 1 and 10 ms of `ops.rmsnorm`,
+kernel `eager_fp32`, oracle fp64, with the shape and the value distribution pinned so that the
+work per case is set; the shape of each class is picked at the start of the run by timing
+candidate shapes) and each batch size (`CampaignConfig.batch`: cases per Hypothesis example):
 
 1. kfuzz: `run_campaign` for N cases through an executor that records every job it runs;
    cases/s = cases / wall time of the whole campaign (Hypothesis included).
@@ -21,6 +22,7 @@ an executor that returns a stored outcome at once, profiled with cProfile.
 from __future__ import annotations
 
 import cProfile
+import math
 import pstats
 import time
 from collections.abc import Sequence
@@ -38,9 +40,12 @@ from fuzz.targets import get
 
 TARGET, KERNEL, ORACLE = "ops.rmsnorm", "eager_fp32", "fp64"
 NORMAL = {"kind": "normal", "scale": 1.0}
-# Shapes whose run_case cost is near 0.1 ms / 1 ms / 10 ms on one CPU thread; "small" is the
-# smallest case there is, since materialise + compare alone take a few tenths of a ms.
-CLASSES = {"small": [1, 8], "medium": [16, 512], "large": [64, 1536]}
+# Case cost each class aims at, and the shapes to choose from: each run times them first and
+# takes the one whose run_case cost is nearest (a shared machine's speed varies from hour to
+# hour). "small" gets the smallest shape: materialise + compare alone take a few tenths of a ms.
+CLASS_MS = {"small": 0.1, "medium": 1.0, "large": 10.0}
+CANDIDATES = [[1, 8], [4, 256], [8, 512], [16, 512], [16, 1024], [24, 1024], [32, 1024], [32, 2048],
+              [64, 1536], [64, 2048], [64, 3072], [64, 4096]]
 CASES = {"small": 2000, "medium": 1000, "large": 150}
 QUICK_CASES = {"small": 100, "medium": 50, "large": 8}
 BATCHES = (1, 2, 4, 8, 16)
@@ -81,6 +86,33 @@ class _Canned:
 def _config(shape: list[int], cases: int, batch: int, seed: int) -> CampaignConfig:
     return CampaignConfig(target=TARGET, kernel=KERNEL, oracle=ORACLE, max_examples=cases,
                           seed=seed, batch=batch, pins={"shape": shape, "x": NORMAL})
+
+
+def case_ms(shape: list[int], reps: int) -> float:
+    """Median milliseconds of one run_case on a case of `shape` (5 timings of `reps` runs)."""
+    job = Job(TARGET, KERNEL, ORACLE, {"shape": shape, "dtype": "bfloat16", "x": NORMAL,
+                                       "eps": 1e-6, "seed": 0})
+    resolved = InProcessExecutor().resolve(job)
+    for _ in range(3):
+        run_case(*resolved, job)
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(reps):
+            run_case(*resolved, job)
+        times.append((time.perf_counter() - start) / reps)
+    return 1e3 * common.median(times)
+
+
+def calibrate(reps: int) -> tuple[dict[str, list[int]], dict[str, float]]:
+    """The shape of each class (nearest to its cost in log scale), and every candidate's
+    measured cost in ms."""
+    costs = {"x".join(map(str, shape)): case_ms(shape, reps) for shape in CANDIDATES}
+    chosen = {}
+    for name, goal in CLASS_MS.items():
+        chosen[name] = min(CANDIDATES, key=lambda shape: abs(
+            math.log(costs["x".join(map(str, shape))] / goal)))
+    return chosen, {k: round(v, 4) for k, v in costs.items()}
 
 
 def kfuzz_run(shape: list[int], cases: int, batch: int, seed: int) -> tuple[float, list[Job], int]:
@@ -236,9 +268,11 @@ def main(argv: list[str] | None = None) -> None:
     cases = QUICK_CASES if args.quick else CASES
     batches = QUICK_BATCHES if args.quick else BATCHES
     # Warm-up: imports, the registry, torch's first calls, Hypothesis' first strategy build.
-    kfuzz_run(CLASSES["small"], 20, 1, seed=1)
+    kfuzz_run(CANDIDATES[0], 20, 1, seed=1)
+    shapes, costs = calibrate(reps=3 if args.quick else 20)
+    print(f"case cost by shape, ms: {costs}; chosen: {shapes}", flush=True)
     classes = {}
-    for name, shape in CLASSES.items():
+    for name, shape in shapes.items():
         rows = [measure(shape, cases[name], b, runs) for b in batches]
         best = max(rows, key=lambda r: r["ratio"])
         classes[name] = {"shape": shape, "by_batch": rows, "best_batch": best["batch"]}
@@ -246,14 +280,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:6} batch {r['batch']:2}: kfuzz {r['kfuzz_cases_per_s']:8.1f}/s  "
                   f"loop {r['hand_cases_per_s']:8.1f}/s  ratio {r['ratio']:.3f}  "
                   f"(case {r['case_ms']:.3f} ms)", flush=True)
-    engine = engine_costs(CLASSES["small"], cases["small"], batches, runs)
+    engine = engine_costs(shapes["small"], cases["small"], batches, runs)
     print(f"engine alone: bare @given {engine['bare_given_integer_us']} us, case strategy "
           f"{engine['given_case_strategy_us']} us, campaign {engine['campaign_no_work']}, "
           f"own time {engine['profile_own_time_shares']}")
     common.write(args.out, {
         "mode": "quick" if args.quick else "full", "runs": runs,
         "work": f"{TARGET} kernel {KERNEL} vs {ORACLE}, pins shape and x = normal(1)",
-        "classes": classes, "engine": engine,
+        "class_ms": CLASS_MS, "calibration_ms": costs, "classes": classes, "engine": engine,
     })
 
 

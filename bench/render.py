@@ -58,6 +58,11 @@ def overhead(doc: dict[str, Any]) -> str:
     """The overhead section."""
     out = ["## 1. Overhead: kfuzz against a hand-written loop", "",
            _provenance(doc, f"medians of {doc['runs']} alternating runs"), "",
+           ("Each class's shape was picked at the start of the run as the candidate whose "
+            "measured cost is nearest its aim (" + ", ".join(
+                f"{k} ~{v:g} ms" for k, v in doc["class_ms"].items()) + "); candidates, ms per "
+            "case: " + ", ".join(f"{k} {v:.3f}" for k, v in doc["calibration_ms"].items()) + ".")
+           if "calibration_ms" in doc else "", "",
            f"Work per case: {doc['work']}. The hand loop runs exactly the cases the kfuzz "
            "campaign ran, in the same process, through `fuzz.executor.run_case`. Ratio = kfuzz "
            "cases/s / loop cases/s, the median of the per-run ratios. Batch = cases per "
@@ -71,14 +76,21 @@ def overhead(doc: dict[str, Any]) -> str:
                          f"**{_f(r['ratio'])}**", ", ".join(_f(x) for x in r["ratios"]),
                          _f(r["overhead_ms_per_case"], 3)])
     out.append(_table(["class", "shape", "case cost, ms (loop)", "batch", "kfuzz cases/s",
-                       "loop cases/s", "ratio", "per-run ratios", "kfuzz overhead, ms/case"],
+                       "loop cases/s", "ratio", "per-run ratios",
+                       "kfuzz minus loop, ms/case (of medians)"],
                       rows))
+    e = doc["engine"]
+    one = next(r for r in e["campaign_no_work"] if r["batch"] == 1)
+    o_ms = one["us_per_example"] / 1e3
+    out += ["", f"Reading it: with no kernel work a batch-1 campaign costs {_f(o_ms, 2)} ms per "
+            f"example on this machine (below), so at batch 1 the ratio c / (c + {_f(o_ms, 2)}) "
+            f"reaches 0.8 only for cases costing c >= {_f(4 * o_ms, 1)} ms and 0.5 for c >= "
+            f"{_f(o_ms, 1)} ms. A batch of b cases divides that cost by about b."]
     out += ["", "Every batch size measured (ratio, median):", ""]
     batches = [r["batch"] for r in next(iter(doc["classes"].values()))["by_batch"]]
     out.append(_table(["class"] + [f"batch {b}" for b in batches],
                       [[name] + [_f(_by_batch(cls, b)["ratio"]) for b in batches]
                        for name, cls in doc["classes"].items()]))
-    e = doc["engine"]
     out += ["", "### Where the engine's time goes", "",
             "The same campaign settings with no kernel work at all (the small class's pins):", "",
             _table(["measurement", "µs per example"], [
@@ -111,8 +123,10 @@ def smallest(doc: dict[str, Any]) -> str:
            "Each fault's grid of small cases (bench/seeded.py) runs smallest first until one "
            "fails; every smaller grid case passes. Size = `Target.case_size` (total input "
            "elements).", ""]
-    rows = [[f["fault"], f["target"], f["kernel"], f["size"] if f["size"] is not None else
-             f"none in the first {f['tried']}", f["tried"], f["grid_cases"],
+    rows = [[f["fault"], f["target"], f["kernel"],
+             f["size"] if f["size"] is not None else
+             (f"none in the first {f['tried']}" if f["grid_cases"] else "no grid: not searched"),
+             f["tried"], f["grid_cases"],
              f["reference_passes"], f"`{json.dumps(f['case'])}`" if f["case"] else "-"]
             for f in doc["faults"]]
     out.append(_table(["fault", "target", "kernel", "smallest failing size", "cases run",
@@ -146,12 +160,26 @@ def bug_finding(doc: dict[str, Any]) -> str:
         k, u, fx = f["kfuzz"], f["uniform"], f["fixed"]
         rate = f["uniform_hit_rate"]["rate"]
         rows.append([
-            f["fault"], f["needs"], f"{100 * rate:.1f}%" + (" (rare)" if rate < RARE_RATE else ""),
+            f["fault"] + ("" if f.get("listed", True) else " (extra)"), f["needs"],
+            f"{100 * rate:.1f}%" + (" (rare)" if rate < RARE_RATE else ""),
             ("yes" if fx["detected"] else "no") + f" ({sum(s['failed'] for s in fx['seeds'])}"
             f"/{len(fx['seeds'])} seeds)",
             _detect(k), _f(k.get("median_examples"), 0), _f(k.get("median_seconds")),
             _detect(u), _f(u.get("median_examples"), 0), _f(u.get("median_seconds")),
             f"**{f['kfuzz_vs_uniform']}**"])
+    missed = [f["fault"] for f in doc["faults"] if not f["fixed"]["detected"]]
+    rare = [f["fault"] for f in doc["faults"] if f["uniform_hit_rate"]["rate"] < RARE_RATE]
+    factors = [f["uniform"]["median_size"] / f["kfuzz"]["median_size"] for f in doc["faults"]
+               if f["uniform"].get("median_size") and f["kfuzz"].get("median_size")]
+    factors.sort()
+    out += [f"Reading it: the fixed-seed test at the production shape misses "
+            f"{len(missed)} of {len(doc['faults'])} faults ({', '.join(missed) or 'none'}). "
+            f"Rare in its case space (uniform hit rate < {100 * RARE_RATE:.0f}%): "
+            f"{', '.join(rare) or 'none'}. kfuzz's shrunk case is "
+            + (f"{factors[len(factors) // 2]:.0f}x smaller (median over faults; from "
+               f"{factors[0]:.0f}x to {factors[-1]:.0f}x) than the first failing case uniform "
+               "sampling met, which a person would then have to reduce by hand."
+               if factors else "not comparable here.") + "", ""]
     out.append(_table(["fault", "shows when", "uniform hit rate", "fixed-seed test",
                        "kfuzz detected", "kfuzz examples", "kfuzz s", "uniform detected",
                        "uniform examples", "uniform s", "kfuzz vs uniform"], rows))
@@ -237,14 +265,23 @@ def targets(docs: dict[str, dict[str, Any] | None]) -> str:
     bf = docs.get("bug_finding")
     if bf:
         faults = bf["faults"]
-        budget_ok = all(f["kfuzz"]["detected"] == f["kfuzz"]["runs"] and
-                        f["kfuzz"].get("median_seconds", 1e9) <= 60 for f in faults)
-        slowest = max((r.get("seconds_to_detect", 0) for f in faults for r in f["kfuzz_runs"]),
-                      default=0)
-        rows.append(["every seeded fault detected within 60 s", "all runs",
-                     f"{sum(f['kfuzz']['detected'] for f in faults)}/"
-                     f"{sum(f['kfuzz']['runs'] for f in faults)} kfuzz runs detected; slowest "
-                     f"first detection {_f(slowest)} s", "met" if budget_ok else "not met"])
+        listed = [f for f in faults if f.get("listed", True)]
+        extra = [f for f in faults if not f.get("listed", True)]
+
+        def detected(group: list[dict[str, Any]]) -> str:
+            slowest = max((r.get("seconds_to_detect", 0) for f in group
+                           for r in f["kfuzz_runs"]), default=0)
+            return (f"{sum(f['kfuzz']['detected'] for f in group)}/"
+                    f"{sum(f['kfuzz']['runs'] for f in group)} kfuzz runs detected within "
+                    f"{bf['budget']:.0f} s; slowest first detection {_f(slowest)} s")
+
+        ok = all(f["kfuzz"]["detected"] == f["kfuzz"]["runs"] for f in listed)
+        rows.append([f"every seeded fault detected within 60 s ({len(listed)} listed in the "
+                     "issue)", "all runs", detected(listed), "met" if ok else "not met"])
+        if extra:
+            ok = all(f["kfuzz"]["detected"] == f["kfuzz"]["runs"] for f in extra)
+            rows.append([f"the same, extra faults ({', '.join(f['fault'] for f in extra)})",
+                         "all runs", detected(extra), "met" if ok else "not met"])
         worse = [f["fault"] for f in faults if f["kfuzz_vs_uniform"] == "worse"]
         rows.append(["kfuzz at least as good as uniform sampling on every fault", "no 'worse'",
                      f"worse on {', '.join(worse)}" if worse else "never worse",
@@ -287,7 +324,7 @@ def render(results: Path) -> str:
         "date. Every benchmark process runs torch with one thread "
         "(`torch.set_num_threads(1)`). The machine is shared with other users, so timings "
         "carry noise: hence medians, and ratios measured side by side in one process.", "",
-        "Reproduce (about an hour in all; `--quick` runs each in seconds):", "",
+        "Reproduce (about 20 minutes in all here; `--quick` runs each in seconds to a minute):", "",
         "```bash",
         "python -m bench.overhead",
         "python -m bench.smallest",

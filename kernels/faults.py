@@ -35,9 +35,9 @@ from kernels.deepseek_v4.sparse_attn import (
 )
 
 # Width of the BF16 accumulator of `rmsnorm_bf16_accumulate`: a vector unit keeps one partial
-# sum per lane and adds the lanes at the end. Eight lanes make the fault show from rows of
-# about a thousand elements (a single scalar accumulator fails from ~200 but costs a Python
-# step per element).
+# sum per lane and adds the lanes at the end. With eight lanes the fault shows on normal BF16
+# rows from about a thousand elements (bench/seeded.py); a single scalar accumulator would
+# fail on shorter rows but cost a Python step per element.
 BF16_ACCUMULATOR_LANES = 8
 
 

@@ -122,8 +122,8 @@ register(Target(
     doc="dsv4.sparse_attn (tile 64) with seeded faults: a tile merge without rescaling, -1 "
         "padding gathered, the tail tile dropped",
     signature="fn(q, kv, indices, sink) -> out",
-    cases=dsv4._sparse_cases,
-    inputs=dsv4._sparse_inputs,
+    cases=dsv4.sparse_cases,
+    inputs=dsv4.sparse_inputs,
     expect=dsv4._bshd,
     kernels={
         "reference": _variant("reference", sparse_attn, "NPU kernel emulation, tile 64",
@@ -152,7 +152,7 @@ register(Target(
     outputs_doc={"out": "[T, H, D] bfloat16; zeros for a token with no valid row"},
     comparator_doc=dsv4.PYPTO_DOC,
     max_numel=dsv4.DSV4_MAX_NUMEL,
-    size=dsv4._sparse_size,
+    size=dsv4.sparse_size,
 ))
 
 
