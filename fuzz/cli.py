@@ -189,7 +189,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.all:
         if args.target:
             raise KfuzzError("give target names or --all, not both")
-        names = list(registry.all_targets())
+        names = [name for name, t in registry.all_targets().items() if t.in_all]
     elif args.target:
         names = args.target
     else:
@@ -542,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
         "distinct failure to a minimal case and store it (with the worst case seen) in the "
         "corpus.", epilog=EPILOG_EXIT)
     p.add_argument("target", nargs="*", metavar="TARGET", help="target names (see kfuzz targets)")
-    p.add_argument("--all", action="store_true", help="fuzz every target")
+    p.add_argument("--all", action="store_true",
+                   help="fuzz every target (but the faults.* benchmark targets)")
     p.add_argument("--kernel", metavar="K",
                    help="kernel variant name, or module:function with the target's signature")
     p.add_argument("--oracle", metavar="O",
@@ -561,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="S", help="seed for a reproducible run")
     p.add_argument("--profile", choices=list(PROFILES), default="dev",
                    help="ci: 100 examples, fixed seed; dev: 200 examples; "
-                   "nightly: 100000 examples, 4 cases per example, isolated (default dev)")
+                   "nightly: 100000 cases, 8 per example, isolated (default dev)")
     p.add_argument("--device", default="cpu", metavar="cpu|cuda",
                    help="where kernels run; inputs are made on the CPU from the seed (default cpu)")
     p.add_argument("--batch", type=int, metavar="N",

@@ -80,6 +80,9 @@ class Target:
     comparator_doc: str = ""
     max_numel: int = DEFAULT_MAX_NUMEL
     size: Callable[[dict[str, Any]], int] | None = None
+    # False for targets that exist to measure kfuzz itself (seeded faults): `run --all`
+    # skips them; naming them still works.
+    in_all: bool = True
 
     def __post_init__(self) -> None:
         for role, names, default in (
@@ -120,6 +123,7 @@ class Target:
             "default_comparator": {o: c.to_dict() for o, c in self.comparators.items()},
             "comparator_doc": self.comparator_doc,
             "max_numel": self.max_numel,
+            "in_all": self.in_all,
         }
 
 

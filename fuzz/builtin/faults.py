@@ -43,6 +43,7 @@ def _variant(name: str, fn: Any, doc: str, **params: Any) -> Variant:
 # -- faults.softmax ---------------------------------------------------------------------------
 
 register(Target(
+    in_all=False,
     name="faults.softmax",
     doc="ops.softmax with seeded faults: FP32 softmax without the max subtraction",
     signature="fn(x) -> y",
@@ -84,6 +85,7 @@ def _rmsnorm_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
 
 
 register(Target(
+    in_all=False,
     name="faults.rmsnorm",
     doc="ops.rmsnorm (without edge-of-range values) with seeded faults: BF16 accumulation "
         "of the mean of squares, eps added after the root",
@@ -118,6 +120,7 @@ register(Target(
 # -- faults.sparse_attn -----------------------------------------------------------------------
 
 register(Target(
+    in_all=False,
     name="faults.sparse_attn",
     doc="dsv4.sparse_attn (tile 64) with seeded faults: a tile merge without rescaling, -1 "
         "padding gathered, the tail tile dropped",
@@ -187,6 +190,7 @@ def _window_size(case: dict[str, Any]) -> int:
 
 
 register(Target(
+    in_all=False,
     name="faults.window_attn",
     doc="sliding-window attention of the last T of S positions, FP32, with a seeded "
         "off-by-one window",
