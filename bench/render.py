@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # A fault is "rare" in its case space when fewer than this fraction of uniformly drawn cases
 # show it (the issue asks kfuzz to be strictly better than uniform sampling on those).
 RARE_RATE = 0.05
-SECTIONS = ("overhead", "smallest", "bug_finding", "corpus_scale")
+SECTIONS = ("overhead", "smallest", "bug_finding", "corpus_scale", "workers")
 
 
 def _load(results: Path, name: str) -> dict[str, Any] | None:
@@ -314,6 +314,25 @@ def targets(docs: dict[str, dict[str, Any] | None]) -> str:
     return _table(["target (issue 7)", "goal", "measured", "status"], rows)
 
 
+def workers(doc: dict[str, Any]) -> str:
+    """The --workers section."""
+    rows = [[w, len(doc["results"][w]), _f(doc["median_wall_s"][w]),
+             ", ".join(_f(r["wall_s"]) for r in doc["results"][w])]
+            for w in ("1", "2")]
+    return "\n".join([
+        "## 5. --workers: one process or two", "",
+        _provenance(doc, f"medians of {doc['runs']} alternating runs of `kfuzz run "
+                         f"{' '.join(doc['targets'])} --max-examples {doc['examples']} "
+                         "--compare exact`, a fresh process and corpus each"),
+        "",
+        _table(["--workers", "runs", "median wall, s", "each run, s"], rows), "",
+        f"Speed-up of two workers over one: {_f(doc['speedup'])}x. Both targets fuzzed into one "
+        f"corpus in every run: {doc['all_runs_fuzzed_both_targets']}; every reported finding "
+        f"stored (no lost rows): {doc['no_lost_rows']}. Each worker is a fresh process that "
+        "imports torch (about 2 s here), which a short run does not win back on 2 cores.",
+    ])
+
+
 def render(results: Path) -> str:
     """BENCHMARKS.md's text from the JSON files in `results`."""
     docs = {name: _load(results, name) for name in SECTIONS}
@@ -330,12 +349,14 @@ def render(results: Path) -> str:
         "python -m bench.smallest",
         "python -m bench.bug_finding      # reads bench/results/smallest.json",
         "python -m bench.corpus_scale",
+        "python -m bench.workers",
         "python -m bench.render",
         "```", "",
         "## Where kfuzz stands against the targets", "", targets(docs), "",
     ]
     for name, fn in (("overhead", overhead), ("smallest", smallest),
-                     ("bug_finding", bug_finding), ("corpus_scale", corpus_scale)):
+                     ("bug_finding", bug_finding), ("corpus_scale", corpus_scale),
+                     ("workers", workers)):
         doc = docs[name]
         parts += [fn(doc) if doc else f"## {name}\n\nNo results yet: run `python -m bench.{name}`.",
                   ""]
