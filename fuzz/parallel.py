@@ -8,6 +8,7 @@ so a killed process loses nothing it had stored. The parent gathers the campaign
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
@@ -35,7 +36,12 @@ def shard(configs: Sequence[CampaignConfig], workers: int) -> list[CampaignConfi
 
 
 def _run_one(config: CampaignConfig, db: str, run_id: int, isolate: bool,
-             case_timeout: float | None, plugins: list[str]) -> CampaignResult:
+             case_timeout: float | None, plugins: list[str], threads: int) -> CampaignResult:
+    import torch
+
+    # Each process gets its share of the cores: torch's default (one thread per core) in
+    # every process oversubscribes them, and its spinning threads then slow all down.
+    torch.set_num_threads(threads)
     from fuzz import targets as registry
     from fuzz.corpus import CorpusStore
     from fuzz.executor import InProcessExecutor
@@ -65,8 +71,9 @@ def run_parallel(configs: Sequence[CampaignConfig], *, workers: int, db: str, ru
     results = []
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(_run_one, c, db, run_id, isolate, case_timeout, list(plugins))
-                   for c in jobs]
+        threads = max(1, (os.cpu_count() or 1) // min(workers, len(jobs)))
+        futures = [pool.submit(_run_one, c, db, run_id, isolate, case_timeout, list(plugins),
+                               threads) for c in jobs]
         for future in as_completed(futures):
             result = future.result()
             results.append(result)
