@@ -294,7 +294,7 @@ def _run_sequential(configs: list[CampaignConfig], args: argparse.Namespace, sto
         executor.close()
 
 
-def _finding_summary(store: CorpusStore, finding: Any) -> dict[str, Any]:
+def _finding_summary(finding: Any) -> dict[str, Any]:
     outputs = finding.outcome.outputs
     return {
         "id": _short(finding.fingerprint),
@@ -324,7 +324,7 @@ def _print_run(store: CorpusStore, run_id: int, results: list[CampaignResult],
         doc = {
             "run": run_id, "db": str(args.db),
             "campaigns": [r.to_dict() for r in results],
-            "findings": [_finding_summary(store, f) for f in findings],
+            "findings": [_finding_summary(f) for f in findings],
         }
         print(json.dumps(doc, indent=2))
         return
@@ -339,7 +339,7 @@ def _print_run(store: CorpusStore, run_id: int, results: list[CampaignResult],
         print()
         frows = []
         for f in findings:
-            size = f.shrink.get("size_after") if f.shrink else None
+            size = f.shrink.get("size_after") if f.shrink else registry.get(f.target).case_size(f.case)
             shrink = ""
             if f.shrink:
                 shrink = f"{f.shrink['size_before']}->{f.shrink['size_after']} in " \
