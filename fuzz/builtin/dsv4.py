@@ -110,7 +110,7 @@ SPARSE_INPUTS_DOC = {
 SPARSE_OUTPUTS_DOC = {"out": "[T, H, D] bfloat16; zeros for a token with no valid row"}
 
 
-register(Target(
+SPARSE_ATTN = register(Target(
     name="dsv4.sparse_attn",
     doc="DeepSeek-V4 sparse decode attention: gathered KV rows are keys and values, tiled "
         "online softmax with a per-head sink",

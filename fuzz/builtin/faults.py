@@ -17,6 +17,7 @@ The low-precision rsqrt fault is `dsv4.q_norm_rope`'s kernel `rsqrt_hw` (referen
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -25,12 +26,11 @@ from hypothesis import strategies as st
 from fuzz import strategies as fst
 from fuzz.builtin import dsv4, ops
 from fuzz.compare import Comparator
-from fuzz.materialise import dtype_of, values
+from fuzz.materialise import values
 from fuzz.targets import OutputSpec, Target, Variant, register
 from kernels import faults as f
 from kernels import ops as k
 from kernels.deepseek_v4 import sparse_attn
-from oracles import ops as o
 from oracles.deepseek_v4 import sparse_attn_tiled
 
 WINDOW_MAX_NUMEL = 1 << 20
@@ -42,30 +42,17 @@ def _variant(name: str, fn: Any, doc: str, **params: Any) -> Variant:
 
 # -- faults.softmax ---------------------------------------------------------------------------
 
-register(Target(
+register(replace(
+    ops.SOFTMAX,
     in_all=False,
     name="faults.softmax",
     doc="ops.softmax with seeded faults: FP32 softmax without the max subtraction",
-    signature="fn(x) -> y",
-    cases=ops._softmax_cases,
-    inputs=lambda case, gen: {
-        "x": values(gen, case["shape"], dtype_of(case["dtype"]), case["x"])
-    },
-    expect=ops._same_as_x("y"),
     kernels={
         "reference": _variant("reference", k.softmax_fp32, "torch softmax in FP32, rounded once"),
         "no_max": _variant("no_max", f.softmax_no_max,
                            "fault: exp(x) / sum(exp(x)) in FP32, no max subtraction"),
     },
-    oracles={"fp64": Variant("fp64", o.softmax_fp64, "float64 softmax")},
-    comparators={"y": Comparator()},
     default_kernel="reference",
-    default_oracle="fp64",
-    inputs_doc={"x": "[rows, cols] bfloat16|float16 logits"},
-    outputs_doc={"y": "[rows, cols] same dtype as x"},
-    comparator_doc=ops.COMPARATOR_DOC,
-    max_numel=ops.OPS_MAX_NUMEL,
-    size=lambda case: case["shape"][0] * case["shape"][1],
 ))
 
 
@@ -84,16 +71,13 @@ def _rmsnorm_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
     })
 
 
-register(Target(
+register(replace(
+    ops.RMSNORM,
     in_all=False,
     name="faults.rmsnorm",
     doc="ops.rmsnorm (without edge-of-range values) with seeded faults: BF16 accumulation "
         "of the mean of squares, eps added after the root",
-    signature="fn(x, weight, *, eps: float) -> y",
     cases=_rmsnorm_cases,
-    inputs=ops._rmsnorm_inputs,
-    params=lambda case: {"eps": case["eps"]},
-    expect=ops._same_as_x("y"),
     kernels={
         "reference": _variant("reference", k.rmsnorm_fp32, "RMSNorm in FP32, rounded once"),
         "bf16_accumulate": _variant(
@@ -102,32 +86,18 @@ register(Target(
         "eps_after_root": _variant("eps_after_root", f.rmsnorm_eps_after_root,
                                    "fault: x / (sqrt(mean(x^2)) + eps)"),
     },
-    oracles={"fp64": Variant("fp64", o.rmsnorm_fp64, "float64 RMSNorm")},
-    comparators={"y": Comparator()},
     default_kernel="reference",
-    default_oracle="fp64",
-    inputs_doc={
-        "x": "[rows, hidden] bfloat16|float16",
-        "weight": "[hidden] same dtype as x, about 1 +- 0.125",
-    },
-    outputs_doc={"y": "[rows, hidden] same dtype as x"},
-    comparator_doc=ops.COMPARATOR_DOC,
-    max_numel=ops.OPS_MAX_NUMEL,
-    size=lambda case: case["shape"][0] * case["shape"][1] + case["shape"][1],
 ))
 
 
 # -- faults.sparse_attn -----------------------------------------------------------------------
 
-register(Target(
+register(replace(
+    dsv4.SPARSE_ATTN,
     in_all=False,
     name="faults.sparse_attn",
     doc="dsv4.sparse_attn (tile 64) with seeded faults: a tile merge without rescaling, -1 "
         "padding gathered, the tail tile dropped",
-    signature="fn(q, kv, indices, sink) -> out",
-    cases=dsv4.sparse_cases,
-    inputs=dsv4.sparse_inputs,
-    expect=dsv4._bshd,
     kernels={
         "reference": _variant("reference", sparse_attn, "NPU kernel emulation, tile 64",
                               tile=64),
@@ -143,19 +113,8 @@ register(Target(
     oracles={"tiled64": _variant("tiled64", sparse_attn_tiled,
                                  "post-fix golden mirroring the kernel's tiling, tile 64",
                                  tile=64)},
-    comparators={"out": dsv4.PYPTO},
     default_kernel="reference",
     default_oracle="tiled64",
-    inputs_doc={
-        "q": "[T, H, D] bfloat16, D in 64..512",
-        "kv": "[N, D] bfloat16, each gathered row is key and value",
-        "indices": "[T, K] int32 into N rows; -1 padding; entries outside [0, N) are skipped",
-        "sink": "[H] float32 per-head sink logit",
-    },
-    outputs_doc={"out": "[T, H, D] bfloat16; zeros for a token with no valid row"},
-    comparator_doc=dsv4.PYPTO_DOC,
-    max_numel=dsv4.DSV4_MAX_NUMEL,
-    size=dsv4.sparse_size,
 ))
 
 

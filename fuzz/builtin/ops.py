@@ -73,7 +73,7 @@ def _rmsnorm_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, tor
     }
 
 
-register(Target(
+RMSNORM = register(Target(
     name="ops.rmsnorm",
     doc="RMSNorm over the last axis with a weight: y = x / sqrt(mean(x^2) + eps) * weight",
     signature="fn(x, weight, *, eps: float) -> y",
@@ -108,7 +108,7 @@ def _softmax_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
     })
 
 
-register(Target(
+SOFTMAX = register(Target(
     name="ops.softmax",
     doc="Softmax over the last axis",
     signature="fn(x) -> y",
