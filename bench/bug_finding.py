@@ -32,10 +32,10 @@ from typing import Any
 from bench import common
 from bench.samplers import sampler
 from bench.seeded import FAULTS, FIXED_SEEDS, Fault, by_name
-from fuzz.executor import InProcessExecutor, Job, Outcome
-from fuzz.findings import Finding
-from fuzz.search import CampaignConfig, run_campaign
-from fuzz.targets import get
+from kfuzz.executor import InProcessExecutor, Job, Outcome
+from kfuzz.findings import Finding
+from kfuzz.search import CampaignConfig, run_campaign
+from kfuzz.targets import get
 
 
 class _Counting:

@@ -29,9 +29,9 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
-from fuzz.executor import InProcessExecutor, Job
-from fuzz.materialise import generator
-from fuzz.targets import Target, get
+from kfuzz.executor import InProcessExecutor, Job
+from kfuzz.materialise import generator
+from kfuzz.targets import Target, get
 
 PAIRS = (("eager_lowp", "compiled_lowp"), ("eager_fp32", "compiled_fp32"))
 

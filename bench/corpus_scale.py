@@ -7,7 +7,7 @@
 3. upsert, one call per finding (`record_finding`, as a campaign stores findings as they
    come), on the same N rows; then again with `PRAGMA synchronous = NORMAL` (a what-if: the
    store leaves SQLite's FULL, which syncs the log at every commit);
-4. replay: `fuzz.replay.replay` of R small stored cases (each run again and its replay
+4. replay: `kfuzz.replay.replay` of R small stored cases (each run again and its replay
    recorded);
 5. list: `kfuzz corpus list` on a corpus of L rows, run as a subprocess with its output sent
    to /dev/null (Python start-up and imports included; measured alone as `kfuzz corpus list`
@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import common
-from fuzz.corpus import CorpusStore
-from fuzz.executor import InProcessExecutor, Job
-from fuzz.findings import Finding
-from fuzz.replay import replay
+from kfuzz.corpus import CorpusStore
+from kfuzz.executor import InProcessExecutor, Job
+from kfuzz.findings import Finding
+from kfuzz.replay import replay
 
 TARGET, KERNEL, ORACLE = "ops.rmsnorm", "eager_lowp", "fp64"
 EXACT = {"mode": "exact", "max_ratio": 0.0}
@@ -141,12 +141,12 @@ def big_corpus(items: list[Finding], rows: int, path: Path) -> None:
 
 
 def cli_seconds(args: list[str], runs: int) -> float:
-    """Median wall seconds of `python -m fuzz.cli ARGS` with stdout to /dev/null."""
+    """Median wall seconds of `python -m kfuzz.cli ARGS` with stdout to /dev/null."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "fuzz.cli", *args], stdout=subprocess.DEVNULL,
+        subprocess.run([sys.executable, "-m", "kfuzz.cli", *args], stdout=subprocess.DEVNULL,
                        check=True, env=env)
         times.append(time.perf_counter() - start)
     return common.median(times)

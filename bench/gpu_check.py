@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from fuzz.corpus import CorpusStore, versions
-from fuzz.errors import KfuzzError
-from fuzz.search import CampaignConfig, run_campaign
-from fuzz.targets import get
+from kfuzz.corpus import CorpusStore, versions
+from kfuzz.errors import KfuzzError
+from kfuzz.search import CampaignConfig, run_campaign
+from kfuzz.targets import get
 
 EXACT = {"mode": "exact", "max_ratio": 0.0}
 

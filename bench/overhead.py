@@ -7,7 +7,7 @@ candidate shapes) and each batch size (`CampaignConfig.batch`: cases per Hypothe
 
 1. kfuzz: `run_campaign` for N cases through an executor that records every job it runs;
    cases/s = cases / wall time of the whole campaign (Hypothesis included).
-2. hand loop: the very jobs kfuzz ran, in order, through `fuzz.executor.run_case` (target,
+2. hand loop: the very jobs kfuzz ran, in order, through `kfuzz.executor.run_case` (target,
    kernel and oracle resolved once): materialise, kernel, oracle, compare.
 
 The two alternate in one process (kfuzz, loop, kfuzz, loop, ...), 5 runs each; the ratio is
@@ -33,10 +33,10 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from bench import common
-from fuzz import strategies as fst
-from fuzz.executor import InProcessExecutor, Job, Outcome, run_case
-from fuzz.search import CampaignConfig, run_campaign
-from fuzz.targets import get
+from kfuzz import strategies as fst
+from kfuzz.executor import InProcessExecutor, Job, Outcome, run_case
+from kfuzz.search import CampaignConfig, run_campaign
+from kfuzz.targets import get
 
 TARGET, KERNEL, ORACLE = "ops.rmsnorm", "eager_fp32", "fp64"
 NORMAL = {"kind": "normal", "scale": 1.0}

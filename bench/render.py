@@ -64,7 +64,7 @@ def overhead(doc: dict[str, Any]) -> str:
             "case: " + ", ".join(f"{k} {v:.3f}" for k, v in doc["calibration_ms"].items()) + ".")
            if "calibration_ms" in doc else "", "",
            f"Work per case: {doc['work']}. The hand loop runs exactly the cases the kfuzz "
-           "campaign ran, in the same process, through `fuzz.executor.run_case`. Ratio = kfuzz "
+           "campaign ran, in the same process, through `kfuzz.executor.run_case`. Ratio = kfuzz "
            "cases/s / loop cases/s, the median of the per-run ratios. Batch = cases per "
            "Hypothesis example (`CampaignConfig.batch`).", ""]
     rows = []
@@ -229,7 +229,7 @@ def corpus_scale(doc: dict[str, Any]) -> str:
                    _f(s["upsert_one_by_one_sync_normal"], 3),
                    _f(1e3 * s["upsert_one_by_one_sync_normal"] / n, 3)]]
                  if "upsert_one_by_one_sync_normal" in s else []),
-               [f"replay {doc['replays']} small stored cases (`fuzz.replay.replay`, each "
+               [f"replay {doc['replays']} small stored cases (`kfuzz.replay.replay`, each "
                 f"replay recorded)", _f(doc["replay_seconds"], 3),
                 _f(1e3 * doc["replay_seconds"] / doc["replays"], 3)],
                [f"`kfuzz corpus list` on {doc['list_rows']} rows, output to /dev/null",

@@ -4,7 +4,7 @@ Each sampler draws every field of a case independently and uniformly from the ra
 target's Hypothesis strategy allows (same fields, same bounds, same max_numel caps, drawn in
 the same order), with none of Hypothesis' preferences: no bias toward small or boundary
 values, no extra weight on the largest size, no search guided by `hypothesis.target`. The
-cases go through the same materialise / kernel / oracle / compare path (`fuzz.executor`).
+cases go through the same materialise / kernel / oracle / compare path (`kfuzz.executor`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from fuzz.strategies import DISTRIBUTION_KINDS, EDGES, MAX_SEED
+from kfuzz.strategies import DISTRIBUTION_KINDS, EDGES, MAX_SEED
 
 Sampler = Callable[[random.Random], dict[str, Any]]
 
@@ -24,7 +24,7 @@ def _scale(rng: random.Random, lo: int, hi: int) -> float:
 
 def distribution(rng: random.Random, kinds: Sequence[str] = DISTRIBUTION_KINDS,
                  min_scale_exp: int = -8, max_scale_exp: int = 8) -> dict[str, Any]:
-    """A value distribution as `fuzz.strategies.distributions(kinds=..., min_scale_exp=...,
+    """A value distribution as `kfuzz.strategies.distributions(kinds=..., min_scale_exp=...,
     max_scale_exp=...)` describes it, each field uniform in its range."""
     kind = rng.choice(list(kinds))
     lo, hi = min_scale_exp, max_scale_exp

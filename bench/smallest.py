@@ -17,8 +17,8 @@ from typing import Any
 
 from bench import common
 from bench.seeded import FAULTS, Fault, by_name
-from fuzz.executor import InProcessExecutor, Job
-from fuzz.targets import get
+from kfuzz.executor import InProcessExecutor, Job
+from kfuzz.targets import get
 
 QUICK_LIMIT = 300
 

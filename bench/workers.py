@@ -25,7 +25,7 @@ TARGETS = ["ops.rmsnorm", "ops.softmax"]
 def one_run(workers: int, examples: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "c.db"
-        argv = [sys.executable, "-m", "fuzz.cli", "run", *TARGETS, "--workers", str(workers),
+        argv = [sys.executable, "-m", "kfuzz.cli", "run", *TARGETS, "--workers", str(workers),
                 "--max-examples", str(examples), "--compare", "exact", "--seed", str(seed),
                 "--db", str(db), "--json"]
         start = time.perf_counter()

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from fuzz import __version__
-from fuzz import targets as registry
-from fuzz.compare import Comparator, ComparatorError
-from fuzz.corpus import DEFAULT_DB, CorpusStore, decode_row, json_safe
-from fuzz.errors import KfuzzError
-from fuzz.executor import Executor, InProcessExecutor
-from fuzz.search import PROFILES, CampaignConfig, CampaignResult, run_campaign
+from kfuzz import __version__
+from kfuzz import targets as registry
+from kfuzz.compare import Comparator, ComparatorError
+from kfuzz.corpus import DEFAULT_DB, CorpusStore, decode_row, json_safe
+from kfuzz.errors import KfuzzError
+from kfuzz.executor import Executor, InProcessExecutor
+from kfuzz.search import PROFILES, CampaignConfig, CampaignResult, run_campaign
 
 DEFAULT_CASE_TIMEOUT = 60.0
 EPILOG_EXIT = "exit status: 0 nothing over threshold, 1 findings or still-failing replays, 2 usage error"
@@ -92,7 +92,7 @@ def _executor(args: argparse.Namespace, *, isolate: bool) -> Executor:
     """In-process, or a worker process per job stream with --isolate / --case-timeout."""
     if not (isolate or args.case_timeout):
         return InProcessExecutor()
-    from fuzz.isolation import IsolatedExecutor
+    from kfuzz.isolation import IsolatedExecutor
 
     return IsolatedExecutor(case_timeout=args.case_timeout or DEFAULT_CASE_TIMEOUT,
                             plugins=args.plugin or [])
@@ -198,7 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         registry.get(name)
     args.ray = args.ray or bool(args.ray_address)
     if args.ray:
-        from fuzz.ray_runner import require_ray
+        from kfuzz.ray_runner import require_ray
 
         require_ray()  # the device is checked against the cluster, not this machine
     else:
@@ -226,7 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ]
     try:
         if args.workers > 1 or args.ray:
-            from fuzz.parallel import run_parallel
+            from kfuzz.parallel import run_parallel
 
             if configs[0].seed is None:
                 import random
@@ -234,7 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 seed = random.randrange(2**32)
                 configs = [dataclasses.replace(c, seed=seed) for c in configs]
         if args.ray:
-            from fuzz.ray_runner import run_on_ray
+            from kfuzz.ray_runner import run_on_ray
 
             results = run_on_ray(
                 configs, workers=args.workers, store=store, run_id=run_id, isolate=isolate,
@@ -262,7 +262,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     _print_run(store, run_id, results, args)
     if args.junit:
-        from fuzz.junit import run_cases, write_junit
+        from kfuzz.junit import run_cases, write_junit
 
         write_junit(args.junit, "kfuzz.run", run_cases(results))
     if findings:
@@ -355,7 +355,7 @@ def _print_run(store: CorpusStore, run_id: int, results: list[CampaignResult],
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay stored findings; exit 1 if any still fails."""
-    from fuzz.replay import STATUS_WORDS, replay
+    from kfuzz.replay import STATUS_WORDS, replay
 
     _load_plugins(args)
     _check_device(args.device)
@@ -381,7 +381,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         counts = {w: sum(r.status == s for r in results) for s, w in STATUS_WORDS.items()}
         print("\n" + ", ".join(f"{n} {w}" for w, n in counts.items()))
     if args.junit:
-        from fuzz.junit import replay_cases, replay_details, write_junit
+        from kfuzz.junit import replay_cases, replay_details, write_junit
 
         failing = [r.fingerprint for r in results if r.status == "fail"]
         write_junit(args.junit, "kfuzz.replay",
@@ -454,7 +454,7 @@ def cmd_corpus_show(args: argparse.Namespace) -> int:
 
 def cmd_corpus_export(args: argparse.Namespace) -> int:
     """Write a standalone reproducer script for one finding."""
-    from fuzz.export import reproducer
+    from kfuzz.export import reproducer
 
     store = _open_existing(args.db)
     row = decode_row(store.get(store.resolve_id(args.id)))
@@ -470,7 +470,7 @@ def cmd_corpus_export(args: argparse.Namespace) -> int:
 
 def cmd_corpus_merge(args: argparse.Namespace) -> int:
     """Merge corpora into --into, idempotently."""
-    from fuzz.merge import check_sources, merge_corpora
+    from kfuzz.merge import check_sources, merge_corpora
 
     check_sources(args.sources)  # before --into is created, so a bad source leaves no file
     store = CorpusStore(args.into)
@@ -489,7 +489,7 @@ def cmd_corpus_merge(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the HTML page and Markdown summary of a corpus."""
-    from fuzz.report import write_report
+    from kfuzz.report import write_report
 
     _load_plugins(args)
     _check_device(args.device)

@@ -25,8 +25,8 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from fuzz.errors import CorpusError
-from fuzz.findings import Finding
+from kfuzz.errors import CorpusError
+from kfuzz.findings import Finding
 
 DEFAULT_DB = "corpus/corpus.db"
 JSON_COLUMNS = ("case", "comparator", "metrics", "shrink", "versions")
@@ -84,7 +84,7 @@ def versions(device: str = "cpu") -> dict[str, str]:
     """Versions of the software a finding was made with."""
     import torch
 
-    from fuzz import __version__
+    from kfuzz import __version__
 
     name = "cpu"
     if device.startswith("cuda") and torch.cuda.is_available():
@@ -247,7 +247,7 @@ class CorpusStore:
                 row["shrink"] = _dumps(finding.shrink)
             table.update(key, row)
         else:
-            from fuzz import targets as registry
+            from kfuzz import targets as registry
 
             try:
                 size = registry.get(finding.target).case_size(finding.case)

@@ -14,11 +14,11 @@ from typing import Any, Protocol
 
 import torch
 
-from fuzz import targets as registry
-from fuzz.compare import Comparator, ShapeMismatch, compare
-from fuzz.errors import CaseError, ContractViolation, KfuzzError
-from fuzz.materialise import generator, to_device
-from fuzz.targets import Target, Variant
+from kfuzz import targets as registry
+from kfuzz.compare import Comparator, ShapeMismatch, compare
+from kfuzz.errors import CaseError, ContractViolation, KfuzzError
+from kfuzz.materialise import generator, to_device
+from kfuzz.targets import Target, Variant
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Outcome:
     (at least one output over its max_ratio), "error" (the kernel or oracle raised),
     "contract" (the kernel wrote into an input or returned one of them), "crash" (the worker
     process died) or "timeout" (the case ran past its time limit; the last two come from
-    `fuzz.isolation`). outputs: output name -> `Metrics.to_dict()`. error: "Kind: message",
+    `kfuzz.isolation`). outputs: output name -> `Metrics.to_dict()`. error: "Kind: message",
     e.g. "RuntimeError: ...", "Crash: worker killed by SIGSEGV ..."."""
 
     status: str

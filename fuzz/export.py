@@ -21,10 +21,10 @@ import sys
 
 import torch
 
-from fuzz import targets
-from fuzz.compare import Comparator, compare
-from fuzz.executor import as_outputs
-from fuzz.materialise import generator, to_device
+from kfuzz import targets
+from kfuzz.compare import Comparator, compare
+from kfuzz.executor import as_outputs
+from kfuzz.materialise import generator, to_device
 
 TARGET = {target}
 KERNEL = {kernel}
@@ -74,7 +74,7 @@ def _comment(value: Any) -> str:
 
 
 def reproducer(row: dict[str, Any]) -> str:
-    """The reproducer script for a decoded findings row (see `fuzz.corpus.decode_row`)."""
+    """The reproducer script for a decoded findings row (see `kfuzz.corpus.decode_row`)."""
     return TEMPLATE.format(
         short=row["fingerprint"][:12],
         target=json.dumps(row["target"]), kernel=json.dumps(row["kernel"]),

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fuzz.executor import Outcome
+from kfuzz.executor import Outcome
 
 # shrunk: the minimal case Hypothesis reduced a failure to; peak: the worst case seen on a
 # target in a run; raw: a failure as first seen, replaced by its shrunk case once shrinking

@@ -1,6 +1,6 @@
 """The isolated executor: kernels and oracles run in a worker process.
 
-Workers are forked from a forkserver that has imported torch (see `fuzz.worker`), so replacing
+Workers are forked from a forkserver that has imported torch (see `kfuzz.worker`), so replacing
 one is cheap. A kernel that segfaults, aborts or exits takes only its worker down: the job
 becomes a `crash` outcome (the signal or exit code and the tail of the worker's stderr), a job
 that runs past the case timeout becomes a `timeout` outcome (the worker is killed), and a fresh
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from fuzz import errors
-from fuzz.executor import Job, Outcome
+from kfuzz import errors
+from kfuzz.executor import Job, Outcome
 
 STDERR_TAIL = 2000
 # Device errors leave a CUDA context unusable: the worker is replaced after one.
@@ -44,7 +44,7 @@ def _context() -> Any:
         # forkserver, not fork: the server is single-threaded when it forks, so a child never
         # inherits a lock held by one of torch's threads in this process.
         _CONTEXT = multiprocessing.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(["fuzz.worker"])
+        _CONTEXT.set_forkserver_preload(["kfuzz.worker"])
     return _CONTEXT
 
 
@@ -54,7 +54,7 @@ class _Worker:
         fd, self.stderr_path = tempfile.mkstemp(prefix="kfuzz-worker-", suffix=".log")
         os.close(fd)
         self.conn, child = ctx.Pipe()
-        from fuzz import worker
+        from kfuzz import worker
 
         self.proc = ctx.Process(target=worker.serve, daemon=True,
                                 args=(child, self.stderr_path, sys.path, list(plugins)))
@@ -140,7 +140,7 @@ class IsolatedExecutor:
             self.restarts += 1
 
     def evaluate(self, jobs: Sequence[Job]) -> list[Outcome]:
-        """Run each job in the worker; see `fuzz.executor.Executor.evaluate`. Raises the
+        """Run each job in the worker; see `kfuzz.executor.Executor.evaluate`. Raises the
         KfuzzError the worker reports (unknown names, a broken output contract)."""
         return [self._one(job) for job in jobs]
 

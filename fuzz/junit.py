@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fuzz.errors import KfuzzError
+from kfuzz.errors import KfuzzError
 
 SHORT_ID = 12
 # XML 1.0 forbids most control characters even when escaped; a kernel's error message or a
@@ -108,7 +108,7 @@ def _percent(ratio: Any) -> str:
 
 
 def run_cases(results: Iterable[Any]) -> list[JunitCase]:
-    """Testcases for a run's campaigns (`fuzz.search.CampaignResult`s): one failure per
+    """Testcases for a run's campaigns (`kfuzz.search.CampaignResult`s): one failure per
     finding, one pass per campaign that found nothing."""
     cases = []
     for result in results:
@@ -143,7 +143,7 @@ def run_cases(results: Iterable[Any]) -> list[JunitCase]:
 
 
 def replay_cases(results: Iterable[Any], details: Mapping[str, str] | None = None) -> list[JunitCase]:
-    """Testcases for replayed findings (`fuzz.replay.ReplayResult`s). details: fingerprint ->
+    """Testcases for replayed findings (`kfuzz.replay.ReplayResult`s). details: fingerprint ->
     the text of its latest replay (see `replay_details`), shown under a failure."""
     details = details or {}
     cases = []

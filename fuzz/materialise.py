@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from fuzz.errors import CaseError
+from kfuzz.errors import CaseError
 
 DTYPE_NAMES: dict[str, torch.dtype] = {
     "float64": torch.float64,
@@ -56,7 +56,7 @@ def values(
     gen: torch.Generator, shape: Sequence[int], dtype: torch.dtype, dist: Mapping[str, Any]
 ) -> torch.Tensor:
     """A CPU tensor of `shape` and `dtype` drawn from the distribution description `dist`
-    (see `fuzz.strategies.distributions`). Values are drawn in float64, then rounded to
+    (see `kfuzz.strategies.distributions`). Values are drawn in float64, then rounded to
     `dtype` (saturating to +/-Inf past its range, as a cast would). Raises CaseError for a
     malformed description."""
     if not isinstance(dist, Mapping):
@@ -127,7 +127,7 @@ def _inject_nonfinite(gen: torch.Generator, x: torch.Tensor, nan: float, inf: fl
 
 
 def sparse_indices(gen: torch.Generator, tokens: int, spec: Mapping[str, Any]) -> torch.Tensor:
-    """A [tokens, k] int32 index tensor from a `fuzz.strategies.sparse_index_sets` description.
+    """A [tokens, k] int32 index tensor from a `kfuzz.strategies.sparse_index_sets` description.
 
     Per token: the first min(window, valid) slots are the most recent rows (n_rows-1 down),
     the next valid slots scattered rows (drawn without replacement unless `duplicates`), the

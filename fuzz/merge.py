@@ -40,9 +40,9 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from fuzz.corpus import KIND_RANK, CorpusStore
-from fuzz.corpus import migrations as corpus_migrations
-from fuzz.errors import CorpusError
+from kfuzz.corpus import KIND_RANK, CorpusStore
+from kfuzz.corpus import migrations as corpus_migrations
+from kfuzz.errors import CorpusError
 
 # Kept apart from the corpus's own migration set: only merged-into corpora carry these.
 merge_migrations = Migrations("kfuzz-merge")

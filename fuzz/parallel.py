@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from typing import Any
 
-from fuzz.search import CampaignConfig, CampaignResult
+from kfuzz.search import CampaignConfig, CampaignResult
 
 SHARD_SEED_STRIDE = 1_000_003
 
@@ -42,16 +42,16 @@ def _run_one(config: CampaignConfig, db: str, run_id: int, isolate: bool,
     # Each process gets its share of the cores: torch's default (one thread per core) in
     # every process oversubscribes them, and its spinning threads then slow all down.
     torch.set_num_threads(threads)
-    from fuzz import targets as registry
-    from fuzz.corpus import CorpusStore
-    from fuzz.executor import InProcessExecutor
-    from fuzz.search import run_campaign
+    from kfuzz import targets as registry
+    from kfuzz.corpus import CorpusStore
+    from kfuzz.executor import InProcessExecutor
+    from kfuzz.search import run_campaign
 
     for plugin in plugins:
         registry.load_plugin(plugin)
     executor: Any = InProcessExecutor()
     if isolate:
-        from fuzz.isolation import IsolatedExecutor
+        from kfuzz.isolation import IsolatedExecutor
 
         executor = IsolatedExecutor(case_timeout=case_timeout, plugins=plugins)
     with CorpusStore(db) as store:

@@ -1,6 +1,6 @@
 """PNG plots for `kfuzz report` (matplotlib, the optional extra `report`).
 
-Importing this module imports matplotlib (ImportError without it; `fuzz.report` turns that
+Importing this module imports matplotlib (ImportError without it; `kfuzz.report` turns that
 into a one-line message). Figures are built with `matplotlib.figure.Figure`, not pyplot: no
 global state and no display needed, and saving a PNG uses the Agg renderer, so the report
 renders the same on a headless CI runner as at a desk.

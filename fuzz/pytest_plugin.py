@@ -3,7 +3,7 @@
     pytest --kfuzz-db corpus/corpus.db [--kfuzz-target T] [--kfuzz-kernel K]
 
 collects one test per stored finding, named `target[kernel-oracle-shortid]`, and replays it
-through `fuzz.replay` (so the replay is recorded in the corpus, as `kfuzz replay` does, unless
+through `kfuzz.replay` (so the replay is recorded in the corpus, as `kfuzz replay` does, unless
 --kfuzz-no-record): a finding that still fails fails its test, one that passes now (fixed)
 passes. A finding that cannot be run (unknown target, malformed row) fails with the reason.
 Every item carries the marker `kfuzz`, so `-m kfuzz` selects only these. Collection only
@@ -73,7 +73,7 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
 def _read_findings(path: Path, target: str | None) -> list[dict[str, Any]]:
     """The findings rows that name the tests, read without writing to the file (collection
     alone must leave a committed corpus unchanged). Raises CorpusError."""
-    from fuzz.errors import CorpusError
+    from kfuzz.errors import CorpusError
 
     sql = ("select fingerprint, target, kernel, oracle, status from findings"
            + (" where target = ?" if target else "") + " order by last_seen desc, fingerprint")
@@ -110,9 +110,9 @@ class CorpusFile(pytest.File):
     def collect(self) -> Any:
         """Open the corpus and yield its findings. A corpus that cannot be read is a
         collection error with kfuzz's one-line message."""
-        from fuzz import targets as registry
-        from fuzz.errors import KfuzzError
-        from fuzz.junit import finding_name
+        from kfuzz import targets as registry
+        from kfuzz.errors import KfuzzError
+        from kfuzz.junit import finding_name
 
         config = self.config
         try:
@@ -134,9 +134,9 @@ class CorpusFile(pytest.File):
     def setup(self) -> None:
         """Open the corpus (or, with --kfuzz-no-record, a temporary copy of it) once for all
         of its findings' replays."""
-        from fuzz.corpus import CorpusStore
-        from fuzz.errors import KfuzzError
-        from fuzz.executor import InProcessExecutor
+        from kfuzz.corpus import CorpusStore
+        from kfuzz.errors import KfuzzError
+        from kfuzz.executor import InProcessExecutor
 
         path = self.path
         if self.config.getoption("kfuzz_no_record"):
@@ -169,8 +169,8 @@ class FindingItem(pytest.Item):
     def runtest(self) -> None:
         """Replay the finding and record the replay. Raises FindingFailed when it still
         fails or cannot be run."""
-        from fuzz.junit import replay_details
-        from fuzz.replay import replay
+        from kfuzz.junit import replay_details
+        from kfuzz.replay import replay
 
         corpus = self.parent
         if not isinstance(corpus, CorpusFile):

@@ -1,6 +1,6 @@
 """Campaigns as Ray tasks, with this process as the single corpus writer.
 
-`run_on_ray` splits the campaigns with `fuzz.parallel.shard`, runs each shard as a Ray task
+`run_on_ray` splits the campaigns with `kfuzz.parallel.shard`, runs each shard as a Ray task
 (one GPU per task when the run is on cuda, one CPU otherwise) and stores each shard's findings
 in the corpus when that shard ends, while the others still run. Tasks never open the corpus:
 they may run on machines that cannot see its file, and one writer means no lock contention.
@@ -21,11 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fuzz.corpus import CorpusStore
-from fuzz.errors import KfuzzError
-from fuzz.findings import Finding
-from fuzz.parallel import shard
-from fuzz.search import CampaignConfig, CampaignResult
+from kfuzz.corpus import CorpusStore
+from kfuzz.errors import KfuzzError
+from kfuzz.findings import Finding
+from kfuzz.parallel import shard
+from kfuzz.search import CampaignConfig, CampaignResult
 
 MISSING_RAY = "--ray needs the ray extra: pip install -e '.[ray]'"
 
@@ -47,15 +47,15 @@ def _campaign_task(config: CampaignConfig, isolate: bool, case_timeout: float | 
     in-process run would have stored)."""
     # Driver entries first, as the driver resolves names; the worker's own stay behind them.
     sys.path[:0] = [entry for entry in driver_path if entry not in sys.path]
-    from fuzz import targets as registry
-    from fuzz.executor import InProcessExecutor
-    from fuzz.search import run_campaign
+    from kfuzz import targets as registry
+    from kfuzz.executor import InProcessExecutor
+    from kfuzz.search import run_campaign
 
     for plugin in plugins:
         registry.load_plugin(plugin)
     executor: Any = InProcessExecutor()
     if isolate:
-        from fuzz.isolation import IsolatedExecutor
+        from kfuzz.isolation import IsolatedExecutor
 
         executor = IsolatedExecutor(case_timeout=case_timeout, plugins=plugins)
     found: list[Finding] = []
@@ -120,7 +120,7 @@ def run_on_ray(configs: Sequence[CampaignConfig], *, workers: int, store: Corpus
                run_id: int, isolate: bool = False, case_timeout: float | None = None,
                plugins: Sequence[str] = (), address: str | None = None,
                on_done: Callable[[CampaignResult], object] | None = None) -> list[CampaignResult]:
-    """Run `configs`, sharded by `fuzz.parallel.shard` into `workers` shards, as Ray tasks;
+    """Run `configs`, sharded by `kfuzz.parallel.shard` into `workers` shards, as Ray tasks;
     store each shard's findings in `store` (one transaction per shard, under `run_id`) as
     the shard ends. Returns the results in completion order; `on_done(result)` is called as
     each is stored.

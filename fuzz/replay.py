@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fuzz.corpus import CorpusStore, decode_row
-from fuzz.errors import KfuzzError
-from fuzz.executor import Executor, InProcessExecutor, Job
+from kfuzz.corpus import CorpusStore, decode_row
+from kfuzz.errors import KfuzzError
+from kfuzz.executor import Executor, InProcessExecutor, Job
 
 if TYPE_CHECKING:
-    from fuzz.isolation import IsolatedExecutor
+    from kfuzz.isolation import IsolatedExecutor
 
 # Replay statuses: the finding still fails ("fail", stays open), passes now ("pass",
 # marked fixed), or could not be run ("error": unknown target, malformed row, ...).
@@ -69,7 +69,7 @@ def replay(
             use = executor
             if raw.get("failure") in ("crash", "timeout") and isinstance(executor, InProcessExecutor):
                 # A case that crashed or hung once must not take the replaying process down.
-                from fuzz.isolation import IsolatedExecutor
+                from kfuzz.isolation import IsolatedExecutor
 
                 isolated = isolated or IsolatedExecutor()
                 isolated.case_timeout = case_timeout or _stored_timeout(raw) or 60.0

@@ -2,11 +2,11 @@
 
 Per target: the findings (status, kind, failure, stored mismatch ratio and the ratio now), the
 worst points stored with each finding, error distributions (absolute, relative and ULP
-histograms) and the mismatch ratio across runs and replays, as PNG plots (`fuzz.plots`).
+histograms) and the mismatch ratio across runs and replays, as PNG plots (`kfuzz.plots`).
 
 The corpus stores metrics, not tensors; the per-element errors behind the histograms are
 recomputed by running each plotted finding's stored case again through the executor
-(`fuzz.executor.case_outputs`: same materialise, kernel and oracle path as a replay). That run
+(`kfuzz.executor.case_outputs`: same materialise, kernel and oracle path as a replay). That run
 is not recorded as a replay: a report only reads. The files written:
 
     DIR/index.html   the page (no script, no external resource)
@@ -27,9 +27,9 @@ from typing import Any
 
 import torch
 
-from fuzz.compare import Comparator, compare
-from fuzz.corpus import CorpusStore, decode_row, now
-from fuzz.errors import KfuzzError
+from kfuzz.compare import Comparator, compare
+from kfuzz.corpus import CorpusStore, decode_row, now
+from kfuzz.errors import KfuzzError
 
 DEFAULT_MAX_PLOTS = 8
 SHORT_ID = 12
@@ -48,7 +48,7 @@ class ReportFiles:
 
 def element_errors(actual: torch.Tensor, expected: torch.Tensor,
                    comparator: Comparator) -> dict[str, Any]:
-    """Per-element errors of one output, as `fuzz.compare.compare` sees them: the reference
+    """Per-element errors of one output, as `kfuzz.compare.compare` sees them: the reference
     rounded to the output dtype when the comparator says so, both promoted to float64.
 
     Returns {"abs", "rel", "ulp": 1-d float64 numpy arrays over the pairs finite on both
@@ -57,7 +57,7 @@ def element_errors(actual: torch.Tensor, expected: torch.Tensor,
     comparator's bound for that measure, or None}}. Raises ShapeMismatch (from compare's
     rules) when the shapes differ."""
     if actual.shape != expected.shape:
-        from fuzz.compare import ShapeMismatch
+        from kfuzz.compare import ShapeMismatch
 
         raise ShapeMismatch(f"shapes differ: actual {tuple(actual.shape)}, "
                             f"expected {tuple(expected.shape)}")
@@ -129,8 +129,8 @@ def _slug(text: str) -> str:
 def _recompute(item: _Finding, device: str) -> dict[str, Any] | None:
     """Run the finding's case again; fill item.now (metrics) and return the errors by
     output, or record why it could not run."""
-    from fuzz import targets as registry
-    from fuzz.executor import Job, case_outputs, with_overrides
+    from kfuzz import targets as registry
+    from kfuzz.executor import Job, case_outputs, with_overrides
 
     row = item.row
     if not isinstance(row.get("case"), dict):
@@ -281,7 +281,7 @@ def write_report(store: CorpusStore, out_dir: str | Path, *, device: str = "cpu"
     trend plot (open ones first, then the worst). Returns what was written. Raises
     KfuzzError when out_dir is not a writable directory or matplotlib is missing."""
     try:
-        from fuzz import plots
+        from kfuzz import plots
     except ImportError:
         raise KfuzzError(
             "kfuzz report draws its plots with matplotlib, which is not installed; "

@@ -27,10 +27,10 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings, target
 from hypothesis import seed as hypothesis_seed
 
-from fuzz import targets as registry
-from fuzz.errors import KfuzzError
-from fuzz.executor import Executor, InProcessExecutor, Job, Outcome
-from fuzz.findings import Finding
+from kfuzz import targets as registry
+from kfuzz.errors import KfuzzError
+from kfuzz.executor import Executor, InProcessExecutor, Job, Outcome
+from kfuzz.findings import Finding
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 A case is a plain JSON-able dict: shapes, a seed, a value distribution, index-set parameters.
 Tensors are never drawn element by element (Hypothesis' `arrays()` at 64x512 yields mostly its
-fill value); the strategies here draw *descriptions* and `fuzz.materialise` builds the tensors
+fill value); the strategies here draw *descriptions* and `kfuzz.materialise` builds the tensors
 from the case's seed. Draws are ordered so that shrinking heads for the small, friendly case:
 integers shrink toward their lower bound, `sampled_from` toward its first option, so the
 friendliest dtype and distribution come first.
@@ -143,7 +143,7 @@ def distributions(
     max_scale_exp: int = 8,
     allow_nonfinite: bool = False,
 ) -> st.SearchStrategy[dict[str, Any]]:
-    """Descriptions of value distributions, materialised by `fuzz.materialise.values`.
+    """Descriptions of value distributions, materialised by `kfuzz.materialise.values`.
 
     kinds, in shrink order (first is friendliest):
       normal        {"kind", "scale"}: N(0, scale^2)
@@ -221,7 +221,7 @@ def sparse_index_sets(
     allow_duplicates: bool = True,
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Descriptions of per-token sparse index sets: k slots per token into n_rows cache rows,
-    materialised by `fuzz.materialise.sparse_indices`:
+    materialised by `kfuzz.materialise.sparse_indices`:
 
       {"n_rows", "k", "n_valid", "window", "ragged", "duplicates", "sorted", "out_of_range"}
 

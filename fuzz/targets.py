@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 
-from fuzz.compare import Comparator
-from fuzz.errors import BadCallable, PluginError, UnknownTarget, UnknownVariant
+from kfuzz.compare import Comparator
+from kfuzz.errors import BadCallable, PluginError, UnknownTarget, UnknownVariant
 
 ENTRY_POINT_GROUP = "kfuzz.targets"
 DEFAULT_MAX_NUMEL = 1 << 20
@@ -104,7 +104,7 @@ class Target:
         """Total input elements of `case` (the measure of a shrunk case's size)."""
         if self.size is not None:
             return self.size(case)
-        from fuzz.materialise import generator
+        from kfuzz.materialise import generator
 
         return sum(t.numel() for t in self.inputs(case, generator(case.get("seed", 0))).values())
 
@@ -136,7 +136,7 @@ def register(target: Target, *, replace: bool = False) -> Target:
     """Add `target` to the registry and return it. Raises PluginError on a duplicate name
     unless `replace`."""
     if not isinstance(target, Target):
-        raise PluginError(f"register() takes a fuzz.targets.Target, got {type(target).__name__}")
+        raise PluginError(f"register() takes a kfuzz.targets.Target, got {type(target).__name__}")
     if target.name in _REGISTRY and not replace and _REGISTRY[target.name] is not target:
         raise PluginError(f"target {target.name!r} is registered twice; rename one of them")
     _REGISTRY[target.name] = target
@@ -148,7 +148,7 @@ def _load_builtin() -> None:
     if _LOADED:
         return
     _LOADED = True
-    importlib.import_module("fuzz.builtin")
+    importlib.import_module("kfuzz.builtin")
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             obj = ep.load()
@@ -201,7 +201,7 @@ def load_plugin(spec: str) -> list[str]:
     added = sorted(set(_REGISTRY) - before)
     if not added and not _as_targets(getattr(module, "TARGETS", None)):
         raise PluginError(
-            f"plugin {spec!r} registered no target; call fuzz.targets.register(Target(...)) "
+            f"plugin {spec!r} registered no target; call kfuzz.targets.register(Target(...)) "
             "in it or define TARGETS = [...]"
         )
     _PLUGINS[spec] = added

@@ -1,4 +1,4 @@
-"""The worker process of `fuzz.isolation.IsolatedExecutor`.
+"""The worker process of `kfuzz.isolation.IsolatedExecutor`.
 
 Workers are forked from a forkserver that has already imported torch, so replacing one after
 a crash costs milliseconds, not an interpreter start. Messages are JSON text over a pipe:
@@ -16,9 +16,9 @@ from typing import Any
 
 import torch  # noqa: F401  (imported here so that the forkserver preloads it)
 
-from fuzz import errors
-from fuzz import targets as registry
-from fuzz.executor import InProcessExecutor, Job
+from kfuzz import errors
+from kfuzz import targets as registry
+from kfuzz.executor import InProcessExecutor, Job
 
 
 def serve(conn: Any, stderr_path: str, sys_path: list[str], plugins: list[str]) -> None:

@@ -16,7 +16,7 @@ fails only where that fault shows:
 - `window_attn` with `off_by_one=True`: a sliding window that also sees the key one position
   past its far edge.
 
-The low-precision rsqrt fault is `kernels.deepseek_v4.q_norm_rope` with `inv_root="rsqrt_hw"`.
+The low-precision rsqrt fault is `kfuzz.kernels.deepseek_v4.q_norm_rope` with `inv_root="rsqrt_hw"`.
 `window_attn` is also the correct sliding-window kernel, and with `compute=torch.float64` the
 reference the `faults.window_attn` target compares against.
 """
@@ -26,8 +26,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kernels.deepseek_v4.bf16 import round_to_bf16
-from kernels.deepseek_v4.sparse_attn import (
+from kfuzz.kernels.deepseek_v4.bf16 import round_to_bf16
+from kfuzz.kernels.deepseek_v4.sparse_attn import (
     check_kernel_rounding,
     check_sparse_attn_inputs,
     check_tile,
@@ -102,11 +102,11 @@ def rmsnorm_eps_after_root(x: Tensor, weight: Tensor, *, eps: float) -> Tensor:
 
 def sparse_attn_merge_no_rescale(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *,
                                  tile: int = 64, rounding: str = "half_even") -> Tensor:
-    """`kernels.deepseek_v4.sparse_attn` whose tile merge forgets to rescale: l = l + l_j and
+    """`kfuzz.kernels.deepseek_v4.sparse_attn` whose tile merge forgets to rescale: l = l + l_j and
     o = o + o_j while m takes the running max, so tiles with different maxima are weighted
     wrongly. Equal to the correct kernel when at most one tile of a token has a valid row.
 
-    Takes, returns and raises: as `kernels.deepseek_v4.sparse_attn`.
+    Takes, returns and raises: as `kfuzz.kernels.deepseek_v4.sparse_attn`.
     """
     check_tile(tile)
     check_kernel_rounding(rounding)
@@ -147,12 +147,12 @@ def sparse_attn_merge_no_rescale(q: Tensor, kv: Tensor, indices: Tensor, sink: T
 
 def sparse_attn_gather_negative(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *,
                                 tile: int = 64, rounding: str = "half_even") -> Tensor:
-    """`kernels.deepseek_v4.sparse_attn` that gathers -1 padding instead of skipping it: a
+    """`kfuzz.kernels.deepseek_v4.sparse_attn` that gathers -1 padding instead of skipping it: a
     negative index reads row n + index (the last row for -1), as Python and torch indexing
     do. Rows at or past N are still skipped. Equal to the correct kernel on index sets
     without padding.
 
-    Takes, returns and raises: as `kernels.deepseek_v4.sparse_attn`.
+    Takes, returns and raises: as `kfuzz.kernels.deepseek_v4.sparse_attn`.
     """
     n = kv.shape[0]
     wrapped = torch.where(indices < 0, indices + n, indices) if n else indices
@@ -161,11 +161,11 @@ def sparse_attn_gather_negative(q: Tensor, kv: Tensor, indices: Tensor, sink: Te
 
 def sparse_attn_drop_tail(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *,
                           tile: int = 64, rounding: str = "half_even") -> Tensor:
-    """`kernels.deepseek_v4.sparse_attn` that walks only the full tiles: the last K % tile
+    """`kfuzz.kernels.deepseek_v4.sparse_attn` that walks only the full tiles: the last K % tile
     index positions are never read, so a token whose valid rows all sit there outputs zeros.
     Equal to the correct kernel when K is a multiple of the tile.
 
-    Takes, returns and raises: as `kernels.deepseek_v4.sparse_attn`.
+    Takes, returns and raises: as `kfuzz.kernels.deepseek_v4.sparse_attn`.
     """
     check_tile(tile)
     full = indices.shape[1] // tile * tile

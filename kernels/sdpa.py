@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from kernels.availability import Unavailable, common_device
+from kfuzz.kernels.availability import Unavailable, common_device
 
 BACKENDS: dict[str, SDPBackend] = {
     "math": SDPBackend.MATH,

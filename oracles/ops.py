@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.ops import _rope, _rope_tables
+from kfuzz.kernels.ops import _rope, _rope_tables
 
 
 def rmsnorm_fp64(x: torch.Tensor, weight: torch.Tensor, *, eps: float) -> torch.Tensor:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.cli import main
+from kfuzz.cli import main
 
 
 @pytest.fixture

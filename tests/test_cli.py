@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.cli import build_parser
+from kfuzz.cli import build_parser
 
 FIND = ["--compare", "exact", "--max-ratio", "0.005", "--max-examples", "60", "--seed", "7"]
 

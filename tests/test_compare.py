@@ -1,4 +1,4 @@
-"""Tests for fuzz.compare: hand-checked mismatch counts, metrics, verdicts and settings."""
+"""Tests for kfuzz.compare: hand-checked mismatch counts, metrics, verdicts and settings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from fuzz.compare import (
+from kfuzz.compare import (
     MODES,
     TOLERANCES,
     Comparator,

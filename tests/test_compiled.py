@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fuzz import targets
-from kernels import ops
-from kernels.compiled import Compiled, _fresh_function, compiled, shape_class
+from kfuzz import targets
+from kfuzz.kernels import ops
+from kfuzz.kernels.compiled import Compiled, _fresh_function, compiled, shape_class
 
 
 def _x(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:

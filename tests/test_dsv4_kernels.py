@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from kernels.deepseek_v4 import INV_ROOTS, q_norm_rope, round_to_bf16, sparse_attn
-from kernels.deepseek_v4.q_norm_rope import inverse_root
-from oracles.deepseek_v4 import (
+from kfuzz.kernels.deepseek_v4 import INV_ROOTS, q_norm_rope, round_to_bf16, sparse_attn
+from kfuzz.kernels.deepseek_v4.q_norm_rope import inverse_root
+from kfuzz.oracles.deepseek_v4 import (
     q_norm_rope_fp32_rsqrt,
     q_norm_rope_fp64,
     sparse_attn_fp64,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fuzz.search import CampaignConfig, run_campaign
+from kfuzz.search import CampaignConfig, run_campaign
 
 PROD = {"shape": [4, 64, 512]}
 EXACT = {"mode": "exact", "max_ratio": 0.005}

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.corpus import CorpusStore
-from fuzz.executor import Job
-from fuzz.isolation import IsolatedExecutor
+from kfuzz.corpus import CorpusStore
+from kfuzz.executor import Job
+from kfuzz.isolation import IsolatedExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = {"shape": [2, 8], "dtype": "bfloat16", "x": {"kind": "normal", "scale": 1.0}, "seed": 1}
-KFUZZ = [sys.executable, "-m", "fuzz.cli"]
+KFUZZ = [sys.executable, "-m", "kfuzz.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_contract_breaches_are_findings_of_their_own(isolated, kernel, kind):
 
 
 def test_identity_kernel_returning_its_input_is_an_alias_breach():
-    from fuzz.executor import InProcessExecutor
+    from kfuzz.executor import InProcessExecutor
 
     job = Job("ops.softmax", "tests.helpers_kernels:identity", "fp64", CASE)
     out = InProcessExecutor().evaluate([job])[0]
@@ -77,7 +77,7 @@ def test_identity_kernel_returning_its_input_is_an_alias_breach():
 
 
 def test_isolated_worker_reports_configuration_errors_as_such(isolated):
-    from fuzz.errors import ContractViolation
+    from kfuzz.errors import ContractViolation
 
     with pytest.raises(ContractViolation, match="returned output 'y' as torch.float32"):
         isolated.evaluate([Job("ops.softmax", "tests.helpers_kernels:softmax_wrong_dtype",
@@ -104,9 +104,9 @@ def test_campaign_over_crashing_hanging_kernel_runs_to_budget(kfuzz, db_path):
 
 WRITER = """
 import sys
-from fuzz.corpus import CorpusStore
-from fuzz.executor import Outcome
-from fuzz.findings import Finding
+from kfuzz.corpus import CorpusStore
+from kfuzz.executor import Outcome
+from kfuzz.findings import Finding
 store = CorpusStore(sys.argv[1])
 worker = int(sys.argv[2])
 metrics = {"mismatch_ratio": 1.0, "mismatches": 1, "numel": 1, "passed": False,

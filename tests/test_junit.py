@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from fuzz.junit import JunitCase, finding_name, run_cases, write_junit
-from fuzz.search import CampaignResult
+from kfuzz.junit import JunitCase, finding_name, run_cases, write_junit
+from kfuzz.search import CampaignResult
 
 
 def _suite(path):
@@ -56,7 +56,7 @@ def test_replay_marks_still_failing_as_failures_and_fixed_as_passes(kfuzz, db_pa
 
 
 def test_replay_error_is_a_junit_error(kfuzz, db_path, tmp_path):
-    from fuzz.corpus import CorpusStore
+    from kfuzz.corpus import CorpusStore
 
     store = CorpusStore(db_path)
     store.db.execute("insert into findings (fingerprint, target, kernel, oracle, \"case\", "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fuzz.errors import CaseError
-from fuzz.materialise import dtype_of, generator, sparse_indices, values
+from kfuzz.errors import CaseError
+from kfuzz.materialise import dtype_of, generator, sparse_indices, values
 
 DISTS = [
     {"kind": "normal", "scale": 4.0},

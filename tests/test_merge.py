@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from fuzz.corpus import CorpusStore
-from fuzz.errors import CorpusError
-from fuzz.executor import Outcome
-from fuzz.findings import Finding
-from fuzz.merge import merge_corpora
+from kfuzz.corpus import CorpusStore
+from kfuzz.errors import CorpusError
+from kfuzz.executor import Outcome
+from kfuzz.findings import Finding
+from kfuzz.merge import merge_corpora
 
 CASE = {"shape": [1, 4], "dtype": "bfloat16", "x": {"kind": "normal", "scale": 1.0},
         "eps": 1e-6, "seed": 3}

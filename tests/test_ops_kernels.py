@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from kernels import ops as k
-from oracles import ops as o
+from kfuzz.kernels import ops as k
+from kfuzz.oracles import ops as o
 
 
 def test_rmsnorm_hand_checked():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from fuzz.parallel import shard
-from fuzz.search import CampaignConfig
+from kfuzz.parallel import shard
+from kfuzz.search import CampaignConfig
 
 
 def test_two_workers_two_targets_one_corpus(kfuzz, db_path):

@@ -9,11 +9,11 @@ import textwrap
 
 import pytest
 
-from fuzz import targets as registry
-from fuzz.corpus import CorpusStore
-from fuzz.errors import KfuzzError
-from fuzz.parallel import shard
-from fuzz.search import CampaignConfig, run_campaign
+from kfuzz import targets as registry
+from kfuzz.corpus import CorpusStore
+from kfuzz.errors import KfuzzError
+from kfuzz.parallel import shard
+from kfuzz.search import CampaignConfig, run_campaign
 
 # Long enough that shrinking always completes, so that a loaded machine cannot end a shrink
 # early in one run and not in the other.
@@ -49,7 +49,7 @@ def _in_process(configs, workers, db_path):
 
 
 def _on_ray(configs, workers, db_path, **kw):
-    from fuzz.ray_runner import run_on_ray
+    from kfuzz.ray_runner import run_on_ray
 
     with CorpusStore(db_path) as store:
         run_id = store.start_run(argv=[], profile="dev", seed=None, targets=[])
@@ -84,9 +84,9 @@ PLUGIN = textwrap.dedent('''
     import torch
     from hypothesis import strategies as st
 
-    from fuzz.compare import Comparator
-    from fuzz.materialise import values
-    from fuzz.targets import OutputSpec, Target, Variant, register
+    from kfuzz.compare import Comparator
+    from kfuzz.materialise import values
+    from kfuzz.targets import OutputSpec, Target, Variant, register
     import raytest_kernels  # found only through the driver's sys.path
 
     register(Target(

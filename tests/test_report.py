@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fuzz.cli import main
-from fuzz.compare import Comparator
-from fuzz.corpus import CorpusStore
-from fuzz.report import element_errors
+from kfuzz.cli import main
+from kfuzz.compare import Comparator
+from kfuzz.corpus import CorpusStore
+from kfuzz.report import element_errors
 
 FIND = ["--compare", "exact", "--max-ratio", "0.005", "--max-examples", "20"]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -122,10 +122,10 @@ def test_bad_report_arguments_are_one_line_exit_2(kfuzz, db_path, tmp_path, argv
 
 def test_missing_matplotlib_is_one_line_exit_2(kfuzz, db_path, tmp_path, monkeypatch):
     CorpusStore(db_path).close()
-    import fuzz
+    import kfuzz as package
 
-    monkeypatch.delitem(sys.modules, "fuzz.plots", raising=False)
-    monkeypatch.delattr(fuzz, "plots", raising=False)
+    monkeypatch.delitem(sys.modules, "kfuzz.plots", raising=False)
+    monkeypatch.delattr(package, "plots", raising=False)
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.ticker"):
         monkeypatch.setitem(sys.modules, name, None)  # None makes `import` raise ImportError
     res = kfuzz("report", "--db", db_path, "--out", tmp_path / "r")

@@ -8,14 +8,14 @@ import math
 import pytest
 import torch
 
-from fuzz import targets
-from fuzz.builtin.real import fa_checked
-from fuzz.corpus import CorpusStore
-from fuzz.executor import Outcome
-from fuzz.findings import Finding
-from kernels.availability import Unavailable
-from kernels.sdpa import sdpa
-from oracles.sdpa import fa_rule_ratio, sdpa_fp64, sdpa_lowp
+from kfuzz import targets
+from kfuzz.builtin.real import fa_checked
+from kfuzz.corpus import CorpusStore
+from kfuzz.executor import Outcome
+from kfuzz.findings import Finding
+from kfuzz.kernels.availability import Unavailable
+from kfuzz.kernels.sdpa import sdpa
+from kfuzz.oracles.sdpa import fa_rule_ratio, sdpa_fp64, sdpa_lowp
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fuzz.errors import ContractViolation
-from fuzz.search import CampaignConfig, run_campaign
+from kfuzz.errors import ContractViolation
+from kfuzz.search import CampaignConfig, run_campaign
 
 
 def _run(**kw):

@@ -12,12 +12,12 @@ from hypothesis import HealthCheck, given, settings
 
 from bench.samplers import SAMPLERS, sampler
 from bench.seeded import FAULTS
-from fuzz.executor import InProcessExecutor, Job
-from fuzz.materialise import generator
-from fuzz.search import CampaignConfig, run_campaign
-from fuzz.targets import get
-from kernels import faults as f
-from kernels.deepseek_v4 import sparse_attn
+from kfuzz.executor import InProcessExecutor, Job
+from kfuzz.materialise import generator
+from kfuzz.search import CampaignConfig, run_campaign
+from kfuzz.targets import get
+from kfuzz.kernels import faults as f
+from kfuzz.kernels.deepseek_v4 import sparse_attn
 
 NORMAL = {"kind": "normal", "scale": 1.0}
 INDEX = {"n_rows": 1, "k": 1, "n_valid": 1, "window": 0, "ragged": False, "duplicates": False,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
-from fuzz import strategies as fst
+from kfuzz import strategies as fst
 
 
 @settings(max_examples=200, deadline=None)

@@ -6,15 +6,15 @@ import textwrap
 
 import pytest
 
-from fuzz import targets as registry
-from fuzz.errors import BadCallable, PluginError, UnknownTarget, UnknownVariant
+from kfuzz import targets as registry
+from kfuzz.errors import BadCallable, PluginError, UnknownTarget, UnknownVariant
 
 PLUGIN = textwrap.dedent('''
     import torch
     from hypothesis import strategies as st
-    from fuzz.compare import Comparator
-    from fuzz.materialise import values
-    from fuzz.targets import OutputSpec, Target, Variant, register
+    from kfuzz.compare import Comparator
+    from kfuzz.materialise import values
+    from kfuzz.targets import OutputSpec, Target, Variant, register
 
     def double(x):
         return x * 2

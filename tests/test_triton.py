@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from fuzz import targets
-from fuzz.errors import KernelUnavailable
-from kernels import triton as ktriton
-from kernels.deepseek_v4 import round_to_bf16, sparse_attn
-from oracles.deepseek_v4 import sparse_attn_tiled
+from kfuzz import targets
+from kfuzz.errors import KernelUnavailable
+from kfuzz.kernels import triton as ktriton
+from kfuzz.kernels.deepseek_v4 import round_to_bf16, sparse_attn
+from kfuzz.oracles.deepseek_v4 import sparse_attn_tiled
 
 needs_triton = pytest.mark.skipif(
     importlib.util.find_spec("triton") is None,
@@ -217,7 +217,7 @@ def test_a_case_run_on_cuda_replays_in_the_cpu_interpreter_of_another_process():
     q, kv, indices, sink = _attn_case(1)
     gpu = kernel(q.cuda(), kv.cuda(), indices.cuda(), sink.cuda(), tile=64).cpu()
     script = (
-        "import torch, sys; from kernels import triton as kt; from tests.test_triton import "
+        "import torch, sys; from kfuzz.kernels import triton as kt; from tests.test_triton import "
         "_attn_case; torch.save(kt.load('sparse_attn').sparse_attn(*_attn_case(1), tile=64), "
         "sys.argv[1])")
     out = Path(tempfile.mkdtemp()) / "cpu.pt"
@@ -231,7 +231,7 @@ def test_a_case_run_on_cuda_replays_in_the_cpu_interpreter_of_another_process():
 def test_cpu_tensors_in_a_process_that_imported_triton_compiled_get_the_fix():
     # What a CUDA machine does by default: triton imported with TRITON_INTERPRET unset.
     script = (
-        "import torch; from kernels import triton as kt\n"
+        "import torch; from kfuzz.kernels import triton as kt\n"
         "try:\n kt.load('softmax').softmax(torch.ones(2, 3))\n"
         "except Exception as exc: print(type(exc).__name__, exc)")
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -14,12 +14,12 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 
-from fuzz import strategies as fst
-from fuzz.compare import Comparator
-from fuzz.materialise import sparse_indices, values
-from fuzz.targets import OutputSpec, Target, Variant, register
-from kernels.deepseek_v4 import q_norm_rope, sparse_attn
-from oracles.deepseek_v4 import (
+from kfuzz import strategies as fst
+from kfuzz.compare import Comparator
+from kfuzz.materialise import sparse_indices, values
+from kfuzz.targets import OutputSpec, Target, Variant, register
+from kfuzz.kernels.deepseek_v4 import q_norm_rope, sparse_attn
+from kfuzz.oracles.deepseek_v4 import (
     q_norm_rope_fp32_rsqrt,
     q_norm_rope_fp64,
     sparse_attn_fp64,

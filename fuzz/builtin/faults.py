@@ -3,7 +3,7 @@ how fast and how small a search finds a fault (bench/bug_finding.py).
 
 Each target's default kernel is `reference`, a correct kernel that passes the default
 comparator on every case of the target's case space; every other kernel is `reference` with
-one fault of `kernels.faults`. So any case on which a fault kernel fails shows that fault.
+one fault of `kfuzz.kernels.faults`. So any case on which a fault kernel fails shows that fault.
 
 - `faults.softmax`: the case space, inputs, oracle and comparator of `ops.softmax`.
 - `faults.rmsnorm`: those of `ops.rmsnorm`, less the `edge` value distributions (the FP32
@@ -23,15 +23,15 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 
-from fuzz import strategies as fst
-from fuzz.builtin import dsv4, ops
-from fuzz.compare import Comparator
-from fuzz.materialise import values
-from fuzz.targets import OutputSpec, Target, Variant, register
-from kernels import faults as f
-from kernels import ops as k
-from kernels.deepseek_v4 import sparse_attn
-from oracles.deepseek_v4 import sparse_attn_tiled
+from kfuzz import strategies as fst
+from kfuzz.builtin import dsv4, ops
+from kfuzz.compare import Comparator
+from kfuzz.materialise import values
+from kfuzz.targets import OutputSpec, Target, Variant, register
+from kfuzz.kernels import faults as f
+from kfuzz.kernels import ops as k
+from kfuzz.kernels.deepseek_v4 import sparse_attn
+from kfuzz.oracles.deepseek_v4 import sparse_attn_tiled
 
 WINDOW_MAX_NUMEL = 1 << 20
 

@@ -16,13 +16,13 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 
-from fuzz import strategies as fst
-from fuzz.compare import Comparator
-from fuzz.materialise import dtype_of, values
-from fuzz.targets import OutputSpec, Target, Variant, register
-from kernels import ops as k
-from kernels.compiled import compiled
-from oracles import ops as o
+from kfuzz import strategies as fst
+from kfuzz.compare import Comparator
+from kfuzz.materialise import dtype_of, values
+from kfuzz.targets import OutputSpec, Target, Variant, register
+from kfuzz.kernels import ops as k
+from kfuzz.kernels.compiled import compiled
+from kfuzz.oracles import ops as o
 
 # The dtypes where "compute in the input dtype" and "upcast to FP32" differ; for FP32 inputs
 # both variants are the same computation. BF16 first: what kernel teams ship.
@@ -35,7 +35,7 @@ def _lowp_fp32(lowp: Any, fp32: Any, what: str) -> dict[str, Variant]:
     return {
         "eager_lowp": Variant("eager_lowp", lowp, f"{what}, every op in the input dtype"),
         "eager_fp32": Variant("eager_fp32", fp32, f"{what}, upcast to FP32, one final rounding"),
-        # Compiled lazily, once per shape class (kernels.compiled), so listing targets and
+        # Compiled lazily, once per shape class (kfuzz.kernels.compiled), so listing targets and
         # fuzzing eager variants never pay for Inductor.
         **{f"compiled_{kind}": Variant(
             f"compiled_{kind}", compiled(fn),

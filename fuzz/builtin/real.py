@@ -1,7 +1,7 @@
 """Targets for real kernels: Triton (`triton.*`) and torch's SDPA backends (`ops.sdpa*`).
 
 Triton kernels follow their tensors: with `--device cuda` they run compiled on the GPU; on the
-CPU they run in Triton's interpreter (TRITON_INTERPRET=1 is set by `kernels.triton` on a
+CPU they run in Triton's interpreter (TRITON_INTERPRET=1 is set by `kfuzz.kernels.triton` on a
 machine without CUDA). Without the `triton` extra the `triton.*` targets are still listed,
 their kernels marked unavailable, and running one stops with a one-line error.
 
@@ -27,7 +27,7 @@ Comparators:
 - `ops.sdpa_fa`: FlashAttention's rule as a target. Its kernels run an SDPA backend and
   return each element's error against float64 as a fraction of what the rule allows (twice
   the worst error of a plain low-precision implementation, plus a rounding-noise floor; see
-  `oracles.sdpa.fa_rule_ratio`); the oracle is zero and an element fails above 1.
+  `kfuzz.oracles.sdpa.fa_rule_ratio`); the oracle is zero and an element fails above 1.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 
-from fuzz import strategies as fst
-from fuzz.builtin.dsv4 import (
+from kfuzz import strategies as fst
+from kfuzz.builtin.dsv4 import (
     SPARSE_INPUTS_DOC,
     SPARSE_ORACLES,
     SPARSE_OUTPUTS_DOC,
@@ -49,17 +49,17 @@ from fuzz.builtin.dsv4 import (
     sparse_inputs,
     sparse_size,
 )
-from fuzz.compare import Comparator
-from fuzz.errors import KernelUnavailable
-from fuzz.materialise import dtype_of, values
-from fuzz.targets import OutputSpec, Target, Variant, register
-from kernels import ops as eager
-from kernels import triton as ktriton
-from kernels.availability import Unavailable
-from kernels.deepseek_v4 import sparse_attn as sparse_attn_emulation
-from kernels.sdpa import sdpa
-from oracles import ops as o
-from oracles.sdpa import fa_rule_ratio, sdpa_fp64, sdpa_lowp
+from kfuzz.compare import Comparator
+from kfuzz.errors import KernelUnavailable
+from kfuzz.materialise import dtype_of, values
+from kfuzz.targets import OutputSpec, Target, Variant, register
+from kfuzz.kernels import ops as eager
+from kfuzz.kernels import triton as ktriton
+from kfuzz.kernels.availability import Unavailable
+from kfuzz.kernels.deepseek_v4 import sparse_attn as sparse_attn_emulation
+from kfuzz.kernels.sdpa import sdpa
+from kfuzz.oracles import ops as o
+from kfuzz.oracles.sdpa import fa_rule_ratio, sdpa_fp64, sdpa_lowp
 
 LOW_PRECISION = ("bfloat16", "float16")
 ROUND_TO_NEAREST = Comparator(mode="ulp", ulp=0.51, round_expected=False)
@@ -81,7 +81,7 @@ def _device_of(kwargs: dict[str, Any]) -> str:
 
 
 def _guarded(target: str, kernel: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """fn, with `kernels.availability.Unavailable` turned into KernelUnavailable naming the
+    """fn, with `kfuzz.kernels.availability.Unavailable` turned into KernelUnavailable naming the
     target, kernel and device."""
 
     def call(**kwargs: Any) -> Any:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kernels.deepseek_v4.sparse_attn import check_sparse_attn_inputs, check_tile
+from kfuzz.kernels.deepseek_v4.sparse_attn import check_sparse_attn_inputs, check_tile
 
 
 def exp_weight_ties(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *,
                     tile: int = 64) -> list[dict[str, float | int]]:
-    """The exp weights of `kernels.deepseek_v4.sparse_attn` (with this `tile`) that are BF16
+    """The exp weights of `kfuzz.kernels.deepseek_v4.sparse_attn` (with this `tile`) that are BF16
     rounding ties. Takes the kernel's inputs; returns one dict per tie: token, head, slot (the
     index position), row (the KV row), weight (the FP32 value) and its two BF16 neighbours.
     Raises ValueError for bad inputs, as the kernel does."""

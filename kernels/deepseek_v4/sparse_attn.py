@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kernels.deepseek_v4.bf16 import round_to_bf16
+from kfuzz.kernels.deepseek_v4.bf16 import round_to_bf16
 
 # The exp-weight roundings a sparse attention kernel is modelled with.
 ROUNDINGS = ("half_even", "half_away")

@@ -2,14 +2,14 @@
 
 Triton is optional (`pip install -e '.[triton]'`). Importing this package never imports
 triton; `unavailable_reason()` says whether it can be used and `load(module)` imports one of
-the kernel modules, raising `kernels.availability.Unavailable` when triton is missing.
+the kernel modules, raising `kfuzz.kernels.availability.Unavailable` when triton is missing.
 
 Where the kernels run follows their tensors: CUDA tensors run the compiled kernel on the GPU,
 CPU tensors run Triton's interpreter (numpy) on the CPU. A process runs Triton one way, fixed
 when triton is imported, so on a machine without CUDA this package sets TRITON_INTERPRET=1 at
 import (before anything imports triton, and only when the variable is unset): a case found on
 a GPU then replays on a CPU machine as it is. On a CUDA machine, replay on the CPU with
-`TRITON_INTERPRET=1 kfuzz replay`; see `kernels.triton.launch`.
+`TRITON_INTERPRET=1 kfuzz replay`; see `kfuzz.kernels.triton.launch`.
 
 Interpreter numerics worth knowing (measured with triton 3.9.0, see tests/test_triton.py):
 an FP32 -> BF16 cast inside a kernel truncates toward zero instead of rounding to nearest
@@ -26,7 +26,7 @@ from types import ModuleType
 
 import torch
 
-from kernels.availability import Unavailable
+from kfuzz.kernels.availability import Unavailable
 
 INSTALL_HINT = "pip install -e '.[triton]'"
 
@@ -46,7 +46,7 @@ def unavailable_reason() -> str | None:
 
 
 def load(module: str) -> ModuleType:
-    """Import `kernels.triton.<module>`, which imports triton.
+    """Import `kfuzz.kernels.triton.<module>`, which imports triton.
 
     Takes: module, e.g. "rmsnorm".
     Returns: the module.
@@ -56,6 +56,6 @@ def load(module: str) -> ModuleType:
     if reason is not None:
         raise Unavailable(reason)
     try:
-        return importlib.import_module(f"kernels.triton.{module}")
+        return importlib.import_module(f"kfuzz.kernels.triton.{module}")
     except ImportError as exc:
         raise Unavailable(f"triton failed to import: {type(exc).__name__}: {exc} ({INSTALL_HINT})") from None

@@ -2,7 +2,7 @@
 
 Triton runs a process's kernels one way: compiled, or in its CPU interpreter, chosen by
 TRITON_INTERPRET when triton is imported (its own library functions such as `tl.sum` are built
-one way or the other, and an interpreted kernel cannot call compiled ones). `kernels.triton`
+one way or the other, and an interpreted kernel cannot call compiled ones). `kfuzz.kernels.triton`
 sets TRITON_INTERPRET=1 on a machine without CUDA, so there CPU tensors run in the interpreter.
 On a CUDA machine kernels run compiled on CUDA tensors; CPU tensors need the interpreter, so
 the process must be started with TRITON_INTERPRET=1 (`Unavailable` says so), and with it set,
@@ -20,7 +20,7 @@ import triton
 import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
 
-from kernels.availability import Unavailable
+from kfuzz.kernels.availability import Unavailable
 
 # Elements one program handles. The interpreter runs each program as numpy calls in a Python
 # loop, so few, large programs keep it fast; on a GPU a program's block must fit registers.

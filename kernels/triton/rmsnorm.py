@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 import triton.language as tl
 
-from kernels.availability import common_device
-from kernels.triton.launch import DualKernel, cdiv, row_blocks
+from kfuzz.kernels.availability import common_device
+from kfuzz.kernels.triton.launch import DualKernel, cdiv, row_blocks
 
 INV_ROOTS = {"rsqrt": 0, "recip_sqrt": 1, "ieee": 2}
 CASTS = ("kernel", "torch")

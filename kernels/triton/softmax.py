@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 import triton.language as tl
 
-from kernels.availability import common_device
-from kernels.triton.launch import DualKernel, cdiv, row_blocks
+from kfuzz.kernels.availability import common_device
+from kfuzz.kernels.triton.launch import DualKernel, cdiv, row_blocks
 
 CASTS = ("kernel", "torch")
 

@@ -1,6 +1,6 @@
 """Triton DeepSeek-V4 sparse decode attention: tiled online softmax over gathered KV rows.
 
-Same numerics as `kernels.deepseek_v4.sparse_attn` (see DESIGN.md): per token, the rows named
+Same numerics as `kfuzz.kernels.deepseek_v4.sparse_attn` (see DESIGN.md): per token, the rows named
 by `indices[t]` (entries outside [0, N) skipped) serve as keys and values; tiles of `tile`
 index positions; s = (q . kv) * D^-0.5 from BF16 operands with FP32 accumulation;
 p = bf16(exp(s - m_j)); l_j = sum(p); o_j = p @ kv in FP32; tiles merged in order; out =
@@ -22,8 +22,8 @@ from __future__ import annotations
 import torch
 import triton.language as tl
 
-from kernels.availability import common_device
-from kernels.triton.launch import DualKernel, cdiv, interpreted, next_power_of_2
+from kfuzz.kernels.availability import common_device
+from kfuzz.kernels.triton.launch import DualKernel, cdiv, interpreted, next_power_of_2
 
 ROUNDINGS = {"bits": 0, "cast": 1}
 # Heads per program on a GPU: the smallest M that tl.dot accepts, keeping o ([heads, D] FP32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kernels.deepseek_v4.q_norm_rope import q_norm_rope
+from kfuzz.kernels.deepseek_v4.q_norm_rope import q_norm_rope
 
 
 def q_norm_rope_fp64(
@@ -60,7 +60,7 @@ def q_norm_rope_fp32_rsqrt(
     """FP32 golden with ``torch.rsqrt``: the kernel's casts, an accurate root.
 
     Takes: ``q`` [T, H, D] float32, ``positions`` [T] integer, ``rope_dim``,
-    ``eps``, ``base`` as for ``kernels.deepseek_v4.q_norm_rope``.
+    ``eps``, ``base`` as for ``kfuzz.kernels.deepseek_v4.q_norm_rope``.
     Returns: [T, H, D] bfloat16, equal to the kernel with
     ``inv_root="torch_rsqrt"``.
     Raises: ValueError for a bad ``rope_dim`` or input shape.

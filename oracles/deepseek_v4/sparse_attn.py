@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from kernels.deepseek_v4.bf16 import round_to_bf16
+from kfuzz.kernels.deepseek_v4.bf16 import round_to_bf16
 
 _ROUNDINGS = ("half_even", "half_away")
 
