@@ -29,13 +29,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import common
-from bench.samplers import sampler
-from bench.seeded import FAULTS, FIXED_SEEDS, Fault, by_name
 from kfuzz.executor import InProcessExecutor, Job, Outcome
 from kfuzz.findings import Finding
 from kfuzz.search import CampaignConfig, run_campaign
 from kfuzz.targets import get
+
+from bench import common
+from bench.samplers import sampler
+from bench.seeded import FAULTS, FIXED_SEEDS, Fault, by_name
 
 
 class _Counting:

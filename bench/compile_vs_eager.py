@@ -28,7 +28,6 @@ from typing import Any
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
-
 from kfuzz.executor import InProcessExecutor, Job
 from kfuzz.materialise import generator
 from kfuzz.targets import Target, get

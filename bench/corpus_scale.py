@@ -31,11 +31,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import common
 from kfuzz.corpus import CorpusStore
 from kfuzz.executor import InProcessExecutor, Job
 from kfuzz.findings import Finding
 from kfuzz.replay import replay
+
+from bench import common
 
 TARGET, KERNEL, ORACLE = "ops.rmsnorm", "eager_lowp", "fp64"
 EXACT = {"mode": "exact", "max_ratio": 0.0}

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from kfuzz.corpus import CorpusStore, versions
 from kfuzz.errors import KfuzzError
 from kfuzz.search import CampaignConfig, run_campaign

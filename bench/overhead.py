@@ -31,12 +31,12 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
-
-from bench import common
 from kfuzz import strategies as fst
 from kfuzz.executor import InProcessExecutor, Job, Outcome, run_case
 from kfuzz.search import CampaignConfig, run_campaign
 from kfuzz.targets import get
+
+from bench import common
 
 TARGET, KERNEL, ORACLE = "ops.rmsnorm", "eager_fp32", "fp64"
 NORMAL = {"kind": "normal", "scale": 1.0}

@@ -15,10 +15,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench import common
-from bench.seeded import FAULTS, Fault, by_name
 from kfuzz.executor import InProcessExecutor, Job
 from kfuzz.targets import get
+
+from bench import common
+from bench.seeded import FAULTS, Fault, by_name
 
 QUICK_LIMIT = 300
 

@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
-
 from kfuzz.errors import CorpusError
 from kfuzz.findings import Finding
+from sqlite_utils.migrations import Migrations
 
 DEFAULT_DB = "corpus/corpus.db"
 JSON_COLUMNS = ("case", "comparator", "metrics", "shrink", "versions")
@@ -83,7 +82,6 @@ def now() -> str:
 def versions(device: str = "cpu") -> dict[str, str]:
     """Versions of the software a finding was made with."""
     import torch
-
     from kfuzz import __version__
 
     name = "cpu"

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
-
 from kfuzz import targets as registry
 from kfuzz.compare import Comparator, ShapeMismatch, compare
 from kfuzz.errors import CaseError, ContractViolation, KfuzzError

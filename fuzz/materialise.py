@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-
 from kfuzz.errors import CaseError
 
 DTYPE_NAMES: dict[str, torch.dtype] = {

@@ -38,11 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
-from sqlite_utils.migrations import Migrations
-
 from kfuzz.corpus import KIND_RANK, CorpusStore
 from kfuzz.corpus import migrations as corpus_migrations
 from kfuzz.errors import CorpusError
+from sqlite_utils.migrations import Migrations
 
 # Kept apart from the corpus's own migration set: only merged-into corpora carry these.
 merge_migrations = Migrations("kfuzz-merge")

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
 from kfuzz.compare import Comparator, compare
 from kfuzz.corpus import CorpusStore, decode_row, now
 from kfuzz.errors import KfuzzError

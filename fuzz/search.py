@@ -26,7 +26,6 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings, target
 from hypothesis import seed as hypothesis_seed
-
 from kfuzz import targets as registry
 from kfuzz.errors import KfuzzError
 from kfuzz.executor import Executor, InProcessExecutor, Job, Outcome

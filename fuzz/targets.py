@@ -23,7 +23,6 @@ from typing import Any
 
 import torch
 from hypothesis import strategies as st
-
 from kfuzz.compare import Comparator
 from kfuzz.errors import BadCallable, PluginError, UnknownTarget, UnknownVariant
 

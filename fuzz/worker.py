@@ -15,7 +15,6 @@ import sys
 from typing import Any
 
 import torch  # noqa: F401  (imported here so that the forkserver preloads it)
-
 from kfuzz import errors
 from kfuzz import targets as registry
 from kfuzz.executor import InProcessExecutor, Job

@@ -24,8 +24,6 @@ reference the `faults.window_attn` target compares against.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 from kfuzz.kernels.deepseek_v4.bf16 import round_to_bf16
 from kfuzz.kernels.deepseek_v4.sparse_attn import (
     check_kernel_rounding,
@@ -33,6 +31,7 @@ from kfuzz.kernels.deepseek_v4.sparse_attn import (
     check_tile,
     sparse_attn,
 )
+from torch import Tensor
 
 # Width of the BF16 accumulator of `rmsnorm_bf16_accumulate`: a vector unit keeps one partial
 # sum per lane and adds the lanes at the end. With eight lanes the fault shows on normal BF16

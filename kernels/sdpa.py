@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
-
 from kfuzz.kernels.availability import Unavailable, common_device
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 BACKENDS: dict[str, SDPBackend] = {
     "math": SDPBackend.MATH,

@@ -4,7 +4,6 @@ inputs' exact values, with no intermediate rounding to the input dtype."""
 from __future__ import annotations
 
 import torch
-
 from kfuzz.kernels.ops import _rope, _rope_tables
 
 

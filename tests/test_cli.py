@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from kfuzz.cli import build_parser
 
 FIND = ["--compare", "exact", "--max-ratio", "0.005", "--max-examples", "60", "--seed", "7"]

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-
 from kfuzz.compare import (
     MODES,
     TOLERANCES,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from kfuzz import targets
 from kfuzz.kernels import ops
 from kfuzz.kernels.compiled import Compiled, _fresh_function, compiled, shape_class

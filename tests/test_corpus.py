@@ -6,7 +6,6 @@ import json
 import sqlite3
 
 import pytest
-
 from kfuzz.corpus import CorpusStore
 from kfuzz.errors import CorpusError
 from kfuzz.executor import Outcome

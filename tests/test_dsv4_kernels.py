@@ -6,8 +6,6 @@ import math
 
 import pytest
 import torch
-from torch import Tensor
-
 from kfuzz.kernels.deepseek_v4 import INV_ROOTS, q_norm_rope, round_to_bf16, sparse_attn
 from kfuzz.kernels.deepseek_v4.q_norm_rope import inverse_root
 from kfuzz.oracles.deepseek_v4 import (
@@ -17,6 +15,7 @@ from kfuzz.oracles.deepseek_v4 import (
     sparse_attn_full_fp32,
     sparse_attn_tiled,
 )
+from torch import Tensor
 
 
 def _bits_to_f32(bits: list[int]) -> Tensor:

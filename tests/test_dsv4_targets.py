@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from kfuzz.search import CampaignConfig, run_campaign
 
 PROD = {"shape": [4, 64, 512]}

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from kfuzz.corpus import CorpusStore
 from kfuzz.executor import Job
 from kfuzz.isolation import IsolatedExecutor

@@ -5,7 +5,6 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from kfuzz.junit import JunitCase, finding_name, run_cases, write_junit
 from kfuzz.search import CampaignResult
 

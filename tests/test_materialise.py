@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from kfuzz.errors import CaseError
 from kfuzz.materialise import dtype_of, generator, sparse_indices, values
 

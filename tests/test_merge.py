@@ -7,7 +7,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from kfuzz.corpus import CorpusStore
 from kfuzz.errors import CorpusError
 from kfuzz.executor import Outcome

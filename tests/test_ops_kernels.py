@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from kfuzz.kernels import ops as k
 from kfuzz.oracles import ops as o
 

@@ -8,7 +8,6 @@ import sys
 import textwrap
 
 import pytest
-
 from kfuzz import targets as registry
 from kfuzz.corpus import CorpusStore
 from kfuzz.errors import KfuzzError

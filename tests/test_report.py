@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from kfuzz.cli import main
 from kfuzz.compare import Comparator
 from kfuzz.corpus import CorpusStore

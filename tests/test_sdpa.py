@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-
 from kfuzz import targets
 from kfuzz.builtin.real import fa_checked
 from kfuzz.corpus import CorpusStore

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from kfuzz.errors import ContractViolation
 from kfuzz.search import CampaignConfig, run_campaign
 

@@ -9,15 +9,15 @@ import random
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
-
-from bench.samplers import SAMPLERS, sampler
-from bench.seeded import FAULTS
 from kfuzz.executor import InProcessExecutor, Job
+from kfuzz.kernels import faults as f
+from kfuzz.kernels.deepseek_v4 import sparse_attn
 from kfuzz.materialise import generator
 from kfuzz.search import CampaignConfig, run_campaign
 from kfuzz.targets import get
-from kfuzz.kernels import faults as f
-from kfuzz.kernels.deepseek_v4 import sparse_attn
+
+from bench.samplers import SAMPLERS, sampler
+from bench.seeded import FAULTS
 
 NORMAL = {"kind": "normal", "scale": 1.0}
 INDEX = {"n_rows": 1, "k": 1, "n_valid": 1, "window": 0, "ragged": False, "duplicates": False,

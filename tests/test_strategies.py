@@ -8,7 +8,6 @@ import math
 import pytest
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
-
 from kfuzz import strategies as fst
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
 from kfuzz import targets as registry
 from kfuzz.errors import BadCallable, PluginError, UnknownTarget, UnknownVariant
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from kfuzz import targets
 from kfuzz.errors import KernelUnavailable
 from kfuzz.kernels import triton as ktriton

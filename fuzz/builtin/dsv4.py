@@ -13,12 +13,10 @@ from typing import Any
 
 import torch
 from hypothesis import strategies as st
-
 from kfuzz import strategies as fst
 from kfuzz.compare import Comparator
-from kfuzz.materialise import sparse_indices, values
-from kfuzz.targets import OutputSpec, Target, Variant, register
 from kfuzz.kernels.deepseek_v4 import q_norm_rope, sparse_attn
+from kfuzz.materialise import sparse_indices, values
 from kfuzz.oracles.deepseek_v4 import (
     q_norm_rope_fp32_rsqrt,
     q_norm_rope_fp64,
@@ -26,6 +24,7 @@ from kfuzz.oracles.deepseek_v4 import (
     sparse_attn_full_fp32,
     sparse_attn_tiled,
 )
+from kfuzz.targets import OutputSpec, Target, Variant, register
 
 PYPTO = Comparator(mode="allclose", atol=1e-4, rtol=1 / 128, max_ratio=0.005)
 PYPTO_DOC = ("pypto-lib ratio_allclose(atol=1e-4, rtol=1/128) with a 0.5% budget, the "

@@ -22,16 +22,15 @@ from typing import Any
 
 import torch
 from hypothesis import strategies as st
-
 from kfuzz import strategies as fst
 from kfuzz.builtin import dsv4, ops
 from kfuzz.compare import Comparator
-from kfuzz.materialise import values
-from kfuzz.targets import OutputSpec, Target, Variant, register
 from kfuzz.kernels import faults as f
 from kfuzz.kernels import ops as k
 from kfuzz.kernels.deepseek_v4 import sparse_attn
+from kfuzz.materialise import values
 from kfuzz.oracles.deepseek_v4 import sparse_attn_tiled
+from kfuzz.targets import OutputSpec, Target, Variant, register
 
 WINDOW_MAX_NUMEL = 1 << 20
 

@@ -15,14 +15,13 @@ from typing import Any
 
 import torch
 from hypothesis import strategies as st
-
 from kfuzz import strategies as fst
 from kfuzz.compare import Comparator
-from kfuzz.materialise import dtype_of, values
-from kfuzz.targets import OutputSpec, Target, Variant, register
 from kfuzz.kernels import ops as k
 from kfuzz.kernels.compiled import compiled
+from kfuzz.materialise import dtype_of, values
 from kfuzz.oracles import ops as o
+from kfuzz.targets import OutputSpec, Target, Variant, register
 
 # The dtypes where "compute in the input dtype" and "upcast to FP32" differ; for FP32 inputs
 # both variants are the same computation. BF16 first: what kernel teams ship.

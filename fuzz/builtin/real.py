@@ -39,7 +39,6 @@ from typing import Any
 
 import torch
 from hypothesis import strategies as st
-
 from kfuzz import strategies as fst
 from kfuzz.builtin.dsv4 import (
     SPARSE_INPUTS_DOC,
@@ -51,15 +50,15 @@ from kfuzz.builtin.dsv4 import (
 )
 from kfuzz.compare import Comparator
 from kfuzz.errors import KernelUnavailable
-from kfuzz.materialise import dtype_of, values
-from kfuzz.targets import OutputSpec, Target, Variant, register
 from kfuzz.kernels import ops as eager
 from kfuzz.kernels import triton as ktriton
 from kfuzz.kernels.availability import Unavailable
 from kfuzz.kernels.deepseek_v4 import sparse_attn as sparse_attn_emulation
 from kfuzz.kernels.sdpa import sdpa
+from kfuzz.materialise import dtype_of, values
 from kfuzz.oracles import ops as o
 from kfuzz.oracles.sdpa import fa_rule_ratio, sdpa_fp64, sdpa_lowp
+from kfuzz.targets import OutputSpec, Target, Variant, register
 
 LOW_PRECISION = ("bfloat16", "float16")
 ROUND_TO_NEAREST = Comparator(mode="ulp", ulp=0.51, round_expected=False)

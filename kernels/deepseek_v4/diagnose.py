@@ -8,9 +8,8 @@ recomputes the kernel's per-tile exp weights (same operations, same order) to li
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 from kfuzz.kernels.deepseek_v4.sparse_attn import check_sparse_attn_inputs, check_tile
+from torch import Tensor
 
 
 def exp_weight_ties(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *,

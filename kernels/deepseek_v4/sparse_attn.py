@@ -10,9 +10,8 @@ staying vectorised over tokens and heads (only the tile loop is in Python).
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 from kfuzz.kernels.deepseek_v4.bf16 import round_to_bf16
+from torch import Tensor
 
 # The exp-weight roundings a sparse attention kernel is modelled with.
 ROUNDINGS = ("half_even", "half_away")

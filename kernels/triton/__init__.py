@@ -25,7 +25,6 @@ import os
 from types import ModuleType
 
 import torch
-
 from kfuzz.kernels.availability import Unavailable
 
 INSTALL_HINT = "pip install -e '.[triton]'"

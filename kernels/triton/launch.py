@@ -18,9 +18,8 @@ import numpy as np
 import torch
 import triton
 import triton.language as tl
-from triton.runtime.interpreter import InterpretedFunction
-
 from kfuzz.kernels.availability import Unavailable
+from triton.runtime.interpreter import InterpretedFunction
 
 # Elements one program handles. The interpreter runs each program as numpy calls in a Python
 # loop, so few, large programs keep it fast; on a GPU a program's block must fit registers.

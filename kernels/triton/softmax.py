@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 import triton.language as tl
-
 from kfuzz.kernels.availability import common_device
 from kfuzz.kernels.triton.launch import DualKernel, cdiv, row_blocks
 

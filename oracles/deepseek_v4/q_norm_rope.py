@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 from kfuzz.kernels.deepseek_v4.q_norm_rope import q_norm_rope
+from torch import Tensor
 
 
 def q_norm_rope_fp64(

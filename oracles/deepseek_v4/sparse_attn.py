@@ -15,9 +15,8 @@ Three goldens, each written without reusing the kernel's code path:
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-
 from kfuzz.kernels.deepseek_v4.bf16 import round_to_bf16
+from torch import Tensor
 
 _ROUNDINGS = ("half_even", "half_away")
 

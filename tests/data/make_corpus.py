@@ -23,9 +23,9 @@ from kfuzz import targets as registry  # noqa: E402
 from kfuzz.corpus import CorpusStore  # noqa: E402
 from kfuzz.executor import Job, run_case  # noqa: E402
 from kfuzz.findings import Finding  # noqa: E402
+from kfuzz.kernels.ops import rmsnorm_lowp  # noqa: E402
 from kfuzz.replay import replay  # noqa: E402
 from kfuzz.targets import Variant  # noqa: E402
-from kfuzz.kernels.ops import rmsnorm_lowp  # noqa: E402
 
 FIXED_KERNEL = "tests.data.corpus_kernels:rmsnorm"
 COMPARATOR = {"mode": "exact", "max_ratio": 0.005}
