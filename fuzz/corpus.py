@@ -229,7 +229,7 @@ class CorpusStore:
         row = {
             "target": finding.target, "kernel": finding.kernel, "oracle": finding.oracle,
             "failure": finding.failure, "status": "open",
-            "metrics": _dumps(finding.outcome.outputs), "error": finding.outcome.error,
+            "metrics": _dumps(finding.outcome.to_dict()["outputs"]), "error": finding.outcome.error,
             "mismatch_ratio": finding.outcome.worst_ratio(), "device": finding.device,
             "versions": _dumps(versions(finding.device)), "last_seen": stamp, "last_run": run_id,
         }

@@ -7,6 +7,7 @@ runs jobs in worker processes or on other machines slots in without touching the
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 
 import torch
 from kfuzz import targets as registry
-from kfuzz.compare import Comparator, ShapeMismatch, compare
+from kfuzz.compare import Comparator, Metrics, ShapeMismatch, compare
 from kfuzz.errors import CaseError, ContractViolation, KfuzzError
 from kfuzz.materialise import generator, to_device
 from kfuzz.targets import Target, Variant
@@ -26,6 +27,7 @@ class Job:
 
     comparator: overrides the target's default comparator for every output when given
     (a `Comparator.to_dict()` dict). device: where the kernel runs; the oracle runs on the CPU.
+    full_metrics: every output gets full metrics, passing or not.
     """
 
     target: str
@@ -34,6 +36,9 @@ class Job:
     case: Mapping[str, Any]
     comparator: Mapping[str, Any] | None = None
     device: str = "cpu"
+    # False: a passing output gets summary metrics (what its verdict needs, see
+    # `kfuzz.compare.compare`); an outcome that fails gets full metrics for every output.
+    full_metrics: bool = False
 
 
 @dataclass
@@ -42,11 +47,13 @@ class Outcome:
     (at least one output over its max_ratio), "error" (the kernel or oracle raised),
     "contract" (the kernel wrote into an input or returned one of them), "crash" (the worker
     process died) or "timeout" (the case ran past its time limit; the last two come from
-    `kfuzz.isolation`). outputs: output name -> `Metrics.to_dict()`. error: "Kind: message",
-    e.g. "RuntimeError: ...", "Crash: worker killed by SIGSEGV ..."."""
+    `kfuzz.isolation`). outputs: output name -> `Metrics` (a summary for a passing output
+    unless the job asked for full metrics; each reads like its `to_dict()`, e.g.
+    `m["mismatch_ratio"]`). error: "Kind: message", e.g. "RuntimeError: ...",
+    "Crash: worker killed by SIGSEGV ..."."""
 
     status: str
-    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: dict[str, Metrics] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
 
@@ -82,10 +89,28 @@ class Outcome:
                 out.add(f"{name}:{'nonfinite' if m['nonfinite_mismatches'] else 'mismatch'}")
         return out
 
+    def worst_over_allowed(self) -> float:
+        """The closest call: the largest `Metrics.worst_over_allowed` over the outputs (inf
+        when there are no metrics: an error, a contract breach, a crash or a timeout)."""
+        if self.status not in ("pass", "fail"):
+            return math.inf
+        values = [m.get("worst_over_allowed") for m in self.outputs.values()]
+        return max((float(v) for v in values if v is not None), default=0.0)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {"status": self.status, "outputs": self.outputs, "error": self.error,
-                "seconds": self.seconds}
+        """JSON-able form: metrics as their `to_dict()`."""
+        return {"status": self.status,
+                "outputs": {name: m.to_dict() if isinstance(m, Metrics) else dict(m)
+                            for name, m in self.outputs.items()},
+                "error": self.error, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Outcome:
+        """Rebuild an outcome from `to_dict()` output (the isolated worker's reply). Raises
+        ValueError on a malformed metrics record."""
+        return cls(status=d["status"],
+                   outputs={name: Metrics.from_dict(m) for name, m in (d.get("outputs") or {}).items()},
+                   error=d.get("error"), seconds=float(d.get("seconds") or 0.0))
 
 
 class Executor(Protocol):
@@ -223,7 +248,7 @@ def run_case(
     breach = _contract_breach(kernel.name, device_inputs, snapshots, actual)
     if breach:
         return Outcome("contract", error=breach, seconds=time.perf_counter() - start)
-    outputs = {}
+    outputs: dict[str, Metrics] = {}
     for name, spec in expected_specs.items():
         a = actual[name]
         if tuple(a.shape) != spec.shape or a.dtype != spec.dtype:
@@ -239,11 +264,16 @@ def run_case(
             )
         comparator = with_overrides(target.comparators[name], job.comparator)
         try:
-            metrics = compare(a, expected[name], comparator)
+            outputs[name] = compare(a, expected[name], comparator, full=job.full_metrics)
         except ShapeMismatch as exc:
             raise ContractViolation(f"oracle {oracle.name!r}, output {name!r}: {exc}") from None
-        outputs[name] = metrics.to_dict()
-    status = "pass" if all(m["passed"] for m in outputs.values()) else "fail"
+    status = "pass" if all(m.passed for m in outputs.values()) else "fail"
+    if status == "fail":
+        # A stored finding shows every output in full, the passing ones too.
+        for name, m in outputs.items():
+            if not m.complete:
+                outputs[name] = compare(actual[name], expected[name],
+                                        with_overrides(target.comparators[name], job.comparator))
     return Outcome(status, outputs, seconds=time.perf_counter() - start)
 
 

@@ -170,7 +170,7 @@ class IsolatedExecutor:
             exc = cls.__new__(cls)
             Exception.__init__(exc, err["message"])  # the message is already formatted
             raise exc
-        outcome = Outcome(**reply["outcome"])
+        outcome = Outcome.from_dict(reply["outcome"])
         if outcome.error and any(p in outcome.error for p in POISONING):
             self._replace()
         return outcome

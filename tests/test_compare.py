@@ -680,12 +680,13 @@ def reference_verdicts(actual: torch.Tensor, expected: torch.Tensor, comparator:
         expected = expected.to(actual.dtype)
     info = torch.finfo(actual.dtype)
     bad = bad_nonfinite = 0
-    abs_diffs, rel_diffs, ulp_diffs = [], [], []
+    abs_diffs, rel_diffs, ulp_diffs, over = [], [], [], []
     for a, e in zip(actual.double().tolist(), expected.double().tolist(), strict=True):
         if not (math.isfinite(a) and math.isfinite(e)):
             if not (a == e or (math.isnan(a) and math.isnan(e))):
                 bad += 1
                 bad_nonfinite += 1
+                over.append(INF)
             continue
         d = abs(a - e)
         step = math.ldexp(info.eps, math.frexp(max(abs(e), info.tiny))[1] - 1)
@@ -694,6 +695,10 @@ def reference_verdicts(actual: torch.Tensor, expected: torch.Tensor, comparator:
         else:
             allowed = cmp.atol + cmp.rtol * abs(e)
         bad += d > allowed
+        if cmp.mode == "exact":
+            over.append(d / step)
+        else:
+            over.append(d / allowed if allowed else (INF if d else 0.0))
         abs_diffs.append(d)
         ulp_diffs.append(d / step)
         if e != 0:
@@ -704,6 +709,7 @@ def reference_verdicts(actual: torch.Tensor, expected: torch.Tensor, comparator:
         "max_abs": max(abs_diffs, default=None),
         "max_rel": max(rel_diffs, default=None),
         "max_ulp": max(ulp_diffs, default=None),
+        "worst_over_allowed": max(over, default=0.0),
     }
 
 
@@ -745,4 +751,106 @@ def test_matches_a_plain_per_element_reference(seed: int, dtype: torch.dtype, co
     assert m.max_abs == ref["max_abs"]
     assert m.max_rel == ref["max_rel"]
     assert m.max_ulp == ref["max_ulp"]
+    assert m.worst_over_allowed == pytest.approx(ref["worst_over_allowed"], rel=1e-15)
+    # Above 1 (above 0 in exact mode, which allows nothing) exactly when an element is bad.
+    assert (m.worst_over_allowed > (0 if comparator.mode == "exact" else 1)) == (m.mismatches > 0)
     assert json.dumps(m.to_dict(), allow_nan=False)
+
+    summary = compare(actual, expected, comparator, full=False)
+    assert (summary.mismatches, summary.passed, summary.worst_over_allowed) == (
+        m.mismatches, m.passed, m.worst_over_allowed)
+    assert summary.complete == (not m.passed)
+    if not m.passed:
+        assert summary.to_dict() == m.to_dict()  # strict JSON: NaN points compare equal
+
+
+# --- worst_over_allowed and the summary path ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("comparator", "actual", "expected", "over"),
+    [
+        # 0.05 of atol + rtol * |e| = 0.1 + 0.1 * 4 = 0.5: a tenth of the allowance.
+        (Comparator(atol=0.1, rtol=0.1), [4.05, 1.0], [4.0, 1.0], 0.1),
+        # 0.75 over 0.1 + 0.1 * 2.5 = 0.35 at the second element; the first is inside.
+        (Comparator(atol=0.1, rtol=0.1), [1.0, 3.25], [1.0, 2.5], 0.75 / 0.35),
+        # Nothing allowed where the reference is 0 (atol = 0): any difference there is inf.
+        (Comparator(atol=0.0, rtol=0.1), [0.0, 1e-30], [0.0, 0.0], INF),
+        (Comparator(atol=0.0, rtol=0.1), [0.0, 2.0], [0.0, 2.0], 0.0),
+        # ulp mode: distance in float64 ulps over the ulps allowed.
+        (Comparator(mode="ulp", ulp=4), [1.0 + 3 * 2.0**-52], [1.0], 0.75),
+        # exact mode: the ULP distance itself, 0 when equal.
+        (Comparator(mode="exact"), [1.0 + 3 * 2.0**-52, 2.0], [1.0, 2.0], 3.0),
+        (Comparator(mode="exact"), [1.0, 2.0], [1.0, 2.0], 0.0),
+        # A non-finite mismatch is infinitely far off.
+        (Comparator(), [NAN, 1.0], [1.0, 1.0], INF),
+        # Matching non-finite values are not.
+        (Comparator(), [NAN, INF, 1.0], [NAN, INF, 1.0], 0.0),
+    ],
+    ids=["inside", "outside", "zero-reference", "zero-reference-equal", "ulp", "exact", "exact-equal",
+         "nan", "matching-nonfinite"],
+)
+def test_worst_over_allowed(comparator: Comparator, actual: list, expected: list, over: float) -> None:
+    m = compare(f64(actual), f64(expected), comparator)
+    assert m.worst_over_allowed == pytest.approx(over, rel=1e-12)
+    summary = compare(f64(actual), f64(expected), comparator, full=False)
+    assert summary.worst_over_allowed == m.worst_over_allowed
+
+
+def test_worst_over_allowed_is_above_one_when_the_excess_is_in_the_last_bit() -> None:
+    # diff exceeds the bound by one float64 step, and diff / bound rounds to exactly 1.0.
+    bound = 1.9999999999999998
+    m = compare(f64([bound + 2.220446049250313e-16]), f64([0.0]), Comparator(atol=bound, rtol=0.0))
+    assert m.mismatches == 1
+    assert m.worst_over_allowed > 1.0
+
+
+def test_integer_outputs_count_ulps_as_integer_steps() -> None:
+    a = torch.tensor([2**62 + 1, 5], dtype=torch.int64)
+    e = torch.tensor([2**62, 5], dtype=torch.int64)
+    m = compare(a, e, Comparator())
+    # float64 cannot tell them apart, but they are one integer step apart.
+    assert (m.mismatches, m.worst_over_allowed) == (1, 1.0)
+    assert compare(torch.tensor([3, 9]), torch.tensor([3, 5]), Comparator()).worst_over_allowed == 4.0
+
+
+def test_summary_of_a_passing_output_holds_only_the_verdict() -> None:
+    m = compare(f64([1.0, 2.0]), f64([1.0, 2.0 + 1e-9]), Comparator(atol=1e-6, rtol=0.0), full=False)
+    assert (m.complete, m.passed, m.mismatches, m.mismatch_ratio) == (False, True, 0, 0.0)
+    assert m.worst_over_allowed == pytest.approx(1e-3, rel=1e-6)
+    assert (m.max_abs, m.max_rel, m.rel_l2, m.worst_index, m.worst_points) == (None, None, None, None, [])
+    d = m.to_dict()
+    assert sorted(d) == sorted([
+        "mismatches", "numel", "mismatch_ratio", "passed", "worst_over_allowed", "nonfinite_actual",
+        "nonfinite_expected", "nonfinite_mismatches", "comparator", "message", "complete"])
+    assert d["complete"] is False
+    assert m.message == "Mismatched elements: 0 / 2 (0.0%), allowed 0 (max_ratio 0)"
+    assert Metrics.from_dict(json.loads(json.dumps(d, allow_nan=False))) == m
+
+
+def test_summary_path_computes_everything_for_a_failing_output() -> None:
+    m = compare(f64([1.0, 3.0]), f64([1.0, 2.0]), Comparator(), full=False)
+    assert m.complete and not m.passed
+    assert m == compare(f64([1.0, 3.0]), f64([1.0, 2.0]), Comparator())
+    assert "complete" not in m.to_dict()  # a full record keeps the keys corpora always had
+
+
+def test_metrics_read_like_their_serialised_form() -> None:
+    m = nonfinite_metrics()
+    d = m.to_dict()
+    assert dict(m) == d and list(m) == list(d) and len(m) == len(d)
+    assert m["mismatch_ratio"] == m.mismatch_ratio and m["passed"] is m.passed
+    assert m["worst_over_allowed"] == "inf"  # as stored: strict JSON
+    assert m.get("no such key") is None and "max_abs" in m
+    summary = compare(torch.ones(2), torch.ones(2), Comparator(), full=False)
+    assert "max_abs" not in summary and summary.get("max_abs") is None
+    with pytest.raises(KeyError):
+        summary["max_abs"]
+
+
+def test_records_stored_before_worst_over_allowed_still_load() -> None:
+    d = nonfinite_metrics().to_dict()
+    del d["worst_over_allowed"]
+    m = Metrics.from_dict(d)
+    assert m.worst_over_allowed is None and m.mismatches == 4
+    assert m.to_dict() == {**d, "worst_over_allowed": None}
