@@ -3,6 +3,9 @@ one-line message and exit code 2; the message names the culprit and, where it ca
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 
 class KfuzzError(Exception):
     """Base of every error the CLI reports as a one-line message with exit code 2."""
@@ -52,3 +55,30 @@ class KernelUnavailable(KfuzzError):
     """A kernel that cannot run in this process or on this device (a missing optional package,
     a CUDA-only backend asked to run on the CPU); the message names the kernel, the device and
     the fix."""
+
+
+class OptionError(KfuzzError):
+    """A run option with a bad value. The message names the option by its keyword (`field`,
+    or `subject` when given, e.g. "pins['shape']"); `flag_message()` names the command-line
+    flag instead (`flag`, default the field with dashes)."""
+
+    def __init__(self, field: str, value: object, problem: str, *, flag: str | None = None,
+                 subject: str | None = None) -> None:
+        # problem continues the sentence: " must be at least 1", ": no such field ...".
+        super().__init__(f"{subject or f'{field}={value!r}'}{problem}")
+        self.field, self.value, self.problem = field, value, problem
+        self.flag, self.subject = flag or field.replace("_", "-"), subject
+
+    def flag_message(self) -> str:
+        """The message with the option written as its flag: `--max-examples 0 must be ...`."""
+        return f"--{self.flag} {self.value}{self.problem}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Crosses process boundaries (Ray) whole, not as a bare message.
+        return (functools.partial(type(self), flag=self.flag, subject=self.subject),
+                (self.field, self.value, self.problem))
+
+
+class OracleError(KfuzzError):
+    """An oracle that raised: the reference could not judge the case, which is the oracle's
+    fault, not the kernel's."""

@@ -17,7 +17,7 @@ import torch
 from kfuzz import targets as registry
 from kfuzz.compare import Comparator, Metrics, ShapeMismatch, compare
 from kfuzz.errors import CaseError, ContractViolation, KfuzzError
-from kfuzz.materialise import generator, to_device
+from kfuzz.materialise import generator_for, to_device
 from kfuzz.targets import Target, Variant
 
 
@@ -198,7 +198,7 @@ def materialise_case(
     Raises CaseError when the case does not fit the target."""
     case = dict(case)
     try:
-        return target.inputs(case, generator(case.get("seed", 0))), target.params(case)
+        return target.inputs(case, generator_for(case)), target.params(case)
     except KfuzzError:
         raise
     except Exception as exc:

@@ -24,7 +24,7 @@ import torch
 from kfuzz import targets
 from kfuzz.compare import Comparator, compare
 from kfuzz.executor import as_outputs
-from kfuzz.materialise import generator, to_device
+from kfuzz.materialise import generator_for, to_device
 
 TARGET = {target}
 KERNEL = {kernel}
@@ -38,7 +38,7 @@ def main() -> int:
     target = targets.get(TARGET)
     # Tensors come from the case's seed on the CPU, then move to the device: same bits as
     # when the finding was stored.
-    inputs = target.inputs(CASE, generator(CASE.get("seed", 0)))
+    inputs = target.inputs(CASE, generator_for(CASE))
     params = target.params(CASE)
     for name, tensor in inputs.items():
         print(f"input {{name}}: {{tensor.dtype}} {{list(tensor.shape)}}")

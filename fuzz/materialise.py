@@ -1,9 +1,19 @@
 """Case -> tensors.
 
-Every tensor is generated on the CPU from the case's seed with a `torch.Generator`, then moved
-to the device: the same case gives the same bits on any machine with the same software, and a
-case found on a GPU replays on a CPU. Generation order inside a target's `inputs` function is
-part of the case's meaning; keep it stable.
+Two generators, chosen by the case's "materialise" field:
+
+- 2 (every case the search draws now): *position-stable* values. Each element is a function of
+  (case seed, input, the element's coordinates) through a counter-based integer hash, so that
+  removing a row, a head or a cache row leaves every surviving element bit-identical and a
+  shrunk case still shows the failure it was shrunk from. The mapping from hash bits to values
+  uses only integer ops, table lookups and correctly rounded float64 arithmetic (+, -, *, /),
+  so the same case gives the same bits on a CPU and on a GPU (`device=`).
+- absent or 1 (cases stored before version 2): a `torch.Generator` seeded with the case's seed,
+  drawn sequentially; kept unchanged so every stored case replays bit for bit.
+
+Generation order inside a target's `inputs` function is part of a version-1 case's meaning; in
+version 2 an input's values depend on its name (`name=`) or, without one, on the order of the
+calls, never on the other inputs' sizes.
 """
 
 from __future__ import annotations
@@ -13,7 +23,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from kfuzz import materialise_v1
+from kfuzz.counter import CounterGenerator, Field, pow2
 from kfuzz.errors import CaseError
+
+VERSION_KEY = "materialise"
+VERSION = 2
 
 DTYPE_NAMES: dict[str, torch.dtype] = {
     "float64": torch.float64,
@@ -44,6 +59,30 @@ def generator(seed: int) -> torch.Generator:
     return gen
 
 
+def generator_for(case: Mapping[str, Any], device: str = "cpu") -> torch.Generator:
+    """The generator a case's inputs are built with: a `CounterGenerator` (position-stable,
+    building on `device`) for version-2 cases, the sequential CPU generator of
+    `kfuzz.materialise_v1` for cases without a version. Raises CaseError for a bad seed or an
+    unknown version."""
+    seed = case.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise CaseError(f"seed {seed!r} is not an integer")
+    version = case.get(VERSION_KEY, 1)
+    if version == 1:
+        return generator(seed)
+    if version == VERSION:
+        return CounterGenerator(seed, device)
+    raise CaseError(
+        f"case field {VERSION_KEY}={version!r} is unknown; this kfuzz builds versions 1 and "
+        f"{VERSION} (upgrade kfuzz to replay newer cases)"
+    )
+
+
+def stamp(case: Mapping[str, Any]) -> dict[str, Any]:
+    """`case` marked to be built by the current (position-stable) materialisation."""
+    return {**case, VERSION_KEY: VERSION}
+
+
 def _field(dist: Mapping[str, Any], key: str) -> Any:
     try:
         return dist[key]
@@ -51,87 +90,197 @@ def _field(dist: Mapping[str, Any], key: str) -> Any:
         raise CaseError(f"distribution {dict(dist)!r} lacks {key!r}") from None
 
 
+# Draw numbers of one input's Field: each use of the element hashes has its own, so that adding
+# a modifier never changes the base values. `normal` also consumes draw + 1.
+_BASE, _HIT, _SIGN, _EXP, _TIE, _TIE_NUDGE, _EDGE, _NAN = 0, 2, 3, 4, 5, 6, 7, 9
+# Per-row draws (a second Field over the leading dimensions).
+_ROW_HIT, _ROW_GAP, _ROW_DOMINANT, _ROW_EDGE = 0, 1, 2, 3
+_ROWS_KEY = 0x5BD1E995
+# Optional keys of a distribution: the value regimes, applied in this order after the base kind.
+MODIFIERS = ("row_gap", "dominant", "shift", "ties", "edge_rows", "nonfinite")
+_PRECISION = {torch.bfloat16: 8, torch.float16: 11, torch.float32: 24, torch.float64: 53}
+
+
 def values(
-    gen: torch.Generator, shape: Sequence[int], dtype: torch.dtype, dist: Mapping[str, Any]
+    gen: torch.Generator, shape: Sequence[int], dtype: torch.dtype, dist: Mapping[str, Any],
+    *, name: str | None = None,
 ) -> torch.Tensor:
-    """A CPU tensor of `shape` and `dtype` drawn from the distribution description `dist`
-    (see `kfuzz.strategies.distributions`). Values are drawn in float64, then rounded to
-    `dtype` (saturating to +/-Inf past its range, as a cast would). Raises CaseError for a
-    malformed description."""
+    """A tensor of `shape` and `dtype` drawn from the distribution description `dist` (see
+    `kfuzz.strategies.distributions`). Values are drawn in float64, then rounded to `dtype`
+    (saturating to +/-Inf past its range, as a cast would). With a `CounterGenerator` each
+    element is a function of the seed, `name` (or the call order) and its coordinates.
+    Raises CaseError for a malformed description."""
     if not isinstance(dist, Mapping):
         raise CaseError(f"distribution {dist!r} is not a mapping")
+    if not isinstance(gen, CounterGenerator):
+        extra = sorted(set(MODIFIERS[:-1]) & set(dist))
+        if extra:
+            raise CaseError(f"distribution modifiers {extra} need a version-{VERSION} case")
+        return materialise_v1.values(gen, shape, dtype, dist)
     shape = tuple(int(s) for s in shape)
+    key = gen.stream(name)
+    f = gen.field(key, shape)
+    rows = gen.field(key ^ _ROWS_KEY, shape[:-1] + (1,)) if shape else f
     kind = _field(dist, "kind")
-    f64 = torch.float64
     if kind == "normal":
-        x = torch.randn(shape, generator=gen, dtype=f64) * float(_field(dist, "scale"))
+        x = f.normal(_BASE) * float(_field(dist, "scale"))
     elif kind == "uniform":
         low, high = float(_field(dist, "low")), float(_field(dist, "high"))
-        x = low + (high - low) * torch.rand(shape, generator=gen, dtype=f64)
+        x = low + (high - low) * f.uniform(_BASE)
     elif kind == "log_uniform":
         lo, hi = float(_field(dist, "min_exp")), float(_field(dist, "max_exp"))
-        x = torch.exp2(lo + (hi - lo) * torch.rand(shape, generator=gen, dtype=f64))
+        # A uniform binade, then a uniform mantissa in it: log-uniform up to a piecewise-linear
+        # mantissa, and exact on every device (no exp2).
+        t = lo + (hi - lo) * f.uniform(_BASE)
+        e = torch.floor(t)
+        x = (1.0 + (t - e)) * pow2(e.to(torch.int64).clamp_(-1022, 1023))
         if dist.get("signed", True):
-            x = x * _signs(gen, shape)
+            x = x * f.signs(_SIGN)
     elif kind == "outliers":
-        x = torch.randn(shape, generator=gen, dtype=f64) * float(_field(dist, "scale"))
-        hit = torch.rand(shape, generator=gen, dtype=f64) < float(_field(dist, "fraction"))
-        big = float(_field(dist, "magnitude")) * _signs(gen, shape)
-        x = torch.where(hit, big, x)
+        x = f.normal(_BASE) * float(_field(dist, "scale"))
+        hit = f.uniform(_HIT) < float(_field(dist, "fraction"))
+        x = torch.where(hit, float(_field(dist, "magnitude")) * f.signs(_SIGN), x)
     elif kind == "constant_rows":
-        x = torch.randn(shape, generator=gen, dtype=f64)
-        if len(shape) >= 1 and shape[-1] > 0:
-            rows = torch.rand(shape[:-1] + (1,), generator=gen, dtype=f64)
-            hit = rows < float(_field(dist, "fraction"))
-            x = torch.where(hit, torch.full_like(x, float(_field(dist, "value"))), x)
+        x = f.normal(_BASE)
+        if shape and shape[-1] > 0:
+            hit = rows.uniform(_ROW_HIT) < float(_field(dist, "fraction"))
+            x = torch.where(hit, float(_field(dist, "value")), x)
     elif kind == "edge":
-        x = _edge_values(gen, shape, dtype, _field(dist, "edge"), int(dist.get("spread", 0)))
+        x = _edge(f, dtype, _field(dist, "edge"), int(dist.get("spread", 0)), _BASE)
     else:
         raise CaseError(f"unknown distribution kind {kind!r} in {dict(dist)!r}")
-    nonfinite = dist.get("nonfinite")
-    if nonfinite:
-        x = _inject_nonfinite(gen, x, float(nonfinite.get("nan", 0)), float(nonfinite.get("inf", 0)))
+    x = _apply_modifiers(x, f, rows, shape, dtype, dist)
     return x.to(dtype)
 
 
-def _signs(gen: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
-    return torch.randint(0, 2, shape, generator=gen).to(torch.float64) * 2 - 1
-
-
-def _edge_values(
-    gen: torch.Generator, shape: tuple[int, ...], dtype: torch.dtype, edge: str, spread: int
-) -> torch.Tensor:
+def _edge(f: Field, dtype: torch.dtype, edge: str, spread: int, draw: int) -> torch.Tensor:
     if not dtype.is_floating_point:
         raise CaseError(f"edge distributions need a floating dtype, got {dtype}")
     info = torch.finfo(dtype)
-    u = torch.rand(shape, generator=gen, dtype=torch.float64)
+    u = f.uniform(draw)
+    steps = f.below(draw + 1, max(spread, 0) + 1)
     if edge == "overflow":
-        # Within 2**spread of the largest finite value, below it.
-        mag = info.max * torch.exp2(-spread * u - 1e-3)
+        # Within 2**(spread + 1) of the largest finite value, at most that value.
+        mag = info.max * (1.0 - 0.5 * u) * pow2(-steps)
     elif edge == "underflow":
-        # Around the smallest normal, up to 2**spread above it.
-        mag = info.tiny * torch.exp2(spread * u)
+        # From the smallest normal up to 2**(spread + 1) above it.
+        mag = info.tiny * (1.0 + u) * pow2(steps)
     elif edge == "subnormal":
         mag = info.tiny * u
     else:
         raise CaseError(f"unknown edge {edge!r}; choose from overflow, underflow, subnormal")
-    return mag * _signs(gen, shape)
+    return mag * f.signs(draw + 2)
 
 
-def _inject_nonfinite(gen: torch.Generator, x: torch.Tensor, nan: float, inf: float) -> torch.Tensor:
-    u = torch.rand(x.shape, generator=gen, dtype=torch.float64)
-    x = torch.where(u < nan, torch.full_like(x, math.nan), x)
-    infs = torch.full_like(x, math.inf) * _signs(gen, tuple(x.shape))
-    return torch.where((u >= nan) & (u < nan + inf), infs, x)
+def _apply_modifiers(
+    x: torch.Tensor, f: Field, rows: Field, shape: tuple[int, ...], dtype: torch.dtype,
+    dist: Mapping[str, Any],
+) -> torch.Tensor:
+    """The value regimes of `dist` (see `kfuzz.strategies.regimes`), each optional."""
+    if dist.get("row_gap"):
+        # Rows far apart: each row shifted by its own offset in [-gap, gap].
+        x = x + (2.0 * rows.uniform(_ROW_GAP) - 1.0) * float(dist["row_gap"])
+    if dist.get("dominant") and shape and shape[-1] > 0:
+        # One element per row far above the rest (one dominant score).
+        at = rows.below(_ROW_DOMINANT, shape[-1])
+        lanes = torch.arange(shape[-1], device=x.device)
+        x = x + (lanes == at).to(torch.float64) * float(dist["dominant"])
+    if dist.get("shift"):
+        x = x + float(dist["shift"])
+    if dist.get("ties"):
+        x = _ties(x, f, dtype, dtype_of(dist["ties"]))
+    edge_rows = dist.get("edge_rows")
+    if edge_rows:
+        hit = rows.uniform(_ROW_EDGE) < float(_field(edge_rows, "fraction"))
+        x = torch.where(hit, _edge(f, dtype, _field(edge_rows, "edge"), 2, _EDGE), x)
+    nonfinite = dist.get("nonfinite")
+    if nonfinite:
+        nan, inf = float(nonfinite.get("nan", 0)), float(nonfinite.get("inf", 0))
+        u = f.uniform(_NAN)
+        x = torch.where(u < nan, math.nan, x)
+        x = torch.where((u >= nan) & (u < nan + inf), math.inf * f.signs(_NAN + 1), x)
+    return x
 
 
-def sparse_indices(gen: torch.Generator, tokens: int, spec: Mapping[str, Any]) -> torch.Tensor:
+def _ties(x: torch.Tensor, f: Field, dtype: torch.dtype, tie_dtype: torch.dtype) -> torch.Tensor:
+    """Half of the elements moved onto a rounding tie of `tie_dtype` (the midpoint of the two
+    `tie_dtype` values around them), or one unit of `dtype` below or above it."""
+    if tie_dtype not in _PRECISION or dtype not in _PRECISION:
+        raise CaseError(f"ties need floating dtypes, got {tie_dtype} for a {dtype} input")
+    finite = torch.isfinite(x) & (x != 0)
+    r = x.to(tie_dtype).to(torch.float64)
+    _, exp = torch.frexp(torch.where(finite, r, 1.0))
+    exp = exp.to(torch.int64)
+    half_step = pow2((exp - _PRECISION[tie_dtype] - 1).clamp_(-1022, 1023))
+    mid = r + torch.where(r < 0, -half_step, half_step)
+    nudge = (f.below(_TIE_NUDGE, 3) - 1).to(torch.float64)
+    mid = mid + nudge * pow2((exp - _PRECISION[dtype]).clamp_(-1022, 1023))
+    pick = finite & torch.isfinite(mid) & (f.uniform(_TIE) < 0.5)
+    return torch.where(pick, mid, x)
+
+
+def integers(
+    gen: torch.Generator, shape: Sequence[int], low: int, high: int, *, name: str | None = None
+) -> torch.Tensor:
+    """An int64 tensor of `shape`, uniform in [low, high) (high > low). Position-stable with a
+    `CounterGenerator`; `torch.randint` with a sequential generator."""
+    if high <= low:
+        raise CaseError(f"integers need high > low, got [{low}, {high})")
+    shape = tuple(int(s) for s in shape)
+    if not isinstance(gen, CounterGenerator):
+        return torch.randint(low, high, shape, generator=gen)
+    return low + gen.field(gen.stream(name), shape).below(_BASE, high - low)
+
+
+def sparse_indices(
+    gen: torch.Generator, tokens: int, spec: Mapping[str, Any], *, name: str | None = None
+) -> torch.Tensor:
     """A [tokens, k] int32 index tensor from a `kfuzz.strategies.sparse_index_sets` description.
 
     Per token: the first min(window, valid) slots are the most recent rows (n_rows-1 down),
     the next valid slots scattered rows (drawn without replacement unless `duplicates`), the
-    rest -1. With `out_of_range`, about one valid slot in eight names a row >= n_rows.
+    rest -1. With `out_of_range`, about one valid slot in eight names a row >= n_rows. With a
+    `CounterGenerator` a token's indices depend on the token and the row or slot numbers only:
+    removing a token, a slot or a cache row leaves the others' choices in place.
     Raises CaseError for a malformed description."""
+    if not isinstance(gen, CounterGenerator):
+        return materialise_v1.sparse_indices(gen, tokens, spec)
+    n, k, n_valid, window = _index_spec(spec)
+    key = gen.stream(name)
+    duplicates = bool(spec.get("duplicates"))
+    if spec.get("ragged"):
+        lengths = gen.field(key ^ 1, (tokens,)).below(_BASE, n_valid + 1).tolist()
+    else:
+        lengths = [n_valid] * tokens
+    if duplicates:
+        picks = gen.field(key ^ 2, (tokens, k)).below(_BASE, n)
+    else:
+        # Each token ranks every cache row by a hash of (token, row); the scattered rows are
+        # the best-ranked rows outside the window.
+        scores = gen.field(key ^ 3, (tokens, n)).bits(_BASE)
+        picks = torch.sort(scores, dim=1, stable=True).indices
+    far = gen.field(key ^ 4, (tokens, k)).uniform(_BASE) < 0.125
+    out = torch.full((tokens, k), -1, dtype=torch.int32, device=gen.target_device)
+    for t, valid in enumerate(lengths):
+        valid = valid if duplicates else min(valid, n)
+        w = min(window, valid, n)
+        recent = torch.arange(n - 1, n - 1 - w, -1, dtype=torch.int64, device=gen.target_device)
+        rest = valid - w
+        if duplicates:
+            scattered = picks[t, w:w + rest]
+        else:
+            row_picks = picks[t]
+            scattered = row_picks[row_picks < n - w][:rest]
+        row = torch.cat([recent, scattered])
+        if spec.get("sorted"):
+            row = torch.sort(row).values
+        if spec.get("out_of_range") and row.numel():
+            row = torch.where(far[t, : row.numel()], row + n, row)
+        out[t, : row.numel()] = row.to(torch.int32)
+    return out
+
+
+def _index_spec(spec: Mapping[str, Any]) -> tuple[int, int, int, int]:
     try:
         n, k = int(spec["n_rows"]), int(spec["k"])
         n_valid, window = int(spec["n_valid"]), int(spec["window"])
@@ -139,31 +288,7 @@ def sparse_indices(gen: torch.Generator, tokens: int, spec: Mapping[str, Any]) -
         raise CaseError(f"sparse index set {spec!r} needs ints n_rows, k, n_valid, window") from None
     if n < 1 or k < 1 or not 0 <= n_valid <= k or window < 0:
         raise CaseError(f"sparse index set {dict(spec)!r} is out of bounds")
-    out = torch.full((tokens, k), -1, dtype=torch.int32)
-    if spec.get("ragged"):
-        lengths = torch.randint(0, n_valid + 1, (tokens,), generator=gen).tolist()
-    else:
-        lengths = [n_valid] * tokens
-    for t, valid in enumerate(lengths):
-        # Without duplicates a token cannot name more distinct rows than exist.
-        valid = valid if spec.get("duplicates") else min(valid, n)
-        w = min(window, valid, n)
-        recent = torch.arange(n - 1, n - 1 - w, -1, dtype=torch.int32)
-        rest = valid - w
-        if spec.get("duplicates"):
-            scattered = torch.randint(0, n, (rest,), generator=gen, dtype=torch.int32)
-        else:
-            pool = torch.randperm(max(n - w, 0), generator=gen).to(torch.int32)[:rest]
-            scattered = pool
-        row = torch.cat([recent, scattered])
-        if spec.get("sorted"):
-            row = torch.sort(row).values
-        if spec.get("out_of_range") and row.numel():
-            hit = torch.rand(row.shape, generator=gen) < 0.125
-            row = torch.where(hit, row + n, row)
-        out[t, : row.numel()] = row
-    return out
-
+    return n, k, n_valid, window
 
 def to_device(tensors: Mapping[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
     """The same tensors moved to `device` (a no-op copy-free move for "cpu")."""

@@ -18,18 +18,22 @@ one stored, and it replays on its own.
 from __future__ import annotations
 
 import functools
+import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings, target
 from hypothesis import seed as hypothesis_seed
 from kfuzz import targets as registry
-from kfuzz.errors import KfuzzError
+from kfuzz.errors import KfuzzError, OptionError
 from kfuzz.executor import Executor, InProcessExecutor, Job, Outcome
-from kfuzz.findings import Finding
+from kfuzz.findings import Finding, canonical_json
+from kfuzz.materialise import stamp
+from kfuzz.shrink import shrink
+from kfuzz.strategies import EXCLUDABLE, regimes_in
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,9 @@ class CampaignConfig:
     max_examples and budget (seconds) may both be set; the first one spent ends the search.
     seed None: a random seed, reported in the result so that the run can be repeated.
     pins: case fields held at fixed values (e.g. {"shape": [4, 64, 512]}); the search and the
-    shrinker vary only the other fields."""
+    shrinker vary only the other fields.
+    exclude: value regimes left out of the search (names of `kfuzz.strategies.EXCLUDABLE`, e.g.
+    "overflow"): regimes a kernel does not promise to handle."""
 
     target: str
     kernel: str | None = None
@@ -77,6 +83,7 @@ class CampaignConfig:
     max_numel: int | None = None
     shrink_seconds: float | None = None
     pins: Mapping[str, Any] | None = None
+    exclude: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -86,9 +93,13 @@ class CampaignConfig:
         for name in ("max_examples", "batch", "max_numel"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise KfuzzError(f"--{name.replace('_', '-')} {value} must be at least 1")
+                raise OptionError(name, value, " must be at least 1")
+        unknown = sorted(set(self.exclude) - set(EXCLUDABLE))
+        if unknown:
+            raise OptionError("exclude", unknown[0],
+                              f" is not a value regime; choose from {', '.join(EXCLUDABLE)}")
         if self.budget is not None and self.budget <= 0:
-            raise KfuzzError(f"--budget {self.budget} must be a positive number of seconds")
+            raise OptionError("budget", self.budget, " must be a positive number of seconds")
 
 
 @dataclass
@@ -136,6 +147,29 @@ def _pin(pins: dict[str, Any], target: str, case: dict[str, Any]) -> dict[str, A
             f"fields: {', '.join(sorted(case))}"
         ))
     return {**case, **pins}
+
+
+def raw_metrics(outcome: Outcome) -> dict[str, dict[str, Any]]:
+    """Per output, the headline errors of an outcome (what a raw failure showed)."""
+    keys = ("mismatches", "mismatch_ratio", "max_abs", "max_rel", "worst_over_allowed", "max_ulp")
+    return {name: {k: m.get(k) for k in keys if k in m} for name, m in outcome.outputs.items()}
+
+
+def feedback(outcome: Outcome) -> dict[str, float]:
+    """What `hypothesis.target` climbs, per output: the mismatch ratio; the worst element's
+    error as a fraction of what the comparator allows (log2, so that near misses climb toward
+    failures); the largest ULP distance (log2). A crash, hang or error scores 1 on its status."""
+    if outcome.status not in ("pass", "fail"):
+        return {outcome.status: 1.0}
+    out: dict[str, float] = {}
+    for name, m in outcome.outputs.items():
+        out[name] = float(m["mismatch_ratio"])
+        for key, label in (("worst_over_allowed", "headroom"), ("max_ulp", "ulp")):
+            value = m.get(key)
+            if isinstance(value, (int, float)) and value > 0:
+                # Capped: an infinite error (a NaN or Inf mismatch) is as far as it goes.
+                out[f"{name}:{label}"] = min(math.log2(value), 1024.0)
+    return out
 
 
 class _Failed(Exception):
@@ -200,6 +234,12 @@ class _Campaign:
         cases = self.target.cases(max_numel)
         if config.pins:
             cases = cases.map(functools.partial(_pin, dict(config.pins), self.target.name))
+        if config.exclude:
+            # Regimes a kernel does not promise to handle (e.g. near-overflow inputs).
+            excluded = set(config.exclude)
+            cases = cases.filter(lambda case: not regimes_in(case) & excluded)
+        # Every drawn case is built by the current, position-stable materialisation.
+        cases = cases.map(stamp)
         self.strategy = cases.map(functools.partial(batch_seeds, self.batch))
         self.known: set[str] = set()
         self.result = CampaignResult(self.target.name, self.kernel, self.oracle, self.seed)
@@ -235,13 +275,11 @@ class _Campaign:
             outcomes = self.executor.evaluate([self._job(c) for c in cases])
         except KfuzzError as exc:
             raise _Abort(exc) from None
-        ratios: dict[str, float] = {}
+        scores: dict[str, float] = {}
         new_failure = None
         for case, outcome in zip(cases, outcomes, strict=False):
-            for name, m in outcome.outputs.items():
-                ratios[name] = max(ratios.get(name, 0.0), float(m["mismatch_ratio"]))
-            if outcome.status not in ("pass", "fail"):
-                ratios[outcome.status] = 1.0
+            for label, score in feedback(outcome).items():
+                scores[label] = max(scores.get(label, -math.inf), score)
             if not outcome.failed:
                 continue
             # The peak is the worst precision failure: highest ratio, then most bad elements
@@ -252,8 +290,8 @@ class _Campaign:
                 self.peak = (worst, case, outcome)
             if new_failure is None and outcome.buckets() - self.known:
                 new_failure = (case, outcome)
-        for label, ratio in ratios.items():
-            target(ratio, label=label)
+        for label, score in scores.items():
+            target(score, label=label)
         self._report_progress(now)
         if new_failure is not None:
             self._on_new_failure(*new_failure)
@@ -264,7 +302,8 @@ class _Campaign:
             # First sight of this failure: store it raw at once, then shrink.
             self.shrinking = True
             self.shrink_started = time.perf_counter()
-            self.shrink_deadline = self.shrink_started + self.shrink_seconds
+            # Hypothesis' pass gets half of the shrink time, the size-directed pass the rest.
+            self.shrink_deadline = self.shrink_started + self.shrink_seconds / 2
             self.raw = self._finding(case, outcome, "raw")
             self.on_finding(self.raw)
             self.shrink_steps = 0
@@ -288,7 +327,7 @@ class _Campaign:
                     break
         except KeyboardInterrupt:
             self.result.stopped = "interrupted"
-            self._store_candidate(complete=False)
+            self._store_candidate(complete=False, reduce=False)
         self._store_peak()
         self.result.seconds = time.perf_counter() - self.start
         return self.result
@@ -333,23 +372,57 @@ class _Campaign:
         self.result.stopped = "exhausted" if self._examples_left() > 0 else "examples"
         return False
 
-    def _store_candidate(self, *, complete: bool) -> None:
+    def _store_candidate(self, *, complete: bool, reduce: bool = True) -> None:
         if self.candidate is None:
             return
         case, outcome = self.candidate
+        hypothesis_size = self.target.case_size(case)
+        steps: list[str] = []
+        if reduce:
+            case, outcome, steps, reduced = self._reduce(case, outcome)
+            complete = complete and reduced
         finding = self._finding(case, outcome, "shrunk")
         finding.shrink = {
             "seconds": round(time.perf_counter() - self.shrink_started, 3),
-            "steps": self.shrink_steps,
+            "steps": self.shrink_steps + len(steps),
             "complete": complete,
             "size_before": self.target.case_size(self.raw.case) if self.raw else None,
+            "size_hypothesis": hypothesis_size,
             "size_after": self.target.case_size(case),
+            "reductions": steps,
+            # Shrinking drives the error down to just over the threshold: keep what the raw
+            # case showed too.
+            "raw_metrics": raw_metrics(self.raw.outcome) if self.raw else None,
         }
         finding.replaces = self.raw.fingerprint if self.raw else None
         self.known |= outcome.buckets()
         self.result.findings.append(finding)
         self.on_finding(finding)
         self.candidate = None
+
+    def _reduce(
+        self, case: dict[str, Any], outcome: Outcome
+    ) -> tuple[dict[str, Any], Outcome, list[str], bool]:
+        """The size-directed pass (kfuzz.shrink) on Hypothesis' result, within what is left of
+        the finding's shrink time; pinned fields stay as pinned."""
+        wanted = outcome.buckets() - self.known or outcome.buckets()
+        pinned = dict(self.config.pins or {})
+        outcomes: dict[str, Outcome] = {}
+
+        def still_fails(candidate: dict[str, Any]) -> bool:
+            if any(candidate.get(k) != v for k, v in pinned.items()):
+                return False
+            try:
+                got = self.executor.evaluate([self._job(candidate)])[0]
+            except KfuzzError:
+                return False  # e.g. a candidate the kernel's output contract rejects
+            outcomes[canonical_json(candidate)] = got
+            return bool(got.buckets() & wanted)
+
+        result = shrink(self.target, case, still_fails,
+                        deadline=self.shrink_started + self.shrink_seconds)
+        final = outcomes.get(canonical_json(result.case), outcome)
+        return result.case, final, result.steps, result.complete
 
     def _store_peak(self) -> None:
         if self.peak is None:

@@ -12,7 +12,7 @@ Arguments are validated when a strategy is built, not when it draws.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,8 @@ DTYPES = ("float32", "bfloat16", "float16", "float64")
 LOW_PRECISION = ("bfloat16", "float16")
 DISTRIBUTION_KINDS = ("normal", "uniform", "log_uniform", "outliers", "constant_rows", "edge")
 EDGES = ("overflow", "underflow", "subnormal")
+# Value regimes: optional modifiers of a distribution (`kfuzz.materialise.values` applies them).
+REGIMES = ("shift", "row_gap", "dominant", "ties", "edge_rows")
 MAX_SEED = 2**32 - 1
 
 
@@ -59,25 +61,56 @@ class Dim:
         return -(-self.min_side // self.multiple_of) * self.multiple_of
 
 
+# Tile sizes kernels commonly use: sizes one below, at and one above their multiples are where
+# tail-tile and boundary faults live.
+TILES = (16, 32, 64, 128)
+
+
+def boundary_sizes(lo: int, hi: int, multiple_of: int = 1, *, tiles: bool = False) -> tuple[int, ...]:
+    """Admissible sizes in [lo, hi] (multiples of `multiple_of`) at or next to a power of two
+    (or, with `tiles`, a multiple of a common tile size), plus both ends, sorted."""
+    found = {lo, hi}
+    bases = {1 << e for e in range(max(hi, 1).bit_length() + 1)}
+    if tiles:
+        bases = {m for tile in TILES for m in range(tile, hi + 2, tile)}
+    for base in bases:
+        for size in (base - 1, base, base + 1):
+            size -= size % multiple_of
+            if lo <= size <= hi:
+                found.add(size)
+    return tuple(sorted(found))
+
+
 def sides(*, min_side: int = 1, max_side: int = 64, multiple_of: int = 1) -> st.SearchStrategy[int]:
     """Sizes in [min_side, max_side] that are multiples of `multiple_of`, shrinking toward
-    the smallest. Raises ValueError when the bounds admit no size."""
+    the smallest. Raises ValueError when the bounds admit no size.
+
+    Three regimes, each a flag of the draw: most sizes take a random order of magnitude first
+    (small, fast cases as common as large ones); one in four is a boundary size
+    (`boundary_sizes`: a power of two or a tile multiple, or one either side); one in eight is
+    the largest size (production shapes sit at the top of the range). Every branch makes the
+    same draws, so Hypothesis, which prefers shorter choice sequences, never shrinks toward a
+    branch because it is shorter, only toward smaller sizes."""
     dim = Dim(min_side, max_side, multiple_of)
     lo, hi = dim.smallest // multiple_of, max_side // multiple_of
-    if hi - lo < 64:
-        return st.integers(lo, hi).map(lambda k: k * multiple_of)
-    # Wide ranges: draw the size's order of magnitude first, so small (fast) cases are as
-    # common as large ones and the search reaches both, plus the largest size as one more
-    # "magnitude" (production shapes sit at the top of the range and rare faults need them);
-    # still shrinks toward the smallest.
-    top = (hi - lo).bit_length() + 1
+    span = hi - lo
+    top_bits = span.bit_length()
+    edges = (boundary_sizes(dim.smallest, max_side, multiple_of),
+             boundary_sizes(dim.smallest, max_side, multiple_of, tiles=True))
 
-    def within(bits: int) -> st.SearchStrategy[int]:
-        if bits == top:
-            return st.just(hi)
-        return st.integers(lo, lo + min((1 << bits) - 1, hi - lo))
+    @st.composite
+    def draw_side(draw: st.DrawFn) -> int:
+        regime = draw(st.integers(0, 7))
+        bits = draw(st.integers(0, top_bits))
+        raw = draw(st.integers(0, span))
+        if regime == 7:
+            return hi * multiple_of
+        if regime >= 5:
+            family = edges[bits % 2]
+            return family[raw % len(family)]
+        return (lo + min(raw % (1 << bits), span)) * multiple_of
 
-    return st.integers(0, top).flatmap(within).map(lambda k: k * multiple_of)
+    return draw_side()
 
 
 def shapes(*dims: int | Dim, max_numel: int) -> st.SearchStrategy[list[int]]:
@@ -142,6 +175,9 @@ def distributions(
     min_scale_exp: int = -8,
     max_scale_exp: int = 8,
     allow_nonfinite: bool = False,
+    regimes: Sequence[str] | None = None,
+    tie_dtypes: Sequence[str] = (),
+    edges: Sequence[str] = EDGES,
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Descriptions of value distributions, materialised by `kfuzz.materialise.values`.
 
@@ -155,6 +191,11 @@ def distributions(
                     its smallest normal, or in its subnormal range
     Scales are powers of two in [2**min_scale_exp, 2**max_scale_exp]. With allow_nonfinite,
     a "nonfinite" entry {"nan": p, "inf": p} may inject NaN and +/-Inf at rate p.
+    regimes: the value regimes (`value_regimes`) a description may switch on; None for all that
+    fit ("edge_rows" only where "edge" is a kind, "ties" only with tie_dtypes), () for none.
+    tie_dtypes: dtypes coarser than the input's whose rounding ties the "ties" regime aims at
+    (e.g. ("bfloat16",) for a float32 input a kernel rounds to BF16).
+    edges: the edges the "edge" kind and the "edge_rows" regime may draw.
     Raises ValueError on unknown kinds or inverted bounds."""
     _check(len(kinds) > 0, "distributions() needs at least one kind")
     for kind in kinds:
@@ -195,11 +236,18 @@ def distributions(
         }),
         "edge": st.fixed_dictionaries({
             "kind": st.just("edge"),
-            "edge": st.sampled_from(EDGES),
+            "edge": st.sampled_from(tuple(edges)),
             "spread": st.integers(0, 4),
         }),
     }
     base = st.one_of([builders[k] for k in kinds])
+    if regimes is None:
+        regimes = [r for r in REGIMES if (r != "edge_rows" or "edge" in kinds)
+                   and (r != "ties" or tie_dtypes)]
+    if regimes:
+        base = st.builds(lambda dist, mods: {**dist, **mods}, base,
+                         value_regimes(names=regimes, tie_dtypes=tie_dtypes or LOW_PRECISION,
+                                       edges=edges))
     if not allow_nonfinite:
         return base
 
@@ -211,6 +259,54 @@ def distributions(
 
     rate = st.sampled_from([0.0, 0.001, 0.05])
     return st.builds(add_nonfinite, base, st.tuples(rate, rate))
+
+
+def _signed_powers(min_exp: int, max_exp: int) -> st.SearchStrategy[float]:
+    # Shrinks toward +2**min_exp.
+    return st.builds(lambda negative, e: (-1.0 if negative else 1.0) * 2.0 ** e,
+                     st.booleans(), st.integers(min_exp, max_exp))
+
+
+def value_regimes(
+    *, names: Sequence[str] = REGIMES, tie_dtypes: Sequence[str] = LOW_PRECISION, max_exp: int = 12,
+    edges: Sequence[str] = EDGES,
+) -> st.SearchStrategy[dict[str, Any]]:
+    """Swarm flags for the regimes where low-precision kernels break, as distribution modifiers
+    (a dict, often empty; each key switched on independently, so the shrinker can switch each
+    one off):
+
+      shift      +-2**e added to every element: one-sided and shifted ranges, logits or
+                 scores far below zero (past exp's underflow)
+      row_gap    2**e: each row (last axis) offset by its own amount in [-2**e, 2**e]: huge
+                 gaps between rows
+      dominant   +-2**e added to one element per row: one dominant score
+      ties       a dtype name: half of the elements moved onto a rounding tie of that dtype,
+                 or one unit of the input dtype either side of it
+      edge_rows  {"edge", "fraction"}: whole rows of subnormal, smallest-normal or near-overflow
+                 magnitudes
+
+    Exponents are in [1, max_exp]. Half of the descriptions have no regime at all; in the other
+    half each regime is on with probability 1/3. Raises ValueError on unknown names."""
+    for name in names:
+        _check(name in REGIMES, f"unknown regime {name!r}; choose from {', '.join(REGIMES)}")
+    _check(max_exp >= 1, f"max_exp={max_exp} must be >= 1")
+    params: dict[str, st.SearchStrategy[Any]] = {
+        "shift": _signed_powers(1, max_exp),
+        "row_gap": st.integers(1, max_exp).map(lambda e: 2.0 ** e),
+        "dominant": _signed_powers(1, max_exp),
+        "ties": st.sampled_from(tuple(tie_dtypes)),
+        "edge_rows": st.fixed_dictionaries({"edge": st.sampled_from(tuple(edges)),
+                                            "fraction": st.sampled_from([1.0, 0.5, 0.1])}),
+    }
+    chosen = [(name, params[name]) for name in REGIMES if name in names]
+
+    @st.composite
+    def draw_regimes(draw: st.DrawFn) -> dict[str, Any]:
+        if not chosen or not draw(st.booleans()):
+            return {}
+        return {name: draw(param) for name, param in chosen if draw(st.integers(0, 2)) == 2}
+
+    return draw_regimes()
 
 
 def sparse_index_sets(
@@ -270,3 +366,59 @@ def valid_lengths(*, max_length: int) -> st.SearchStrategy[int]:
     """Valid lengths in [0, max_length], shrinking toward the full length (the common case)."""
     _check(max_length >= 0, f"max_length={max_length} must be >= 0")
     return st.integers(0, max_length).map(lambda gap: max_length - gap)
+
+
+Reductions = Callable[[dict[str, Any]], Iterator[tuple[str, dict[str, Any]]]]
+
+
+def index_set_reductions(field: str = "index") -> Reductions:
+    """Size-directed reductions (`Target.reductions`) of the `sparse_index_sets` description in
+    `case[field]`: fewer cache rows, fewer slots, fewer valid slots, a shorter window, each
+    cut to its smallest, halved, then decremented; n_valid and window stay within k."""
+
+    def reduce(case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+        spec = case.get(field)
+        if not isinstance(spec, dict):
+            return
+        for key, floor in (("n_rows", 1), ("k", 1), ("n_valid", 0), ("window", 0)):
+            value = spec.get(key)
+            if not isinstance(value, int):
+                continue
+            for new in dict.fromkeys((floor, value // 2, value - 1)):
+                if floor <= new < value:
+                    smaller = {**spec, key: new}
+                    if key == "k":
+                        smaller["n_valid"] = min(smaller["n_valid"], new)
+                        smaller["window"] = min(smaller["window"], new)
+                    yield f"{field}.{key} {value}->{new}", {**case, field: smaller}
+
+    return reduce
+
+
+# What `regimes_in` can name, and so what a run may exclude.
+EXCLUDABLE = (*DISTRIBUTION_KINDS[1:], *EDGES, *REGIMES, "nonfinite", "late_positions")
+
+
+def regimes_in(case: Any) -> set[str]:
+    """The value regimes a case uses, by the names of `EXCLUDABLE`: distribution kinds other
+    than normal, edges (of the edge kind or of edge_rows), modifiers, non-finite injection,
+    and case-level flags such as late_positions, found anywhere in the case."""
+    found: set[str] = set()
+    if isinstance(case, dict):
+        kind = case.get("kind")
+        if kind in DISTRIBUTION_KINDS:
+            found.add(kind)
+            if kind == "edge":
+                found.add(case.get("edge"))
+        for key, value in case.items():
+            if key in REGIMES or key in ("nonfinite", "late_positions"):
+                if value:
+                    found.add(key)
+            if key == "edge_rows" and isinstance(value, dict):
+                found.add(value.get("edge"))
+            found |= regimes_in(value)
+    elif isinstance(case, list):
+        for item in case:
+            found |= regimes_in(item)
+    found.discard("normal")
+    return {name for name in found if isinstance(name, str)}

@@ -15,7 +15,7 @@ import functools
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -25,6 +25,7 @@ import torch
 from hypothesis import strategies as st
 from kfuzz.compare import Comparator
 from kfuzz.errors import BadCallable, PluginError, UnknownTarget, UnknownVariant
+from kfuzz.strategies import Dim
 
 ENTRY_POINT_GROUP = "kfuzz.targets"
 DEFAULT_MAX_NUMEL = 1 << 20
@@ -79,6 +80,12 @@ class Target:
     comparator_doc: str = ""
     max_numel: int = DEFAULT_MAX_NUMEL
     size: Callable[[dict[str, Any]], int] | None = None
+    # The drawn dimensions of the case's "shape" field (ints for fixed sizes), so that the
+    # size-directed shrinker stays inside the case space; None: any size >= 1.
+    dims: tuple[int | Dim, ...] | None = None
+    # Extra candidate reductions of a case for the size-directed shrinker: case -> iterable of
+    # (label, smaller case), e.g. fewer cache rows (kfuzz.shrink).
+    reductions: Callable[[dict[str, Any]], Iterable[tuple[str, dict[str, Any]]]] | None = None
     # False for targets that exist to measure kfuzz itself (seeded faults): `run --all`
     # skips them; naming them still works.
     in_all: bool = True
@@ -103,9 +110,9 @@ class Target:
         """Total input elements of `case` (the measure of a shrunk case's size)."""
         if self.size is not None:
             return self.size(case)
-        from kfuzz.materialise import generator
+        from kfuzz.materialise import generator_for
 
-        return sum(t.numel() for t in self.inputs(case, generator(case.get("seed", 0))).values())
+        return sum(t.numel() for t in self.inputs(case, generator_for(case)).values())
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able description: kernels, oracles, signature, inputs, outputs, comparators."""

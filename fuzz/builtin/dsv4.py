@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 from kfuzz import strategies as fst
+from kfuzz.builtin.ops import late_positions, positions
 from kfuzz.compare import Comparator
 from kfuzz.kernels.deepseek_v4 import q_norm_rope, sparse_attn
 from kfuzz.materialise import sparse_indices, values
@@ -45,36 +46,70 @@ def _bshd(case: dict[str, Any]) -> dict[str, OutputSpec]:
 
 # -- dsv4.sparse_attn -------------------------------------------------------------------------
 
+HEAD_DIMS = (fst.Dim(1, 8), fst.Dim(1, 64), fst.Dim(64, 512, multiple_of=64))
+
+
+def _score_regime(draw: st.DrawFn, q: dict[str, Any], kv: dict[str, Any]) -> tuple[dict, dict]:
+    """One case in six shifts q and kv by opposite (scores far below zero) or equal (far above)
+    amounts: every score of a token moves by about 2**(a + b) * sqrt(D)."""
+    regime = draw(st.integers(0, 5))
+    if regime < 4:
+        return q, kv
+    a, b = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    sign = -1.0 if regime == 4 else 1.0
+    return {**q, "shift": 2.0 ** a}, {**kv, "shift": sign * 2.0 ** b}
+
+
 def sparse_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
     @st.composite
     def cases(draw: st.DrawFn) -> dict[str, Any]:
-        shape = draw(fst.shapes(fst.Dim(1, 8), fst.Dim(1, 64), fst.Dim(64, 512, multiple_of=64),
-                                max_numel=max_numel))
+        shape = draw(fst.shapes(*HEAD_DIMS, max_numel=max_numel))
         t, _, d = shape
         # Cache rows and the gathered [T, K, D] block stay within max_numel too.
         index = fst.sparse_index_sets(max_rows=max(1, min(4096, max_numel // d)),
                                       max_k=max(1, min(512, max_numel // (t * d))))
-        return {
+        case = {
             "shape": shape,
             "index": draw(index),
             "q": draw(_values_strategy()),
             "kv": draw(_values_strategy()),
-            "sink": draw(fst.distributions(kinds=("normal", "uniform"), min_scale_exp=-2,
-                                           max_scale_exp=6)),
+            # Per-head sinks, distinct and possibly extreme (log-uniform over 2**-2..2**6).
+            "sink": draw(fst.distributions(kinds=("normal", "uniform", "log_uniform"),
+                                           min_scale_exp=-2, max_scale_exp=6)),
             "seed": draw(fst.seeds()),
         }
+        case["q"], case["kv"] = _score_regime(draw, case["q"], case["kv"])
+        if draw(st.integers(0, 3)) == 3:
+            # Sinks of the scores' own size: each head's sink at its largest score plus an offset.
+            case["sink_near_scores"] = draw(st.integers(-16, 16))
+        return case
 
     return cases()
 
 
 def sparse_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.Tensor]:
     t, h, d = case["shape"]
-    return {
-        "q": values(gen, [t, h, d], torch.bfloat16, case["q"]),
-        "kv": values(gen, [case["index"]["n_rows"], d], torch.bfloat16, case["kv"]),
-        "indices": sparse_indices(gen, t, case["index"]),
-        "sink": values(gen, [h], torch.float32, case["sink"]),
+    out = {
+        "q": values(gen, [t, h, d], torch.bfloat16, case["q"], name="q"),
+        "kv": values(gen, [case["index"]["n_rows"], d], torch.bfloat16, case["kv"], name="kv"),
+        "indices": sparse_indices(gen, t, case["index"], name="indices"),
+        "sink": values(gen, [h], torch.float32, case["sink"], name="sink"),
     }
+    if "sink_near_scores" in case:
+        out["sink"] = _sink_near_scores(out, float(case["sink_near_scores"]))
+    return out
+
+
+def _sink_near_scores(inputs: dict[str, torch.Tensor], offset: float) -> torch.Tensor:
+    """Per head: the largest score q . kv * D**-0.5 over the valid rows of every token, plus
+    `offset`, in float32 (the sink itself where no row is valid)."""
+    q, kv, idx = inputs["q"].double(), inputs["kv"].double(), inputs["indices"].long()
+    valid = (idx >= 0) & (idx < kv.shape[0])
+    rows = kv[idx.clamp(0, kv.shape[0] - 1)]  # [T, K, D]
+    scores = torch.einsum("thd,tkd->thk", q, rows) * q.shape[-1] ** -0.5
+    scores = scores.masked_fill(~valid[:, None, :], -torch.inf)
+    top = scores.amax(dim=(0, 2))
+    return torch.where(torch.isfinite(top), top + offset, inputs["sink"].double()).float()
 
 
 def _sparse_variants(fn: Any, prefix: str, what: str) -> dict[str, Variant]:
@@ -127,6 +162,8 @@ SPARSE_ATTN = register(Target(
     comparator_doc=PYPTO_DOC,
     max_numel=DSV4_MAX_NUMEL,
     size=sparse_size,
+    dims=HEAD_DIMS,
+    reductions=fst.index_set_reductions("index"),
 ))
 
 
@@ -134,22 +171,23 @@ SPARSE_ATTN = register(Target(
 
 def _q_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({
-        "shape": fst.shapes(fst.Dim(1, 8), fst.Dim(1, 64), fst.Dim(64, 512, multiple_of=64),
-                            max_numel=max_numel),
+        "shape": fst.shapes(*HEAD_DIMS, max_numel=max_numel),
         "rope_dim": st.sampled_from([64, 0, 32]),
+        # FP32 activations, subnormal and smallest-normal magnitudes too (not near FP32's
+        # overflow, where q**2 overflows in any FP32 kernel: no projection gives 1e19).
         "q": fst.distributions(kinds=("normal", "uniform", "log_uniform", "outliers",
-                                      "constant_rows")),
+                                      "constant_rows", "edge"), tie_dtypes=("bfloat16",),
+                               edges=("subnormal", "underflow")),
         "max_position": st.integers(0, 17).map(lambda e: 2**e),
         "eps": st.just(1e-6),
         "seed": fst.seeds(),
-    })
+    }, optional={"late_positions": late_positions()})
 
 
 def _q_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.Tensor]:
-    t = case["shape"][0]
     return {
-        "q": values(gen, case["shape"], torch.float32, case["q"]),
-        "positions": torch.randint(0, int(case["max_position"]), (t,), generator=gen),
+        "q": values(gen, case["shape"], torch.float32, case["q"], name="q"),
+        "positions": positions(gen, case, case["shape"][0]),
     }
 
 
@@ -192,4 +230,5 @@ register(Target(
     comparator_doc=PYPTO_DOC,
     max_numel=DSV4_MAX_NUMEL,
     size=lambda case: case["shape"][0] * case["shape"][1] * case["shape"][2] + case["shape"][0],
+    dims=HEAD_DIMS,
 ))

@@ -19,7 +19,7 @@ from kfuzz import strategies as fst
 from kfuzz.compare import Comparator
 from kfuzz.kernels import ops as k
 from kfuzz.kernels.compiled import compiled
-from kfuzz.materialise import dtype_of, values
+from kfuzz.materialise import dtype_of, integers, values
 from kfuzz.oracles import ops as o
 from kfuzz.targets import OutputSpec, Target, Variant, register
 
@@ -52,24 +52,31 @@ def _same_as_x(output: str):
 
 # -- ops.rmsnorm ------------------------------------------------------------------------------
 
+ROWS_DIMS = (fst.Dim(1, 64), fst.Dim(1, 8192))
+DEFAULT_WEIGHT = {"kind": "normal", "scale": 0.125}
+
+
 def _rmsnorm_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({
-        "shape": fst.shapes(fst.Dim(1, 64), fst.Dim(1, 8192), max_numel=max_numel),
+        "shape": fst.shapes(*ROWS_DIMS, max_numel=max_numel),
         "dtype": fst.dtypes(LOW_PRECISION),
         "x": fst.distributions(),
         "eps": st.sampled_from([1e-6, 1e-5]),
         "seed": fst.seeds(),
+    }, optional={
+        # Per-channel weights: 1 + N(0, 0.125^2) unless drawn (distinct and extreme ones).
+        "weight": fst.distributions(kinds=("normal", "log_uniform", "uniform"), min_scale_exp=-4,
+                                    max_scale_exp=4, regimes=()),
     })
 
 
 def _rmsnorm_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.Tensor]:
     dtype = dtype_of(case["dtype"])
     hidden = case["shape"][-1]
-    return {
-        "x": values(gen, case["shape"], dtype, case["x"]),
-        "weight": values(gen, [hidden], torch.float64, {"kind": "normal", "scale": 0.125})
-        .add(1.0).to(dtype),
-    }
+    # x first: a version-1 case draws its tensors in this order.
+    x = values(gen, case["shape"], dtype, case["x"], name="x")
+    weight = values(gen, [hidden], torch.float64, case.get("weight", DEFAULT_WEIGHT), name="weight")
+    return {"x": x, "weight": (weight if "weight" in case else weight.add(1.0)).to(dtype)}
 
 
 RMSNORM = register(Target(
@@ -93,6 +100,7 @@ RMSNORM = register(Target(
     comparator_doc=COMPARATOR_DOC,
     max_numel=OPS_MAX_NUMEL,
     size=lambda case: case["shape"][0] * case["shape"][1] + case["shape"][1],
+    dims=ROWS_DIMS,
 ))
 
 
@@ -100,7 +108,7 @@ RMSNORM = register(Target(
 
 def _softmax_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({
-        "shape": fst.shapes(fst.Dim(1, 64), fst.Dim(1, 8192), max_numel=max_numel),
+        "shape": fst.shapes(*ROWS_DIMS, max_numel=max_numel),
         "dtype": fst.dtypes(LOW_PRECISION),
         "x": fst.distributions(kinds=("normal", "uniform", "outliers", "constant_rows")),
         "seed": fst.seeds(),
@@ -113,7 +121,7 @@ SOFTMAX = register(Target(
     signature="fn(x) -> y",
     cases=_softmax_cases,
     inputs=lambda case, gen: {
-        "x": values(gen, case["shape"], dtype_of(case["dtype"]), case["x"])
+        "x": values(gen, case["shape"], dtype_of(case["dtype"]), case["x"], name="x")
     },
     expect=_same_as_x("y"),
     kernels=_lowp_fp32(k.softmax_lowp, k.softmax_fp32, "torch eager softmax"),
@@ -126,28 +134,41 @@ SOFTMAX = register(Target(
     comparator_doc=COMPARATOR_DOC,
     max_numel=OPS_MAX_NUMEL,
     size=lambda case: case["shape"][0] * case["shape"][1],
+    dims=ROWS_DIMS,
 ))
 
 
 # -- ops.rope ---------------------------------------------------------------------------------
 
+ROPE_DIMS = (fst.Dim(1, 64), fst.Dim(1, 16), fst.Dim(2, 256, multiple_of=2))
+
+
+def late_positions() -> st.SearchStrategy[bool]:
+    """A swarm flag: positions drawn from the last 16 below max_position (one case in four)."""
+    return st.integers(0, 3).map(lambda v: v == 3)
+
+
+def positions(gen: torch.Generator, case: dict[str, Any], tokens: int) -> torch.Tensor:
+    """[tokens] int64 positions in [0, max_position), or in its last 16 with late_positions."""
+    top = int(case["max_position"])
+    low = max(0, top - 16) if case.get("late_positions") else 0
+    return integers(gen, (tokens,), low, top, name="positions")
+
+
 def _rope_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({
-        "shape": fst.shapes(
-            fst.Dim(1, 64), fst.Dim(1, 16), fst.Dim(2, 256, multiple_of=2), max_numel=max_numel
-        ),
+        "shape": fst.shapes(*ROPE_DIMS, max_numel=max_numel),
         "dtype": fst.dtypes(LOW_PRECISION),
         "x": fst.distributions(kinds=("normal", "uniform", "log_uniform")),
         "max_position": st.integers(0, 16).map(lambda e: 2**e),
         "base": st.sampled_from([10000.0, 500000.0]),
         "seed": fst.seeds(),
-    })
+    }, optional={"late_positions": late_positions()})
 
 
 def _rope_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.Tensor]:
-    x = values(gen, case["shape"], dtype_of(case["dtype"]), case["x"])
-    positions = torch.randint(0, int(case["max_position"]), (case["shape"][0],), generator=gen)
-    return {"x": x, "positions": positions}
+    x = values(gen, case["shape"], dtype_of(case["dtype"]), case["x"], name="x")
+    return {"x": x, "positions": positions(gen, case, case["shape"][0])}
 
 
 register(Target(
@@ -171,4 +192,5 @@ register(Target(
     comparator_doc=COMPARATOR_DOC,
     max_numel=OPS_MAX_NUMEL,
     size=lambda case: case["shape"][0] * case["shape"][1] * case["shape"][2] + case["shape"][0],
+    dims=ROPE_DIMS,
 ))

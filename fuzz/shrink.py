@@ -1,0 +1,152 @@
+"""Size-directed shrinking: structured reductions of a decoded case, after Hypothesis' own pass.
+
+Hypothesis shrinks the choice sequence behind a case, which is not the same as the case's size:
+a failure found at [64, 8192] can come back with its 8192 intact. This pass works on the case
+itself. It tries, in order, reductions that remove the most elements (each drawn dimension set
+to its smallest size, halved, cut by a quarter, decremented; the target's own reductions, such
+as fewer cache rows; other integer fields that size the inputs halved), then simplifications
+(each value regime switched off, each flag off, each distribution replaced by a plain normal, scales to 1, the
+seed to 0). A candidate is kept only when it still fails in the same failure bucket and is no
+larger; the pass restarts after every kept candidate and ends at a fixed point or at its
+deadline. Because inputs are position-stable (kfuzz.materialise), a smaller shape keeps every
+surviving element, so the failing elements usually survive the cut.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kfuzz.materialise import MODIFIERS, VERSION_KEY
+from kfuzz.strategies import DISTRIBUTION_KINDS, Dim
+from kfuzz.targets import Target
+
+# Fields the pass leaves alone: the materialisation version, and the seed (only set to 0).
+_FIXED = {VERSION_KEY, "seed"}
+
+
+@dataclass
+class ShrinkResult:
+    """The smallest case reached, how it was reached and how long it took."""
+
+    case: dict[str, Any]
+    steps: list[str] = field(default_factory=list)
+    tried: int = 0
+    complete: bool = True
+
+
+def _dims(target: Target, shape: list[int]) -> list[int | Dim]:
+    if target.dims is not None and len(target.dims) == len(shape):
+        return list(target.dims)
+    return [Dim(1, max(shape + [1]))] * len(shape)
+
+
+def _smaller_sizes(size: int, spec: Dim) -> list[int]:
+    """Candidate sizes below `size` admissible for `spec`, largest cut first."""
+    m = spec.multiple_of
+    out = []
+    for new in (spec.smallest, size // 2, size - size // 4, size - m):
+        new -= new % m
+        if spec.smallest <= new < size and new not in out:
+            out.append(new)
+    return out
+
+
+def _smaller_ints(value: int) -> list[int]:
+    out = []
+    for new in (1, value // 2, value - 1):
+        if 1 <= new < value and new not in out:
+            out.append(new)
+    return out
+
+
+def _is_distribution(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("kind") in DISTRIBUTION_KINDS
+
+
+def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Candidate reductions of `case`, biggest first, as (label, candidate)."""
+    shape = case.get("shape")
+    if isinstance(shape, list) and all(isinstance(s, int) for s in shape):
+        for i, spec in enumerate(_dims(target, shape)):
+            if isinstance(spec, int):
+                continue
+            for new in _smaller_sizes(shape[i], spec):
+                yield f"shape[{i}] {shape[i]}->{new}", {**case, "shape": [*shape[:i], new, *shape[i + 1:]]}
+    if target.reductions is not None:
+        yield from target.reductions(case)
+    # Other integer fields only where they size the inputs (m, k, n of a matmul, say): a field
+    # such as a rotary dimension or a window is a choice of the case space, not a size.
+    size = None
+    for key, value in case.items():
+        if key not in _FIXED and isinstance(value, int) and not isinstance(value, bool):
+            for new in _smaller_ints(value):
+                candidate = {**case, key: new}
+                try:
+                    size = target.case_size(case) if size is None else size
+                    if target.case_size(candidate) < size:
+                        yield f"{key} {value}->{new}", candidate
+                except Exception:  # a candidate outside the case space
+                    continue
+    yield from _simplifications(case)
+
+
+def _simplifications(case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for key, value in case.items():
+        if _is_distribution(value):
+            for mod in MODIFIERS:
+                if mod in value:
+                    yield f"{key}.{mod} off", {**case, key: {k: v for k, v in value.items() if k != mod}}
+            mods = {k: v for k, v in value.items() if k in MODIFIERS}
+            plain = {"kind": "normal", "scale": float(value.get("scale", 1.0)), **mods}
+            if value.get("kind") != "normal":
+                yield f"{key} -> normal", {**case, key: plain}
+            elif value.get("scale") != 1.0:
+                yield f"{key}.scale -> 1", {**case, key: {**value, "scale": 1.0}}
+        elif isinstance(value, dict):
+            for sub, flag in value.items():
+                if flag is True:
+                    yield f"{key}.{sub} off", {**case, key: {**value, sub: False}}
+        elif value is True:
+            yield f"{key} off", {**case, key: False}
+    if case.get("seed", 0) != 0:
+        yield "seed -> 0", {**case, "seed": 0}
+
+
+def shrink(
+    target: Target,
+    case: dict[str, Any],
+    still_fails: Callable[[dict[str, Any]], bool],
+    *,
+    deadline: float,
+) -> ShrinkResult:
+    """Reduce `case` while `still_fails(candidate)` holds and the candidate is no larger
+    (`Target.case_size`), to a fixed point or until `time.perf_counter()` passes `deadline`.
+    `still_fails` must answer True only for a failure in the bucket being shrunk. A candidate
+    that does not fit the target (its inputs cannot be built) is skipped."""
+    result = ShrinkResult(dict(case))
+    size = target.case_size(result.case)
+    progress = True
+    while progress:
+        progress = False
+        for label, candidate in reductions(target, result.case):
+            if time.perf_counter() > deadline:
+                result.complete = False
+                return result
+            if candidate == result.case:
+                continue
+            try:
+                new_size = target.case_size(candidate)
+            except Exception:  # the candidate is outside the target's case space
+                continue
+            if new_size > size:
+                continue
+            result.tried += 1
+            if still_fails(candidate):
+                result.case, size = candidate, new_size
+                result.steps.append(label)
+                progress = True
+                break
+    return result
