@@ -7,7 +7,6 @@ configuration error, reported as one line with no traceback; 130 interrupted wit
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -19,11 +18,14 @@ from kfuzz import __version__
 from kfuzz import targets as registry
 from kfuzz.compare import Comparator, ComparatorError
 from kfuzz.corpus import DEFAULT_DB, CorpusStore, decode_row, json_safe
-from kfuzz.errors import KfuzzError
-from kfuzz.executor import Executor, InProcessExecutor
-from kfuzz.search import PROFILES, CampaignConfig, CampaignResult, run_campaign
+from kfuzz.errors import KfuzzError, OptionError
+from kfuzz.runner import DEFAULT_CASE_TIMEOUT, RunOptions, check_device, make_executor
+from kfuzz.search import PROFILES
+from kfuzz.summary import Progress, run_document, run_text, targets_text
+from kfuzz.summary import ratio as _ratio
+from kfuzz.summary import short as _short
+from kfuzz.summary import table as _table
 
-DEFAULT_CASE_TIMEOUT = 60.0
 EPILOG_EXIT = "exit status: 0 nothing over threshold, 1 findings or still-failing replays, 2 usage error"
 
 
@@ -75,86 +77,18 @@ def _comparator_overrides(args: argparse.Namespace) -> dict[str, Any] | None:
     return overrides or None
 
 
-def _pins(items: list[str] | None) -> dict[str, Any] | None:
-    pins: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise KfuzzError(f"--pin {item!r}: expected FIELD=VALUE, e.g. --pin shape=[4,64,512]")
-        try:
-            pins[key] = json.loads(text)
-        except json.JSONDecodeError:
-            pins[key] = text  # a bare word such as bfloat16
-    return pins or None
-
-
-def _executor(args: argparse.Namespace, *, isolate: bool) -> Executor:
-    """In-process, or a worker process per job stream with --isolate / --case-timeout."""
-    if not (isolate or args.case_timeout):
-        return InProcessExecutor()
-    from kfuzz.isolation import IsolatedExecutor
-
-    return IsolatedExecutor(case_timeout=args.case_timeout or DEFAULT_CASE_TIMEOUT,
-                            plugins=args.plugin or [])
+def _executor(args: argparse.Namespace, *, isolate: bool) -> Any:
+    return make_executor(isolate=isolate, case_timeout=args.case_timeout,
+                         plugins=args.plugin or [])
 
 
 def _check_device(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise KfuzzError(
-                f"--device {device}: torch.cuda.is_available() is False on this machine "
-                f"(torch {torch.__version__}); use --device cpu"
-            )
+    check_device(device)
 
 
 def _load_plugins(args: argparse.Namespace) -> None:
     for plugin in getattr(args, "plugin", None) or []:
         registry.load_plugin(plugin)
-
-
-def _short(key: str) -> str:
-    return key[:12]
-
-
-def _ratio(value: Any) -> str:
-    return "-" if value is None else f"{100 * float(value):.4g}%"
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=False))]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-class _Progress:
-    """One self-overwriting status line on stderr, only when stderr is a terminal."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-
-    def __call__(self, info: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        parts = [info["target"], f"{info['examples']} examples"]
-        if info.get("max_examples"):
-            parts[-1] += f"/{info['max_examples']}"
-        parts.append(f"{info['findings']} findings")
-        if info.get("budget"):
-            parts.append(f"{max(info['budget'] - info['elapsed'], 0):.0f}s left")
-        else:
-            parts.append(f"{info['elapsed']:.0f}s")
-        if info.get("shrinking"):
-            parts.append("shrinking")
-        sys.stderr.write("\r\033[K" + "  ".join(parts))
-        sys.stderr.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -165,192 +99,39 @@ def cmd_targets(args: argparse.Namespace) -> int:
     described = [t.describe() for t in registry.all_targets().values()]
     if args.json:
         print(json.dumps({"targets": described}, indent=2))
-        return 0
-    for d in described:
-        print(f"{d['name']}: {d['doc']}")
-        print(f"  signature: {d['signature']}")
-        for name, doc in d["inputs"].items():
-            print(f"  input  {name}: {doc}")
-        for name, doc in d["outputs"].items():
-            comparator = Comparator.from_dict(d["default_comparator"][name]).describe()
-            print(f"  output {name}: {doc}; default comparator {comparator}")
-        for role in ("kernels", "oracles"):
-            default = d["default_" + role[:-1]]
-            for name, doc in d[role].items():
-                mark = " (default)" if name == default else ""
-                print(f"  {role[:-1]:6} {name}{mark}: {doc}")
-        print()
+    else:
+        print(targets_text(described))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Fuzz targets, store findings, print a summary."""
-    _load_plugins(args)
-    if args.all:
-        if args.target:
-            raise KfuzzError("give target names or --all, not both")
-        names = [name for name, t in registry.all_targets().items() if t.in_all]
-    elif args.target:
-        names = args.target
-    else:
-        raise KfuzzError("no target given; name one (see `kfuzz targets`) or pass --all")
-    for name in names:
-        registry.get(name)
-    args.ray = args.ray or bool(args.ray_address)
-    if args.ray:
-        from kfuzz.ray_runner import require_ray
+    from kfuzz.pins import parse_pins
+    from kfuzz.runner import run
 
-        require_ray()  # the device is checked against the cluster, not this machine
-    else:
-        _check_device(args.device)
-    overrides = _comparator_overrides(args)
-    store = CorpusStore(args.db)
-    run_id = store.start_run(argv=sys.argv[1:], profile=args.profile, seed=args.seed,
-                             targets=names, device=args.device)
-    progress = _Progress(not args.json)
-    results: list[CampaignResult] = []
-    status = "done"
-    isolate = bool(args.isolate or args.case_timeout or PROFILES[args.profile].isolate)
-    if args.workers < 1:
-        raise KfuzzError(f"--workers {args.workers} must be at least 1")
-    # With workers the campaigns run side by side, each with the budget they share.
-    budget_share = args.budget and args.budget * min(args.workers, len(names)) / len(names)
-    configs = [
-        CampaignConfig(
-            target=name, kernel=args.kernel, oracle=args.oracle, comparator=overrides,
-            profile=args.profile, max_examples=args.max_examples, budget=budget_share or None,
-            seed=args.seed, device=args.device, batch=args.batch, max_numel=args.max_numel,
-            pins=_pins(args.pin), shrink_seconds=args.shrink_seconds,
-        )
-        for name in names
-    ]
+    options = RunOptions(
+        targets=args.target, all=args.all, kernel=args.kernel, oracle=args.oracle,
+        comparator=_comparator_overrides(args), profile=args.profile,
+        max_examples=args.max_examples, budget=args.budget, seed=args.seed, device=args.device,
+        batch=args.batch, max_numel=args.max_numel, shrink_seconds=args.shrink_seconds,
+        pins=parse_pins(args.pin or []), workers=args.workers, ray=args.ray,
+        ray_address=args.ray_address, isolate=args.isolate, case_timeout=args.case_timeout,
+        plugins=args.plugin or [],
+    )
+    progress = Progress(not args.json)
     try:
-        if args.workers > 1 or args.ray:
-            from kfuzz.parallel import run_parallel
-
-            if configs[0].seed is None:
-                import random
-
-                seed = random.randrange(2**32)
-                configs = [dataclasses.replace(c, seed=seed) for c in configs]
-        if args.ray:
-            from kfuzz.ray_runner import run_on_ray
-
-            results = run_on_ray(
-                configs, workers=args.workers, store=store, run_id=run_id, isolate=isolate,
-                case_timeout=args.case_timeout or (DEFAULT_CASE_TIMEOUT if isolate else None),
-                plugins=args.plugin or [], address=args.ray_address,
-            )
-        elif args.workers > 1:
-            results = run_parallel(
-                configs, workers=args.workers, db=str(args.db), run_id=run_id, isolate=isolate,
-                case_timeout=args.case_timeout or (DEFAULT_CASE_TIMEOUT if isolate else None),
-                plugins=args.plugin or [],
-            )
-        else:
-            _run_sequential(configs, args, store, run_id, progress, results, isolate)
-        if any(r.stopped == "interrupted" for r in results):
-            status = "interrupted"
-    except KeyboardInterrupt:
-        status = "interrupted"
+        report = run(options, db=args.db, argv=sys.argv[1:], progress=progress,
+                     on_done=progress.done)
     finally:
         progress.done()
-        findings = [f for r in results for f in r.findings]
-        store.finish_run(
-            run_id, status=status, examples=sum(r.examples for r in results),
-            findings=len(findings), results=[r.to_dict() for r in results],
-        )
-    _print_run(store, run_id, results, args)
+    print(json.dumps(run_document(report), indent=2) if args.json else run_text(report))
     if args.junit:
-        from kfuzz.junit import run_cases, write_junit
+        from kfuzz.junit import JunitCase, run_cases, write_junit
 
-        write_junit(args.junit, "kfuzz.run", run_cases(results))
-    if findings:
-        return 1
-    return 130 if status == "interrupted" else 0
-
-
-def _run_sequential(configs: list[CampaignConfig], args: argparse.Namespace, store: CorpusStore,
-                    run_id: int, progress: _Progress, results: list[CampaignResult],
-                    isolate: bool) -> None:
-    """Run campaigns one after another in this process, appending to `results` as they end
-    (so that an interrupt keeps what finished)."""
-    executor = _executor(args, isolate=isolate)
-    try:
-        for i, config in enumerate(configs):
-            if args.budget:
-                spent = sum(r.seconds for r in results)
-                config.budget = max((args.budget - spent) / (len(configs) - i), 0.001)
-            result = run_campaign(
-                config, executor=executor,
-                on_finding=lambda f: store.record_finding(f, run_id=run_id),
-                progress=progress,
-            )
-            progress.done()
-            results.append(result)
-            if result.stopped == "interrupted":
-                return
-    finally:
-        executor.close()
-
-
-def _finding_summary(finding: Any) -> dict[str, Any]:
-    outputs = finding.outcome.outputs
-    return {
-        "id": _short(finding.fingerprint),
-        "fingerprint": finding.fingerprint,
-        "target": finding.target,
-        "kernel": finding.kernel,
-        "oracle": finding.oracle,
-        "kind": finding.kind,
-        "failure": finding.failure,
-        "case": finding.case,
-        "comparator": {name: m.get("comparator") for name, m in outputs.items()},
-        "metrics": {
-            name: {k: m.get(k) for k in (
-                "mismatches", "numel", "mismatch_ratio", "max_abs", "max_abs_index", "max_rel",
-                "worst_index", "rel_l2", "cosine", "nonfinite_actual", "max_ulp")}
-            for name, m in outputs.items()
-        },
-        "error": finding.outcome.error,
-        "shrink": finding.shrink or None,
-    }
-
-
-def _print_run(store: CorpusStore, run_id: int, results: list[CampaignResult],
-               args: argparse.Namespace) -> None:
-    findings = [f for r in results for f in r.findings]
-    if args.json:
-        doc = {
-            "run": run_id, "db": str(args.db),
-            "campaigns": [r.to_dict() for r in results],
-            "findings": [_finding_summary(f) for f in findings],
-        }
-        print(json.dumps(doc, indent=2))
-        return
-    rows = []
-    for r in results:
-        rate = f"{r.examples / r.seconds:.0f}/s" if r.seconds else "-"
-        rows.append([r.target, r.kernel, r.oracle, str(r.examples), rate,
-                     str(len(r.findings)), f"{r.seconds:.1f}s", str(r.seed)])
-    print(_table(rows, ["target", "kernel", "oracle", "examples", "rate", "findings", "time",
-                        "seed"]))
-    if findings:
-        print()
-        frows = []
-        for f in findings:
-            size = f.shrink.get("size_after") if f.shrink else registry.get(f.target).case_size(f.case)
-            shrink = ""
-            if f.shrink:
-                shrink = f"{f.shrink['size_before']}->{f.shrink['size_after']} in " \
-                         f"{f.shrink['seconds']:.1f}s" + ("" if f.shrink["complete"] else " (cut)")
-            frows.append([_short(f.fingerprint), f.kind, f.failure, f.target,
-                          _ratio(f.outcome.worst_ratio()), str(size or "-"), shrink])
-        print(_table(frows, ["id", "kind", "failure", "target", "ratio", "size", "shrink"]))
-        print(f"\nstored in {args.db}; `kfuzz corpus show ID` for details, "
-              "`kfuzz replay` to rerun")
-    else:
-        print("\nno findings")
+        skipped = [JunitCase(f"kfuzz.run.{t}", t, outcome="skipped", message=why)
+                   for t, why in report.skipped]
+        write_junit(args.junit, "kfuzz.run", run_cases(report.campaigns) + skipped)
+    return report.exit_code()
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -686,8 +467,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if argv is None and args.command in ("run", "replay") and not args.isolate:
+        from kfuzz import crashhint
+
+        crashhint.install()  # a kernel that kills this process gets a word and a hint
     try:
         return int(args.func(args))
+    except OptionError as exc:
+        return _fail(exc.flag_message())
     except (KfuzzError, ComparatorError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:

@@ -1,6 +1,7 @@
 """`kfuzz corpus export ID`: a standalone reproducer script for one finding.
 
-The script needs only torch and kfuzz. Every stored string reaches the script as a JSON string
+The script needs only torch and kfuzz, and judges the case through kfuzz's executor, the code
+the run judged it with, so the two cannot disagree. Every stored string reaches the script as a JSON string
 literal (which is also a valid Python string literal), so a crafted corpus cannot inject code.
 """
 
@@ -14,49 +15,44 @@ TEMPLATE = '''#!/usr/bin/env python3
 #   target {target_c}, kernel {kernel_c}, oracle {oracle_c}
 #   first seen {first_seen_c}, mismatch ratio when stored {ratio_c}
 #   stored with {versions_c}
-# Run:  python {{this file}} [--device cuda]
-# Exit status: 1 while the case still fails, 0 once every output passes.
+# Run:  python {{this file}} [--device cpu|cuda]  (default: the device the run used, {device_c})
+# Judged by kfuzz's executor, as the run judged it: the same comparator (the run's overrides
+# on each output's default), the kernel on the device, a kernel named as the oracle there too.
+# Exit status: 1 while the case still fails, 0 once every output passes, 2 if it cannot run.
 import json
 import sys
 
-import torch
-
 from kfuzz import targets
-from kfuzz.compare import Comparator, compare
-from kfuzz.executor import as_outputs
-from kfuzz.materialise import generator_for, to_device
+from kfuzz.compare import Comparator
+from kfuzz.errors import KfuzzError
+from kfuzz.executor import InProcessExecutor, Job, materialise_case
 
 TARGET = {target}
 KERNEL = {kernel}
 ORACLE = {oracle}
 CASE = json.loads({case})
-COMPARATOR = json.loads({comparator})  # None: each output's default comparator
+COMPARATOR = json.loads({comparator})  # the run's overrides; None: each output's default
+DEVICE = {device}
 
 
 def main() -> int:
-    device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
-    target = targets.get(TARGET)
-    # Tensors come from the case's seed on the CPU, then move to the device: same bits as
-    # when the finding was stored.
-    inputs = target.inputs(CASE, generator_for(CASE))
-    params = target.params(CASE)
-    for name, tensor in inputs.items():
-        print(f"input {{name}}: {{tensor.dtype}} {{list(tensor.shape)}}")
-    kernel = targets.resolve(target, "kernel", KERNEL)
-    oracle = targets.resolve(target, "oracle", ORACLE)
-    with torch.no_grad():
-        actual = as_outputs(kernel(**to_device(inputs, device), **params), target, KERNEL)
-        expected = as_outputs(oracle(**inputs, **params), target, ORACLE)
-    failed = False
-    for name in target.outputs:
-        comparator = (Comparator.from_dict(COMPARATOR) if COMPARATOR
-                      else target.comparators[name])
-        metrics = compare(actual[name], expected[name], comparator)
-        verdict = "PASS" if metrics.passed else "FAIL"
-        print(f"output {{name}}: {{verdict}} {{comparator.describe()}}")
-        print(metrics.message)
-        failed = failed or not metrics.passed
-    return 1 if failed else 0
+    device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else DEVICE
+    try:
+        inputs, _ = materialise_case(targets.get(TARGET), CASE)
+        for name, tensor in inputs.items():
+            print(f"input {{name}}: {{tensor.dtype}} {{list(tensor.shape)}}")
+        job = Job(TARGET, KERNEL, ORACLE, CASE, COMPARATOR, device)
+        outcome = InProcessExecutor().evaluate([job])[0]
+    except KfuzzError as exc:
+        print(f"kfuzz: error: {{exc}}", file=sys.stderr)
+        return 2
+    for name, metrics in outcome.outputs.items():
+        verdict = "PASS" if metrics["passed"] else "FAIL"
+        print(f"output {{name}}: {{verdict}} {{Comparator.from_dict(metrics['comparator']).describe()}}")
+        print(metrics["message"])
+    if outcome.error:
+        print(f"{{outcome.status}}: {{outcome.error}}")
+    return 1 if outcome.failed else 0
 
 
 if __name__ == "__main__":
@@ -83,4 +79,5 @@ def reproducer(row: dict[str, Any]) -> str:
         oracle_c=_comment(row["oracle"]), first_seen_c=_comment(row.get("first_seen")),
         ratio_c=_comment(row.get("mismatch_ratio")), versions_c=_comment(row.get("versions")),
         case=_literal(row["case"]), comparator=_literal(row.get("comparator")),
+        device=json.dumps(row.get("device") or "cpu"), device_c=_comment(row.get("device") or "cpu"),
     )

@@ -12,9 +12,9 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
-from typing import Any
 
-from kfuzz.search import CampaignConfig, CampaignResult
+from kfuzz.runner import CampaignRun, ExecutorSpec, RunContext, run_one
+from kfuzz.search import CampaignConfig
 
 SHARD_SEED_STRIDE = 1_000_003
 
@@ -35,8 +35,8 @@ def shard(configs: Sequence[CampaignConfig], workers: int) -> list[CampaignConfi
     return out
 
 
-def _run_one(config: CampaignConfig, db: str, run_id: int, isolate: bool,
-             case_timeout: float | None, plugins: list[str], threads: int) -> CampaignResult:
+def _run_one(config: CampaignConfig, spec: ExecutorSpec, db: str | None, run_id: int | None,
+             skip_unavailable: bool, threads: int) -> CampaignRun:
     import torch
 
     # Each process gets its share of the cores: torch's default (one thread per core) in
@@ -44,39 +44,30 @@ def _run_one(config: CampaignConfig, db: str, run_id: int, isolate: bool,
     torch.set_num_threads(threads)
     from kfuzz import targets as registry
     from kfuzz.corpus import CorpusStore
-    from kfuzz.executor import InProcessExecutor
-    from kfuzz.search import run_campaign
 
-    for plugin in plugins:
+    for plugin in spec.plugins:
         registry.load_plugin(plugin)
-    executor: Any = InProcessExecutor()
-    if isolate:
-        from kfuzz.isolation import IsolatedExecutor
+    store = CorpusStore(db) if db is not None else None
+    executor = spec.build()
+    try:
+        return run_one(config, executor, skip_unavailable=skip_unavailable,
+                       on_finding=None if store is None
+                       else (lambda f: store.record_finding(f, run_id=run_id)))
+    finally:
+        executor.close()
+        if store is not None:
+            store.close()
 
-        executor = IsolatedExecutor(case_timeout=case_timeout, plugins=plugins)
-    with CorpusStore(db) as store:
-        try:
-            return run_campaign(config, executor=executor,
-                                on_finding=lambda f: store.record_finding(f, run_id=run_id))
-        finally:
-            executor.close()
 
-
-def run_parallel(configs: Sequence[CampaignConfig], *, workers: int, db: str, run_id: int,
-                 isolate: bool = False, case_timeout: float | None = None,
-                 plugins: Sequence[str] = (), on_done: Any = None) -> list[CampaignResult]:
-    """Run `configs` (sharded by `shard`) in `workers` processes; returns their results in
-    completion order. `on_done(result)` is called as each campaign ends."""
-    jobs = shard(configs, workers)
-    results = []
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        threads = max(1, (os.cpu_count() or 1) // min(workers, len(jobs)))
-        futures = [pool.submit(_run_one, c, db, run_id, isolate, case_timeout, list(plugins),
-                               threads) for c in jobs]
+def run_parallel(configs: Sequence[CampaignConfig], context: RunContext) -> list[CampaignRun]:
+    """Run `configs`, sharded by `shard`, in `context.workers` processes, each writing its
+    findings to the corpus as it finds them. See `kfuzz.runner.Runner`."""
+    jobs = shard(configs, context.workers)
+    context_mp = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=context.workers, mp_context=context_mp) as pool:
+        threads = max(1, (os.cpu_count() or 1) // min(context.workers, len(jobs)))
+        futures = [pool.submit(_run_one, c, context.executor, context.db, context.run_id,
+                               context.skip_unavailable, threads) for c in jobs]
         for future in as_completed(futures):
-            result = future.result()
-            results.append(result)
-            if on_done:
-                on_done(result)
-    return results
+            context.finished(future.result())
+    return context.runs

@@ -14,18 +14,19 @@ those modules must be installed (or on the same paths) on every node.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kfuzz.corpus import CorpusStore
 from kfuzz.errors import KfuzzError
 from kfuzz.findings import Finding
 from kfuzz.parallel import shard
-from kfuzz.search import CampaignConfig, CampaignResult
+from kfuzz.runner import CampaignRun, ExecutorSpec, RunContext, run_one
+from kfuzz.search import CampaignConfig
 
 MISSING_RAY = "--ray needs the ray extra: pip install -e '.[ray]'"
 
@@ -40,30 +41,25 @@ def require_ray() -> Any:
     return ray
 
 
-def _campaign_task(config: CampaignConfig, isolate: bool, case_timeout: float | None,
-                   plugins: list[str], driver_path: list[str]) -> tuple[CampaignResult, list[Finding]]:
-    """Run one campaign in a Ray worker; returns its result and every finding in the order
-    the campaign reported them (raw ones included, so that the corpus sees what an
+def _campaign_task(config: CampaignConfig, spec: ExecutorSpec, skip_unavailable: bool,
+                   driver_path: list[str]) -> tuple[CampaignRun, list[Finding]]:
+    """Run one campaign in a Ray worker; returns its CampaignRun and every finding in the
+    order the campaign reported them (raw ones included, so that the corpus sees what an
     in-process run would have stored)."""
     # Driver entries first, as the driver resolves names; the worker's own stay behind them.
     sys.path[:0] = [entry for entry in driver_path if entry not in sys.path]
     from kfuzz import targets as registry
-    from kfuzz.executor import InProcessExecutor
-    from kfuzz.search import run_campaign
 
-    for plugin in plugins:
+    for plugin in spec.plugins:
         registry.load_plugin(plugin)
-    executor: Any = InProcessExecutor()
-    if isolate:
-        from kfuzz.isolation import IsolatedExecutor
-
-        executor = IsolatedExecutor(case_timeout=case_timeout, plugins=plugins)
+    executor = spec.build()
     found: list[Finding] = []
     try:
-        result = run_campaign(config, executor=executor, on_finding=found.append)
+        run = run_one(config, executor, on_finding=found.append,
+                      skip_unavailable=skip_unavailable)
     finally:
         executor.close()
-    return result, found
+    return run, found
 
 
 @contextmanager
@@ -116,25 +112,20 @@ def _describe(config: CampaignConfig) -> str:
     return f"shard {config.target} seed {config.seed}"
 
 
-def run_on_ray(configs: Sequence[CampaignConfig], *, workers: int, store: CorpusStore,
-               run_id: int, isolate: bool = False, case_timeout: float | None = None,
-               plugins: Sequence[str] = (), address: str | None = None,
-               on_done: Callable[[CampaignResult], object] | None = None) -> list[CampaignResult]:
-    """Run `configs`, sharded by `kfuzz.parallel.shard` into `workers` shards, as Ray tasks;
-    store each shard's findings in `store` (one transaction per shard, under `run_id`) as
-    the shard ends. Returns the results in completion order; `on_done(result)` is called as
-    each is stored.
+def run_on_ray(configs: Sequence[CampaignConfig], context: RunContext) -> list[CampaignRun]:
+    """Run `configs`, sharded by `kfuzz.parallel.shard` into `context.workers` shards, as Ray
+    tasks; store each shard's findings in `context.store` (one transaction per shard, under
+    `context.run_id`) as the shard ends. See `kfuzz.runner.Runner`.
 
-    address: a Ray cluster to join ("auto", "HOST:PORT", "ray://HOST:PORT"); None joins the
-    one RAY_ADDRESS names or `ray start` last made here, else starts a local instance for the
-    call (Ray's own rule). A Ray instance this process already joined is used as is.
+    context.address: a Ray cluster to join ("auto", "HOST:PORT", "ray://HOST:PORT"); None
+    joins the one RAY_ADDRESS names or `ray start` last made here, else starts a local instance
+    for the call (Ray's own rule). A Ray instance this process already joined is used as is.
     Raises KfuzzError when ray is not installed, the cluster cannot be joined, the run is on
     cuda and the cluster has no GPU, a task reports a configuration problem (raised at once),
     or a task died (raised once every other shard has ended and been stored)."""
     ray = require_ray()
-    jobs = shard(configs, workers)
-    results: list[CampaignResult] = []
-    with _connected(ray, address):
+    jobs = shard(configs, context.workers)
+    with _connected(ray, context.address):
         device = jobs[0].device if jobs else "cpu"
         if device.startswith("cuda"):
             gpus = ray.cluster_resources().get("GPU", 0)
@@ -150,7 +141,9 @@ def run_on_ray(configs: Sequence[CampaignConfig], *, workers: int, store: Corpus
         # No retries: a task dies only when its kernel takes the worker down, and it would
         # again; --isolate turns such a crash into a finding instead.
         task = ray.remote(_campaign_task).options(max_retries=0, **resources)
-        args = (isolate, case_timeout, _portable(plugins), _driver_path())
+        spec = dataclasses.replace(context.executor,
+                                   plugins=tuple(_portable(context.executor.plugins)))
+        args = (spec, context.skip_unavailable, _driver_path())
         pending = {task.remote(config, *args): config for config in jobs}
         died: list[str] = []
         try:
@@ -159,7 +152,7 @@ def run_on_ray(configs: Sequence[CampaignConfig], *, workers: int, store: Corpus
                 for ref in done:
                     config = pending.pop(ref)
                     try:
-                        result, found = ray.get(ref)
+                        run, found = ray.get(ref)
                     except ray.exceptions.RayTaskError as exc:
                         if isinstance(exc.cause, KfuzzError):
                             raise exc.cause from None
@@ -167,10 +160,9 @@ def run_on_ray(configs: Sequence[CampaignConfig], *, workers: int, store: Corpus
                     except ray.exceptions.RayError as exc:
                         died.append(f"{_describe(config)}: {type(exc).__name__}")
                         continue
-                    store.record_findings(found, run_id=run_id)
-                    results.append(result)
-                    if on_done:
-                        on_done(result)
+                    if context.store is not None:
+                        context.store.record_findings(found, run_id=context.run_id)
+                    context.finished(run)
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
@@ -179,4 +171,4 @@ def run_on_ray(configs: Sequence[CampaignConfig], *, workers: int, store: Corpus
             f"{len(died)} Ray task(s) died ({'; '.join(died)}); rerun with --isolate so that a "
             "kernel that crashes its worker becomes a finding"
         )
-    return results
+    return context.runs

@@ -95,6 +95,8 @@ class Target:
             ("kernel", self.kernels, self.default_kernel),
             ("oracle", self.oracles, self.default_oracle),
         ):
+            if role == "kernel" and not names and not default:
+                continue  # a target for users' own kernels only (`kfuzz.target`)
             if default not in names:
                 raise PluginError(
                     f"target {self.name!r}: default {role} {default!r} is not among its "
@@ -273,10 +275,43 @@ def import_callable(ref: str, role: str = "kernel") -> Callable[..., Any]:
     return obj
 
 
+# Callables known in this process only (a lambda, a function defined inside another), by the
+# name `callable_name` gave them.
+_LOCAL: dict[str, Callable[..., Any]] = {}
+
+
+def callable_name(fn: Callable[..., Any], role: str = "kernel") -> str:
+    """The name `fn` goes by in jobs, findings and the corpus: "module:qualname" when that
+    reference imports back to `fn` itself (so worker processes and later replays find it),
+    else a name that `resolve` knows in this process only (see `is_local`)."""
+    module = getattr(fn, "__module__", None) or "__main__"
+    qualname = getattr(fn, "__qualname__", None) or type(fn).__name__
+    ref = f"{module}:{qualname}"
+    try:
+        if import_callable(ref, role) is fn:
+            return ref
+    except BadCallable:
+        pass
+    name, n = ref, 1
+    while _LOCAL.get(name, fn) is not fn:
+        n += 1
+        name = f"{ref}#{n}"
+    _LOCAL[name] = fn
+    return name
+
+
+def is_local(name: str) -> bool:
+    """True when `name` is a callable that only this process can resolve (`callable_name`)."""
+    return name in _LOCAL
+
+
 def resolve(target: Target, role: str, name: str) -> Variant:
-    """The kernel or oracle (`role`) called `name` on `target`: a variant name or a
-    `module:function` reference. Oracles may also name a kernel variant, so that two kernels
-    can be compared with each other. Raises UnknownVariant or BadCallable."""
+    """The kernel or oracle (`role`) called `name` on `target`: a variant name, a
+    `module:function` reference or a name from `callable_name`. Oracles may also name a kernel
+    variant, so that two kernels can be compared with each other. Raises UnknownVariant or
+    BadCallable."""
+    if name in _LOCAL:
+        return Variant(name, _LOCAL[name], doc="user callable")
     if is_reference(name):
         return Variant(name, import_callable(name, role), doc="user callable")
     pools = [target.kernels] if role == "kernel" else [target.oracles, target.kernels]

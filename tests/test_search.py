@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from kfuzz.errors import ContractViolation
+from kfuzz.executor import InProcessExecutor, Job
 from kfuzz.search import CampaignConfig, run_campaign
 
 
@@ -44,18 +45,29 @@ def test_search_continues_after_a_finding_and_stores_distinct_buckets():
     assert "ValueError: too wide" in error.outcome.error
 
 
-def test_batches_shrink_to_one_case():
+def test_batches_shrink_to_one_case_that_fails_on_its_own():
     result, _ = _run(target="ops.softmax", kernel="eager_lowp", comparator={"mode": "exact"},
                      max_examples=40, seed=5, batch=8)
     shrunk = [f for f in result.findings if f.kind == "shrunk"]
-    assert shrunk and all(isinstance(f.case, dict) for f in shrunk)
+    assert shrunk
+    executor = InProcessExecutor()
+    for finding in shrunk:
+        # One case, not the batch it came in: replayed alone it fails the same way.
+        assert isinstance(finding.case, dict) and "seed" in finding.case
+        alone = executor.evaluate([Job(finding.target, finding.kernel, finding.oracle,
+                                       finding.case, finding.comparator)])[0]
+        assert alone.failed
+        assert alone.buckets() == finding.outcome.buckets()
     assert result.examples >= 40
 
 
 def test_time_budget_ends_the_search():
-    result, _ = _run(target="ops.rmsnorm", kernel="eager_fp32", budget=1.0, seed=0)
-    assert result.stopped in ("budget", "exhausted")
-    assert result.examples > 0  # it ran, then stopped on time rather than on examples
+    # No example limit and a case space Hypothesis cannot exhaust in a second: only the
+    # budget can end this search.
+    result, _ = _run(target="ops.softmax", kernel="eager_fp32", budget=1.0, seed=0)
+    assert result.stopped == "budget"
+    assert result.examples > 0
+    assert result.seconds >= 1.0
 
 
 def test_kernel_breaking_its_contract_aborts_with_the_error():

@@ -1,0 +1,459 @@
+"""The run path: what `kfuzz run`, `kfuzz.fuzz` and the benchmarks all call.
+
+`run(RunOptions(...), db=...)` selects targets, checks the options against them (device, pins,
+comparator, kernel and oracle), splits the budget, picks the seed shared by shards, builds
+executors, records the run in the corpus's runs table, and hands the campaigns to one of three
+runners with one interface, `Runner`: `run_sequential` (this process), `kfuzz.parallel.
+run_parallel` (worker processes) and `kfuzz.ray_runner.run_on_ray` (Ray tasks). Each runner
+runs every campaign through `run_one`, so all three judge cases, skip unavailable kernels and
+track the closest call the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from kfuzz import targets as registry
+from kfuzz.errors import KernelUnavailable, KfuzzError, OptionError
+from kfuzz.executor import Executor, InProcessExecutor, Job, Outcome
+from kfuzz.findings import Finding
+from kfuzz.search import PROFILES, CampaignConfig, CampaignResult, ProgressFn, run_campaign
+
+DEFAULT_CASE_TIMEOUT = 60.0
+DEVICES = ("cpu", "cuda")
+
+
+# -- executors --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """How to build the executor that runs a campaign's cases; plain data, so that it travels
+    to worker processes and Ray tasks. isolate: a worker process per executor (a crash or a
+    hang becomes a finding); case_timeout implies it. plugins: what the worker must load."""
+
+    isolate: bool = False
+    case_timeout: float | None = None
+    plugins: tuple[str, ...] = ()
+
+    def build(self) -> Executor:
+        """A new executor (see `make_executor`)."""
+        return make_executor(isolate=self.isolate, case_timeout=self.case_timeout,
+                             plugins=self.plugins)
+
+
+def make_executor(*, isolate: bool = False, case_timeout: float | None = None,
+                  plugins: Sequence[str] = ()) -> Executor:
+    """The one place executors are built: in-process, or in a worker process with `isolate`
+    or a `case_timeout` (default DEFAULT_CASE_TIMEOUT seconds when isolated). Raises
+    KfuzzError for a case_timeout that is not positive."""
+    if not (isolate or case_timeout):
+        return InProcessExecutor()
+    from kfuzz.isolation import IsolatedExecutor
+
+    return IsolatedExecutor(case_timeout=case_timeout or DEFAULT_CASE_TIMEOUT, plugins=plugins)
+
+
+# -- one campaign -----------------------------------------------------------------------------
+
+@dataclass
+class Closest:
+    """The case that came nearest to failing, or failed worst: the highest `worst_over_allowed`
+    (greatest error as a multiple of what its element was allowed) over every output of every
+    case run, or, in metrics without that field, the highest mismatch ratio. `score` is that
+    number; `metrics` the output's full metrics."""
+
+    target: str
+    case: dict[str, Any]
+    output: str
+    status: str
+    score: float
+    mismatch_ratio: float
+    metrics: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (the metrics' headline numbers, not the worst points)."""
+        keys = ("worst_over_allowed", "mismatch_ratio", "max_abs", "max_rel", "max_ulp",
+                "rel_l2", "worst_index", "comparator")
+        return {"target": self.target, "case": self.case, "output": self.output,
+                "status": self.status, "score": _json_number(self.score),
+                "metrics": {k: self.metrics[k] for k in keys if k in self.metrics}}
+
+
+def _json_number(value: float) -> float | str:
+    return value if value == value and abs(value) != float("inf") else str(value)
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)  # metrics encode inf as "inf"
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def closeness(metrics: Mapping[str, Any]) -> tuple[float, float, float]:
+    """How near an output came to failing, for ordering: `worst_over_allowed` when the metrics
+    have it, then the mismatch ratio, then the largest relative error."""
+    over = metrics.get("worst_over_allowed")
+    ratio = _number(metrics.get("mismatch_ratio"))
+    return (_number(over) if over is not None else ratio, ratio, _number(metrics.get("max_rel")))
+
+
+class _Watched:
+    """An executor that passes jobs through and remembers the closest call among them."""
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner = inner
+        self.closest: Closest | None = None
+        self._key: tuple[float, float, float] | None = None
+
+    def evaluate(self, jobs: Sequence[Job]) -> list[Outcome]:
+        outcomes = self.inner.evaluate(jobs)
+        for job, outcome in zip(jobs, outcomes, strict=False):
+            for name, metrics in outcome.outputs.items():
+                key = closeness(metrics)
+                if self._key is None or key > self._key:
+                    self._key = key
+                    self.closest = Closest(job.target, dict(job.case), name, outcome.status,
+                                           key[0], key[1], dict(metrics))
+        return outcomes
+
+    def close(self) -> None:
+        """The inner executor belongs to the caller."""
+
+
+@dataclass
+class CampaignRun:
+    """One campaign of a run: its config, its result (None when it was skipped), the closest
+    call it saw, and why it was skipped (a kernel that cannot run here)."""
+
+    config: CampaignConfig
+    result: CampaignResult | None = None
+    closest: Closest | None = None
+    skipped: str | None = None
+
+
+def run_one(config: CampaignConfig, executor: Executor, *,
+            on_finding: Callable[[Finding], object] | None = None,
+            progress: ProgressFn | None = None, skip_unavailable: bool = False) -> CampaignRun:
+    """Run one campaign on `executor` (see `kfuzz.search.run_campaign`), watching for the
+    closest call. With skip_unavailable, a kernel that cannot run here (KernelUnavailable)
+    makes a skipped CampaignRun instead of an error."""
+    watched = _Watched(executor)
+    try:
+        result = run_campaign(config, executor=watched, on_finding=on_finding, progress=progress)
+    except KernelUnavailable as exc:
+        if not skip_unavailable:
+            raise
+        return CampaignRun(config, skipped=str(exc))
+    return CampaignRun(config, result, watched.closest)
+
+
+# -- runners ----------------------------------------------------------------------------------
+
+@dataclass
+class RunContext:
+    """What a runner needs besides the campaigns. store/db: where findings go (None: nowhere);
+    budget: the run's whole time budget, which the sequential runner re-splits as campaigns
+    end; address: the Ray cluster; runs: every CampaignRun so far, in completion order (kept
+    when the run is interrupted)."""
+
+    executor: ExecutorSpec = ExecutorSpec()
+    workers: int = 1
+    store: Any = None
+    run_id: int | None = None
+    budget: float | None = None
+    skip_unavailable: bool = False
+    address: str | None = None
+    progress: ProgressFn | None = None
+    on_done: Callable[[CampaignRun], object] | None = None
+    runs: list[CampaignRun] = field(default_factory=list)
+
+    @property
+    def db(self) -> str | None:
+        """The corpus path, for runners whose workers open it themselves."""
+        return None if self.store is None else str(self.store.path)
+
+    def record(self, finding: Finding) -> None:
+        """Store a finding as soon as it exists."""
+        if self.store is not None:
+            self.store.record_finding(finding, run_id=self.run_id)
+
+    def finished(self, run: CampaignRun) -> None:
+        """Note a campaign that ended."""
+        self.runs.append(run)
+        if self.on_done:
+            self.on_done(run)
+
+
+class Runner(Protocol):
+    """Runs campaigns: appends each CampaignRun to `context.runs` (via `context.finished`) as
+    it ends and returns them. Raises KfuzzError for configuration problems."""
+
+    def __call__(self, configs: Sequence[CampaignConfig], context: RunContext) -> list[CampaignRun]:
+        ...
+
+
+def run_sequential(configs: Sequence[CampaignConfig], context: RunContext) -> list[CampaignRun]:
+    """Run campaigns one after another in this process on one executor, each with its share
+    of what is left of the budget. See `Runner`."""
+    executor = context.executor.build()
+    try:
+        for i, config in enumerate(configs):
+            if context.budget:
+                spent = sum(r.result.seconds for r in context.runs if r.result)
+                left = (context.budget - spent) / (len(configs) - i)
+                config = dataclasses.replace(config, budget=max(left, 0.001))
+            run = run_one(config, executor, on_finding=context.record, progress=context.progress,
+                          skip_unavailable=context.skip_unavailable)
+            context.finished(run)
+            if run.result is not None and run.result.stopped == "interrupted":
+                break
+    finally:
+        executor.close()
+    return context.runs
+
+
+def runner_for(workers: int, ray: bool) -> Runner:
+    """The runner for a run on `workers` processes, or on Ray."""
+    if ray:
+        from kfuzz.ray_runner import run_on_ray
+
+        return run_on_ray
+    if workers > 1:
+        from kfuzz.parallel import run_parallel
+
+        return run_parallel
+    return run_sequential
+
+
+# -- a whole run ------------------------------------------------------------------------------
+
+@dataclass
+class RunOptions:
+    """Everything a run is asked to do, by field; `kfuzz run`'s flags map onto these one to
+    one. targets: names (or `all`, every target in `--all`, skipping those whose kernel cannot
+    run here). kernel/oracle: a variant name or a reference (see `kfuzz.targets.resolve`); None
+    the target's own. comparator: fields overriding each output's default comparator.
+    Seconds, counts and the profile are those of `kfuzz.search.CampaignConfig`."""
+
+    targets: Sequence[str] = ()
+    all: bool = False
+    kernel: str | None = None
+    oracle: str | None = None
+    comparator: Mapping[str, Any] | None = None
+    profile: str = "dev"
+    max_examples: int | None = None
+    budget: float | None = None
+    seed: int | None = None
+    device: str = "cpu"
+    batch: int | None = None
+    max_numel: int | None = None
+    shrink_seconds: float | None = None
+    pins: Mapping[str, Any] | None = None
+    workers: int = 1
+    ray: bool = False
+    ray_address: str | None = None
+    isolate: bool = False
+    case_timeout: float | None = None
+    plugins: Sequence[str] = ()
+
+
+@dataclass
+class RunReport:
+    """What a run did. status: "done", "interrupted" or "error" (a configuration problem
+    stopped it; the error was raised)."""
+
+    runs: list[CampaignRun]
+    status: str = "done"
+    run_id: int | None = None
+    db: str | None = None
+
+    @property
+    def campaigns(self) -> list[CampaignResult]:
+        """The campaigns that ran, in completion order."""
+        return [r.result for r in self.runs if r.result is not None]
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """(target, why) for each target left out because it cannot run here."""
+        return [(r.config.target, r.skipped) for r in self.runs if r.skipped is not None]
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding of every campaign (shrunk and peak)."""
+        return [f for c in self.campaigns for f in c.findings]
+
+    def exit_code(self) -> int:
+        """1 with findings, else 130 when interrupted, else 0."""
+        if self.findings:
+            return 1
+        return 130 if self.status == "interrupted" else 0
+
+    def results(self) -> list[dict[str, Any]]:
+        """Per campaign a JSON-able summary (with its closest call), per skipped target its
+        reason: what the runs table stores and `--json` prints."""
+        out = []
+        for run in self.runs:
+            if run.result is None:
+                out.append({"target": run.config.target, "skipped": run.skipped})
+            else:
+                closest = run.closest.to_dict() if run.closest else None
+                out.append({**run.result.to_dict(), "closest": closest})
+        return out
+
+
+def select_targets(names: Sequence[str], *, all: bool = False) -> list[str]:
+    """The targets a run fuzzes: `names`, or with `all` every target marked in_all. Raises
+    KfuzzError for both or neither, UnknownTarget for an unknown name."""
+    if all:
+        if names:
+            raise KfuzzError("give target names or --all, not both")
+        return [name for name, t in registry.all_targets().items() if t.in_all]
+    if not names:
+        raise KfuzzError("no target given; name one (see `kfuzz targets`) or pass --all")
+    for name in names:
+        registry.get(name)
+    return list(names)
+
+
+def check_device(device: str) -> None:
+    """Raises OptionError unless `device` is cpu, or cuda[:N] on a machine with that GPU."""
+    kind, _, index = device.partition(":")
+    if kind not in DEVICES or (kind == "cpu" and index) or (index and not index.isdigit()):
+        raise OptionError("device", device, f": kfuzz runs kernels on cpu or cuda (cuda:N), "
+                          f"not {device!r}")
+    if kind == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise OptionError("device", device, f": torch.cuda.is_available() is False on this "
+                              f"machine (torch {torch.__version__}); use --device cpu")
+        if index and int(index) >= torch.cuda.device_count():
+            raise OptionError("device", device, f": this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s)")
+
+
+def comparator_overrides(comparator: Any) -> dict[str, Any] | None:
+    """Comparator fields to override every output's default with: None, a mode name
+    ("exact"), a dict of fields, or a `Comparator` (all its fields). Raises ComparatorError
+    for a bad combination."""
+    from kfuzz.compare import Comparator
+
+    if comparator is None:
+        return None
+    if isinstance(comparator, str):
+        comparator = {"mode": comparator}
+    elif isinstance(comparator, Comparator):
+        comparator = comparator.to_dict()
+    overrides = dict(comparator)
+    # Validate the combination now, against a neutral base, for a one-line error.
+    Comparator.from_dict({**Comparator(mode=overrides.get("mode", "allclose")).to_dict(),
+                          **overrides})
+    return overrides or None
+
+
+def _check_callables(options: RunOptions, names: Sequence[str], isolate: bool, ray: bool) -> None:
+    for role in ("kernel", "oracle"):
+        name = getattr(options, role)
+        if name and registry.is_local(name) and (isolate or ray or options.workers > 1):
+            raise OptionError(role, name, " exists only in this process (a lambda or a nested "
+                              "function); define it at module level to run it in a worker")
+    if options.kernel is None:
+        for target_name in names:
+            if not registry.get(target_name).kernels:
+                raise OptionError("kernel", None, f": target {target_name!r} has no kernel of "
+                                  "its own; pass one (--kernel module:function)")
+
+
+def plan(options: RunOptions) -> tuple[list[CampaignConfig], ExecutorSpec]:
+    """Check `options` and turn them into campaigns and an executor spec, touching no corpus.
+    Raises KfuzzError (OptionError naming the field) for anything that cannot run."""
+    for plugin in options.plugins:
+        registry.load_plugin(plugin)
+    names = select_targets(options.targets, all=options.all)
+    if options.workers < 1:
+        raise OptionError("workers", options.workers, " must be at least 1")
+    ray = options.ray or bool(options.ray_address)
+    if ray:
+        from kfuzz.ray_runner import require_ray
+
+        require_ray()  # the device is checked against the cluster, not this machine
+    else:
+        check_device(options.device)
+    overrides = comparator_overrides(options.comparator)
+    profile = PROFILES.get(options.profile)
+    isolate = bool(options.isolate or options.case_timeout or (profile and profile.isolate))
+    _check_callables(options, names, isolate, ray)
+    seed = options.seed
+    if seed is None and (options.workers > 1 or ray):
+        # One seed for every shard, so that they derive distinct ones from it.
+        fixed = profile.fixed_seed if profile else None
+        seed = fixed if fixed is not None else random.randrange(2**32)
+    # With workers the campaigns run side by side, each with the budget they share.
+    share = options.budget and options.budget * min(options.workers, len(names)) / len(names)
+    configs = [
+        CampaignConfig(
+            target=name, kernel=options.kernel, oracle=options.oracle, comparator=overrides,
+            profile=options.profile, max_examples=options.max_examples, budget=share or None,
+            seed=seed, device=options.device, batch=options.batch, max_numel=options.max_numel,
+            pins=dict(options.pins) if options.pins else None,
+            shrink_seconds=options.shrink_seconds,
+        )
+        for name in names
+    ]
+    if options.pins:
+        from kfuzz.pins import check_pins
+
+        for config in configs:
+            target = registry.get(config.target)
+            check_pins(target, options.pins, config.max_numel or target.max_numel)
+    spec = ExecutorSpec(isolate=isolate,
+                        case_timeout=options.case_timeout or (DEFAULT_CASE_TIMEOUT if isolate
+                                                              else None),
+                        plugins=tuple(options.plugins))
+    return configs, spec
+
+
+def run(options: RunOptions, *, db: str | Path | None = None, argv: Sequence[str] = (),
+        progress: ProgressFn | None = None,
+        on_done: Callable[[CampaignRun], object] | None = None) -> RunReport:
+    """Fuzz what `options` asks for and store findings in the corpus at `db` (None: nowhere),
+    recording the run (with `argv`) in its runs table. Returns the RunReport; a run stopped
+    by Ctrl-C returns with status "interrupted" and what it had. Raises KfuzzError for
+    configuration problems, before the corpus is touched when they can be seen up front."""
+    from kfuzz.corpus import CorpusStore
+
+    configs, spec = plan(options)
+    store = CorpusStore(db) if db is not None else None
+    run_id = None
+    if store is not None:
+        run_id = store.start_run(argv=list(argv), profile=options.profile, seed=options.seed,
+                                 targets=[c.target for c in configs], device=options.device)
+    context = RunContext(executor=spec, workers=options.workers, store=store, run_id=run_id,
+                         budget=options.budget, skip_unavailable=options.all,
+                         address=options.ray_address, progress=progress, on_done=on_done)
+    report = RunReport(context.runs, run_id=run_id, db=None if db is None else str(db))
+    try:
+        runner_for(options.workers, options.ray or bool(options.ray_address))(configs, context)
+        if any(c.stopped == "interrupted" for c in report.campaigns):
+            report.status = "interrupted"
+    except KeyboardInterrupt:
+        report.status = "interrupted"
+    except BaseException:
+        report.status = "error"
+        raise
+    finally:
+        if store is not None:
+            store.finish_run(run_id, status=report.status,  # type: ignore[arg-type]
+                             examples=sum(c.examples for c in report.campaigns),
+                             findings=len(report.findings), results=report.results())
+            store.close()
+    if options.all and not report.campaigns and report.skipped:
+        reasons = "; ".join(f"{t}: {why}" for t, why in report.skipped)
+        raise KfuzzError(f"--all: no target can run here ({reasons})")
+    return report
