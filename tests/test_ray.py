@@ -47,12 +47,15 @@ def _in_process(configs, workers, db_path):
     return results
 
 
-def _on_ray(configs, workers, db_path, **kw):
+def _on_ray(configs, workers, db_path, plugins=()):
     from kfuzz.ray_runner import run_on_ray
+    from kfuzz.runner import ExecutorSpec, RunContext
 
     with CorpusStore(db_path) as store:
         run_id = store.start_run(argv=[], profile="dev", seed=None, targets=[])
-        return run_on_ray(configs, workers=workers, store=store, run_id=run_id, **kw)
+        context = RunContext(executor=ExecutorSpec(plugins=tuple(plugins)), workers=workers,
+                             store=store, run_id=run_id)
+        return [run.result for run in run_on_ray(configs, context)]
 
 
 def _by_shard(results):
