@@ -20,7 +20,7 @@ HINT = ("kfuzz: a kernel crashed the kfuzz process{what}; rerun with --isolate s
 
 _WATCHER = r"""
 import os, sys
-seen = b""
+head = b""
 while True:
     try:
         chunk = os.read(0, 65536)
@@ -28,10 +28,10 @@ while True:
         break
     if not chunk:
         break
-    seen = seen or chunk
+    head = (head + chunk)[:4096]  # faulthandler writes its first line in pieces
     os.write(2, chunk)
-if seen:
-    first = seen.split(b"\n", 1)[0].decode(errors="replace")
+if head:
+    first = head.split(b"\n", 1)[0].decode(errors="replace")
     what = first.split(": ", 1)[1] if first.startswith("Fatal Python error: ") else ""
     os.write(2, sys.argv[1].format(what=f" ({what})" if what else "").encode())
 """
