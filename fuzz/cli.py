@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from kfuzz import __version__
 from kfuzz import targets as registry
 from kfuzz.compare import Comparator, ComparatorError
-from kfuzz.corpus import DEFAULT_DB, CorpusStore, decode_row, json_safe
+from kfuzz.corpus import DEFAULT_DB, CorpusStore, json_safe
 from kfuzz.errors import KfuzzError, OptionError
 from kfuzz.runner import DEFAULT_CASE_TIMEOUT, RunOptions, check_device, make_executor
 from kfuzz.search import PROFILES
@@ -166,7 +166,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
         failing = [r.fingerprint for r in results if r.status == "fail"]
         write_junit(args.junit, "kfuzz.replay",
-                    replay_cases(results, replay_details(store.db, failing)))
+                    replay_cases(results, replay_details(store, failing)))
     return 1 if any(r.status == "fail" for r in results) else 0
 
 
@@ -178,7 +178,7 @@ def _open_existing(path: str) -> CorpusStore:
 
 def cmd_corpus_list(args: argparse.Namespace) -> int:
     """List stored findings."""
-    store = _open_existing(args.db)
+    store = CorpusStore(args.db, read_only=True)
     rows = store.findings(target=args.target, status=args.status, limit=args.limit)
     if args.json:
         out = sys.stdout
@@ -201,11 +201,11 @@ def cmd_corpus_list(args: argparse.Namespace) -> int:
 
 def cmd_corpus_show(args: argparse.Namespace) -> int:
     """Show one finding in full."""
-    store = _open_existing(args.db)
+    store = CorpusStore(args.db, read_only=True)
     row = store.get(store.resolve_id(args.id))
-    row["replays"] = list(store.db.query(
-        "select at, status, kernel, oracle, mismatch_ratio, error from replays "
-        "where fingerprint = ? order by id desc limit 20", [row["fingerprint"]]))
+    row["replays"] = [
+        {k: r.get(k) for k in ("at", "status", "kernel", "oracle", "mismatch_ratio", "error")}
+        for r in store.replays(row["fingerprint"], newest_first=True, limit=20)]
     if args.json:
         print(json.dumps(row, indent=2))
         return 0
@@ -237,8 +237,8 @@ def cmd_corpus_export(args: argparse.Namespace) -> int:
     """Write a standalone reproducer script for one finding."""
     from kfuzz.export import reproducer
 
-    store = _open_existing(args.db)
-    row = decode_row(store.get(store.resolve_id(args.id)))
+    store = CorpusStore(args.db, read_only=True)
+    row = store.get(store.resolve_id(args.id))
     script = reproducer(row)
     if args.out:
         Path(args.out).write_text(script)

@@ -1,13 +1,21 @@
 """The corpus: a SQLite database of findings, runs and replays (sqlite-utils).
 
 Tables
-  findings  one row per distinct finding, keyed by its fingerprint (sha256 of target, kernel,
-            oracle, case); a rediscovered case updates its row (times_seen, last_seen).
-  runs      one row per `kfuzz run`.
-  replays   one row per replay of a finding.
+  findings         one row per distinct finding, keyed by its fingerprint (sha256 of target,
+                   kernel, oracle, case); a rediscovered case updates its row (times_seen,
+                   last_seen).
+  runs             one row per `kfuzz run`.
+  replays          one row per replay of a finding.
+  merge_meta       this corpus's origin id once it has been merged into (`kfuzz.merge`).
+  merge_sightings  per finding, the sightings each merged-in corpus counted (`kfuzz.merge`).
 JSON columns (case, comparator, metrics, shrink, versions, ...) hold plain JSON text, readable
 with `sqlite-utils` and datasette. Nothing is pickled or evaluated: loading a corpus runs no
 code. WAL is on and every write is a short transaction, so several processes can share a file.
+
+`CorpusStore` is the only code that speaks SQL to a corpus (with `kfuzz.merge`, which works
+through a store's connection and transaction); everything else calls its methods. The schema
+is one versioned migration set; a corpus written by an older kfuzz is migrated when opened for
+writing, and read as it is when opened read-only.
 """
 
 from __future__ import annotations
@@ -15,21 +23,27 @@ from __future__ import annotations
 import datetime as dt
 import json
 import platform
+import re
 import sqlite3
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
+from kfuzz.enums import FindingStatus, Kind, ReplayStatus
 from kfuzz.errors import CorpusError
-from kfuzz.findings import Finding
 from sqlite_utils.migrations import Migrations
+
+if TYPE_CHECKING:
+    from kfuzz.findings import Finding
 
 DEFAULT_DB = "corpus/corpus.db"
 JSON_COLUMNS = ("case", "comparator", "metrics", "shrink", "versions")
-KIND_RANK = {"raw": 0, "peak": 1, "shrunk": 2}
+RUN_JSON_COLUMNS = ("argv", "targets", "versions", "results")
+KIND_RANK = {kind.value: kind.rank for kind in Kind}
+TABLES = ("findings", "runs", "replays")
 
 migrations = Migrations("kfuzz")
 
@@ -65,6 +79,52 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         foreign_keys=[("fingerprint", "findings", "fingerprint")],
     )
     db.table("replays").create_index(["fingerprint"])
+
+
+# What classified an error, crash, contract breach or timeout, before it travelled as data:
+# read once from the stored text of rows written by an older kfuzz.
+_LEGACY_ERROR = {
+    "error": re.compile(r"^(?P<error_type>[A-Za-z_][\w.]*):"),
+    "contract": re.compile(r"^Contract: (?P<error_type>[\w-]+):"),
+    "crash": re.compile(r"^Crash: worker (?:killed by (?:signal )?(?P<signal>\w+)|"
+                        r"exited with status (?P<exit_code>-?\d+));"),
+    "timeout": re.compile(r"^Timeout: no result after (?P<timeout>[0-9.e+-]+)s"),
+}
+
+
+@migrations()
+def m002_error_fields(db: sqlite_utils.Database) -> None:
+    """Findings keep the error type, crash signal or exit status, and timeout as columns."""
+    table = db.table("findings")
+    table.add_column("error_type", str)
+    table.add_column("signal", str)
+    table.add_column("exit_code", int)
+    table.add_column("timeout", float)
+    rows = db.query("select fingerprint, failure, error from findings "
+                    "where failure in ('error', 'contract', 'crash', 'timeout')")
+    for row in list(rows):
+        found = _LEGACY_ERROR[row["failure"]].match(row["error"] or "")
+        if found:
+            values = {k: v for k, v in found.groupdict().items() if v is not None}
+            if "exit_code" in values:
+                values["exit_code"] = int(values["exit_code"])
+            if "timeout" in values:
+                values["timeout"] = float(values["timeout"])
+            table.update(row["fingerprint"], values)
+
+
+@migrations()
+def m003_merge_ledger(db: sqlite_utils.Database) -> None:
+    """The tables of `kfuzz.merge`, in every corpus; they were a migration set of their own
+    ("kfuzz-merge"), applied only to corpora merged into, whose rows they keep."""
+    if not db.table("merge_meta").exists():
+        db.table("merge_meta").create({"key": str, "value": str}, pk="key")
+    if not db.table("merge_sightings").exists():
+        db.table("merge_sightings").create(
+            {"fingerprint": str, "origin": str, "times_seen": int}, pk=("fingerprint", "origin")
+        )
+    if db.table(Migrations.migrations_table).exists():
+        db.execute(f"delete from {Migrations.migrations_table} where migration_set = 'kfuzz-merge'")
 
 
 def json_safe(value: Any) -> Any:
@@ -126,19 +186,59 @@ def decode_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-class CorpusStore:
-    """A corpus database. Opening it applies pending migrations; raises CorpusError when
-    the file is not a SQLite database, or was written by a newer kfuzz."""
+def _loads_or(value: Any, default: Any) -> Any:
+    """A JSON column of a run or replay, or `default` when it is empty, binary or malformed
+    (these rows are history: one bad row must not hide the rest)."""
+    if not isinstance(value, str):
+        return default
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return default
 
-    def __init__(self, path: str | Path = DEFAULT_DB) -> None:
+
+class CorpusStore:
+    """A corpus database.
+
+    Args:
+        path: the database file.
+        read_only: open without writing anything (no migration, no WAL switch): for commands
+            that only read and for corpora that must stay untouched (a merge source, a
+            committed corpus). Writing methods then raise CorpusError.
+        create: False raises CorpusError when the file does not exist (read_only implies it).
+
+    Raises:
+        CorpusError: when the file is a directory, is not a SQLite database, is not a kfuzz
+            corpus (read-only), does not exist (create=False), or was written by a newer kfuzz.
+    """
+
+    def __init__(self, path: str | Path = DEFAULT_DB, *, read_only: bool = False,
+                 create: bool = True) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         if self.path.exists() and self.path.is_dir():
             raise CorpusError(f"corpus {str(self.path)!r} is a directory; pass a file to --db")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if (read_only or not create) and not self.path.exists():
+            raise CorpusError(f"no corpus at {str(self.path)!r}; pass --db PATH")
         try:
-            conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
+            if read_only:
+                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                       timeout=60, isolation_level=None)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
             self.db = sqlite_utils.Database(conn)
             self.db.execute("PRAGMA busy_timeout = 60000")
+            if read_only:
+                missing = [t for t in TABLES if not self.db.table(t).exists()]
+                if missing:
+                    conn.close()
+                    raise CorpusError(
+                        f"{str(self.path)!r} is not a kfuzz corpus (no {missing[0]} table); "
+                        "pass a corpus database written by kfuzz"
+                    )
+                self._check_schema()
+                return
             # Under WAL, NORMAL keeps every committed transaction through a process crash or
             # SIGKILL (only a power loss can drop the last ones) and halves the cost of the
             # one-transaction-per-finding writes of a run.
@@ -150,7 +250,7 @@ class CorpusStore:
         except sqlite3.DatabaseError as exc:
             raise CorpusError(
                 f"corpus {str(self.path)!r} is not a usable SQLite database ({exc}); "
-                "restore it from a backup or pass another --db"
+                "restore it from a backup or pass another corpus file"
             ) from None
 
     def _check_schema(self) -> None:
@@ -174,7 +274,11 @@ class CorpusStore:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def transaction(self) -> Iterator[None]:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on an exception).
+        Raises CorpusError on a read-only store."""
+        if self.read_only:
+            raise CorpusError(f"corpus {str(self.path)!r} was opened read-only")
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -183,12 +287,28 @@ class CorpusStore:
             raise
         self.db.execute("COMMIT")
 
+    def _columns(self, table: str) -> set[str]:
+        return {c.name for c in self.db.table(table).columns}
+
+    def integrity_check(self) -> str:
+        """SQLite's `pragma integrity_check`: "ok" for a sound file, else the problems."""
+        return "\n".join(str(r[0]) for r in self.db.execute("pragma integrity_check"))
+
+    def copy_to(self, target: str | Path) -> None:
+        """A consistent copy of the database at `target` (SQLite's backup API, safe while
+        another process writes)."""
+        dst = sqlite3.connect(str(target))
+        try:
+            self.db.conn.backup(dst)
+        finally:
+            dst.close()
+
     # -- runs ------------------------------------------------------------------------------
 
     def start_run(self, *, argv: list[str], profile: str, seed: int | None,
                   targets: list[str], device: str = "cpu") -> int:
         """Record a run's start; returns its id."""
-        with self._transaction():
+        with self.transaction():
             table = self.db["runs"]
             table.insert({  # type: ignore[union-attr]
                 "started": now(), "argv": _dumps(argv), "profile": profile, "seed": seed,
@@ -200,11 +320,21 @@ class CorpusStore:
     def finish_run(self, run_id: int, *, status: str, examples: int, findings: int,
                    results: list[dict[str, Any]]) -> None:
         """Record a run's end."""
-        with self._transaction():
+        with self.transaction():
             self.db["runs"].update(run_id, {  # type: ignore[union-attr]
                 "finished": now(), "status": status, "examples": examples,
                 "findings": findings, "results": _dumps(results),
             })
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run, oldest first, JSON columns decoded (argv, targets, results as lists,
+        versions as a dict; an empty or malformed column reads as empty)."""
+        out = []
+        for run in self.db.query("select * from runs order by id"):
+            for column in RUN_JSON_COLUMNS:
+                run[column] = _loads_or(run.get(column), {} if column == "versions" else [])
+            out.append(run)
+        return out
 
     # -- findings --------------------------------------------------------------------------
 
@@ -214,7 +344,7 @@ class CorpusStore:
         finding deletes the raw row it replaces when nothing else has seen that row."""
         stamp = now()
         done = []
-        with self._transaction():
+        with self.transaction():
             for finding in findings:
                 done.append(self._upsert(finding, run_id, stamp))
         return done
@@ -226,18 +356,21 @@ class CorpusStore:
     def _upsert(self, finding: Finding, run_id: int | None, stamp: str) -> str:
         key = finding.fingerprint
         table = self.db.table("findings")
+        outcome = finding.outcome
         row = {
             "target": finding.target, "kernel": finding.kernel, "oracle": finding.oracle,
-            "failure": finding.failure, "status": "open",
-            "metrics": _dumps(finding.outcome.to_dict()["outputs"]), "error": finding.outcome.error,
-            "mismatch_ratio": finding.outcome.worst_ratio(), "device": finding.device,
+            "failure": finding.failure.value, "status": FindingStatus.OPEN.value,
+            "metrics": _dumps(outcome.to_dict()["outputs"]), "error": outcome.error,
+            "error_type": outcome.error_type, "signal": outcome.signal,
+            "exit_code": outcome.exit_code, "timeout": outcome.timeout,
+            "mismatch_ratio": outcome.worst_ratio(), "device": finding.device,
             "versions": _dumps(versions(finding.device)), "last_seen": stamp, "last_run": run_id,
         }
         existing = list(self.db.query("select kind, times_seen from findings where "
                                       "fingerprint = ?", [key]))
         if existing:
             old_kind = existing[0]["kind"]
-            kind = max(old_kind, finding.kind, key=lambda k: KIND_RANK.get(k, -1))
+            kind = max(old_kind, finding.kind.value, key=lambda k: KIND_RANK.get(k, -1))
             # A shrunk case that shrank to its own raw case is one sighting, not two.
             again = 0 if finding.replaces == key else 1
             row.update(kind=kind, times_seen=existing[0]["times_seen"] + again)
@@ -252,7 +385,7 @@ class CorpusStore:
             except Exception:
                 size = None
             row.update(
-                fingerprint=key, kind=finding.kind, case=_dumps(finding.case),
+                fingerprint=key, kind=finding.kind.value, case=_dumps(finding.case),
                 comparator=_dumps(finding.comparator), shrink=_dumps(finding.shrink or None),
                 size=size, first_seen=stamp, first_run=run_id, times_seen=1,
             )
@@ -278,23 +411,25 @@ class CorpusStore:
             raise CorpusError(f"finding id {prefix!r} is ambiguous; give more characters")
         return rows[0]
 
-    def get(self, fingerprint: str) -> dict[str, Any]:
-        """One finding, JSON columns decoded. Raises CorpusError when absent or malformed."""
+    def raw(self, fingerprint: str) -> dict[str, Any]:
+        """One findings row as stored (JSON columns as text). Raises CorpusError when absent."""
         rows = list(self.db.query("select * from findings where fingerprint = ?", [fingerprint]))
         if not rows:
             raise CorpusError(f"no finding {fingerprint[:12]!r} in {str(self.path)!r}")
-        return decode_row(rows[0])
+        return rows[0]
+
+    def get(self, fingerprint: str) -> dict[str, Any]:
+        """One finding, JSON columns decoded. Raises CorpusError when absent or malformed."""
+        return decode_row(self.raw(fingerprint))
 
     def findings(self, *, target: str | None = None, status: str | None = None,
-                 limit: int | None = None) -> Iterator[dict[str, Any]]:
+                 kernel: str | None = None, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Raw finding rows (JSON columns as text), newest first, optionally filtered."""
         where, args = [], []
-        if target:
-            where.append("target = ?")
-            args.append(target)
-        if status:
-            where.append("status = ?")
-            args.append(status)
+        for column, value in (("target", target), ("status", status), ("kernel", kernel)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(str(value))  # an enum member is its word
         sql = "select * from findings"
         if where:
             sql += " where " + " and ".join(where)
@@ -307,22 +442,60 @@ class CorpusStore:
         """Number of findings."""
         return self.db["findings"].count
 
-    def record_replay(self, fingerprint: str, *, status: str, kernel: str, oracle: str,
-                      outcome: dict[str, Any] | None, error: str | None) -> None:
+    # -- replays ---------------------------------------------------------------------------
+
+    def record_replay(self, fingerprint: str, *, status: ReplayStatus | str, kernel: str,
+                      oracle: str, outcome: dict[str, Any] | None, error: str | None) -> None:
         """Record one replay and update the finding's status: "fail" -> open, "pass" ->
         fixed, "error" leaves the status as it was."""
+        status = ReplayStatus(status)
         stamp = now()
         ratio = None
         if outcome and outcome.get("outputs"):
             ratio = max(m["mismatch_ratio"] for m in outcome["outputs"].values())
-        with self._transaction():
+        with self.transaction():
             self.db["replays"].insert({  # type: ignore[union-attr]
-                "fingerprint": fingerprint, "at": stamp, "status": status, "kernel": kernel,
+                "fingerprint": fingerprint, "at": stamp, "status": status.value, "kernel": kernel,
                 "oracle": oracle, "mismatch_ratio": ratio,
                 "metrics": _dumps(outcome.get("outputs") if outcome else None), "error": error,
             })
-            update = {"last_replay": stamp, "last_replay_status": status,
+            update = {"last_replay": stamp, "last_replay_status": status.value,
                       "last_replay_kernel": kernel}
-            if status in ("fail", "pass"):
-                update["status"] = "open" if status == "fail" else "fixed"
+            if status in (ReplayStatus.FAIL, ReplayStatus.PASS):
+                update["status"] = (FindingStatus.OPEN if status == ReplayStatus.FAIL
+                                    else FindingStatus.FIXED).value
             self.db.table("findings").update(fingerprint, update)
+
+    def replays(self, fingerprint: str | None = None, *, newest_first: bool = False,
+                limit: int | None = None) -> list[dict[str, Any]]:
+        """Replay rows (metrics as JSON text), of one finding or all, oldest first unless
+        newest_first."""
+        sql = "select * from replays"
+        args: list[Any] = []
+        if fingerprint is not None:
+            sql += " where fingerprint = ?"
+            args.append(fingerprint)
+        sql += " order by at desc, id desc" if newest_first else " order by at, id"
+        if limit:
+            sql += f" limit {int(limit)}"
+        return list(self.db.query(sql, args))
+
+    def count_replays(self) -> int:
+        """Number of replays recorded."""
+        return self.db["replays"].count
+
+
+def replay_outputs(replay: dict[str, Any]) -> dict[str, Any] | None:
+    """The metrics of a replay row by output name, or None when absent or malformed."""
+    value = _loads_or(replay.get("metrics"), None)
+    return value if isinstance(value, dict) else None
+
+
+def latest_replays(store: CorpusStore, fingerprints: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """fingerprint -> its latest replay row, for those that have one."""
+    out = {}
+    for key in fingerprints:
+        rows = store.replays(key, newest_first=True, limit=1)
+        if rows:
+            out[key] = rows[0]
+    return out

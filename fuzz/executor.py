@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import torch
 from kfuzz import targets as registry
 from kfuzz.compare import Comparator, Metrics, ShapeMismatch, compare
+from kfuzz.enums import UNJUDGED, Status
 from kfuzz.errors import CaseError, ContractViolation, KfuzzError
 from kfuzz.materialise import generator_for, to_device
 from kfuzz.targets import Target, Variant
@@ -43,46 +44,52 @@ class Job:
 
 @dataclass
 class Outcome:
-    """What running a job gave. status: "pass" (every output within its comparator), "fail"
-    (at least one output over its max_ratio), "error" (the kernel or oracle raised),
-    "contract" (the kernel wrote into an input or returned one of them), "crash" (the worker
-    process died) or "timeout" (the case ran past its time limit; the last two come from
-    `kfuzz.isolation`). outputs: output name -> `Metrics` (a summary for a passing output
-    unless the job asked for full metrics; each reads like its `to_dict()`, e.g.
-    `m["mismatch_ratio"]`). error: "Kind: message", e.g. "RuntimeError: ...",
-    "Crash: worker killed by SIGSEGV ..."."""
+    """What running a job gave.
 
-    status: str
+    status: a `Status` (a str enum: "pass", "fail", "error", "contract", "crash", "timeout";
+    the last two come from `kfuzz.isolation`). outputs: output name -> `Metrics` (a summary for
+    a passing output unless the job asked for full metrics; each reads like its `to_dict()`,
+    e.g. `m["mismatch_ratio"]`). error: the text shown to people, "Kind: message", e.g.
+    "RuntimeError: ...", "Crash: worker killed by SIGSEGV ...". What classifies the failure
+    travels as data beside it: error_type (the exception's class name for "error", the breach,
+    "writes-input" or "aliases-input", for "contract"), signal (e.g. "SIGSEGV") or exit_code
+    for "crash", timeout (the limit in seconds) for "timeout"."""
+
+    status: Status
     outputs: dict[str, Metrics] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
+    error_type: str | None = None
+    signal: str | None = None
+    exit_code: int | None = None
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
 
     @property
     def failed(self) -> bool:
         """True unless every output passed."""
-        return self.status != "pass"
+        return self.status != Status.PASS
 
     def worst_ratio(self) -> float:
         """The largest mismatch ratio over the outputs (1.0 when there are no metrics: an
         error, a contract breach, a crash or a timeout)."""
-        if self.status not in ("pass", "fail"):
+        if self.status in UNJUDGED:
             return 1.0
         return max((m["mismatch_ratio"] for m in self.outputs.values()), default=0.0)
 
     def buckets(self) -> set[str]:
         """Failure classes of this outcome, e.g. {"y:mismatch"}, {"y:nonfinite"},
-        {"error:RuntimeError"}, {"crash:SIGSEGV"}, {"timeout:"}: a campaign shrinks one case
-        per new class."""
-        if self.status not in ("pass", "fail"):
-            detail = (self.error or "").split(":", 2)
-            if self.status == "crash":
-                # "Crash: worker killed by SIGSEGV; ..." -> the signal or exit status
-                return {"crash:" + detail[1].split(";")[0].split()[-1] if len(detail) > 1 else "crash:"}
-            if self.status == "contract":
-                return {"contract:" + (detail[1].strip() if len(detail) > 1 else "")}
-            if self.status == "timeout":
-                return {"timeout:"}
-            return {"error:" + detail[0]}
+        {"error:RuntimeError"}, {"contract:writes-input"}, {"crash:SIGSEGV"}, {"crash:3"}
+        (exit status), {"timeout:"}: a campaign shrinks one case per new class."""
+        if self.status == Status.CRASH:
+            how = self.signal or ("" if self.exit_code is None else str(self.exit_code))
+            return {f"crash:{how}"}
+        if self.status == Status.TIMEOUT:
+            return {"timeout:"}
+        if self.status in (Status.ERROR, Status.CONTRACT):
+            return {f"{self.status.value}:{self.error_type or ''}"}
         out = set()
         for name, m in self.outputs.items():
             if not m["passed"]:
@@ -92,25 +99,37 @@ class Outcome:
     def worst_over_allowed(self) -> float:
         """The closest call: the largest `Metrics.worst_over_allowed` over the outputs (inf
         when there are no metrics: an error, a contract breach, a crash or a timeout)."""
-        if self.status not in ("pass", "fail"):
+        if self.status in UNJUDGED:
             return math.inf
         values = [m.get("worst_over_allowed") for m in self.outputs.values()]
         return max((float(v) for v in values if v is not None), default=0.0)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form: metrics as their `to_dict()`."""
-        return {"status": self.status,
-                "outputs": {name: m.to_dict() if isinstance(m, Metrics) else dict(m)
-                            for name, m in self.outputs.items()},
-                "error": self.error, "seconds": self.seconds}
+        """JSON-able form: metrics as their `to_dict()`, the status as its word; the error
+        fields only when set."""
+        out: dict[str, Any] = {
+            "status": self.status.value,
+            "outputs": {name: m.to_dict() if isinstance(m, Metrics) else dict(m)
+                        for name, m in self.outputs.items()},
+            "error": self.error, "seconds": self.seconds,
+        }
+        for name in ERROR_FIELDS:
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Outcome:
         """Rebuild an outcome from `to_dict()` output (the isolated worker's reply). Raises
-        ValueError on a malformed metrics record."""
-        return cls(status=d["status"],
+        ValueError on an unknown status or a malformed metrics record."""
+        return cls(status=Status(d["status"]),
                    outputs={name: Metrics.from_dict(m) for name, m in (d.get("outputs") or {}).items()},
-                   error=d.get("error"), seconds=float(d.get("seconds") or 0.0))
+                   error=d.get("error"), seconds=float(d.get("seconds") or 0.0),
+                   **{name: d.get(name) for name in ERROR_FIELDS})
+
+
+# The fields that classify an unjudged outcome (see `Outcome`).
+ERROR_FIELDS = ("error_type", "signal", "exit_code", "timeout")
 
 
 class Executor(Protocol):
@@ -175,18 +194,21 @@ def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
 def _contract_breach(
     kernel: str, inputs: Mapping[str, torch.Tensor], snapshots: Mapping[str, torch.Tensor],
     outputs: Mapping[str, torch.Tensor],
-) -> str | None:
-    """'Contract: <kind>: message' when the kernel wrote into an input or returned one of
-    its inputs' memory as an output; None otherwise."""
+) -> tuple[str, str] | None:
+    """(breach, "Contract: <breach>: message") when the kernel wrote into an input
+    ("writes-input") or returned one of its inputs' memory as an output ("aliases-input");
+    None otherwise."""
     for name, tensor in inputs.items():
         if not _same_bits(tensor, snapshots[name]):
-            return (f"Contract: writes-input: kernel {kernel!r} wrote into its input {name!r}; "
+            return ("writes-input",
+                    f"Contract: writes-input: kernel {kernel!r} wrote into its input {name!r}; "
                     "kernels must leave their inputs unchanged")
     pointers = {t.untyped_storage().data_ptr(): name for name, t in inputs.items() if t.numel()}
     for out_name, tensor in outputs.items():
         owner = pointers.get(tensor.untyped_storage().data_ptr()) if tensor.numel() else None
         if owner is not None:
-            return (f"Contract: aliases-input: kernel {kernel!r} returned output {out_name!r} "
+            return ("aliases-input",
+                    f"Contract: aliases-input: kernel {kernel!r} returned output {out_name!r} "
                     f"in the memory of its input {owner!r}; return a new tensor")
     return None
 
@@ -241,13 +263,14 @@ def run_case(
     except KfuzzError:
         raise  # e.g. KernelUnavailable: the kernel cannot run here at all, a configuration error
     except Exception as exc:  # the kernel's fault, to be reported, not a kfuzz crash
-        return Outcome("error", error=f"{type(exc).__name__}: {exc}"[:2000],
-                       seconds=time.perf_counter() - start)
+        return Outcome(Status.ERROR, error=f"{type(exc).__name__}: {exc}"[:2000],
+                       error_type=type(exc).__name__, seconds=time.perf_counter() - start)
     actual = as_outputs(got, target, f"kernel {kernel.name!r}")
     expected = as_outputs(ref, target, f"oracle {oracle.name!r}")
     breach = _contract_breach(kernel.name, device_inputs, snapshots, actual)
     if breach:
-        return Outcome("contract", error=breach, seconds=time.perf_counter() - start)
+        return Outcome(Status.CONTRACT, error=breach[1], error_type=breach[0],
+                       seconds=time.perf_counter() - start)
     outputs: dict[str, Metrics] = {}
     for name, spec in expected_specs.items():
         a = actual[name]
@@ -267,8 +290,8 @@ def run_case(
             outputs[name] = compare(a, expected[name], comparator, full=job.full_metrics)
         except ShapeMismatch as exc:
             raise ContractViolation(f"oracle {oracle.name!r}, output {name!r}: {exc}") from None
-    status = "pass" if all(m.passed for m in outputs.values()) else "fail"
-    if status == "fail":
+    status = Status.PASS if all(m.passed for m in outputs.values()) else Status.FAIL
+    if status == Status.FAIL:
         # A stored finding shows every output in full, the passing ones too.
         for name, m in outputs.items():
             if not m.complete:

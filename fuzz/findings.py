@@ -8,12 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kfuzz.enums import Failure, Kind, Status
 from kfuzz.executor import Outcome
 
 # shrunk: the minimal case Hypothesis reduced a failure to; peak: the worst case seen on a
 # target in a run; raw: a failure as first seen, replaced by its shrunk case once shrinking
-# ends (kept only if the run dies first, so that nothing found is lost).
-KINDS = ("shrunk", "peak", "raw")
+# ends (kept only if the run dies first, so that nothing found is lost). See `Kind`.
+KINDS = tuple(kind.value for kind in reversed(Kind))
 
 
 def canonical_json(obj: Any) -> str:
@@ -29,19 +30,23 @@ def fingerprint(target: str, kernel: str, oracle: str, case: Mapping[str, Any]) 
 
 @dataclass
 class Finding:
-    """A failing case with what produced it. comparator is the override the run used
-    (None: each output's default comparator, recorded in the metrics)."""
+    """A failing case with what produced it. kind: a `Kind` (a word such as "shrunk" is
+    taken too). comparator is the override the run used (None: each output's default
+    comparator, recorded in the metrics)."""
 
     target: str
     kernel: str
     oracle: str
     case: dict[str, Any]
     outcome: Outcome
-    kind: str = "shrunk"
+    kind: Kind = Kind.SHRUNK
     comparator: dict[str, Any] | None = None
     device: str = "cpu"
     shrink: dict[str, Any] = field(default_factory=dict)
     replaces: str | None = None
+
+    def __post_init__(self) -> None:
+        self.kind = Kind(self.kind)
 
     @property
     def fingerprint(self) -> str:
@@ -49,11 +54,12 @@ class Finding:
         return fingerprint(self.target, self.kernel, self.oracle, self.case)
 
     @property
-    def failure(self) -> str:
-        """The kind of failure: "error" (the kernel raised), "crash", "timeout", "contract"
-        (it wrote into or returned an input), "nonfinite" (a NaN/Inf mismatched) or
+    def failure(self) -> Failure:
+        """The kind of failure (a `Failure`): "error" (the kernel raised), "crash", "timeout",
+        "contract" (it wrote into or returned an input), "nonfinite" (a NaN/Inf mismatched) or
         "mismatch"."""
-        if self.outcome.status in ("error", "crash", "timeout", "contract"):
-            return self.outcome.status
-        buckets = self.outcome.buckets()
-        return "nonfinite" if any(b.endswith(":nonfinite") for b in buckets) else "mismatch"
+        if self.outcome.status not in (Status.PASS, Status.FAIL):
+            return Failure(self.outcome.status.value)
+        nonfinite = any(not m["passed"] and m["nonfinite_mismatches"]
+                        for m in self.outcome.outputs.values())
+        return Failure.NONFINITE if nonfinite else Failure.MISMATCH

@@ -21,6 +21,7 @@ from dataclasses import asdict
 from typing import Any
 
 from kfuzz import errors
+from kfuzz.enums import Status
 from kfuzz.executor import Job, Outcome
 
 STDERR_TAIL = 2000
@@ -152,15 +153,17 @@ class IsolatedExecutor:
         seconds = time.perf_counter() - start
         if reply == "timeout":
             self._replace()
-            return Outcome("timeout", error=f"Timeout: no result after {self.case_timeout:g}s",
-                           seconds=seconds)
+            return Outcome(Status.TIMEOUT, error=f"Timeout: no result after {self.case_timeout:g}s",
+                           timeout=self.case_timeout, seconds=seconds)
         if reply == "eof":
             code = worker.exit_code()
-            how = (f"killed by {_signal_name(-code)}" if code < 0 else f"exited with status {code}")
+            signal_name = _signal_name(-code) if code < 0 else None
+            how = f"killed by {signal_name}" if signal_name else f"exited with status {code}"
             tail = worker.stderr_tail().strip()
             self._replace()
-            return Outcome("crash", error=f"Crash: worker {how}; stderr: {tail[-STDERR_TAIL:]}",
-                           seconds=seconds)
+            return Outcome(Status.CRASH, error=f"Crash: worker {how}; stderr: {tail[-STDERR_TAIL:]}",
+                           signal=signal_name and signal_name.split()[-1],
+                           exit_code=None if signal_name else code, seconds=seconds)
         assert isinstance(reply, dict)
         if "kfuzz_error" in reply:
             err = reply["kfuzz_error"]

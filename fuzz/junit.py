@@ -166,18 +166,10 @@ def replay_cases(results: Iterable[Any], details: Mapping[str, str] | None = Non
     return cases
 
 
-def replay_details(db: Any, fingerprints: Iterable[str]) -> dict[str, str]:
+def replay_details(store: Any, fingerprints: Iterable[str]) -> dict[str, str]:
     """fingerprint -> the comparison messages of that finding's latest replay, read from a
-    corpus (`CorpusStore.db`)."""
-    out = {}
-    for key in fingerprints:
-        rows = list(db.query("select metrics, error from replays where fingerprint = ? "
-                             "order by id desc limit 1", [key]))
-        if not rows:
-            continue
-        try:
-            metrics = json.loads(rows[0]["metrics"]) if rows[0]["metrics"] else None
-        except json.JSONDecodeError:
-            metrics = None
-        out[key] = outputs_text(metrics, rows[0]["error"])
-    return out
+    corpus (a `kfuzz.corpus.CorpusStore`)."""
+    from kfuzz.corpus import latest_replays, replay_outputs
+
+    return {key: outputs_text(replay_outputs(row), row.get("error"))
+            for key, row in latest_replays(store, list(fingerprints)).items()}

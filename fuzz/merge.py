@@ -29,37 +29,23 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 from kfuzz.corpus import KIND_RANK, CorpusStore
-from kfuzz.corpus import migrations as corpus_migrations
 from kfuzz.errors import CorpusError
-from sqlite_utils.migrations import Migrations
-
-# Kept apart from the corpus's own migration set: only merged-into corpora carry these.
-merge_migrations = Migrations("kfuzz-merge")
 
 # Columns that describe one sighting: taken together from the row seen last.
-SIGHTING_COLUMNS = ("failure", "metrics", "error", "mismatch_ratio", "device", "versions")
+SIGHTING_COLUMNS = ("failure", "metrics", "error", "error_type", "signal", "exit_code", "timeout",
+                    "mismatch_ratio", "device", "versions")
 REPLAY_KEY = ("fingerprint", "at", "status", "kernel", "oracle", "mismatch_ratio", "metrics",
               "error")
 RUN_KEY = ("started", "argv", "versions", "targets", "seed", "profile")
 FINISH_COLUMNS = ("finished", "status", "examples", "findings", "results")
-
-
-@merge_migrations()
-def m001_merge_ledger(db: sqlite_utils.Database) -> None:
-    db.table("merge_meta").create({"key": str, "value": str}, pk="key")
-    db.table("merge_sightings").create(
-        {"fingerprint": str, "origin": str, "times_seen": int}, pk=("fingerprint", "origin")
-    )
 
 
 @dataclass
@@ -77,29 +63,11 @@ class MergeStats:
         return dict(self.__dict__)
 
 
-def _open_source(path: Path) -> sqlite3.Connection:
+def _open_source(path: Path) -> CorpusStore:
+    """A source corpus, read-only. Raises CorpusError naming the path and the fix."""
     if not path.is_file():
         raise CorpusError(f"no corpus at {str(path)!r}; pass corpus database files to merge")
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        conn.row_factory = sqlite3.Row
-        tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
-    except sqlite3.DatabaseError as exc:
-        raise CorpusError(f"{str(path)!r} is not a usable SQLite database ({exc}); "
-                          "pass corpus databases written by kfuzz") from None
-    if not {"findings", "replays", "runs"} <= tables:
-        conn.close()
-        raise CorpusError(f"{str(path)!r} is not a kfuzz corpus (no findings, replays and runs "
-                          "tables); pass corpus databases written by kfuzz")
-    if "_sqlite_migrations" in tables:
-        known = {m.name for m in corpus_migrations._migrations}
-        applied = {r[0] for r in conn.execute(
-            "select name from _sqlite_migrations where migration_set = 'kfuzz'")}
-        if applied - known:
-            conn.close()
-            raise CorpusError(f"{str(path)!r} has schema {sorted(applied - known)[-1]!r}, newer "
-                              "than this kfuzz knows; upgrade kfuzz to merge it")
-    return conn
+    return CorpusStore(path, read_only=True)
 
 
 def _rows(conn: Any, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -146,17 +114,6 @@ def _ledger(conn: Any) -> dict[str, dict[str, int]]:
     return out
 
 
-@contextmanager
-def _transaction(db: sqlite_utils.Database) -> Iterator[None]:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
 def check_sources(sources: Sequence[str | Path]) -> None:
     """Check that each path is a kfuzz corpus this kfuzz can read, without writing to it.
     Raises CorpusError naming the first that is not."""
@@ -173,19 +130,19 @@ def merge_corpora(into: CorpusStore, sources: Sequence[str | Path]) -> list[Merg
         if path.exists() and path.resolve() == into.path.resolve():
             raise CorpusError(f"{str(path)!r} is the --into corpus itself; merge other corpora "
                               "into it")
-    conns = [_open_source(p) for p in paths]  # every source checked before anything changes
+    sources_open = [_open_source(p) for p in paths]  # every source checked before anything changes
     try:
-        merge_migrations.apply(into.db)
-        return [_merge_one(into, conn, str(path)) for conn, path in zip(conns, paths, strict=True)]
+        return [_merge_one(into, src.db, str(path))
+                for src, path in zip(sources_open, paths, strict=True)]
     finally:
-        for conn in conns:
-            conn.close()
+        for src in sources_open:
+            src.close()
 
 
-def _merge_one(into: CorpusStore, src: sqlite3.Connection, name: str) -> MergeStats:
+def _merge_one(into: CorpusStore, src: sqlite_utils.Database, name: str) -> MergeStats:
     db = into.db
     stats = MergeStats(name)
-    with _transaction(db):
+    with into.transaction():
         own = corpus_origin(db)
         if own is None or not _rows(db, "select 1 from merge_meta where key = 'origin'"):
             # Fixed now, before the merge brings in rows that would change a derived id.

@@ -15,7 +15,6 @@ engine: it is loaded into every pytest run in an environment where kfuzz is inst
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -66,38 +65,21 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     return CorpusFile.from_parent(parent, path=file_path)
 
 
-def _connect_read_only(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-
-
 def _read_findings(path: Path, target: str | None) -> list[dict[str, Any]]:
     """The findings rows that name the tests, read without writing to the file (collection
     alone must leave a committed corpus unchanged). Raises CorpusError."""
-    from kfuzz.errors import CorpusError
+    from kfuzz.corpus import CorpusStore
 
-    sql = ("select fingerprint, target, kernel, oracle, status from findings"
-           + (" where target = ?" if target else "") + " order by last_seen desc, fingerprint")
-    try:
-        conn = _connect_read_only(path)
-        try:
-            conn.row_factory = sqlite3.Row
-            return [dict(r) for r in conn.execute(sql, [target] if target else [])]
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise CorpusError(f"corpus {str(path)!r} is not a usable SQLite database ({exc}); "
-                          "restore it from a backup or pass another --kfuzz-db") from None
+    with CorpusStore(path, read_only=True) as store:
+        return list(store.findings(target=target))
 
 
 def _copy_database(source: Path, target: Path) -> None:
-    # SQLite's backup API: a consistent copy even while another process writes the source.
-    src = _connect_read_only(source)
-    dst = sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
+    """A consistent copy, even while another process writes the source."""
+    from kfuzz.corpus import CorpusStore
+
+    with CorpusStore(source, read_only=True) as store:
+        store.copy_to(target)
 
 
 class FindingFailed(Exception):
@@ -186,7 +168,7 @@ class FindingItem(pytest.Item):
             raise FindingFailed(f"finding {self.fingerprint[:12]} could not be replayed: "
                                 f"{result.error}")
         stored = "-" if result.stored_ratio is None else f"{100 * result.stored_ratio:.4g}%"
-        detail = replay_details(corpus.store.db, [self.fingerprint]).get(self.fingerprint, "")
+        detail = replay_details(corpus.store, [self.fingerprint]).get(self.fingerprint, "")
         raise FindingFailed(
             f"finding {self.fingerprint[:12]} still fails: {result.target} kernel "
             f"{result.kernel} vs {result.oracle}, mismatch ratio "

@@ -5,12 +5,12 @@ A stored case rejoins the data flow at "materialise": same case, same seed, same
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kfuzz.corpus import CorpusStore, decode_row
+from kfuzz.enums import Failure, ReplayStatus
 from kfuzz.errors import KfuzzError
 from kfuzz.executor import Executor, InProcessExecutor, Job
 
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 # Replay statuses: the finding still fails ("fail", stays open), passes now ("pass",
 # marked fixed), or could not be run ("error": unknown target, malformed row, ...).
-STATUS_WORDS = {"fail": "still failing", "pass": "fixed", "error": "error"}
+STATUS_WORDS = {ReplayStatus.FAIL: "still failing", ReplayStatus.PASS: "fixed",
+                ReplayStatus.ERROR: "error"}
 
 
 @dataclass
@@ -30,14 +31,15 @@ class ReplayResult:
     target: str
     kernel: str
     oracle: str
-    status: str
+    status: ReplayStatus
     mismatch_ratio: float | None = None
     stored_ratio: float | None = None
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return dict(self.__dict__, id=self.fingerprint[:12], verdict=STATUS_WORDS[self.status])
+        return dict(self.__dict__, status=self.status.value, id=self.fingerprint[:12],
+                    verdict=STATUS_WORDS[self.status])
 
 
 def replay(
@@ -60,19 +62,20 @@ def replay(
     executor = executor or InProcessExecutor()
     isolated: IsolatedExecutor | None = None
     if finding_id:
-        rows = [store.db["findings"].get(store.resolve_id(finding_id))]  # type: ignore[union-attr]
+        rows = [store.raw(store.resolve_id(finding_id))]
     else:
         rows = list(store.findings(target=target))
     results = []
     try:
         for i, raw in enumerate(rows):
             use = executor
-            if raw.get("failure") in ("crash", "timeout") and isinstance(executor, InProcessExecutor):
+            if raw.get("failure") in (Failure.CRASH, Failure.TIMEOUT) and isinstance(
+                    executor, InProcessExecutor):
                 # A case that crashed or hung once must not take the replaying process down.
                 from kfuzz.isolation import IsolatedExecutor
 
                 isolated = isolated or IsolatedExecutor()
-                isolated.case_timeout = case_timeout or _stored_timeout(raw) or 60.0
+                isolated.case_timeout = case_timeout or raw.get("timeout") or 60.0
                 use = isolated
             results.append(_replay_one(store, raw, kernel, oracle, device, use))
             if progress:
@@ -83,11 +86,6 @@ def replay(
     return results
 
 
-def _stored_timeout(row: dict[str, Any]) -> float | None:
-    found = re.search(r"no result after ([0-9.]+)s", row.get("error") or "")
-    return float(found.group(1)) if found else None
-
-
 def _replay_one(
     store: CorpusStore, raw: dict[str, Any], kernel: str | None, oracle: str | None,
     device: str, executor: Executor,
@@ -95,22 +93,23 @@ def _replay_one(
     key = raw["fingerprint"]
     use_kernel = kernel or raw.get("kernel") or "?"
     use_oracle = oracle or raw.get("oracle") or "?"
-    result = ReplayResult(key, raw.get("target") or "?", use_kernel, use_oracle, "error",
-                          stored_ratio=raw.get("mismatch_ratio"))
+    result = ReplayResult(key, raw.get("target") or "?", use_kernel, use_oracle,
+                          ReplayStatus.ERROR, stored_ratio=raw.get("mismatch_ratio"))
     try:
         row = decode_row(raw)
         if not isinstance(row.get("case"), dict):
             raise KfuzzError(f"finding {key[:12]}: stored case is not a JSON object")
+        # Full metrics for every output: the replay is stored, passing or not.
         job = Job(row["target"], use_kernel, use_oracle, row["case"], row.get("comparator"),
-                  device)
+                  device, full_metrics=True)
         outcome = executor.evaluate([job])[0]
     except KfuzzError as exc:
         result.error = str(exc)
-        store.record_replay(key, status="error", kernel=use_kernel, oracle=use_oracle,
+        store.record_replay(key, status=ReplayStatus.ERROR, kernel=use_kernel, oracle=use_oracle,
                             outcome=None, error=result.error)
         return result
-    result.status = "fail" if outcome.failed else "pass"
-    if outcome.status == "error":
+    result.status = ReplayStatus.FAIL if outcome.failed else ReplayStatus.PASS
+    if outcome.error:
         result.error = outcome.error
     result.mismatch_ratio = outcome.worst_ratio()
     store.record_replay(key, status=result.status, kernel=use_kernel, oracle=use_oracle,

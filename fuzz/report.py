@@ -157,7 +157,7 @@ def _recompute(item: _Finding, device: str) -> dict[str, Any] | None:
 
 def _gather(store: CorpusStore) -> tuple[dict[str, list[_Finding]], list[dict[str, Any]]]:
     replays: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in store.db.query("select * from replays order by at, id"):
+    for r in store.replays():
         replays[r["fingerprint"]].append(r)
     by_target: dict[str, list[_Finding]] = defaultdict(list)
     for raw in store.findings():
@@ -170,15 +170,7 @@ def _gather(store: CorpusStore) -> tuple[dict[str, list[_Finding]], list[dict[st
         # Open before fixed, then the worst first.
         items.sort(key=lambda f: (f.row.get("status") != "open",
                                   -(f.row.get("mismatch_ratio") or 0.0), f.row["fingerprint"]))
-    runs = []
-    for run in store.db.query("select * from runs order by id"):
-        try:
-            run["results"] = json.loads(run["results"]) if run["results"] else []
-            run["targets"] = json.loads(run["targets"]) if run["targets"] else []
-        except json.JSONDecodeError:
-            run["results"], run["targets"] = [], []
-        runs.append(run)
-    return dict(sorted(by_target.items())), runs
+    return dict(sorted(by_target.items())), store.runs()
 
 
 def _trend_points(target: str, items: list[_Finding], runs: list[dict[str, Any]],
@@ -368,7 +360,7 @@ def _summary_line(store: CorpusStore, by_target: dict[str, list[_Finding]],
     for row in rows:
         status[str(row.get("status"))] += 1
     counts = ", ".join(f"{n} {s}" for s, n in sorted(status.items()))
-    replays = store.db["replays"].count
+    replays = store.count_replays()
     return (f"Corpus {store.path}, report made {now()}: {len(rows)} finding(s)"
             + (f" ({counts})" if counts else "") + f" on {len(by_target)} target(s); "
             f"{len(runs)} run(s), {replays} replay(s).")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+from pathlib import Path
 
 import pytest
-from kfuzz.corpus import CorpusStore
+import sqlite_utils
+from kfuzz.corpus import CorpusStore, migrations
+from kfuzz.enums import Failure, Kind, ReplayStatus, Status
 from kfuzz.errors import CorpusError
 from kfuzz.executor import Outcome
 from kfuzz.findings import Finding
@@ -50,8 +54,10 @@ def test_shrunk_finding_replaces_its_raw_row(store):
 
 def test_schema_is_versioned_and_wal_is_on(db_path, store):
     conn = sqlite3.connect(db_path)
-    names = [r[0] for r in conn.execute("select name from _sqlite_migrations")]
-    assert names == ["m001_initial"]
+    applied = conn.execute("select migration_set, name from _sqlite_migrations").fetchall()
+    # One migration set, every migration of it applied, in order.
+    assert applied == [("kfuzz", m.name) for m in migrations._migrations]
+    assert applied[0] == ("kfuzz", "m001_initial")
     assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
 
 
@@ -125,3 +131,134 @@ def test_cli_on_a_corrupt_corpus_is_one_line_exit_2(kfuzz, tmp_path):
         assert res.code == 2, argv
         assert res.err.startswith(f"kfuzz: error: corpus '{bad}' is not a usable SQLite database")
         assert res.err.count("\n") == 1
+
+
+# --- one migration set, read-only opening, statuses as data --------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED = ROOT / "tests" / "data" / "corpus.db"
+
+
+def _old_corpus(path: Path) -> None:
+    """A corpus as kfuzz wrote it before error fields were columns and before merge's ledger
+    joined the one migration set: schema m001 only, merged into once (so carrying the
+    "kfuzz-merge" set and its tables), holding an error, a crash, a timeout and a contract."""
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before="m002_error_fields")
+    db.table("merge_meta").create({"key": str, "value": str}, pk="key")
+    db.table("merge_sightings").create({"fingerprint": str, "origin": str, "times_seen": int},
+                                       pk=("fingerprint", "origin"))
+    db.execute("insert into _sqlite_migrations (migration_set, name, applied_at) "
+               "values ('kfuzz-merge', 'm001_merge_ledger', '2025-01-01')")
+    db.execute("insert into merge_meta values ('origin', 'abc123')")
+    db.execute("insert into merge_sightings values ('e1', 'def456', 3)")
+    for key, failure, error in [
+        ("e1", "error", "RuntimeError: CUDA out of memory: tried 2 GiB"),
+        ("c1", "crash", "Crash: worker killed by SIGSEGV; stderr: boom"),
+        ("c2", "crash", "Crash: worker exited with status 3; stderr: "),
+        ("t1", "timeout", "Timeout: no result after 2.5s"),
+        ("k1", "contract", "Contract: aliases-input: kernel 'k' returned output 'y' ..."),
+        ("m1", "mismatch", None),
+    ]:
+        db["findings"].insert({"fingerprint": key, "target": "ops.softmax", "kernel": "k",
+                               "oracle": "fp64", "case": "{}", "status": "open",
+                               "kind": "shrunk", "failure": failure, "error": error,
+                               "times_seen": 1})
+    db.close()
+
+
+def test_an_old_corpus_migrates_to_the_one_set_and_loses_nothing(tmp_path):
+    path = tmp_path / "old.db"
+    _old_corpus(path)
+    with CorpusStore(path) as store:
+        assert store.integrity_check() == "ok"
+        rows = {r["fingerprint"]: r for r in store.findings()}
+        sets = {r[0] for r in store.db.execute("select migration_set from _sqlite_migrations")}
+        ledger = list(store.db.execute("select * from merge_sightings"))
+        origin = list(store.db.execute("select value from merge_meta"))
+    assert sets == {"kfuzz"}
+    assert ledger == [("e1", "def456", 3)] and origin == [("abc123",)]
+    assert len(rows) == 6
+    fields = {k: (r["error_type"], r["signal"], r["exit_code"], r["timeout"]) for k, r in rows.items()}
+    assert fields == {
+        "e1": ("RuntimeError", None, None, None),
+        "c1": (None, "SIGSEGV", None, None),
+        "c2": (None, None, 3, None),
+        "t1": (None, None, None, 2.5),
+        "k1": ("aliases-input", None, None, None),
+        "m1": (None, None, None, None),
+    }
+    assert rows["e1"]["error"] == "RuntimeError: CUDA out of memory: tried 2 GiB"  # text kept
+
+
+def test_a_fresh_corpus_has_the_merge_tables_too(store):
+    assert store.db.table("merge_meta").exists() and store.db.table("merge_sightings").exists()
+
+
+def test_read_only_open_writes_nothing(tmp_path):
+    path = tmp_path / "old.db"
+    _old_corpus(path)
+    before = path.read_bytes()
+    with CorpusStore(path, read_only=True) as store:
+        assert {r["fingerprint"] for r in store.findings(status="open")} == {
+            "e1", "c1", "c2", "t1", "k1", "m1"}
+        assert store.replays() == [] and store.runs() == []
+        with pytest.raises(CorpusError, match="opened read-only"):
+            store.record_replay("e1", status="pass", kernel="k", oracle="fp64", outcome=None,
+                                error=None)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.db"]
+
+
+def test_read_only_open_refuses_what_is_not_a_corpus(tmp_path):
+    with pytest.raises(CorpusError, match="^no corpus at"):
+        CorpusStore(tmp_path / "missing.db", read_only=True)
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("create table t (x)").connection.commit()
+    with pytest.raises(CorpusError, match="is not a kfuzz corpus"):
+        CorpusStore(other, read_only=True)
+
+
+def test_the_committed_corpus_loads_migrates_and_replays_the_same(tmp_path):
+    with CorpusStore(COMMITTED, read_only=True) as store:
+        stored = {r["fingerprint"]: (r["status"], r["failure"]) for r in store.findings()}
+    path = tmp_path / "corpus.db"
+    path.write_bytes(COMMITTED.read_bytes())
+    with CorpusStore(path) as store:
+        assert {r["fingerprint"]: (r["status"], r["failure"]) for r in store.findings()} == stored
+        verdicts = {r.fingerprint: r.status for r in replay(store)}
+        assert store.integrity_check() == "ok"
+        statuses = {r["fingerprint"]: r["status"] for r in store.findings()}
+    assert sorted(stored.values()) == [("fixed", "mismatch"), ("open", "mismatch")]
+    # The open finding still fails, the fixed one still passes: same verdicts as when made.
+    assert {k: v.value for k, v in verdicts.items()} == {
+        k: {"open": "fail", "fixed": "pass"}[s] for k, (s, _) in stored.items()}
+    assert statuses == {k: s for k, (s, _) in stored.items()}
+
+
+def test_statuses_kinds_and_failures_are_enums_stored_as_their_words(db_path, store):
+    finding = _finding("peak")
+    assert finding.kind is Kind.PEAK and finding.failure is Failure.MISMATCH
+    assert finding.outcome.status is Status.FAIL and finding.outcome.to_dict()["status"] == "fail"
+    assert type(finding.outcome.to_dict()["status"]) is str
+    store.record_finding(finding)
+    conn = sqlite3.connect(db_path)
+    row = conn.execute("select kind, failure, status, typeof(kind) from findings").fetchone()
+    assert row == ("peak", "mismatch", "open", "text")
+    results = replay(store)
+    assert results[0].status is ReplayStatus.FAIL and results[0].to_dict()["status"] == "fail"
+    assert conn.execute("select status, typeof(status) from replays").fetchone() == ("fail", "text")
+
+
+def test_replay_gives_a_timeout_finding_its_stored_limit(store):
+    # The limit comes from the stored column, not from the error text.
+    outcome = Outcome(Status.TIMEOUT, error="Timeout: (the text is not read)", timeout=1.5)
+    key = store.record_finding(Finding("ops.softmax", "tests.faulty_kernels:crash_hang", "fp64",
+                                       {"shape": [1, 7], "dtype": "bfloat16",
+                                        "x": {"kind": "normal", "scale": 1.0}, "seed": 1},
+                                       outcome, "shrunk"))
+    assert store.get(key)["timeout"] == 1.5 and store.get(key)["failure"] == "timeout"
+    start = time.monotonic()
+    result, = replay(store)
+    assert time.monotonic() - start < 30
+    assert result.status == "fail" and result.error == "Timeout: no result after 1.5s"

@@ -39,6 +39,8 @@ def test_segfault_becomes_a_crash_outcome_and_the_worker_is_replaced(isolated):
     assert crash.status == "crash"
     assert crash.error.startswith("Crash: worker killed by SIGSEGV")
     assert crash.buckets() == {"crash:SIGSEGV"}
+    # The signal travels as data, not only in the text.
+    assert (crash.signal, crash.exit_code, crash.error_type) == ("SIGSEGV", None, None)
     after = isolated.evaluate([_job("segfault_wide", shape=[1, 10])])[0]
     assert after.status == "pass"
 
@@ -49,6 +51,8 @@ def test_abort_and_hang(isolated):
     start = time.monotonic()
     hung = isolated.evaluate([_job("crash_hang", shape=[1, 7])])[0]
     assert hung.status == "timeout" and hung.error == "Timeout: no result after 3s"
+    assert hung.timeout == 3 and hung.buckets() == {"timeout:"}
+    assert aborted.signal == "SIGABRT"
     assert time.monotonic() - start < 10
     assert isolated.evaluate([_job("crash_hang", shape=[1, 5])])[0].status in ("pass", "fail")
 
@@ -62,6 +66,7 @@ def test_kernel_prints_do_not_corrupt_the_worker(isolated):
 def test_contract_breaches_are_findings_of_their_own(isolated, kernel, kind):
     out = isolated.evaluate([_job(kernel)])[0]
     assert out.status == "contract" and out.buckets() == {f"contract:{kind}"}
+    assert out.error_type == kind
     assert f"kernel 'tests.faulty_kernels:{kernel}'" in out.error
 
 
@@ -93,8 +98,15 @@ def test_campaign_over_crashing_hanging_kernel_runs_to_budget(kfuzz, db_path):
     failures = {f["failure"] for f in doc["findings"]}
     assert {"crash", "timeout", "mismatch"} <= failures, failures
     with CorpusStore(db_path) as store:
-        stored = {row["failure"] for row in store.findings()}
+        rows = list(store.findings())
+        assert store.integrity_check() == "ok"
+    stored = {row["failure"] for row in rows}
     assert {"crash", "timeout", "mismatch"} <= stored
+    for row in rows:  # what classifies each failure is stored as data
+        if row["failure"] == "crash":
+            assert row["signal"] == "SIGABRT" or row["exit_code"] is not None, row
+        if row["failure"] == "timeout":
+            assert row["timeout"] == 1.0, row
     # Crash and timeout findings replay in a worker, even without --isolate.
     replay = kfuzz("replay", "--db", db_path, "--json")
     verdicts = {r["verdict"] for r in replay.json()["replays"]}

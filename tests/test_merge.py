@@ -243,9 +243,9 @@ def test_cli_merge_reports_counts(kfuzz, two, tmp_path):
     [
         (None, "kfuzz: error: no corpus at '{p}'; pass corpus database files to merge"),
         (lambda p: p.write_bytes(b"junk" * 400),
-         "kfuzz: error: '{p}' is not a usable SQLite database"),
+         "kfuzz: error: corpus '{p}' is not a usable SQLite database"),
         (lambda p: sqlite3.connect(p).execute("create table other (x)"),
-         "kfuzz: error: '{p}' is not a kfuzz corpus (no findings, replays and runs tables)"),
+         "kfuzz: error: '{p}' is not a kfuzz corpus (no findings table)"),
     ],
     ids=["missing", "garbage", "not-a-corpus"],
 )
