@@ -19,8 +19,10 @@ from typing import Any
 
 from kfuzz.errors import OptionError
 
-OPTIONS = ("profile", "batch", "max_numel", "shrink_seconds", "pins", "isolate", "case_timeout",
-           "workers", "plugins")
+# Keyword options of `fuzz` beyond its named arguments: how each campaign searches, and how
+# the run is executed.
+CAMPAIGN_OPTIONS = ("profile", "batch", "max_numel", "shrink_seconds", "pins", "exclude")
+RUN_OPTIONS = ("isolate", "case_timeout", "workers", "plugins")
 
 
 @dataclass
@@ -123,23 +125,25 @@ def fuzz(target: Any, *, kernel: str | Callable[..., Any] | None,
     random one (reported in the result). db: a corpus path to store findings and the run in;
     None stores nothing. device: where the kernel runs ("cpu", "cuda", "cuda:1").
     options: profile ("ci", "dev", "nightly"), batch, max_numel, shrink_seconds, pins (case
-    fields held fixed), isolate, case_timeout, workers, plugins.
+    fields held fixed), exclude (value regimes left out), isolate, case_timeout, workers,
+    plugins (modules or files registering targets, for worker processes).
     Raises KfuzzError (a subclass naming the problem) for anything that cannot run, and
     TypeError for an unknown option."""
     from kfuzz.runner import RunOptions, comparator_overrides, run
+    from kfuzz.search import CampaignConfig
 
-    unknown = sorted(set(options) - set(OPTIONS))
+    unknown = sorted(set(options) - set(CAMPAIGN_OPTIONS) - set(RUN_OPTIONS))
     if unknown:
-        raise TypeError(f"fuzz() got an unexpected keyword argument {unknown[0]!r}; "
-                        f"options: {', '.join(OPTIONS)}")
+        raise TypeError(f"fuzz() got an unexpected keyword argument {unknown[0]!r}; options: "
+                        f"{', '.join(CAMPAIGN_OPTIONS + RUN_OPTIONS)}")
     name = _target_name(target)
-    run_options = RunOptions(
-        targets=[name], kernel=_variant_name("kernel", kernel),
-        oracle=_variant_name("oracle", oracle), comparator=comparator,
-        max_examples=max_examples, budget=budget, seed=seed, device=device,
-        **{k: v for k, v in options.items() if k != "plugins"},
-        plugins=tuple(options.get("plugins", ())),
+    campaign = CampaignConfig(
+        target=name, kernel=_variant_name("kernel", kernel), oracle=_variant_name("oracle", oracle),
+        comparator=comparator, max_examples=max_examples, budget=budget, seed=seed, device=device,
+        **{k: v for k, v in options.items() if k in CAMPAIGN_OPTIONS},
     )
+    run_options = RunOptions(targets=[name], campaign=campaign,
+                             **{k: v for k, v in options.items() if k in RUN_OPTIONS})
     report = run(run_options, db=db, argv=["<kfuzz.fuzz>", name])
     if not report.campaigns:
         raise OptionError("target", name, ": nothing ran")

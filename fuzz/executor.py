@@ -7,6 +7,8 @@ runs jobs in worker processes or on other machines slots in without touching the
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -17,7 +19,7 @@ import torch
 from kfuzz import targets as registry
 from kfuzz.compare import Comparator, Metrics, ShapeMismatch, compare
 from kfuzz.enums import UNJUDGED, Status
-from kfuzz.errors import CaseError, ContractViolation, KfuzzError
+from kfuzz.errors import BadCallable, CaseError, ContractViolation, KfuzzError, OracleError
 from kfuzz.materialise import generator_for, to_device
 from kfuzz.targets import Target, Variant
 
@@ -239,13 +241,49 @@ def oracle_inputs(
     return cpu_inputs
 
 
+def call_text(inputs: Sequence[str], params: Sequence[str]) -> str:
+    """How a target calls its kernels and oracles, e.g. `fn(x, weight, *, eps)`."""
+    return f"fn({', '.join(inputs)}{', *, ' + ', '.join(params) if params else ''})"
+
+
+def check_signature(target: Target, role: str, variant: Variant, inputs: Sequence[str],
+                    params: Sequence[str]) -> None:
+    """Raises BadCallable when `variant` cannot be called the way `target` calls its kernels
+    and oracles (inputs and params as keyword arguments), naming the call it expected and the
+    signature it found. Does nothing for callables without an inspectable signature."""
+    try:
+        signature = inspect.signature(variant.fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(**dict.fromkeys([*inputs, *params]), **variant.params)
+    except TypeError as exc:
+        name = getattr(variant.fn, "__name__", type(variant.fn).__name__)
+        raise BadCallable(
+            f"{role} {variant.name!r} does not fit target {target.name!r}: expected "
+            f"{call_text(inputs, params)}, got {name}{signature} ({exc})"
+        ) from None
+
+
+def _call(target: Target, role: str, variant: Variant, inputs: Mapping[str, torch.Tensor],
+          params: Mapping[str, Any]) -> Any:
+    try:
+        return variant(**inputs, **params)
+    except TypeError:
+        # Only when it raised: binding costs more than a small kernel call.
+        check_signature(target, role, variant, list(inputs), list(params))
+        raise
+
+
 def run_case(
     target: Target, kernel: Variant, oracle: Variant, job: Job
 ) -> Outcome:
     """Materialise `job.case`, run kernel and oracle, check the kernel's output contract and
     compare per output. Raises ContractViolation when a kernel returns the wrong outputs,
-    shapes or dtypes; an exception raised inside a kernel or oracle becomes an "error"
-    outcome, except a KfuzzError (such as KernelUnavailable), which propagates."""
+    shapes or dtypes, BadCallable when a kernel or oracle cannot take the target's call
+    (`check_signature`) and OracleError when the oracle raises; an exception raised inside the
+    kernel becomes an "error" outcome, except a KfuzzError (such as KernelUnavailable), which
+    propagates."""
     start = time.perf_counter()
     cpu_inputs, params = materialise_case(target, job.case)
     try:
@@ -258,13 +296,25 @@ def run_case(
     snapshots = {name: t.clone() for name, t in device_inputs.items()}
     try:
         with torch.no_grad():
-            got = kernel(**device_inputs, **params)
-            ref = oracle(**oracle_inputs(target, oracle, cpu_inputs, job.device), **params)
+            got = _call(target, "kernel", kernel, device_inputs, params)
     except KfuzzError:
         raise  # e.g. KernelUnavailable: the kernel cannot run here at all, a configuration error
     except Exception as exc:  # the kernel's fault, to be reported, not a kfuzz crash
         return Outcome(Status.ERROR, error=f"{type(exc).__name__}: {exc}"[:2000],
                        error_type=type(exc).__name__, seconds=time.perf_counter() - start)
+    try:
+        with torch.no_grad():
+            ref = _call(target, "oracle", oracle,
+                        oracle_inputs(target, oracle, cpu_inputs, job.device), params)
+    except KfuzzError:
+        raise
+    except Exception as exc:  # no reference, no verdict: the oracle's fault, not the kernel's
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+        raise OracleError(
+            f"oracle {oracle.name!r} of target {target.name!r} raised {detail} on case "
+            f"{json.dumps(dict(job.case), sort_keys=True)}; an oracle must judge every case "
+            "(fix it, or choose another with --oracle)"
+        ) from None
     actual = as_outputs(got, target, f"kernel {kernel.name!r}")
     expected = as_outputs(ref, target, f"oracle {oracle.name!r}")
     breach = _contract_breach(kernel.name, device_inputs, snapshots, actual)

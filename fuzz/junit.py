@@ -54,7 +54,7 @@ def outputs_text(outputs: Mapping[str, Any] | None, error: str | None = None) ->
 
 @dataclass
 class JunitCase:
-    """One <testcase>. outcome: "pass", "failure" or "error"."""
+    """One <testcase>. outcome: "pass", "failure", "error" or "skipped"."""
 
     classname: str
     name: str
@@ -75,11 +75,12 @@ def write_junit(path: str | Path, suite: str, cases: Sequence[JunitCase]) -> Pat
     (parents created). Returns the path. Raises KfuzzError when it cannot be written."""
     failures = sum(c.outcome == "failure" for c in cases)
     errors = sum(c.outcome == "error" for c in cases)
+    skipped = sum(c.outcome == "skipped" for c in cases)
     seconds = f"{sum(c.seconds for c in cases):.3f}"
     root = ET.Element("testsuites", name="kfuzz", tests=str(len(cases)),
                       failures=str(failures), errors=str(errors), time=seconds)
     node = ET.SubElement(root, "testsuite", name=suite, tests=str(len(cases)),
-                         failures=str(failures), errors=str(errors), skipped="0", time=seconds,
+                         failures=str(failures), errors=str(errors), skipped=str(skipped), time=seconds,
                          timestamp=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
     for case in cases:
         element = ET.SubElement(node, "testcase", classname=_clean(case.classname),
@@ -92,6 +93,8 @@ def write_junit(path: str | Path, suite: str, cases: Sequence[JunitCase]) -> Pat
             detail = ET.SubElement(element, case.outcome, message=_clean(case.message),
                                    type=_clean(case.kind or case.outcome))
             detail.text = _clean(case.text)
+        elif case.outcome == "skipped":
+            ET.SubElement(element, "skipped", message=_clean(case.message))
     ET.indent(root)
     target = Path(path)
     try:

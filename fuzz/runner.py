@@ -236,25 +236,15 @@ def runner_for(workers: int, ray: bool) -> Runner:
 @dataclass
 class RunOptions:
     """Everything a run is asked to do, by field; `kfuzz run`'s flags map onto these one to
-    one. targets: names (or `all`, every target in `--all`, skipping those whose kernel cannot
-    run here). kernel/oracle: a variant name or a reference (see `kfuzz.targets.resolve`); None
-    the target's own. comparator: fields overriding each output's default comparator.
-    Seconds, counts and the profile are those of `kfuzz.search.CampaignConfig`."""
+    one. targets: names (or `all`: every target in `--all`, skipping those whose kernel cannot
+    run here). campaign: what every campaign does, a `kfuzz.search.CampaignConfig` whose
+    target is ignored; its comparator may also be a mode name or a `Comparator` (see
+    `comparator_overrides`). workers, ray, ray_address: where the campaigns run; isolate,
+    case_timeout, plugins: how their executors are built (`ExecutorSpec`)."""
 
     targets: Sequence[str] = ()
     all: bool = False
-    kernel: str | None = None
-    oracle: str | None = None
-    comparator: Mapping[str, Any] | None = None
-    profile: str = "dev"
-    max_examples: int | None = None
-    budget: float | None = None
-    seed: int | None = None
-    device: str = "cpu"
-    batch: int | None = None
-    max_numel: int | None = None
-    shrink_seconds: float | None = None
-    pins: Mapping[str, Any] | None = None
+    campaign: CampaignConfig = field(default_factory=lambda: CampaignConfig(target=""))
     workers: int = 1
     ray: bool = False
     ray_address: str | None = None
@@ -357,13 +347,13 @@ def comparator_overrides(comparator: Any) -> dict[str, Any] | None:
     return overrides or None
 
 
-def _check_callables(options: RunOptions, names: Sequence[str], isolate: bool, ray: bool) -> None:
+def _check_callables(campaign: CampaignConfig, names: Sequence[str], in_worker: bool) -> None:
     for role in ("kernel", "oracle"):
-        name = getattr(options, role)
-        if name and registry.is_local(name) and (isolate or ray or options.workers > 1):
+        name = getattr(campaign, role)
+        if name and registry.is_local(name) and in_worker:
             raise OptionError(role, name, " exists only in this process (a lambda or a nested "
                               "function); define it at module level to run it in a worker")
-    if options.kernel is None:
+    if campaign.kernel is None:
         for target_name in names:
             if not registry.get(target_name).kernels:
                 raise OptionError("kernel", None, f": target {target_name!r} has no kernel of "
@@ -378,40 +368,33 @@ def plan(options: RunOptions) -> tuple[list[CampaignConfig], ExecutorSpec]:
     names = select_targets(options.targets, all=options.all)
     if options.workers < 1:
         raise OptionError("workers", options.workers, " must be at least 1")
+    template = options.campaign
     ray = options.ray or bool(options.ray_address)
     if ray:
         from kfuzz.ray_runner import require_ray
 
         require_ray()  # the device is checked against the cluster, not this machine
     else:
-        check_device(options.device)
-    overrides = comparator_overrides(options.comparator)
-    profile = PROFILES.get(options.profile)
-    isolate = bool(options.isolate or options.case_timeout or (profile and profile.isolate))
-    _check_callables(options, names, isolate, ray)
-    seed = options.seed
+        check_device(template.device)
+    profile = PROFILES[template.profile]
+    isolate = bool(options.isolate or options.case_timeout or profile.isolate)
+    _check_callables(template, names, isolate or ray or options.workers > 1)
+    seed = template.seed
     if seed is None and (options.workers > 1 or ray):
         # One seed for every shard, so that they derive distinct ones from it.
-        fixed = profile.fixed_seed if profile else None
-        seed = fixed if fixed is not None else random.randrange(2**32)
+        seed = profile.fixed_seed if profile.fixed_seed is not None else random.randrange(2**32)
     # With workers the campaigns run side by side, each with the budget they share.
-    share = options.budget and options.budget * min(options.workers, len(names)) / len(names)
-    configs = [
-        CampaignConfig(
-            target=name, kernel=options.kernel, oracle=options.oracle, comparator=overrides,
-            profile=options.profile, max_examples=options.max_examples, budget=share or None,
-            seed=seed, device=options.device, batch=options.batch, max_numel=options.max_numel,
-            pins=dict(options.pins) if options.pins else None,
-            shrink_seconds=options.shrink_seconds,
-        )
-        for name in names
-    ]
-    if options.pins:
+    budget = template.budget
+    share = budget and budget * min(options.workers, len(names)) / len(names)
+    configs = [dataclasses.replace(template, target=name, seed=seed, budget=share or None,
+                                   comparator=comparator_overrides(template.comparator))
+               for name in names]
+    if template.pins:
         from kfuzz.pins import check_pins
 
         for config in configs:
             target = registry.get(config.target)
-            check_pins(target, options.pins, config.max_numel or target.max_numel)
+            check_pins(target, template.pins, config.max_numel or target.max_numel)
     spec = ExecutorSpec(isolate=isolate,
                         case_timeout=options.case_timeout or (DEFAULT_CASE_TIMEOUT if isolate
                                                               else None),
@@ -429,13 +412,14 @@ def run(options: RunOptions, *, db: str | Path | None = None, argv: Sequence[str
     from kfuzz.corpus import CorpusStore
 
     configs, spec = plan(options)
+    template = options.campaign
     store = CorpusStore(db) if db is not None else None
     run_id = None
     if store is not None:
-        run_id = store.start_run(argv=list(argv), profile=options.profile, seed=options.seed,
-                                 targets=[c.target for c in configs], device=options.device)
+        run_id = store.start_run(argv=list(argv), profile=template.profile, seed=template.seed,
+                                 targets=[c.target for c in configs], device=template.device)
     context = RunContext(executor=spec, workers=options.workers, store=store, run_id=run_id,
-                         budget=options.budget, skip_unavailable=options.all,
+                         budget=template.budget, skip_unavailable=options.all,
                          address=options.ray_address, progress=progress, on_done=on_done)
     report = RunReport(context.runs, run_id=run_id, db=None if db is None else str(db))
     try:
