@@ -88,20 +88,13 @@ def _error(key: str, shown: str, problem: str) -> OptionError:
     return OptionError("pins", shown, problem, flag="pin", subject=f"pins[{key!r}]")
 
 
+# JSON kinds of value, bool before int (a bool is an int to isinstance).
+_KINDS = ((bool, "true or false"), (int, "an integer"), (float, "a number"), (str, "a string"),
+          (list, "a list"), (dict, "an object"))
+
+
 def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return "null"
+    return next((name for kind, name in _KINDS if isinstance(value, kind)), "null")
 
 
 def _check_value(target: Target, key: str, text: str, value: Any, seen: list[Any],
