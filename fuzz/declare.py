@@ -45,9 +45,8 @@ class TensorSpec:
 
     def describe(self) -> str:
         """E.g. "[rows, cols] bfloat16|float16"."""
-        dtype = self.dtypes if isinstance(self.dtypes, str) else "|".join(self.dtypes)
-        if isinstance(self.dtypes, str):
-            dtype = f"same dtype as {self.dtypes}"
+        dtype = (f"same dtype as {self.dtypes}" if isinstance(self.dtypes, str)
+                 else "|".join(self.dtypes))
         return f"[{', '.join(map(str, self.dims))}] {dtype}"
 
 
@@ -186,19 +185,22 @@ def target(
         if isinstance(spec.dtypes, tuple) and spec.dtypes not in dtype_fields:
             dtype_fields[spec.dtypes] = "dtype" if not dtype_fields else f"{key}_dtype"
     for key in inputs:
-        source = key
-        while isinstance(inputs[source].dtypes, str):
-            source = inputs[source].dtypes  # type: ignore[assignment]
-            if source == key:
-                raise fail(f"input {key!r} takes its dtype from itself through others")
-        field_of[key] = dtype_fields[inputs[source].dtypes]  # type: ignore[index]
+        source, seen = key, {key}
+        while isinstance(choice := inputs[source].dtypes, str):
+            if choice in seen:
+                raise fail(f"inputs {', '.join(sorted(seen))} take their dtypes from each "
+                           "other; give one of them dtypes=[...]")
+            source = choice
+            seen.add(source)
+        field_of[key] = dtype_fields[choice]
 
     first = names[0]
     if outputs is None:
         outputs = ["y"]
     if not isinstance(outputs, Mapping):
         outputs = {o: TensorSpec(inputs[first].dims, first) for o in outputs}
-    out_specs: dict[str, tuple[tuple[str | int, ...], str]] = {}
+    # output -> (dims, ("input", name) or ("fixed", dtype name))
+    out_specs: dict[str, tuple[tuple[str | int, ...], tuple[str, str]]] = {}
     for key, spec in outputs.items():
         if not isinstance(spec, TensorSpec):
             raise fail(f"output {key!r} must be a kfuzz.tensor(...) spec")
@@ -208,11 +210,11 @@ def target(
         if isinstance(spec.dtypes, str):
             if spec.dtypes not in inputs:
                 raise fail(f"output {key!r} takes its dtype from {spec.dtypes!r}, not an input")
-            out_specs[key] = (spec.dims, ("input", spec.dtypes))  # type: ignore[assignment]
+            out_specs[key] = (spec.dims, ("input", spec.dtypes))
         elif len(spec.dtypes) != 1:
             raise fail(f"output {key!r} needs one dtype or an input's name, got {spec.dtypes}")
         else:
-            out_specs[key] = (spec.dims, ("fixed", spec.dtypes[0]))  # type: ignore[assignment]
+            out_specs[key] = (spec.dims, ("fixed", spec.dtypes[0]))
 
     if comparator is None or isinstance(comparator, Comparator):
         comparators = {o: comparator or Comparator() for o in out_specs}
@@ -263,7 +265,7 @@ def target(
         from kfuzz.targets import OutputSpec
 
         out = {}
-        for key, (dims_, (how, what)) in out_specs.items():  # type: ignore[misc]
+        for key, (dims_, (how, what)) in out_specs.items():
             dtype = case[field_of[what]] if how == "input" else what
             out[key] = OutputSpec(tuple(shape(dims_, case)), dtype_of(dtype))
         return out
@@ -287,8 +289,8 @@ def target(
         default_kernel=next(iter(kernel_variants), ""),
         default_oracle=next(iter(oracles)),
         inputs_doc={k: spec.describe() for k, spec in inputs.items()},
-        outputs_doc={k: TensorSpec(d, w[1] if w[0] == "input" else (w[1],)).describe()
-                     for k, (d, w) in out_specs.items()},  # type: ignore[misc]
+        outputs_doc={k: TensorSpec(d, what if how == "input" else (what,)).describe()
+                     for k, (d, (how, what)) in out_specs.items()},
         max_numel=max_numel,
         size=size,
     )

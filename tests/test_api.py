@@ -119,12 +119,15 @@ def test_shape_symbols_are_shared_and_dtypes_follow_another_input():
          "target 'test.bad': dims names 'cols', which no input's shape uses (symbols: rows)"),
         ({"inputs": {"x": kfuzz.tensor("rows", dtypes="w")}},
          "target 'test.bad': input 'x' takes its dtype from 'w', which is not another input"),
+        ({"inputs": {"x": kfuzz.tensor("rows", dtypes="w"), "w": kfuzz.tensor("rows", dtypes="x")}},
+         "target 'test.bad': inputs w, x take their dtypes from each other; give one of them "
+         "dtypes=[...]"),
         ({"outputs": {"y": kfuzz.tensor("rows cols", dtypes=["float32", "float16"])}},
          "target 'test.bad': output 'y' needs one dtype or an input's name"),
         ({"params": {"seed": 1}}, "target 'test.bad': 'seed' is reserved for the case"),
         ({"oracle": {"ref": 3}}, "target 'test.bad': oracle 'ref' is a int, not a callable"),
     ],
-    ids=["comparator-keys", "unknown-dim", "dtype-source", "output-dtypes", "reserved",
+    ids=["comparator-keys", "unknown-dim", "dtype-source", "dtype-cycle", "output-dtypes", "reserved",
          "oracle-not-callable"],
 )
 def test_declaration_mistakes_are_one_line_errors(kwargs, message):
