@@ -31,6 +31,7 @@ from typing import Any
 
 from kfuzz.executor import InProcessExecutor, Job, Outcome
 from kfuzz.findings import Finding
+from kfuzz.materialise import stamp
 from kfuzz.search import CampaignConfig, run_campaign
 from kfuzz.targets import get
 
@@ -86,7 +87,7 @@ def fixed_seed(fault: Fault) -> dict[str, Any]:
     per_seed = []
     first = None
     for i, seed in enumerate(FIXED_SEEDS):
-        case = {**fault.production(seed), **fault.pins}
+        case = stamp({**fault.production(seed), **fault.pins})
         outcome = ex.evaluate([_job(fault, case)])[0]
         per_seed.append({"seed": seed, "failed": outcome.failed, "ratio": outcome.worst_ratio()})
         if outcome.failed and first is None:

@@ -4,7 +4,13 @@ Each sampler draws every field of a case independently and uniformly from the ra
 target's Hypothesis strategy allows (same fields, same bounds, same max_numel caps, drawn in
 the same order), with none of Hypothesis' preferences: no bias toward small or boundary
 values, no extra weight on the largest size, no search guided by `hypothesis.target`. The
-cases go through the same materialise / kernel / oracle / compare path (`kfuzz.executor`).
+cases go through the same materialise / kernel / oracle / compare path (`kfuzz.executor`),
+built by the same (position-stable) materialisation as the cases kfuzz draws.
+
+The space sampled is the *base* case space, what a hand-written random test draws: shapes,
+dtypes, distribution kinds and their parameters, index sets, seeds. kfuzz's swarm flags (the
+value regimes of `kfuzz.strategies.value_regimes`, per-channel weights, late positions, the
+attention score and sink regimes) are part of its search and are not sampled here.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from kfuzz.materialise import stamp
 from kfuzz.strategies import DISTRIBUTION_KINDS, EDGES, MAX_SEED
 
 Sampler = Callable[[random.Random], dict[str, Any]]
@@ -23,7 +30,8 @@ def _scale(rng: random.Random, lo: int, hi: int) -> float:
 
 
 def distribution(rng: random.Random, kinds: Sequence[str] = DISTRIBUTION_KINDS,
-                 min_scale_exp: int = -8, max_scale_exp: int = 8) -> dict[str, Any]:
+                 min_scale_exp: int = -8, max_scale_exp: int = 8,
+                 edges: Sequence[str] = EDGES) -> dict[str, Any]:
     """A value distribution as `kfuzz.strategies.distributions(kinds=..., min_scale_exp=...,
     max_scale_exp=...)` describes it, each field uniform in its range."""
     kind = rng.choice(list(kinds))
@@ -45,7 +53,7 @@ def distribution(rng: random.Random, kinds: Sequence[str] = DISTRIBUTION_KINDS,
         value = float(rng.randint(-8, 8)) if rng.random() < 0.5 else _scale(rng, lo, hi)
         return {"kind": "constant_rows", "value": value,
                 "fraction": rng.choice([1.0, 0.5, 0.1])}
-    return {"kind": "edge", "edge": rng.choice(list(EDGES)), "spread": rng.randint(0, 4)}
+    return {"kind": "edge", "edge": rng.choice(list(edges)), "spread": rng.randint(0, 4)}
 
 
 def _side(rng: random.Random, lo: int, hi: int, cap: int, multiple_of: int = 1) -> int:
@@ -102,14 +110,15 @@ def sparse_attn(rng: random.Random, max_numel: int) -> dict[str, Any]:
     kinds = ("normal", "uniform", "outliers", "constant_rows")
     return {"shape": shape, "index": index,
             "q": distribution(rng, kinds, -4, 4), "kv": distribution(rng, kinds, -4, 4),
-            "sink": distribution(rng, ("normal", "uniform"), -2, 6), "seed": _seed(rng)}
+            "sink": distribution(rng, ("normal", "uniform", "log_uniform"), -2, 6),
+            "seed": _seed(rng)}
 
 
 def q_norm_rope(rng: random.Random, max_numel: int) -> dict[str, Any]:
     """A case of `dsv4.q_norm_rope`."""
     return {"shape": _dsv4_shape(rng, max_numel), "rope_dim": rng.choice([64, 0, 32]),
             "q": distribution(rng, ("normal", "uniform", "log_uniform", "outliers",
-                                    "constant_rows")),
+                                    "constant_rows", "edge"), edges=("subnormal", "underflow")),
             "max_position": 2 ** rng.randint(0, 17), "eps": 1e-6, "seed": _seed(rng)}
 
 
@@ -123,6 +132,17 @@ def window_attn(rng: random.Random, max_numel: int) -> dict[str, Any]:
             "x": distribution(rng, ("normal",), -2, 2), "seed": _seed(rng)}
 
 
+def rope(rng: random.Random, max_numel: int) -> dict[str, Any]:
+    """A case of `ops.rope` / `faults.rope`."""
+    t = _side(rng, 1, 64, max_numel // 2)
+    h = _side(rng, 1, 16, max_numel // (t * 2))
+    d = _side(rng, 2, 256, max_numel // (t * h), 2)
+    return {"shape": [t, h, d], "dtype": rng.choice(["bfloat16", "float16"]),
+            "x": distribution(rng, ("normal", "uniform", "log_uniform")),
+            "max_position": 2 ** rng.randint(0, 16), "base": rng.choice([10000.0, 500000.0]),
+            "seed": _seed(rng)}
+
+
 SAMPLERS: dict[str, Callable[[random.Random, int], dict[str, Any]]] = {
     "faults.softmax": softmax,
     "ops.softmax": softmax,
@@ -131,6 +151,7 @@ SAMPLERS: dict[str, Callable[[random.Random, int], dict[str, Any]]] = {
     "dsv4.sparse_attn": sparse_attn,
     "dsv4.q_norm_rope": q_norm_rope,
     "faults.window_attn": window_attn,
+    "faults.rope": rope,
 }
 
 
@@ -144,6 +165,6 @@ def sampler(target: str, max_numel: int, pins: Mapping[str, Any] | None = None) 
     fixed = dict(pins or {})
 
     def sample(rng: random.Random) -> dict[str, Any]:
-        return {**draw(rng, max_numel), **fixed}
+        return stamp({**draw(rng, max_numel), **fixed})
 
     return sample

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from kfuzz.executor import InProcessExecutor, Job
+from kfuzz.materialise import stamp
 from kfuzz.targets import get
 
 from bench import common
@@ -29,7 +30,8 @@ def smallest_failing(fault: Fault, *, limit: int | None = None) -> dict[str, Any
     (None when no grid case fails within `limit` cases), how many grid cases ran and how many
     are smaller than the one found, whether the correct kernel passes it, and the seconds."""
     target = get(fault.target)
-    cases = [{**c, **fault.pins} for c in fault.grid()]
+    # Built as the search builds its cases (position-stable materialisation).
+    cases = [stamp({**c, **fault.pins}) for c in fault.grid()]
     cases.sort(key=target.case_size)
     oracle = fault.oracle or target.default_oracle
     ex = InProcessExecutor()

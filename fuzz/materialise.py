@@ -92,9 +92,9 @@ def _field(dist: Mapping[str, Any], key: str) -> Any:
 
 # Draw numbers of one input's Field: each use of the element hashes has its own, so that adding
 # a modifier never changes the base values. `normal` also consumes draw + 1.
-_BASE, _HIT, _SIGN, _EXP, _TIE, _TIE_NUDGE, _EDGE, _NAN = 0, 2, 3, 4, 5, 6, 7, 9
+_BASE, _HIT, _SIGN, _DOMINANT, _TIE, _TIE_NUDGE, _EDGE, _NAN = 0, 2, 3, 4, 5, 6, 7, 10
 # Per-row draws (a second Field over the leading dimensions).
-_ROW_HIT, _ROW_GAP, _ROW_DOMINANT, _ROW_EDGE = 0, 1, 2, 3
+_ROW_HIT, _ROW_GAP, _ROW_EDGE = 0, 1, 2
 _ROWS_KEY = 0x5BD1E995
 # Optional keys of a distribution: the value regimes, applied in this order after the base kind.
 MODIFIERS = ("row_gap", "dominant", "shift", "ties", "edge_rows", "nonfinite")
@@ -181,10 +181,11 @@ def _apply_modifiers(
         # Rows far apart: each row shifted by its own offset in [-gap, gap].
         x = x + (2.0 * rows.uniform(_ROW_GAP) - 1.0) * float(dist["row_gap"])
     if dist.get("dominant") and shape and shape[-1] > 0:
-        # One element per row far above the rest (one dominant score).
-        at = rows.below(_ROW_DOMINANT, shape[-1])
-        lanes = torch.arange(shape[-1], device=x.device)
-        x = x + (lanes == at).to(torch.float64) * float(dist["dominant"])
+        # One element per row far above the rest (one dominant score): the one with the largest
+        # hash in its row, which stays the same element when other columns are cut away.
+        score = f.bits(_DOMINANT)
+        top = score == score.amax(dim=-1, keepdim=True)
+        x = x + top.to(torch.float64) * float(dist["dominant"])
     if dist.get("shift"):
         x = x + float(dist["shift"])
     if dist.get("ties"):

@@ -165,7 +165,7 @@ def feedback(outcome: Outcome) -> dict[str, float]:
     for name, m in outcome.outputs.items():
         out[name] = float(m["mismatch_ratio"])
         for key, label in (("worst_over_allowed", "headroom"), ("max_ulp", "ulp")):
-            value = m.get(key)
+            value = getattr(m, key, None)
             if isinstance(value, (int, float)) and value > 0:
                 # Capped: an infinite error (a NaN or Inf mismatch) is as far as it goes.
                 out[f"{name}:{label}"] = min(math.log2(value), 1024.0)

@@ -3,13 +3,13 @@
 Hypothesis shrinks the choice sequence behind a case, which is not the same as the case's size:
 a failure found at [64, 8192] can come back with its 8192 intact. This pass works on the case
 itself. It tries, in order, reductions that remove the most elements (each drawn dimension set
-to its smallest size, halved, cut by a quarter, decremented; the target's own reductions, such
-as fewer cache rows; other integer fields that size the inputs halved), then simplifications
-(each value regime switched off, each flag off, each distribution replaced by a plain normal, scales to 1, the
-seed to 0). A candidate is kept only when it still fails in the same failure bucket and is no
-larger; the pass restarts after every kept candidate and ends at a fixed point or at its
-deadline. Because inputs are position-stable (kfuzz.materialise), a smaller shape keeps every
-surviving element, so the failing elements usually survive the cut.
+to its smallest size, halved, cut by a quarter down to a 32nd, decremented; the target's own
+reductions, such as fewer cache rows; other integer fields that size the inputs), then
+simplifications (each value regime switched off, each flag off, each distribution replaced by
+a plain normal, scales to 1, the seed to 0). A candidate is kept only when it still fails in
+the same failure bucket and is no larger; the pass restarts after every kept candidate and ends
+at a fixed point or at its deadline. Because inputs are position-stable (kfuzz.materialise), a
+smaller shape keeps every surviving element, so the failing elements usually survive the cut.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kfuzz.materialise import MODIFIERS, VERSION_KEY
-from kfuzz.strategies import DISTRIBUTION_KINDS, Dim
+from kfuzz.strategies import DISTRIBUTION_KINDS, Dim, smaller_steps
 from kfuzz.targets import Target
 
 # Fields the pass leaves alone: the materialisation version, and the seed (only set to 0).
@@ -43,24 +43,6 @@ def _dims(target: Target, shape: list[int]) -> list[int | Dim]:
     return [Dim(1, max(shape + [1]))] * len(shape)
 
 
-def _smaller_sizes(size: int, spec: Dim) -> list[int]:
-    """Candidate sizes below `size` admissible for `spec`, largest cut first."""
-    m = spec.multiple_of
-    out = []
-    for new in (spec.smallest, size // 2, size - size // 4, size - m):
-        new -= new % m
-        if spec.smallest <= new < size and new not in out:
-            out.append(new)
-    return out
-
-
-def _smaller_ints(value: int) -> list[int]:
-    out = []
-    for new in (1, value // 2, value - 1):
-        if 1 <= new < value and new not in out:
-            out.append(new)
-    return out
-
 
 def _is_distribution(value: Any) -> bool:
     return isinstance(value, dict) and value.get("kind") in DISTRIBUTION_KINDS
@@ -73,7 +55,7 @@ def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict
         for i, spec in enumerate(_dims(target, shape)):
             if isinstance(spec, int):
                 continue
-            for new in _smaller_sizes(shape[i], spec):
+            for new in smaller_steps(shape[i], spec.smallest, spec.multiple_of):
                 yield f"shape[{i}] {shape[i]}->{new}", {**case, "shape": [*shape[:i], new, *shape[i + 1:]]}
     if target.reductions is not None:
         yield from target.reductions(case)
@@ -82,7 +64,7 @@ def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict
     size = None
     for key, value in case.items():
         if key not in _FIXED and isinstance(value, int) and not isinstance(value, bool):
-            for new in _smaller_ints(value):
+            for new in smaller_steps(value, 1):
                 candidate = {**case, key: new}
                 try:
                     size = target.case_size(case) if size is None else size

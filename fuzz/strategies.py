@@ -12,6 +12,7 @@ Arguments are validated when a strategy is built, not when it draws.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -75,8 +76,7 @@ def boundary_sizes(lo: int, hi: int, multiple_of: int = 1, *, tiles: bool = Fals
         bases = {m for tile in TILES for m in range(tile, hi + 2, tile)}
     for base in bases:
         for size in (base - 1, base, base + 1):
-            size -= size % multiple_of
-            if lo <= size <= hi:
+            if lo <= size <= hi and size % multiple_of == 0:
                 found.add(size)
     return tuple(sorted(found))
 
@@ -87,7 +87,8 @@ def sides(*, min_side: int = 1, max_side: int = 64, multiple_of: int = 1) -> st.
 
     Three regimes, each a flag of the draw: most sizes take a random order of magnitude first
     (small, fast cases as common as large ones); one in four is a boundary size
-    (`boundary_sizes`: a power of two or a tile multiple, or one either side); one in eight is
+    (`boundary_sizes`: the nearest power of two or tile multiple, or one either side, at or
+    above a size drawn by magnitude); one in eight is
     the largest size (production shapes sit at the top of the range). Every branch makes the
     same draws, so Hypothesis, which prefers shorter choice sequences, never shrinks toward a
     branch because it is shorter, only toward smaller sizes."""
@@ -105,10 +106,13 @@ def sides(*, min_side: int = 1, max_side: int = 64, multiple_of: int = 1) -> st.
         raw = draw(st.integers(0, span))
         if regime == 7:
             return hi * multiple_of
+        size = (lo + min(raw % (1 << bits), span)) * multiple_of
         if regime >= 5:
-            family = edges[bits % 2]
-            return family[raw % len(family)]
-        return (lo + min(raw % (1 << bits), span)) * multiple_of
+            # The boundary size at or above the drawn one: switching the flag off keeps the size
+            # close, so Hypothesis can shrink from either side.
+            family = edges[raw % 2]
+            return family[min(bisect.bisect_left(family, size), len(family) - 1)]
+        return size
 
     return draw_side()
 
@@ -117,7 +121,9 @@ def shapes(*dims: int | Dim, max_numel: int) -> st.SearchStrategy[list[int]]:
     """Shapes with one entry per `dims` item: an int is a fixed size, a `Dim` a drawn one.
 
     Dimensions are drawn in order and each is capped by what the earlier ones leave of
-    `max_numel`, so no shape exceeds it and nothing is filtered. Raises ValueError when even
+    `max_numel`, so no shape exceeds it and nothing is filtered. One shape in sixteen is the
+    largest (`largest_shape`): production shapes, where faults that need many elements show
+    (the draws are the same either way, so the flag shrinks off). Raises ValueError when even
     the smallest shape exceeds `max_numel`."""
     _check(max_numel >= 1, f"max_numel={max_numel} must be >= 1")
     specs = [Dim(d, d) if isinstance(d, int) else d for d in dims]
@@ -132,21 +138,38 @@ def shapes(*dims: int | Dim, max_numel: int) -> st.SearchStrategy[list[int]]:
 
     @st.composite
     def draw_shape(draw: st.DrawFn) -> list[int]:
+        top = draw(st.integers(0, 15)) == 15
         shape: list[int] = []
         for i, spec in enumerate(specs):
-            rest = 1
-            for later in specs[i + 1 :]:
-                rest *= max(later.smallest, 1)
-            used = 1
-            for size in shape:
-                used *= max(size, 1)
-            cap = min(spec.max_side, max_numel // (used * rest))
-            cap = max(cap - cap % spec.multiple_of, spec.smallest)
-            shape.append(draw(sides(min_side=spec.smallest, max_side=cap,
-                                    multiple_of=spec.multiple_of)))
+            cap = _cap(specs, i, shape, max_numel)
+            size = draw(sides(min_side=spec.smallest, max_side=cap, multiple_of=spec.multiple_of))
+            shape.append(cap if top else size)
         return shape
 
     return draw_shape()
+
+
+def _cap(specs: Sequence[Dim], i: int, shape: Sequence[int], max_numel: int) -> int:
+    """The largest size of dimension i after `shape` (the earlier ones) within max_numel."""
+    rest = 1
+    for later in specs[i + 1 :]:
+        rest *= max(later.smallest, 1)
+    used = 1
+    for size in shape:
+        used *= max(size, 1)
+    spec = specs[i]
+    cap = min(spec.max_side, max_numel // (used * rest))
+    return max(cap - cap % spec.multiple_of, spec.smallest)
+
+
+def largest_shape(*dims: int | Dim, max_numel: int) -> list[int]:
+    """The shape `shapes(*dims, max_numel=...)` draws when every dimension takes its largest
+    size, earlier dimensions first."""
+    specs = [Dim(d, d) if isinstance(d, int) else d for d in dims]
+    shape: list[int] = []
+    for i in range(len(specs)):
+        shape.append(_cap(specs, i, shape, max_numel))
+    return shape
 
 
 def dtypes(options: Sequence[str] = LOW_PRECISION) -> st.SearchStrategy[str]:
@@ -371,21 +394,41 @@ def valid_lengths(*, max_length: int) -> st.SearchStrategy[int]:
 Reductions = Callable[[dict[str, Any]], Iterator[tuple[str, dict[str, Any]]]]
 
 
+def smaller_steps(value: int, floor: int, multiple_of: int = 1) -> list[int]:
+    """Sizes below `value` and at least `floor` (multiples of `multiple_of`) to try when
+    shrinking it, biggest cut first: the floor, half, then cuts of 1/4 down to 1/32 of the
+    value, then one step (a binary-search-like descent rather than one step at a time)."""
+    out: list[int] = []
+    for new in (floor, value // 2, *(value - value // d for d in (4, 8, 16, 32)),
+                value - multiple_of):
+        new -= new % multiple_of
+        if floor <= new < value and new not in out:
+            out.append(new)
+    return out
+
+
 def index_set_reductions(field: str = "index") -> Reductions:
     """Size-directed reductions (`Target.reductions`) of the `sparse_index_sets` description in
     `case[field]`: fewer cache rows, fewer slots, fewer valid slots, a shorter window, each
-    cut to its smallest, halved, then decremented; n_valid and window stay within k."""
+    cut to its smallest, halved, then by smaller steps down to one; n_valid and window stay
+    within k. Without duplicates every valid slot needs a row of its own: the cache can then
+    shrink only by letting slots share rows, which is tried too (duplicates on, fewer rows)."""
 
     def reduce(case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         spec = case.get(field)
         if not isinstance(spec, dict):
             return
+        n = spec.get("n_rows")
+        if isinstance(n, int) and not spec.get("duplicates"):
+            for new in dict.fromkeys((1, 2, n // 2)):
+                if 1 <= new < n:
+                    yield (f"{field}.n_rows {n}->{new} sharing rows",
+                           {**case, field: {**spec, "n_rows": new, "duplicates": True}})
         for key, floor in (("n_rows", 1), ("k", 1), ("n_valid", 0), ("window", 0)):
             value = spec.get(key)
             if not isinstance(value, int):
                 continue
-            for new in dict.fromkeys((floor, value // 2, value - 1)):
-                if floor <= new < value:
+            for new in smaller_steps(value, floor):
                     smaller = {**spec, key: new}
                     if key == "k":
                         smaller["n_valid"] = min(smaller["n_valid"], new)

@@ -78,6 +78,15 @@ def sparse_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
                                            min_scale_exp=-2, max_scale_exp=6)),
             "seed": draw(fst.seeds()),
         }
+        if draw(st.integers(0, 7)) == 7:
+            # Production size: the largest shape with a full index set (every slot valid), where
+            # faults that show once in many thousands of weights (a rounding tie) live.
+            t, h, d = fst.largest_shape(*HEAD_DIMS, max_numel=max_numel)
+            k = max(1, min(512, max_numel // (t * d)))
+            case["shape"] = [t, h, d]
+            case["index"] = {**case["index"], "k": k, "n_valid": k,
+                             "n_rows": max(1, min(4096, max_numel // d)),
+                             "window": min(case["index"]["window"], k)}
         case["q"], case["kv"] = _score_regime(draw, case["q"], case["kv"])
         if draw(st.integers(0, 3)) == 3:
             # Sinks of the scores' own size: each head's sink at its largest score plus an offset.

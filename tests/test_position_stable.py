@@ -1,0 +1,189 @@
+"""Version-2 materialisation: position-stable values, regimes, and stored cases that still
+build bit for bit."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+from kfuzz import targets
+from kfuzz.counter import CounterGenerator, Field, pow2
+from kfuzz.errors import CaseError
+from kfuzz.materialise import (
+    VERSION_KEY,
+    generator,
+    generator_for,
+    integers,
+    sparse_indices,
+    stamp,
+    values,
+)
+
+NORMAL = {"kind": "normal", "scale": 1.0}
+INDEX = {"n_rows": 50, "k": 16, "n_valid": 12, "window": 4, "ragged": True, "duplicates": False,
+         "sorted": False, "out_of_range": True}
+CASES = {
+    "ops.rmsnorm": {"shape": [4, 64], "dtype": "bfloat16", "x": NORMAL, "eps": 1e-6, "seed": 1},
+    "dsv4.sparse_attn": {"shape": [2, 3, 64], "index": INDEX, "q": NORMAL,
+                         "kv": {"kind": "uniform", "low": -1.0, "high": 2.0}, "sink": NORMAL,
+                         "seed": 7},
+    "ops.rope": {"shape": [3, 2, 8], "dtype": "float16",
+                 "x": {"kind": "log_uniform", "min_exp": -3, "max_exp": 3, "signed": True},
+                 "max_position": 1024, "base": 10000.0, "seed": 3},
+}
+# sha256 prefixes of the inputs each case builds. Version 1: computed by the code as it was
+# before version 2 existed, so stored cases replay bit for bit. Version 2: pinned so that a
+# change to the generator cannot slip in unnoticed (it would re-interpret stored cases).
+DIGESTS = {
+    "ops.rmsnorm": ("8e7873dbe01e07eb", "861af47b33cd49d7"),
+    "dsv4.sparse_attn": ("6ccb3dc7054698c3", "df01a4761125f5e7"),
+    "ops.rope": ("8bc8c0eeafd2486d", "f5a29db38d553750"),
+}
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        h.update(name.encode())
+        h.update(tensors[name].contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_both_versions_build_the_bits_they_always_built(name):
+    target, case = targets.get(name), CASES[name]
+    v1, v2 = DIGESTS[name]
+    assert _digest(target.inputs(case, generator_for(case))) == v1
+    assert _digest(target.inputs(stamp(case), generator_for(stamp(case)))) == v2
+
+
+def test_every_regime_builds_the_bits_it_always_built():
+    dist = {**NORMAL, "shift": -512.0, "row_gap": 64.0, "dominant": 1024.0, "ties": "bfloat16",
+            "edge_rows": {"edge": "underflow", "fraction": 0.3},
+            "nonfinite": {"nan": 0.01, "inf": 0.01}}
+    x = values(CounterGenerator(21), [6, 40], torch.float32, dist, name="x")
+    assert _digest({"": x}) == "0382644b9f99e918"
+
+
+def test_a_case_without_a_version_uses_the_sequential_generator():
+    case = CASES["ops.rmsnorm"]
+    assert not isinstance(generator_for(case), CounterGenerator)
+    assert isinstance(generator_for(stamp(case)), CounterGenerator)
+    assert stamp(case)[VERSION_KEY] == 2
+
+
+def test_an_unknown_version_is_refused():
+    with pytest.raises(CaseError, match="materialise=9 is unknown"):
+        generator_for({**CASES["ops.rmsnorm"], VERSION_KEY: 9})
+
+
+DISTS = [
+    NORMAL,
+    {"kind": "uniform", "low": 2.0, "high": 3.0},
+    {"kind": "log_uniform", "min_exp": -3, "max_exp": 5, "signed": True},
+    {"kind": "outliers", "scale": 1.0, "fraction": 0.1, "magnitude": 4096.0},
+    {"kind": "constant_rows", "value": 5.0, "fraction": 0.5},
+    {"kind": "edge", "edge": "subnormal", "spread": 0},
+    {**NORMAL, "shift": -512.0, "row_gap": 64.0, "ties": "bfloat16",
+     "edge_rows": {"edge": "underflow", "fraction": 0.3}, "nonfinite": {"nan": 0.01, "inf": 0.01}},
+]
+
+
+@pytest.mark.parametrize("dist", DISTS, ids=lambda d: "+".join(sorted(d)))
+def test_removing_rows_and_columns_keeps_every_surviving_element(dist):
+    big = values(CounterGenerator(11), [6, 40], torch.float32, dist, name="x")
+    small = values(CounterGenerator(11), [3, 17], torch.float32, dist, name="x")
+    assert torch.equal(big[:3, :17].view(torch.int32), small.view(torch.int32))
+    other = values(CounterGenerator(12), [6, 40], torch.float32, dist, name="x")
+    assert not torch.equal(big.view(torch.int32), other.view(torch.int32))
+
+
+def test_the_dominant_element_stays_where_it_was_when_it_survives_the_cut():
+    dist = {**NORMAL, "dominant": 1024.0}
+    big = values(CounterGenerator(11), [8, 40], torch.float64, dist, name="x")
+    small = values(CounterGenerator(11), [8, 20], torch.float64, dist, name="x")
+    kept = big[:, :20].amax(dim=1) > 900  # rows whose dominant element is among the first 20
+    assert kept.any() and not kept.all()
+    assert torch.equal(big[kept, :20], small[kept])
+
+
+def test_inputs_depend_on_their_name_not_on_the_other_inputs():
+    a = values(CounterGenerator(3), [5, 5], torch.float32, NORMAL, name="q")
+    gen = CounterGenerator(3)
+    values(gen, [100], torch.float32, NORMAL, name="kv")
+    b = values(gen, [5, 5], torch.float32, NORMAL, name="q")
+    assert torch.equal(a, b)
+    # Without names, inputs are keyed by call order: still independent of the sizes.
+    g1, g2 = CounterGenerator(3), CounterGenerator(3)
+    values(g1, [7], torch.float32, NORMAL)
+    values(g2, [2], torch.float32, NORMAL)
+    assert torch.equal(values(g1, [4, 4], torch.float32, NORMAL),
+                       values(g2, [4, 4], torch.float32, NORMAL))
+
+
+@pytest.mark.parametrize("spec", [INDEX, {**INDEX, "duplicates": True, "sorted": True}],
+                         ids=["distinct", "duplicates"])
+def test_a_tokens_indices_survive_removing_other_tokens(spec):
+    four = sparse_indices(CounterGenerator(5), 4, spec)
+    two = sparse_indices(CounterGenerator(5), 2, spec)
+    assert torch.equal(four[:2], two)
+
+
+def test_fewer_cache_rows_keep_the_surviving_scattered_rows_in_order():
+    spec = {**INDEX, "ragged": False, "out_of_range": False, "window": 0, "n_valid": 6}
+    many = sparse_indices(CounterGenerator(2), 3, {**spec, "n_rows": 50})
+    few = sparse_indices(CounterGenerator(2), 3, {**spec, "n_rows": 30})
+    for t in range(3):
+        kept = [int(r) for r in many[t] if 0 <= r < 30]
+        assert [int(r) for r in few[t][: len(kept)]] == kept
+
+
+def test_distributions_and_regimes_land_where_they_say():
+    g = CounterGenerator(0)
+    n = values(g, [20000], torch.float64, {"kind": "normal", "scale": 2.0})
+    assert abs(n.mean()) < 0.05 and 1.9 < n.std() < 2.1
+    u = values(g, [4096], torch.float64, DISTS[1])
+    assert 2.0 <= u.min() and u.max() < 3.0
+    lu = values(g, [4096], torch.float64, DISTS[2]).abs()
+    assert lu.min() >= 2.0**-3 and lu.max() < 2.0**6
+    assert 250 < (values(g, [4096], torch.float32, DISTS[3]).abs() == 4096).sum() < 600
+    sub = values(g, [4096], torch.float32, DISTS[5]).abs()
+    assert (sub < torch.finfo(torch.float32).tiny).all() and (sub > 0).sum() > 4000
+    shifted = values(g, [64, 32], torch.float64, {**NORMAL, "shift": -1024.0})
+    assert shifted.max() < -1000
+    dominant = values(g, [64, 32], torch.float64, {**NORMAL, "dominant": 4096.0})
+    assert ((dominant > 4000).sum(dim=1) == 1).all()
+    rows = values(g, [64, 32], torch.float32,
+                  {**NORMAL, "edge_rows": {"edge": "subnormal", "fraction": 0.5}})
+    tiny = (rows.abs() < torch.finfo(torch.float32).tiny).all(dim=1)
+    assert 16 < tiny.sum() < 48
+
+
+def test_ties_sit_on_or_next_to_a_bf16_rounding_tie():
+    x = values(CounterGenerator(4), [4096], torch.float32, {**NORMAL, "ties": "bfloat16"})
+    low = x.to(torch.bfloat16).float()
+    # A float32 on a BF16 tie has its low 16 bits at 0x8000 (one unit either side: 0x7FFF/0x8001).
+    bits = x.view(torch.int32) & 0xFFFF
+    on_tie = (bits == 0x8000) | (bits == 0x7FFF) | (bits == 0x8001)
+    assert 1500 < on_tie.sum() < 2600
+    assert torch.isfinite(low).all()
+
+
+def test_modifiers_need_a_version_2_case():
+    with pytest.raises(CaseError, match="need a version-2 case"):
+        values(generator(0), [4], torch.float32, {**NORMAL, "shift": 2.0})
+
+
+def test_integers_and_exact_powers_of_two():
+    pos = integers(CounterGenerator(1), [1000], 10, 20)
+    assert pos.min() >= 10 and pos.max() < 20 and len(set(pos.tolist())) == 10
+    e = torch.tensor([-1022, -1, 0, 52, 1023])
+    assert pow2(e).tolist() == [2.0**-1022, 0.5, 1.0, 2.0**52, 2.0**1023]
+
+
+def test_field_bits_do_not_depend_on_the_extent_of_other_axes():
+    a = Field(99, (3, 1000)).bits(0)
+    b = Field(99, (5, 10)).bits(0)
+    assert torch.equal(a[:3, :10], b[:3, :10])
+    assert 0 <= int(a.min()) and int(a.max()) < 2**32

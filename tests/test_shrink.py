@@ -1,0 +1,179 @@
+"""Shrinking toward small cases: strategies that shrink toward small sizes, the size-directed
+pass, regimes that switch off, and the search feedback."""
+
+from __future__ import annotations
+
+import torch
+from hypothesis import find, given, settings
+from hypothesis import strategies as st
+from kfuzz import strategies as fst
+from kfuzz.compare import Comparator
+from kfuzz.executor import InProcessExecutor
+from kfuzz.materialise import dtype_of, stamp, values
+from kfuzz.search import CampaignConfig, feedback, run_campaign
+from kfuzz.shrink import reductions, shrink
+from kfuzz.targets import OutputSpec, Target, Variant, get, register
+
+
+def test_sides_shrink_to_the_smallest_size_that_satisfies():
+    assert find(fst.sides(min_side=1, max_side=8192), lambda n: n >= 100) == 100
+    assert find(fst.sides(min_side=64, max_side=512, multiple_of=64), lambda n: n > 100) == 128
+
+
+def test_sides_reach_the_top_and_the_boundaries():
+    seen: list[int] = []
+
+    @settings(max_examples=400, database=None, derandomize=True)
+    @given(fst.sides(min_side=1, max_side=4096))
+    def draw(n):
+        seen.append(n)
+
+    draw()
+    assert 0.05 < seen.count(4096) / len(seen) < 0.3
+    near = sum(n in fst.boundary_sizes(1, 4096) or n in fst.boundary_sizes(1, 4096, tiles=True)
+               for n in seen)
+    assert near / len(seen) > 0.3
+    assert sum(n <= 64 for n in seen) / len(seen) > 0.3
+
+
+def test_boundary_sizes_are_next_to_powers_of_two_and_tile_multiples():
+    assert fst.boundary_sizes(1, 20) == (1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 20)
+    assert 191 in fst.boundary_sizes(1, 512, tiles=True)
+    assert fst.boundary_sizes(64, 512, 64) == (64, 128, 256, 512)
+
+
+def test_regimes_shrink_away_and_can_be_excluded():
+    assert find(fst.distributions(), lambda d: True) == {"kind": "normal", "scale": 1.0}
+    with_shift = find(fst.distributions(), lambda d: "shift" in d)
+    assert with_shift == {"kind": "normal", "scale": 1.0, "shift": 2.0}
+    assert fst.regimes_in({"x": with_shift, "seed": 3}) == {"shift"}
+    case = {"q": {"kind": "edge", "edge": "overflow", "spread": 0},
+            "kv": {"kind": "normal", "scale": 1.0,
+                   "edge_rows": {"edge": "subnormal", "fraction": 1.0}},
+            "late_positions": True}
+    assert fst.regimes_in(case) == {"edge", "overflow", "edge_rows", "subnormal",
+                                    "late_positions"}
+
+
+def test_a_campaign_never_draws_an_excluded_regime():
+    seen: list[dict] = []
+
+    class Recording(InProcessExecutor):
+        def evaluate(self, jobs):
+            seen.extend(job.case for job in jobs)
+            return super().evaluate(jobs)
+
+    run_campaign(CampaignConfig(target="ops.rmsnorm", kernel="eager_fp32", max_examples=60,
+                                seed=3, exclude=["overflow", "shift"]), executor=Recording())
+    assert len(seen) >= 60
+    assert not any(fst.regimes_in(case) & {"overflow", "shift"} for case in seen)
+
+
+def test_index_set_reductions_keep_slots_within_k_and_may_share_rows():
+    case = {"index": {"n_rows": 100, "k": 70, "n_valid": 70, "window": 64, "duplicates": False}}
+    labels = dict(fst.index_set_reductions("index")(case))
+    shared = labels["index.n_rows 100->2 sharing rows"]["index"]
+    assert shared["duplicates"] and shared["n_rows"] == 2
+    for candidate in labels.values():
+        spec = candidate["index"]
+        assert spec["n_valid"] <= spec["k"] and spec["window"] <= spec["k"]
+
+
+def test_reductions_respect_the_targets_dims():
+    target = get("dsv4.sparse_attn")
+    case = stamp({"shape": [4, 3, 256], "index": {"n_rows": 8, "k": 4, "n_valid": 4,
+                  "window": 0, "ragged": False, "duplicates": False, "sorted": False,
+                  "out_of_range": False}, "q": {"kind": "normal", "scale": 1.0},
+                  "kv": {"kind": "normal", "scale": 1.0}, "sink": {"kind": "normal", "scale": 1.0},
+                  "seed": 5})
+    shapes = [c["shape"] for label, c in reductions(target, case) if label.startswith("shape")]
+    assert [1, 3, 256] in shapes and [4, 3, 64] in shapes
+    assert all(s[2] % 64 == 0 and s[2] >= 64 for s in shapes)
+
+
+def test_the_pass_reaches_the_smallest_case_of_a_threshold_fault():
+    # Fails when some element of x exceeds 3: position-stable values keep the offending
+    # element while the rest of the shape goes.
+    target = get("ops.softmax")
+    case = stamp({"shape": [64, 4096], "dtype": "bfloat16",
+                  "x": {"kind": "normal", "scale": 1.0, "shift": 2.0}, "seed": 11})
+
+    def fails(c):
+        from kfuzz.materialise import generator_for
+
+        return bool((target.inputs(c, generator_for(c))["x"].float() > 3.5).any())
+
+    assert fails(case)
+    result = shrink(target, case, fails, deadline=float("inf"))
+    assert result.case["shape"] == [1, 1]
+    assert fails(result.case) and result.steps
+
+
+# -- a LayerNorm target as a user writes one, with the README's imports ------------------------
+
+def _ln_lowp(x, weight, bias, *, eps):
+    mu = x.mean(-1, keepdim=True)
+    var = ((x - mu) ** 2).mean(-1, keepdim=True)
+    return (x - mu) / torch.sqrt(var + eps) * weight + bias
+
+
+def _ln_fp64(x, weight, bias, *, eps):
+    return torch.nn.functional.layer_norm(x.double(), x.shape[-1:], weight.double(),
+                                          bias.double(), eps)
+
+
+def _ln_inputs(case, gen):
+    dt = dtype_of(case["dtype"])
+    hidden = case["shape"][1]
+    return {"x": values(gen, case["shape"], dt, case["x"]),
+            "weight": values(gen, [hidden], dt, {"kind": "normal", "scale": 1.0}),
+            "bias": values(gen, [hidden], dt, {"kind": "normal", "scale": 0.125})}
+
+
+LAYERNORM = register(Target(
+    name="test.layernorm", doc="LayerNorm", signature="fn(x, weight, bias, *, eps) -> y",
+    cases=lambda max_numel: st.fixed_dictionaries({
+        "shape": fst.shapes(fst.Dim(1, 64), fst.Dim(1, 8192), max_numel=max_numel),
+        "dtype": fst.dtypes(["bfloat16", "float16"]), "x": fst.distributions(),
+        "seed": fst.seeds(), "eps": st.sampled_from([1e-5, 1e-6])}),
+    inputs=_ln_inputs, params=lambda case: {"eps": case["eps"]},
+    expect=lambda case: {"y": OutputSpec(tuple(case["shape"]), dtype_of(case["dtype"]))},
+    kernels={"lowp": Variant("lowp", _ln_lowp)}, oracles={"fp64": Variant("fp64", _ln_fp64)},
+    comparators={"y": Comparator()}, default_kernel="lowp", default_oracle="fp64",
+), replace=True)
+
+
+def test_a_user_layernorm_shrinks_within_twice_its_smallest_failing_case():
+    ex = InProcessExecutor()
+    from kfuzz.executor import Job
+
+    smallest = None
+    for hidden in range(1, 33):
+        for seed in range(4):
+            case = stamp({"shape": [1, hidden], "dtype": "bfloat16",
+                          "x": {"kind": "normal", "scale": 1.0}, "seed": seed, "eps": 1e-5})
+            if ex.evaluate([Job("test.layernorm", "lowp", "fp64", case)])[0].failed:
+                smallest = LAYERNORM.case_size(case)
+                break
+        if smallest:
+            break
+    assert smallest is not None
+    for seed in (1, 2):
+        result = run_campaign(CampaignConfig(target="test.layernorm", max_examples=50, seed=seed,
+                                             shrink_seconds=6, max_numel=1 << 15))
+        shrunk = [f for f in result.findings if f.kind == "shrunk"]
+        assert shrunk
+        for finding in shrunk:
+            assert finding.shrink["size_after"] <= 2 * smallest, finding.case
+            assert finding.shrink["raw_metrics"]["y"]["mismatch_ratio"] > 0
+
+
+def test_feedback_climbs_headroom_and_ulps_as_well_as_the_ratio():
+    case = stamp({"shape": [2, 64], "dtype": "bfloat16", "x": {"kind": "normal", "scale": 1.0},
+                  "eps": 1e-6, "seed": 0})
+    from kfuzz.executor import Job
+
+    outcome = InProcessExecutor().evaluate([Job("ops.rmsnorm", "eager_lowp", "fp64", case)])[0]
+    scores = feedback(outcome)
+    assert set(scores) >= {"y", "y:headroom"}
+    assert scores["y"] == outcome.outputs["y"]["mismatch_ratio"]
