@@ -118,8 +118,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Replay stored findings; exit 1 if any still fails."""
-    from kfuzz.replay import STATUS_WORDS, replay
+    """Replay stored findings. Exit status: 0 every replayed finding passes, 1 one still
+    fails, 3 one could not be replayed (unless --accept-errors), 2 a usage error (including
+    a --target or --id that matches no finding)."""
+    from kfuzz.replay import STATUS_WORDS, exit_code, replay
 
     _load_plugins(args)
     _check_device(args.device)
@@ -144,13 +146,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
                             "error"]))
         counts = {w: sum(r.status == s for r in results) for s, w in STATUS_WORDS.items()}
         print("\n" + ", ".join(f"{n} {w}" for w, n in counts.items()))
+        if any(r.substitute for r in results):
+            print("replayed with another kernel or oracle than the findings' own: their "
+                  "status is left as it was")
     if args.junit:
         from kfuzz.junit import replay_cases, replay_details, write_junit
 
         failing = [r.fingerprint for r in results if r.status == "fail"]
         write_junit(args.junit, "kfuzz.replay",
                     replay_cases(results, replay_details(store, failing)))
-    return 1 if any(r.status == "fail" for r in results) else 0
+    code = exit_code(results, accept_errors=args.accept_errors)
+    if code == 3:
+        print("kfuzz: some findings could not be replayed (exit 3; --accept-errors to exit by "
+              "the others)", file=sys.stderr)
+    return code
 
 
 def _open_existing(path: str) -> CorpusStore:
@@ -159,10 +168,36 @@ def _open_existing(path: str) -> CorpusStore:
     return CorpusStore(path)
 
 
+def _check_filter_values(store: CorpusStore, args: argparse.Namespace) -> None:
+    """Raise CorpusError for a --target or --kernel that no stored finding has, naming the
+    closest one that some finding has."""
+    from kfuzz.errors import CorpusError, did_you_mean
+
+    for column in ("target", "kernel"):
+        value = getattr(args, column, None)
+        if not value:
+            continue
+        known = store.distinct(column)
+        if value not in known:
+            raise CorpusError(
+                f"no finding has {column} {value!r} in {str(store.path)!r}"
+                + (f"; {column}s with findings: {', '.join(known)}" if known else " (it is empty)")
+                + did_you_mean(value, known)
+            )
+
+
+def _selected(store: CorpusStore, args: argparse.Namespace) -> Any:
+    """The findings rows that --target/--kernel/--status/--failure/--kind select."""
+    _check_filter_values(store, args)
+    return store.findings(target=args.target, kernel=args.kernel, status=args.status,
+                          failure=getattr(args, "failure", None), kind=getattr(args, "kind", None),
+                          limit=getattr(args, "limit", None))
+
+
 def cmd_corpus_list(args: argparse.Namespace) -> int:
     """List stored findings."""
     store = CorpusStore(args.db, read_only=True)
-    rows = store.findings(target=args.target, status=args.status, limit=args.limit)
+    rows = _selected(store, args)
     if args.json:
         out = sys.stdout
         out.write('{"findings": [')
@@ -182,12 +217,38 @@ def cmd_corpus_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corpus_rm(args: argparse.Namespace) -> int:
+    """Delete findings (with their replays) by id, or all that --target/--kernel/--status
+    select."""
+    filters = [f"--{name}" for name in ("target", "kernel", "status") if getattr(args, name)]
+    if args.ids and filters:
+        raise KfuzzError(f"give finding ids or {'/'.join(filters)}, not both")
+    if not args.ids and not filters:
+        raise KfuzzError("name the findings to remove: their ids, or --target/--kernel/--status "
+                         "(see `kfuzz corpus list`)")
+    store = CorpusStore(args.db, create=False)
+    if args.ids:
+        keys = [store.resolve_id(i) for i in args.ids]  # every id checked before any is removed
+    else:
+        keys = [r["fingerprint"] for r in _selected(store, args)]
+        if not keys:
+            raise KfuzzError(f"no finding matches {' '.join(filters)} in {args.db!r}; nothing removed")
+    removed = store.delete(keys)
+    if args.json:
+        print(json.dumps({"db": str(args.db), "removed": keys}, indent=2))
+    else:
+        print(f"removed {removed} finding{'s' if removed != 1 else ''} from {args.db}: "
+              + " ".join(_short(k) for k in keys))
+    return 0
+
+
 def cmd_corpus_show(args: argparse.Namespace) -> int:
     """Show one finding in full."""
     store = CorpusStore(args.db, read_only=True)
     row = store.get(store.resolve_id(args.id))
     row["replays"] = [
-        {k: r.get(k) for k in ("at", "status", "kernel", "oracle", "mismatch_ratio", "error")}
+        {k: r.get(k) for k in ("at", "status", "kernel", "oracle", "mismatch_ratio", "error",
+                               "substitute")}
         for r in store.replays(row["fingerprint"], newest_first=True, limit=20)]
     if args.json:
         print(json.dumps(row, indent=2))
@@ -204,15 +265,22 @@ def cmd_corpus_show(args: argparse.Namespace) -> int:
     if row.get("shrink"):
         print(f"{'shrink':19} {json.dumps(row['shrink'])}")
     print(f"{'versions':19} {json.dumps(row.get('versions'))}")
+    if row.get("plugins"):
+        print(f"{'plugins':19} {json.dumps(row['plugins'])}")
     for name, metrics in (row.get("metrics") or {}).items():
-        print(f"\noutput {name}: {Comparator.from_dict(metrics['comparator']).describe()}")
+        try:
+            described = Comparator.from_dict(metrics["comparator"]).describe()
+        except (KeyError, TypeError, ComparatorError):
+            described = "comparator not recorded"  # a hand-written or damaged record
+        print(f"\noutput {name}: {described}")
         print(metrics.get("message", ""))
         for point in metrics.get("worst_points", []):
             print(f"  at {point['index']}: actual {point['actual']} expected "
                   f"{point['expected']} diff {point['diff']} allowed {point['allowed']}")
     for replay in row["replays"]:
         print(f"replayed {replay['at']}: {replay['status']} with {replay['kernel']} "
-              f"({_ratio(replay['mismatch_ratio'])})")
+              f"({_ratio(replay['mismatch_ratio'])})"
+              + (" [another kernel or oracle]" if replay.get("substitute") else ""))
     return 0
 
 
@@ -224,8 +292,18 @@ def cmd_corpus_export(args: argparse.Namespace) -> int:
     row = store.get(store.resolve_id(args.id))
     script = reproducer(row)
     if args.out:
-        Path(args.out).write_text(script)
-        os.chmod(args.out, 0o755)
+        out = Path(args.out)
+        if out.is_dir():
+            raise KfuzzError(f"-o {args.out!r} is a directory; pass a file path")
+        if out.exists() and not args.force:
+            raise KfuzzError(f"-o {args.out!r} exists; pass --force to overwrite it")
+        if not out.parent.is_dir():
+            raise KfuzzError(f"-o {args.out!r}: no directory {str(out.parent)!r}; create it first")
+        try:
+            out.write_text(script)
+            os.chmod(out, 0o755)
+        except OSError as exc:
+            raise KfuzzError(f"-o {args.out!r}: cannot write it ({exc.strerror})") from None
         print(f"wrote {args.out}; run it with: python {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(script)
@@ -269,7 +347,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 # The names `kfuzz.cli_parser` gives the commands.
 COMMANDS = {"targets": cmd_targets, "run": cmd_run, "replay": cmd_replay, "report": cmd_report,
             "corpus_list": cmd_corpus_list, "corpus_show": cmd_corpus_show,
-            "corpus_export": cmd_corpus_export, "corpus_merge": cmd_corpus_merge}
+            "corpus_export": cmd_corpus_export, "corpus_merge": cmd_corpus_merge,
+            "corpus_rm": cmd_corpus_rm}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,10 +11,14 @@ from typing import NoReturn
 
 from kfuzz import __version__
 from kfuzz.corpus import DEFAULT_DB
+from kfuzz.enums import Failure, FindingStatus, Kind
 from kfuzz.runner import DEFAULT_CASE_TIMEOUT
 from kfuzz.search import PROFILES
 
 EPILOG_EXIT = "exit status: 0 nothing over threshold, 1 findings or still-failing replays, 2 usage error"
+REPLAY_EXIT = ("exit status: 0 every replayed finding passes, 1 one still fails, 2 usage error "
+               "(also a --target or --id that matches no finding), 3 a finding could not be "
+               "replayed (unless --accept-errors)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -128,8 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "replay", help="rerun stored findings",
-        description="Rerun stored findings from their stored cases; mark each still failing "
-        "(open), fixed, or error.", epilog=EPILOG_EXIT)
+        description="Rerun stored findings from their stored cases, loading the plugins each "
+        "recorded; mark each still failing (open), fixed, or error. With --kernel or --oracle "
+        "the replays are recorded as made with another kernel and leave the findings' status "
+        "alone.", epilog=REPLAY_EXIT)
     p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
                    help=f"corpus database (default {DEFAULT_DB})")
     p.add_argument("--target", metavar="T", help="only this target's findings")
@@ -138,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     _isolation_args(p)
     p.add_argument("--oracle", metavar="O", help="replay with this oracle instead of the stored one")
     p.add_argument("--device", default="cpu", metavar="cpu|cuda", help="where kernels run")
+    p.add_argument("--accept-errors", action="store_true",
+                   help="findings that cannot be replayed here do not set the exit status "
+                   "(default: exit 3)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--junit", metavar="FILE",
                    help="also write JUnit XML: one testcase per replayed finding (for CI systems)")
@@ -145,20 +154,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func="replay")
 
     corpus = sub.add_parser("corpus", help="inspect the corpus",
-                            description="Inspect stored findings.")
+                            description="Inspect, export, remove and merge stored findings.")
     csub = corpus.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND",
                                  parser_class=_Parser)
-    corpus.set_defaults(func=lambda args: corpus.error("choose list, show, export or merge"))
+    corpus.set_defaults(func=lambda args: corpus.error("choose list, show, export, rm or merge"))
 
     def db_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
                        help=f"corpus database (default {DEFAULT_DB})")
 
+    def filter_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--target", metavar="T", help="only this target's findings")
+        p.add_argument("--kernel", metavar="K", help="only findings of this kernel")
+        p.add_argument("--status", choices=[s.value for s in FindingStatus],
+                       help="only findings of this status")
+
     p = csub.add_parser("list", help="list findings", description="List stored findings, "
                         "newest first.")
     db_arg(p)
-    p.add_argument("--target", metavar="T", help="only this target")
-    p.add_argument("--status", choices=["open", "fixed"], help="only this status")
+    filter_args(p)
+    p.add_argument("--failure", choices=[f.value for f in Failure], help="only this failure")
+    p.add_argument("--kind", choices=[k.value for k in Kind], help="only this kind")
     p.add_argument("--limit", type=int, metavar="N", help="at most N rows")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func="corpus_list")
@@ -172,11 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = csub.add_parser("export", help="write a standalone reproducer script",
                         description="Write a Python script that reproduces one finding with "
-                        "nothing but torch and kfuzz installed.")
+                        "nothing but torch and kfuzz installed, from any directory.")
     p.add_argument("id", metavar="ID", help="fingerprint or a unique prefix")
     db_arg(p)
     p.add_argument("-o", "--out", metavar="FILE", help="write here instead of stdout")
+    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     p.set_defaults(func="corpus_export")
+
+    p = csub.add_parser("rm", help="remove findings",
+                        description="Remove findings, with their replays, by id or by "
+                        "--target/--kernel/--status.")
+    p.add_argument("ids", nargs="*", metavar="ID", help="fingerprints or unique prefixes")
+    db_arg(p)
+    filter_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func="corpus_rm")
 
     p = csub.add_parser(
         "merge", help="merge corpora from several machines",

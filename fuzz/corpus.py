@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from kfuzz.findings import Finding
 
 DEFAULT_DB = "corpus/corpus.db"
-JSON_COLUMNS = ("case", "comparator", "metrics", "shrink", "versions")
-RUN_JSON_COLUMNS = ("argv", "targets", "versions", "results")
+JSON_COLUMNS = ("case", "comparator", "metrics", "shrink", "versions", "plugins")
+RUN_JSON_COLUMNS = ("argv", "targets", "versions", "results", "plugins")
 KIND_RANK = {kind.value: kind.rank for kind in Kind}
 TABLES = ("findings", "runs", "replays")
 
@@ -125,6 +125,26 @@ def m003_merge_ledger(db: sqlite_utils.Database) -> None:
         )
     if db.table(Migrations.migrations_table).exists():
         db.execute(f"delete from {Migrations.migrations_table} where migration_set = 'kfuzz-merge'")
+
+
+def fill_substitute(db: sqlite_utils.Database) -> None:
+    """Mark the replays whose substitute flag is unset: 1 when the replay ran another kernel
+    or oracle than its finding's, else 0."""
+    db.execute(
+        "update replays set substitute = coalesce((select replays.kernel is not f.kernel or "
+        "replays.oracle is not f.oracle from findings f where f.fingerprint = "
+        "replays.fingerprint), 0) where substitute is null"
+    )
+
+
+@migrations()
+def m004_portable_findings(db: sqlite_utils.Database) -> None:
+    """Findings and runs record the plugins they were made with; a replay records whether it
+    used its finding's own kernel and oracle (a substitute replay leaves the finding alone)."""
+    db.table("findings").add_column("plugins", str)
+    db.table("runs").add_column("plugins", str)
+    db.table("replays").add_column("substitute", int)
+    fill_substitute(db)
 
 
 def json_safe(value: Any) -> Any:
@@ -307,13 +327,13 @@ class CorpusStore:
 
     def start_run(self, *, argv: list[str], profile: str, seed: int | None,
                   targets: list[str], device: str = "cpu") -> int:
-        """Record a run's start; returns its id."""
+        """Record a run's start, with the plugins loaded in this process; returns its id."""
         with self.transaction():
             table = self.db["runs"]
             table.insert({  # type: ignore[union-attr]
                 "started": now(), "argv": _dumps(argv), "profile": profile, "seed": seed,
                 "targets": _dumps(targets), "status": "running", "examples": 0, "findings": 0,
-                "versions": _dumps(versions(device)),
+                "versions": _dumps(versions(device)), "plugins": _dumps(_loaded_plugins()),
             })
             return int(table.last_pk)  # type: ignore[union-attr, arg-type]
 
@@ -341,7 +361,9 @@ class CorpusStore:
     def record_findings(self, findings: Iterable[Finding], *, run_id: int | None = None) -> list[str]:
         """Upsert findings by fingerprint in one transaction; returns their fingerprints.
         A rediscovered finding gets times_seen + 1, new metrics and status "open"; a shrunk
-        finding deletes the raw row it replaces when nothing else has seen that row."""
+        finding deletes the raw row it replaces when nothing else has seen that row. Each row
+        records the loaded plugins that registered its target (see `targets.plugins_for`),
+        which replay, report and export load again."""
         stamp = now()
         done = []
         with self.transaction():
@@ -365,6 +387,7 @@ class CorpusStore:
             "exit_code": outcome.exit_code, "timeout": outcome.timeout,
             "mismatch_ratio": outcome.worst_ratio(), "device": finding.device,
             "versions": _dumps(versions(finding.device)), "last_seen": stamp, "last_run": run_id,
+            "plugins": _dumps(_plugins_for(finding.target)),
         }
         existing = list(self.db.query("select kind, times_seen from findings where "
                                       "fingerprint = ?", [key]))
@@ -423,10 +446,13 @@ class CorpusStore:
         return decode_row(self.raw(fingerprint))
 
     def findings(self, *, target: str | None = None, status: str | None = None,
-                 kernel: str | None = None, limit: int | None = None) -> Iterator[dict[str, Any]]:
-        """Raw finding rows (JSON columns as text), newest first, optionally filtered."""
+                 kernel: str | None = None, failure: str | None = None,
+                 kind: str | None = None, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """Raw finding rows (JSON columns as text), newest first, optionally filtered (a
+        filter is an exact value of its column)."""
         where, args = [], []
-        for column, value in (("target", target), ("status", status), ("kernel", kernel)):
+        for column, value in (("target", target), ("status", status), ("kernel", kernel),
+                              ("failure", failure), ("kind", kind)):
             if value:
                 where.append(f"{column} = ?")
                 args.append(str(value))  # an enum member is its word
@@ -442,29 +468,58 @@ class CorpusStore:
         """Number of findings."""
         return self.db["findings"].count
 
+    def distinct(self, column: str) -> list[str]:
+        """The values a findings column holds, sorted (e.g. every target with a finding).
+        Raises CorpusError for a column findings do not have."""
+        if column not in self._columns("findings"):
+            raise CorpusError(f"findings have no column {column!r}")
+        return [r[0] for r in self.db.execute(
+            f"select distinct [{column}] from findings where [{column}] is not null order by 1")]
+
+    def delete(self, fingerprints: Iterable[str]) -> int:
+        """Delete findings with their replays and merge ledger rows, in one transaction;
+        returns how many findings were deleted."""
+        keys = list(dict.fromkeys(fingerprints))
+        deleted = 0
+        with self.transaction():
+            for key in keys:
+                self.db.execute("delete from replays where fingerprint = ?", [key])
+                self.db.execute("delete from merge_sightings where fingerprint = ?", [key])
+                deleted += self.db.execute("delete from findings where fingerprint = ?",
+                                           [key]).rowcount
+        return deleted
+
     # -- replays ---------------------------------------------------------------------------
 
     def record_replay(self, fingerprint: str, *, status: ReplayStatus | str, kernel: str,
-                      oracle: str, outcome: dict[str, Any] | None, error: str | None) -> None:
-        """Record one replay and update the finding's status: "fail" -> open, "pass" ->
-        fixed, "error" leaves the status as it was."""
+                      oracle: str, outcome: dict[str, Any] | None, error: str | None) -> bool:
+        """Record one replay. With the finding's own kernel and oracle it updates the
+        finding's status ("fail" -> open, "pass" -> fixed, "error" leaves it); with another
+        kernel or oracle it is recorded as a substitute replay and leaves the finding alone.
+        Returns True for a substitute replay."""
         status = ReplayStatus(status)
         stamp = now()
         ratio = None
         if outcome and outcome.get("outputs"):
             ratio = max(m["mismatch_ratio"] for m in outcome["outputs"].values())
         with self.transaction():
+            own = self.raw(fingerprint)
+            substitute = kernel != own.get("kernel") or oracle != own.get("oracle")
             self.db["replays"].insert({  # type: ignore[union-attr]
                 "fingerprint": fingerprint, "at": stamp, "status": status.value, "kernel": kernel,
                 "oracle": oracle, "mismatch_ratio": ratio,
                 "metrics": _dumps(outcome.get("outputs") if outcome else None), "error": error,
+                "substitute": int(substitute),
             })
+            if substitute:
+                return True
             update = {"last_replay": stamp, "last_replay_status": status.value,
                       "last_replay_kernel": kernel}
             if status in (ReplayStatus.FAIL, ReplayStatus.PASS):
                 update["status"] = (FindingStatus.OPEN if status == ReplayStatus.FAIL
                                     else FindingStatus.FIXED).value
             self.db.table("findings").update(fingerprint, update)
+        return False
 
     def replays(self, fingerprint: str | None = None, *, newest_first: bool = False,
                 limit: int | None = None) -> list[dict[str, Any]]:
@@ -483,6 +538,19 @@ class CorpusStore:
     def count_replays(self) -> int:
         """Number of replays recorded."""
         return self.db["replays"].count
+
+
+def _loaded_plugins() -> list[str]:
+    # Read from the registry only when something has imported it (listing a corpus must not
+    # import the targets, and a process that never loaded them loaded no plugin).
+    registry = sys.modules.get("kfuzz.targets")
+    return list(registry.loaded_plugins()) if registry is not None else []
+
+
+def _plugins_for(target: str) -> list[str] | None:
+    registry = sys.modules.get("kfuzz.targets")
+    found = list(registry.plugins_for(target)) if registry is not None else []
+    return found or None
 
 
 def replay_outputs(replay: dict[str, Any]) -> dict[str, Any] | None:

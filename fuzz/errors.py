@@ -3,12 +3,21 @@ one-line message and exit code 2; the message names the culprit and, where it ca
 
 from __future__ import annotations
 
+import difflib
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 
 class KfuzzError(Exception):
     """Base of every error the CLI reports as a one-line message with exit code 2."""
+
+
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """"; did you mean 'x'?" naming the known name closest to a mistyped `name`, or "" when
+    none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class UnknownTarget(KfuzzError):
@@ -17,7 +26,7 @@ class UnknownTarget(KfuzzError):
     def __init__(self, name: str, known: list[str]) -> None:
         super().__init__(
             f"no target {name!r}; known: {', '.join(sorted(known))} "
-            "(add your own with --plugin FILE_OR_MODULE)"
+            f"(add your own with --plugin FILE_OR_MODULE){did_you_mean(name, known)}"
         )
 
 
@@ -27,7 +36,7 @@ class UnknownVariant(KfuzzError):
     def __init__(self, role: str, name: str, target: str, known: list[str]) -> None:
         super().__init__(
             f"target {target!r} has no {role} {name!r}; known: {', '.join(known)} "
-            f"(or pass --{role} module:function)"
+            f"(or pass --{role} module:function){did_you_mean(name, known)}"
         )
 
 

@@ -31,6 +31,8 @@ class Job:
     comparator: overrides the target's default comparator for every output when given
     (a `Comparator.to_dict()` dict). device: where the kernel runs; the oracle runs on the CPU.
     full_metrics: every output gets full metrics, passing or not.
+    plugins: plugin files or modules (`--plugin` values) to load before resolving the target,
+    e.g. those a stored finding recorded.
     """
 
     target: str
@@ -42,6 +44,7 @@ class Job:
     # False: a passing output gets summary metrics (what its verdict needs, see
     # `kfuzz.compare.compare`); an outcome that fails gets full metrics for every output.
     full_metrics: bool = False
+    plugins: Sequence[str] = ()
 
 
 @dataclass
@@ -357,10 +360,12 @@ class InProcessExecutor:
         self._resolved: dict[tuple[str, str, str], tuple[Target, Variant, Variant]] = {}
 
     def resolve(self, job: Job) -> tuple[Target, Variant, Variant]:
-        """The target, kernel and oracle a job names. Raises UnknownTarget, UnknownVariant,
-        BadCallable."""
+        """The target, kernel and oracle a job names, after loading the job's plugins.
+        Raises UnknownTarget, UnknownVariant, BadCallable, PluginError."""
         key = (job.target, job.kernel, job.oracle)
         if key not in self._resolved:
+            for plugin in job.plugins:
+                registry.load_plugin(plugin)
             target = registry.get(job.target)
             self._resolved[key] = (
                 target,

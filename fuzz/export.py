@@ -33,11 +33,14 @@ ORACLE = {oracle}
 CASE = json.loads({case})
 COMPARATOR = json.loads({comparator})  # the run's overrides; None: each output's default
 DEVICE = {device}
+PLUGINS = json.loads({plugins})  # plugins the finding's target came from
 
 
 def main() -> int:
     device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else DEVICE
     try:
+        for plugin in PLUGINS:
+            targets.load_plugin(plugin)
         inputs, _ = materialise_case(targets.get(TARGET), CASE)
         for name, tensor in inputs.items():
             print(f"input {{name}}: {{tensor.dtype}} {{list(tensor.shape)}}")
@@ -79,5 +82,6 @@ def reproducer(row: dict[str, Any]) -> str:
         oracle_c=_comment(row["oracle"]), first_seen_c=_comment(row.get("first_seen")),
         ratio_c=_comment(row.get("mismatch_ratio")), versions_c=_comment(row.get("versions")),
         case=_literal(row["case"]), comparator=_literal(row.get("comparator")),
+        plugins=_literal(list(row.get("plugins") or [])),
         device=json.dumps(row.get("device") or "cpu"), device_c=_comment(row.get("device") or "cpu"),
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 from kfuzz.enums import Failure, Kind, Status
 from kfuzz.executor import Outcome
+from kfuzz.references import normal_reference
 
 # shrunk: the minimal case Hypothesis reduced a failure to; peak: the worst case seen on a
 # target in a run; raw: a failure as first seen, replaced by its shrunk case once shrinking
@@ -31,8 +32,9 @@ def fingerprint(target: str, kernel: str, oracle: str, case: Mapping[str, Any]) 
 @dataclass
 class Finding:
     """A failing case with what produced it. kind: a `Kind` (a word such as "shrunk" is
-    taken too). comparator is the override the run used (None: each output's default
-    comparator, recorded in the metrics)."""
+    taken too). kernel and oracle: variant names or references, kept in their stored form
+    (`kfuzz.references.normal_reference`). comparator is the override the run used (None:
+    each output's default comparator, recorded in the metrics)."""
 
     target: str
     kernel: str
@@ -47,6 +49,10 @@ class Finding:
 
     def __post_init__(self) -> None:
         self.kind = Kind(self.kind)
+        # One finding however the kernel's file was named (`f.py:fn`, `./f.py:fn`, its
+        # absolute path), and one that resolves from another directory.
+        self.kernel = normal_reference(self.kernel)
+        self.oracle = normal_reference(self.oracle)
 
     @property
     def fingerprint(self) -> str:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
-from kfuzz.corpus import KIND_RANK, CorpusStore
+from kfuzz.corpus import KIND_RANK, CorpusStore, fill_substitute
 from kfuzz.errors import CorpusError
 
 # Columns that describe one sighting: taken together from the row seen last.
@@ -248,13 +248,16 @@ def _merge_replays(db: sqlite_utils.Database, src: Any, stats: MergeStats) -> No
             list(values.values()))
         have.add(key)
         stats.replays_added += 1
+    fill_substitute(db)  # replays from a corpus written before the flag existed
 
 
 def _refresh_replay_columns(db: sqlite_utils.Database, src: Any) -> None:
     """last_replay, last_replay_status and last_replay_kernel of the findings the source
     touched: those of their latest replay here."""
     for (key,) in src.execute("select distinct fingerprint from replays"):
+        # A substitute replay (another kernel or oracle) says nothing of the finding itself.
         latest = list(db.query("select at, status, kernel from replays where fingerprint = ? "
+                               "and not coalesce(substitute, 0) "
                                "order by at desc, id desc limit 1", [key]))
         if not latest:
             continue

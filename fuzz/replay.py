@@ -1,6 +1,10 @@
 """Replay: rerun stored findings and update their status.
 
-A stored case rejoins the data flow at "materialise": same case, same seed, same bits.
+A stored case rejoins the data flow at "materialise": same case, same seed, same bits. The
+plugins a finding recorded are loaded for it, and its kernel and oracle references are stored
+in a form that resolves from any directory (`kfuzz.references`). A replay with another kernel
+or oracle than the finding's is a substitute replay: recorded as such, it leaves the finding's
+own status alone.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from kfuzz.corpus import CorpusStore, decode_row
 from kfuzz.enums import Failure, ReplayStatus
-from kfuzz.errors import KfuzzError
+from kfuzz.errors import CorpusError, KfuzzError, did_you_mean
 from kfuzz.executor import Executor, InProcessExecutor, Job
+from kfuzz.references import normal_reference
 
 if TYPE_CHECKING:
     from kfuzz.isolation import IsolatedExecutor
@@ -25,7 +30,8 @@ STATUS_WORDS = {ReplayStatus.FAIL: "still failing", ReplayStatus.PASS: "fixed",
 
 @dataclass
 class ReplayResult:
-    """One replayed finding."""
+    """One replayed finding. substitute: replayed with another kernel or oracle than the
+    finding's own (its status was left alone)."""
 
     fingerprint: str
     target: str
@@ -35,6 +41,7 @@ class ReplayResult:
     mismatch_ratio: float | None = None
     stored_ratio: float | None = None
     error: str | None = None
+    substitute: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -55,16 +62,26 @@ def replay(
     case_timeout: float | None = None,
 ) -> list[ReplayResult]:
     """Replay the stored findings (all, one target's, or one by id prefix) with their stored
-    kernel and oracle, or `kernel`/`oracle` instead, and record each result. A finding that
-    cannot be run gets status "error" and the others go on. Crash and timeout findings run in
-    a worker process even when `executor` runs in-process; a timeout finding gets
-    `case_timeout`, or else the limit it was found with. Raises CorpusError for a bad id."""
+    kernel and oracle, or `kernel`/`oracle` instead (a substitute replay), and record each
+    result. A finding that cannot be run gets status "error" and the others go on. Crash and
+    timeout findings run in a worker process even when `executor` runs in-process; a timeout
+    finding gets `case_timeout`, or else the limit it was found with. Raises CorpusError for
+    an id that matches no finding, or a target that has none (naming the close ones)."""
     executor = executor or InProcessExecutor()
     isolated: IsolatedExecutor | None = None
+    kernel = normal_reference(kernel) if kernel else None
+    oracle = normal_reference(oracle) if oracle else None
     if finding_id:
         rows = [store.raw(store.resolve_id(finding_id))]
     else:
         rows = list(store.findings(target=target))
+        if target and not rows:
+            known = store.distinct("target")
+            raise CorpusError(
+                f"no finding of target {target!r} in {str(store.path)!r}"
+                + (f"; targets with findings: {', '.join(known)}" if known else " (it is empty)")
+                + did_you_mean(target, known)
+            )
     results = []
     try:
         for i, raw in enumerate(rows):
@@ -99,19 +116,37 @@ def _replay_one(
         row = decode_row(raw)
         if not isinstance(row.get("case"), dict):
             raise KfuzzError(f"finding {key[:12]}: stored case is not a JSON object")
+        plugins = row.get("plugins") or []
+        if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+            raise KfuzzError(f"finding {key[:12]}: stored plugins are not a list of names")
         # Full metrics for every output: the replay is stored, passing or not.
         job = Job(row["target"], use_kernel, use_oracle, row["case"], row.get("comparator"),
-                  device, full_metrics=True)
+                  device, full_metrics=True, plugins=tuple(plugins))
         outcome = executor.evaluate([job])[0]
     except KfuzzError as exc:
         result.error = str(exc)
-        store.record_replay(key, status=ReplayStatus.ERROR, kernel=use_kernel, oracle=use_oracle,
-                            outcome=None, error=result.error)
+        result.substitute = store.record_replay(
+            key, status=ReplayStatus.ERROR, kernel=use_kernel, oracle=use_oracle, outcome=None,
+            error=result.error)
         return result
     result.status = ReplayStatus.FAIL if outcome.failed else ReplayStatus.PASS
     if outcome.error:
         result.error = outcome.error
     result.mismatch_ratio = outcome.worst_ratio()
-    store.record_replay(key, status=result.status, kernel=use_kernel, oracle=use_oracle,
-                        outcome=outcome.to_dict(), error=outcome.error)
+    result.substitute = store.record_replay(
+        key, status=result.status, kernel=use_kernel, oracle=use_oracle,
+        outcome=outcome.to_dict(), error=outcome.error)
     return result
+
+
+def exit_code(results: list[ReplayResult], *, accept_errors: bool = False) -> int:
+    """The exit status of a replay: EXIT_ERROR (3) when a finding could not be replayed
+    (unless accept_errors), else 1 when one still fails, else 0."""
+    if not accept_errors and any(r.status == ReplayStatus.ERROR for r in results):
+        return EXIT_ERROR
+    return 1 if any(r.status == ReplayStatus.FAIL for r in results) else 0
+
+
+# A replay that could not run a finding (unknown target, missing plugin or kernel file,
+# malformed row): the corpus cannot be checked here, which CI must not read as a pass.
+EXIT_ERROR = 3

@@ -136,8 +136,10 @@ def _recompute(item: _Finding, device: str) -> dict[str, Any] | None:
         item.now_error = "stored case is not a JSON object"
         return None
     job = Job(row["target"], row["kernel"], row["oracle"], row["case"], row.get("comparator"),
-              device)
+              device, plugins=tuple(row.get("plugins") or ()))
     try:
+        for plugin in job.plugins:  # the ones the finding recorded
+            registry.load_plugin(plugin)
         target = registry.get(row["target"])
         actual, expected = case_outputs(job)
         errors, metrics = {}, {}
@@ -184,16 +186,18 @@ def _trend_points(target: str, items: list[_Finding], runs: list[dict[str, Any]]
                 run_points.append((started, float(campaign.get("peak_ratio") or 0.0)))
     finding_points: dict[str, list[tuple[dt.datetime, float, str]]] = {}
     for item in items[:limit]:
-        points = []
+        # One line per kernel: the finding's own, and each kernel it was replayed with instead.
+        lines: dict[str, list[tuple[dt.datetime, float, str]]] = defaultdict(list)
+        own = f"{item.id} {item.row.get('kernel')}"
         seen = _time(item.row.get("last_seen"))
         if seen and item.row.get("mismatch_ratio") is not None:
-            points.append((seen, float(item.row["mismatch_ratio"]), "seen"))
+            lines[own].append((seen, float(item.row["mismatch_ratio"]), "seen"))
         for replay in item.replays:
             at = _time(replay.get("at"))
             if at and replay.get("mismatch_ratio") is not None:
-                points.append((at, float(replay["mismatch_ratio"]), "replay"))
-        if points:
-            finding_points[f"{item.id} {item.row.get('kernel')}"] = points
+                lines[f"{item.id} {replay.get('kernel')}"].append(
+                    (at, float(replay["mismatch_ratio"]), "replay"))
+        finding_points.update(lines)
     return run_points, finding_points
 
 

@@ -200,8 +200,12 @@ def load_plugin(spec: str) -> list[str]:
     registers targets (via `register`) or which defines `TARGETS` (a list of Targets).
     Returns the names of the targets it added. Raises PluginError."""
     _load_builtin()
-    if spec in _PLUGINS:
-        return _PLUGINS[spec]
+    from kfuzz.references import normal_plugin
+
+    # `a.py`, `./a.py` and its absolute path are one plugin, loaded once.
+    key = normal_plugin(spec)
+    if key in _PLUGINS:
+        return _PLUGINS[key]
     before = set(_REGISTRY)
     module = _import_plugin(spec)
     for target in _as_targets(getattr(module, "TARGETS", None)):
@@ -212,8 +216,19 @@ def load_plugin(spec: str) -> list[str]:
             f"plugin {spec!r} registered no target; call kfuzz.targets.register(Target(...)) "
             "in it or define TARGETS = [...]"
         )
-    _PLUGINS[spec] = added
+    _PLUGINS[key] = added
     return added
+
+
+def plugins_for(target: str) -> list[str]:
+    """The loaded plugins (in their stored form, see `kfuzz.references.normal_plugin`) that
+    registered `target`: what a stored finding of it must load to be replayed elsewhere."""
+    return [spec for spec, names in _PLUGINS.items() if target in names]
+
+
+def loaded_plugins() -> list[str]:
+    """Every plugin loaded in this process, in its stored form, in load order."""
+    return list(_PLUGINS)
 
 
 def _import_plugin(spec: str) -> Any:

@@ -118,9 +118,11 @@ def test_replay_cli_shows_error_rows_without_traceback(kfuzz, db_path, store):
                      "status, kind, times_seen) values ('ab', 'ops.gone', 'k', 'o', '{}', "
                      "'open', 'shrunk', 1)")
     res = kfuzz("replay", "--db", db_path)
-    assert res.code == 0
+    # A replay that could not run is not a pass: exit 3, unless the user accepts errors.
+    assert res.code == 3
     assert "0 still failing, 0 fixed, 1 error" in res.out
     assert "Traceback" not in res.out + res.err
+    assert kfuzz("replay", "--db", db_path, "--accept-errors").code == 0
 
 
 def test_cli_on_a_corrupt_corpus_is_one_line_exit_2(kfuzz, tmp_path):

@@ -63,7 +63,7 @@ def test_replay_error_is_a_junit_error(kfuzz, db_path, tmp_path):
                      "'open', 'shrunk', 1)")
     store.close()
     junit = tmp_path / "r.xml"
-    assert kfuzz("replay", "--db", db_path, "--junit", junit).code == 0
+    assert kfuzz("replay", "--db", db_path, "--junit", junit).code == 3  # could not replay
     suite, cases = _suite(junit)
     assert suite.get("errors") == "1" and suite.get("failures") == "0"
     error = cases["ops.gone[k-o-ab]"].find("error")
