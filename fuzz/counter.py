@@ -13,6 +13,7 @@ import functools
 import hashlib
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 M32 = 0xFFFFFFFF
@@ -48,11 +49,21 @@ def key_of(*parts: int | str) -> int:
 
 
 @functools.cache
-def _normal_table(device: str) -> torch.Tensor:
+def _normal_table(device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normal quantiles at (i + 0.5) / 65537 and the slope to the next one."""
     n = 1 << _TABLE_BITS
     p = (torch.arange(n + 1, dtype=torch.float64) + 0.5) / (n + 1)
     # Computed once on the CPU, then copied: the table is data, the same bits on every device.
-    return torch.special.ndtri(p).to(device)
+    q = torch.special.ndtri(p)
+    return q[:-1].contiguous().to(device), (q[1:] - q[:-1]).to(device)
+
+
+@functools.lru_cache(maxsize=512)
+def _axis_hashes(axis: int, size: int, device: str) -> torch.Tensor:
+    """mix(i + salt of the axis) for i in [0, size): read-only, shared by every Field."""
+    coords = torch.arange(size, dtype=torch.int64, device=device)
+    coords.add_(mix((axis + 1) * _GOLDEN)).bitwise_and_(M32)
+    return mix_tensor(coords)
 
 
 class Field:
@@ -64,14 +75,19 @@ class Field:
         self.key = key
         self.shape = tuple(int(s) for s in shape)
         self.device = device
-        base = torch.full((), key, dtype=torch.int64, device=device)
+        if not self.shape:
+            self.base = torch.full((), key, dtype=torch.int64, device=device)
+            return
+        # key ^ h0[i0] ^ h1[i1] ^ ...: each coordinate hashed on its own axis, so an element's
+        # hash does not depend on the extent of any axis.
+        base = None
         for axis, size in enumerate(self.shape):
-            coords = torch.arange(size, dtype=torch.int64, device=device)
-            coords.add_(mix(key ^ ((axis + 1) * _GOLDEN))).bitwise_and_(M32)
             view = [1] * len(self.shape)
             view[axis] = size
-            base = base ^ mix_tensor(coords).view(view)
-        self.base = base.expand(self.shape).contiguous() if self.shape else base
+            coords = _axis_hashes(axis, size, device).view(view)
+            base = coords if base is None else base ^ coords
+        assert base is not None
+        self.base = base.expand(self.shape) ^ key
 
     def bits(self, draw: int) -> torch.Tensor:
         """int64 tensor of 32-bit hashes, one per element, for draw number `draw`."""
@@ -91,16 +107,99 @@ class Field:
 
     def normal(self, draw: int) -> torch.Tensor:
         """float64 standard normals (truncated at +-4.33), by linear interpolation in a table of
-        quantiles: the high 16 bits of one hash pick the interval, its low 16 bits and a second
-        hash (draw + 1 is used too) give 48 bits of position inside it."""
-        table = _normal_table(self.device)
+        quantiles: the high 16 bits of the hash pick the interval, its low 16 bits and 16 more
+        from a cheap remix of it give 32 bits of position inside it."""
+        low, slope = _normal_table(self.device)
         h = self.bits(draw)
-        index = h >> 16
-        low = table[index]
-        high = table[index + 1]
-        frac = ((h & 0xFFFF).to(torch.float64) * (2.0 ** 32)
-                + self.bits(draw + 1).to(torch.float64)) * (2.0 ** -48)
-        return low + (high - low) * frac
+        index = (h >> 16).view(-1)
+        remix = (h * 0x2C1B3C6D).bitwise_and_(M32)
+        frac = (h & 0xFFFF).to(torch.float64).mul_(65536.0)
+        frac.add_((remix >> 16).to(torch.float64)).mul_(2.0 ** -32)
+        x = torch.index_select(slope, 0, index).view(h.shape).mul_(frac)
+        return x.add_(torch.index_select(low, 0, index).view(h.shape))
+
+
+class HostField(Field):
+    """`Field` computed with NumPy on the host: the same integer and float64 operations in the
+    same order (uint32 arithmetic wraps as the masked int64 arithmetic does), so the same bits
+    as `Field` gives on any device (tests/test_position_stable.py checks), with a fraction of
+    the per-call cost on small tensors and half the memory traffic on large ones."""
+
+    def __init__(self, key: int, shape: Sequence[int]) -> None:
+        self.key = key
+        self.shape = tuple(int(s) for s in shape)
+        self.device = "cpu"
+        base = np.array(key, dtype=np.uint32)
+        for axis, size in enumerate(self.shape):
+            view = [1] * len(self.shape)
+            view[axis] = size
+            base = base ^ _host_axis_hashes(axis, size).reshape(view)
+        self.host = np.broadcast_to(base, self.shape)
+
+    def _bits(self, draw: int) -> np.ndarray:
+        x = np.bitwise_xor(self.host, np.uint32(mix(self.key + (draw + 1) * _GOLDEN)),
+                           out=np.empty(self.shape, dtype=np.uint32))
+        x ^= x >> np.uint32(16)
+        x *= np.uint32(0x21F0AAAD)
+        x ^= x >> np.uint32(15)
+        x *= np.uint32(0xD35A2D97)
+        x ^= x >> np.uint32(15)
+        return x
+
+    def bits(self, draw: int) -> torch.Tensor:
+        return _tensor(self._bits(draw).astype(np.int64))
+
+    def uniform(self, draw: int) -> torch.Tensor:
+        x = self._bits(draw).astype(np.float64)
+        x += 0.5
+        x *= 2.0 ** -32
+        return _tensor(x)
+
+    def below(self, draw: int, n: int) -> torch.Tensor:
+        return _tensor((self._bits(draw) % np.uint32(max(int(n), 1))).astype(np.int64))
+
+    def signs(self, draw: int) -> torch.Tensor:
+        x = (self._bits(draw) & np.uint32(1)).astype(np.float64)
+        x *= 2
+        x -= 1
+        return _tensor(x)
+
+    def normal(self, draw: int) -> torch.Tensor:
+        low, slope = _host_normal_table()
+        h = self._bits(draw)
+        index = h >> np.uint32(16)
+        remix = h * np.uint32(0x2C1B3C6D)
+        frac = (h & np.uint32(0xFFFF)).astype(np.float64)
+        frac *= 65536.0
+        frac += (remix >> np.uint32(16)).astype(np.float64)
+        frac *= 2.0 ** -32
+        x = slope[index]
+        x *= frac
+        x += low[index]
+        return _tensor(x)
+
+
+@functools.lru_cache(maxsize=512)
+def _host_axis_hashes(axis: int, size: int) -> np.ndarray:
+    out = _axis_hashes(axis, size, "cpu").numpy().astype(np.uint32)
+    out.flags.writeable = False
+    return out
+
+
+@functools.cache
+def _host_normal_table() -> tuple[np.ndarray, np.ndarray]:
+    low, slope = _normal_table("cpu")
+    return low.numpy(), slope.numpy()
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    # np.asarray: an operation on a 0-d array gives a NumPy scalar.
+    return torch.from_numpy(np.asarray(a))
+
+
+def make_field(key: int, shape: Sequence[int], device: str = "cpu") -> Field:
+    """The Field for `device`: computed on the host for the CPU, with torch elsewhere."""
+    return HostField(key, shape) if device == "cpu" else Field(key, shape, device)
 
 
 def pow2(exponent: torch.Tensor) -> torch.Tensor:
@@ -134,4 +233,4 @@ class CounterGenerator(torch.Generator):
 
     def field(self, key: int, shape: Sequence[int]) -> Field:
         """A `Field` over `shape` on this generator's device."""
-        return Field(key, shape, self.target_device)
+        return make_field(key, shape, self.target_device)

@@ -91,7 +91,7 @@ def _field(dist: Mapping[str, Any], key: str) -> Any:
 
 
 # Draw numbers of one input's Field: each use of the element hashes has its own, so that adding
-# a modifier never changes the base values. `normal` also consumes draw + 1.
+# a modifier never changes the base values.
 _BASE, _HIT, _SIGN, _DOMINANT, _TIE, _TIE_NUDGE, _EDGE, _NAN = 0, 2, 3, 4, 5, 6, 7, 10
 # Per-row draws (a second Field over the leading dimensions).
 _ROW_HIT, _ROW_GAP, _ROW_EDGE = 0, 1, 2
@@ -120,7 +120,7 @@ def values(
     shape = tuple(int(s) for s in shape)
     key = gen.stream(name)
     f = gen.field(key, shape)
-    rows = gen.field(key ^ _ROWS_KEY, shape[:-1] + (1,)) if shape else f
+    rows = _Rows(gen, key, shape)
     kind = _field(dist, "kind")
     if kind == "normal":
         x = f.normal(_BASE) * float(_field(dist, "scale"))
@@ -153,6 +153,19 @@ def values(
     return x.to(dtype)
 
 
+class _Rows:
+    """The per-row Field of an input (over its leading dimensions), built on first use."""
+
+    def __init__(self, gen: CounterGenerator, key: int, shape: tuple[int, ...]) -> None:
+        self.gen, self.key, self.shape = gen, key, shape
+        self._field: Field | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._field is None:
+            self._field = self.gen.field(self.key ^ _ROWS_KEY, self.shape[:-1] + (1,))
+        return getattr(self._field, name)
+
+
 def _edge(f: Field, dtype: torch.dtype, edge: str, spread: int, draw: int) -> torch.Tensor:
     if not dtype.is_floating_point:
         raise CaseError(f"edge distributions need a floating dtype, got {dtype}")
@@ -173,7 +186,7 @@ def _edge(f: Field, dtype: torch.dtype, edge: str, spread: int, draw: int) -> to
 
 
 def _apply_modifiers(
-    x: torch.Tensor, f: Field, rows: Field, shape: tuple[int, ...], dtype: torch.dtype,
+    x: torch.Tensor, f: Field, rows: _Rows, shape: tuple[int, ...], dtype: torch.dtype,
     dist: Mapping[str, Any],
 ) -> torch.Tensor:
     """The value regimes of `dist` (see `kfuzz.strategies.regimes`), each optional."""

@@ -11,8 +11,9 @@ end beside the shrunk ones.
 
 One Hypothesis example may carry a batch of cases: the drawn case and copies of it with
 derived seeds (`batch_seeds`), so that Hypothesis' per-example overhead (about 0.5 ms on a CPU)
-is spread over several kernel calls. Each copy is an ordinary case: the one that fails is the
-one stored, and it replays on its own.
+is spread over several kernel calls. By default the batch is sized while running
+(`BatchSizer`: Hypothesis' share of the time under 10%). Each copy is an ordinary case: the one
+that fails is the one stored, and it replays on its own.
 """
 
 from __future__ import annotations
@@ -38,24 +39,61 @@ from kfuzz.strategies import EXCLUDABLE, regimes_in
 
 @dataclass(frozen=True)
 class Profile:
-    """Search settings by use: `ci` (reproducible, short), `dev` (desk), `nightly` (long)."""
+    """Search settings by use: `ci` (reproducible, short), `dev` (desk), `nightly` (long).
+    batch None: chosen while running (`BatchSizer`)."""
 
     max_examples: int
     shrink_seconds: float
-    batch: int
+    batch: int | None
     fixed_seed: int | None = None
     isolate: bool = False
 
 
 PROFILES: dict[str, Profile] = {
-    # Reproducible by default: the same seed every run unless --seed says otherwise.
+    # Reproducible by default: the same seed every run unless --seed says otherwise, and a
+    # fixed batch (a measured one would depend on the machine's speed).
     "ci": Profile(max_examples=100, shrink_seconds=20.0, batch=1, fixed_seed=0),
-    "dev": Profile(max_examples=200, shrink_seconds=30.0, batch=1),
+    "dev": Profile(max_examples=200, shrink_seconds=30.0, batch=None),
     # Unattended: a kernel that crashes or hangs must not end the night.
-    # Batches of 8 bring kfuzz to 0.56-0.91 of a hand loop (BENCHMARKS.md); larger ones make
-    # each shrink step dearer.
-    "nightly": Profile(max_examples=100_000, shrink_seconds=120.0, batch=8, isolate=True),
+    "nightly": Profile(max_examples=100_000, shrink_seconds=120.0, batch=None, isolate=True),
 }
+
+
+class BatchSizer:
+    """Cases per Hypothesis example, chosen from what the run measures: the time Hypothesis
+    spends between examples (drawing, bookkeeping) and the time one case takes. The batch is
+    the smallest that keeps Hypothesis' share of the time under `share`, within [1, largest]
+    (a larger batch makes every shrink step dearer and gives `hypothesis.target` fewer
+    examples to climb with). Averages are exponential, so a run adapts when its cases grow or
+    shrink. A fixed size (`--batch N`) is used as it is."""
+
+    def __init__(self, fixed: int | None = None, *, share: float = 0.1, largest: int = 64) -> None:
+        self.fixed = fixed
+        self.size = fixed or 1
+        self.share, self.largest = share, largest
+        self.overhead: float | None = None
+        self.per_case: float | None = None
+        self.frozen = False
+        self.cases = 0
+        self.examples = 0
+
+    def observe(self, overhead: float, cases: int, work: float) -> None:
+        """One example: `overhead` seconds in Hypothesis before it, `work` seconds running its
+        `cases` cases."""
+        self.cases += cases
+        self.examples += 1
+        if self.fixed or self.frozen or cases < 1:
+            return
+        per_case = work / cases
+        self.overhead = overhead if self.overhead is None else 0.8 * self.overhead + 0.2 * overhead
+        self.per_case = per_case if self.per_case is None else 0.8 * self.per_case + 0.2 * per_case
+        want = (1 - self.share) / self.share * self.overhead / max(self.per_case, 1e-9)
+        self.size = max(1, min(self.largest, math.ceil(want)))
+
+    @property
+    def mean(self) -> float:
+        """Cases per example over the run so far."""
+        return self.cases / self.examples if self.examples else float(self.size)
 
 
 @dataclass
@@ -117,6 +155,9 @@ class CampaignResult:
     peak_ratio: float = 0.0
     rounds: int = 0
     stopped: str = "examples"
+    # Cases per Hypothesis example: the size in use at the end, and the mean over the run.
+    batch: int = 1
+    batch_mean: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (findings as fingerprints)."""
@@ -125,6 +166,7 @@ class CampaignResult:
             "seed": self.seed, "examples": self.examples, "seconds": round(self.seconds, 3),
             "examples_per_second": round(self.examples / self.seconds, 1) if self.seconds else None,
             "peak_ratio": self.peak_ratio, "rounds": self.rounds, "stopped": self.stopped,
+            "batch": self.batch, "batch_mean": round(self.batch_mean, 2),
             "findings": [f.fingerprint for f in self.findings],
         }
 
@@ -229,7 +271,7 @@ class _Campaign:
             None if config.budget else self.profile.max_examples
         )
         self.shrink_seconds = config.shrink_seconds or self.profile.shrink_seconds
-        self.batch = config.batch or self.profile.batch
+        self.batcher = BatchSizer(config.batch or self.profile.batch)
         max_numel = config.max_numel or self.target.max_numel
         cases = self.target.cases(max_numel)
         if config.pins:
@@ -240,7 +282,7 @@ class _Campaign:
             cases = cases.filter(lambda case: not regimes_in(case) & excluded)
         # Every drawn case is built by the current, position-stable materialisation.
         cases = cases.map(stamp)
-        self.strategy = cases.map(functools.partial(batch_seeds, self.batch))
+        self.strategy = cases.map(lambda case: batch_seeds(self.batcher.size, case))
         self.known: set[str] = set()
         self.result = CampaignResult(self.target.name, self.kernel, self.oracle, self.seed)
         self.peak: tuple[tuple[float, int], dict[str, Any], Outcome] | None = None
@@ -255,6 +297,7 @@ class _Campaign:
         self.start = 0.0
         self.deadline = float("inf")
         self.last_progress = 0.0
+        self.left_test = 0.0  # when the Hypothesis test last returned (batch sizing)
 
     # -- the Hypothesis test --------------------------------------------------------------
 
@@ -270,11 +313,19 @@ class _Campaign:
         else:
             if now > self.deadline or self._examples_left() <= 0:
                 raise _Stop()
+            cases = cases[: int(min(self._examples_left(), len(cases)))]
             self.result.examples += len(cases)
         try:
             outcomes = self.executor.evaluate([self._job(c) for c in cases])
         except KfuzzError as exc:
             raise _Abort(exc) from None
+        self.batcher.observe(now - self.left_test, len(cases), time.perf_counter() - now)
+        try:
+            self._judge(cases, outcomes, now)
+        finally:
+            self.left_test = time.perf_counter()
+
+    def _judge(self, cases: list[dict[str, Any]], outcomes: list[Outcome], now: float) -> None:
         scores: dict[str, float] = {}
         new_failure = None
         for case, outcome in zip(cases, outcomes, strict=False):
@@ -299,7 +350,9 @@ class _Campaign:
 
     def _on_new_failure(self, case: dict[str, Any], outcome: Outcome) -> None:
         if not self.shrinking:
-            # First sight of this failure: store it raw at once, then shrink.
+            # First sight of this failure: store it raw at once, then shrink. Hypothesis
+            # replays its example while shrinking: the batch must stay the size it was drawn at.
+            self.batcher.frozen = True
             self.shrinking = True
             self.shrink_started = time.perf_counter()
             # Hypothesis' pass gets half of the shrink time, the size-directed pass the rest.
@@ -330,13 +383,16 @@ class _Campaign:
             self._store_candidate(complete=False, reduce=False)
         self._store_peak()
         self.result.seconds = time.perf_counter() - self.start
+        self.result.batch, self.result.batch_mean = self.batcher.size, self.batcher.mean
         return self.result
 
     def _round(self) -> bool:
         """One Hypothesis run; True when it ended on a new finding and the search goes on."""
         self.result.rounds += 1
         self.shrinking = False
+        self.batcher.frozen = False
         self.candidate = None
+        self.left_test = time.perf_counter()
         left = self._examples_left()
         hyp_settings = settings(
             max_examples=int(min(left, 10**9)),

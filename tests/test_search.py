@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kfuzz.errors import ContractViolation
 from kfuzz.executor import InProcessExecutor, Job
-from kfuzz.search import CampaignConfig, run_campaign
+from kfuzz.search import BatchSizer, CampaignConfig, run_campaign
 
 
 def _run(**kw):
@@ -36,7 +36,7 @@ def test_same_seed_same_campaign():
 def test_search_continues_after_a_finding_and_stores_distinct_buckets():
     # A kernel that is wrong on y for every case and raises on wide rows: two buckets.
     result, _ = _run(target="ops.softmax", kernel="tests.helpers_kernels:softmax_two_faults",
-                     max_examples=150, seed=0)
+                     max_examples=150, seed=0, batch=1)
     failures = {f.failure for f in result.findings if f.kind == "shrunk"}
     assert failures == {"mismatch", "error"}
     assert result.rounds >= 3
@@ -45,9 +45,32 @@ def test_search_continues_after_a_finding_and_stores_distinct_buckets():
     assert "ValueError: too wide" in error.outcome.error
 
 
+def test_the_batch_grows_when_cases_are_cheap_and_stays_fixed_when_asked():
+    cheap, _ = _run(target="ops.softmax", kernel="eager_fp32", max_examples=300, seed=1,
+                    pins={"shape": [1, 8]})
+    assert cheap.batch > 4 and cheap.batch_mean > 2
+    assert cheap.examples == 300
+    fixed, _ = _run(target="ops.softmax", kernel="eager_fp32", max_examples=40, seed=1, batch=3)
+    assert fixed.batch == 3 and fixed.batch_mean <= 3
+
+
+def test_batch_sizer_keeps_hypothesis_share_under_a_tenth():
+    sizer = BatchSizer()
+    for _ in range(50):
+        sizer.observe(overhead=0.0005, cases=sizer.size, work=sizer.size * 0.0001)
+    assert sizer.size == 45  # 0.9 / 0.1 * 0.5 ms / 0.1 ms
+    for _ in range(50):
+        sizer.observe(overhead=0.0005, cases=sizer.size, work=sizer.size * 0.01)
+    assert sizer.size == 1
+    sizer.frozen = True
+    sizer.observe(overhead=0.0005, cases=1, work=0.00001)
+    assert sizer.size == 1
+    assert BatchSizer(largest=64).largest == 64
+
+
 def test_batches_shrink_to_one_case_that_fails_on_its_own():
     result, _ = _run(target="ops.softmax", kernel="eager_lowp", comparator={"mode": "exact"},
-                     max_examples=40, seed=5, batch=8)
+                     max_examples=160, seed=5, batch=8)
     shrunk = [f for f in result.findings if f.kind == "shrunk"]
     assert shrunk
     executor = InProcessExecutor()
