@@ -108,6 +108,22 @@ def test_merging_again_changes_nothing(two, tmp_path):
             for s in again] == [(0, 0, 0, 0)] * 3
     assert _dump(into) == once
     assert _times_seen(into) == {ka[1]: 5, ka[2]: 1, kb[3]: 1}
+    with CorpusStore(into) as store:
+        assert store.integrity_check() == "ok"
+
+
+def test_substitute_replays_merge_without_touching_the_finding(two, tmp_path):
+    a, b, ka, kb = two
+    with CorpusStore(a) as store:
+        store.record_replay(ka[1], status="pass", kernel="eager_fp32", oracle="fp64",
+                            outcome=None, error=None)
+    into = tmp_path / "c.db"
+    _merge(into, a)
+    with CorpusStore(into) as store:
+        row = store.raw(ka[1])
+        assert (row["status"], row["last_replay"]) == ("open", None)
+        assert [(r["kernel"], r["substitute"]) for r in store.replays(ka[1])] == [("eager_fp32", 1)]
+        assert store.integrity_check() == "ok"
 
 
 def test_sightings_are_counted_once_through_cross_merges(two, tmp_path):
