@@ -106,7 +106,7 @@ def kfuzz(fault: Fault, seed: int, budget: float) -> dict[str, Any]:
             raise _Shrunk(finding)
 
     config = CampaignConfig(target=fault.target, kernel=fault.kernel, oracle=fault.oracle,
-                            comparator=fault.comparator, budget=budget, seed=seed,
+                            comparator=fault.comparator, budget=budget, seed=seed, batch=1,
                             pins=fault.pins or None)
     shrunk: Finding | None = None
     try:

@@ -1,20 +1,24 @@
-"""Overhead: kfuzz's throughput against a plain loop doing the same work on the same cases.
+"""Overhead: kfuzz's throughput against the loop a user would write instead, and against a
+loop over kfuzz's own executor.
 
-For each case cost class (small, medium, large: about 0.1, 1 and 10 ms of `ops.rmsnorm`,
-kernel `eager_fp32`, oracle fp64, with the shape and the value distribution pinned so that the
-work per case is set; the shape of each class is picked at the start of the run by timing
-candidate shapes) and each batch size (`CampaignConfig.batch`: cases per Hypothesis example):
+Work per case: `ops.rmsnorm`, kernel `eager_fp32` (FP32 upcast, one rounding), oracle fp64,
+BF16 inputs, with the shape and the value distribution pinned so that the work per case is set.
+Three shapes, as the throughput issue names them: [1, 8] (small), [24, 1024] (medium),
+[64, 3072] (large).
 
-1. kfuzz: `run_campaign` for N cases through an executor that records every job it runs;
-   cases/s = cases / wall time of the whole campaign (Hypothesis included).
-2. hand loop: the very jobs kfuzz ran, in order, through `kfuzz.executor.run_case` (target,
-   kernel and oracle resolved once): materialise, kernel, oracle, compare.
+1. kfuzz: `run_campaign` for N cases in the default profile (batch chosen while running,
+   unless a fixed batch is given); cases/s = cases / wall time of the whole campaign
+   (Hypothesis included).
+2. plain loop (the honest baseline): what a user writes without kfuzz: per case seed, inputs
+   from a `torch.Generator` (`torch.randn`), the kernel, a float64 oracle, and a count of
+   elements outside `atol + rtol * |expected|` (torch's BF16 tolerances).
+3. executor loop: the very jobs kfuzz ran, in order, through `kfuzz.executor.run_case`
+   (materialise, kernel, oracle, compare): what kfuzz's search costs on top of its executor.
 
-The two alternate in one process (kfuzz, loop, kfuzz, loop, ...), 5 runs each; the ratio is
-kfuzz cases/s / loop cases/s per run, reported as the median over runs. The eager_fp32 kernel
-passes every case, so nothing is shrunk and both sides do the same work. Then the engine's own cost,
-with no kernel work: a bare @given test, @given over the case strategy, and the campaign with
-an executor that returns a stored outcome at once, profiled with cProfile.
+The three alternate in one process, 5 runs each; each ratio is taken per run and reported as
+the median over runs. The eager_fp32 kernel passes every case, so nothing is shrunk. Then the
+engine's own cost, with no kernel work: a bare @given test, @given over the case strategy, and
+the campaign with an executor that returns a stored outcome at once, profiled with cProfile.
 
     python -m bench.overhead [--quick] [--runs 5]
 """
@@ -22,17 +26,19 @@ an executor that returns a stored outcome at once, profiled with cProfile.
 from __future__ import annotations
 
 import cProfile
-import math
 import pstats
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from kfuzz import strategies as fst
 from kfuzz.executor import InProcessExecutor, Job, Outcome, run_case
+from kfuzz.kernels.ops import rmsnorm_fp32
+from kfuzz.oracles.ops import rmsnorm_fp64
 from kfuzz.search import CampaignConfig, run_campaign
 from kfuzz.targets import get
 
@@ -40,16 +46,14 @@ from bench import common
 
 TARGET, KERNEL, ORACLE = "ops.rmsnorm", "eager_fp32", "fp64"
 NORMAL = {"kind": "normal", "scale": 1.0}
-# Case cost each class aims at, and the shapes to choose from: each run times them first and
-# takes the one whose run_case cost is nearest (a shared machine's speed varies from hour to
-# hour). "small" gets the smallest shape: materialise + compare alone take a few tenths of a ms.
-CLASS_MS = {"small": 0.1, "medium": 1.0, "large": 10.0}
-CANDIDATES = [[1, 8], [4, 256], [8, 512], [16, 512], [16, 1024], [24, 1024], [32, 1024], [32, 2048],
-              [64, 1536], [64, 2048], [64, 3072], [64, 4096]]
+SHAPES = {"small": [1, 8], "medium": [24, 1024], "large": [64, 3072]}
 CASES = {"small": 2000, "medium": 1000, "large": 150}
-QUICK_CASES = {"small": 100, "medium": 50, "large": 8}
-BATCHES = (1, 2, 4, 8, 16)
-QUICK_BATCHES = (1, 4)
+QUICK_CASES = {"small": 200, "medium": 100, "large": 16}
+# None: the default (batch chosen while running); fixed sizes beside it.
+BATCHES: tuple[int | None, ...] = (None, 1, 16)
+QUICK_BATCHES: tuple[int | None, ...] = (None, 1)
+# torch.testing's BF16 tolerances: what the plain loop checks against.
+RTOL, ATOL = 1.6e-2, 1e-5
 
 
 class _Recording:
@@ -83,44 +87,36 @@ class _Canned:
         pass
 
 
-def _config(shape: list[int], cases: int, batch: int, seed: int) -> CampaignConfig:
+def _config(shape: list[int], cases: int, batch: int | None, seed: int) -> CampaignConfig:
     return CampaignConfig(target=TARGET, kernel=KERNEL, oracle=ORACLE, max_examples=cases,
-                          seed=seed, batch=batch, pins={"shape": shape, "x": NORMAL})
+                          seed=seed, batch=batch,
+                          pins={"shape": shape, "x": NORMAL, "dtype": "bfloat16"})
 
 
-def case_ms(shape: list[int], reps: int) -> float:
-    """Median milliseconds of one run_case on a case of `shape` (5 timings of `reps` runs)."""
-    job = Job(TARGET, KERNEL, ORACLE, {"shape": shape, "dtype": "bfloat16", "x": NORMAL,
-                                       "eps": 1e-6, "seed": 0})
-    resolved = InProcessExecutor().resolve(job)
-    for _ in range(3):
-        run_case(*resolved, job)
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(reps):
-            run_case(*resolved, job)
-        times.append((time.perf_counter() - start) / reps)
-    return 1e3 * common.median(times)
-
-
-def calibrate(reps: int) -> tuple[dict[str, list[int]], dict[str, float]]:
-    """The shape of each class (nearest to its cost in log scale), and every candidate's
-    measured cost in ms."""
-    costs = {"x".join(map(str, shape)): case_ms(shape, reps) for shape in CANDIDATES}
-    chosen = {}
-    for name, goal in CLASS_MS.items():
-        chosen[name] = min(CANDIDATES, key=lambda shape: abs(
-            math.log(costs["x".join(map(str, shape))] / goal)))
-    return chosen, {k: round(v, 4) for k, v in costs.items()}
-
-
-def kfuzz_run(shape: list[int], cases: int, batch: int, seed: int) -> tuple[float, list[Job], int]:
-    """One campaign: (seconds, the jobs it ran, how many failed)."""
+def kfuzz_run(shape: list[int], cases: int, batch: int | None,
+              seed: int) -> tuple[float, list[Job], int, float]:
+    """One campaign: (seconds, the jobs it ran, how many failed, mean cases per example)."""
     rec = _Recording()
     start = time.perf_counter()
-    run_campaign(_config(shape, cases, batch, seed), executor=rec)
-    return time.perf_counter() - start, rec.jobs, rec.failed
+    result = run_campaign(_config(shape, cases, batch, seed), executor=rec)
+    return time.perf_counter() - start, rec.jobs, rec.failed, result.batch_mean
+
+
+def plain_loop(shape: list[int], cases: int, seed: int) -> tuple[float, int]:
+    """The loop a user writes without kfuzz, for `cases` case seeds: (seconds, bad cases)."""
+    rows, hidden = shape
+    bad_cases = 0
+    start = time.perf_counter()
+    for case_seed in range(seed, seed + cases):
+        gen = torch.Generator().manual_seed(case_seed)
+        x = torch.randn(rows, hidden, generator=gen, dtype=torch.float64).to(torch.bfloat16)
+        w = (1 + 0.125 * torch.randn(hidden, generator=gen, dtype=torch.float64)).to(torch.bfloat16)
+        with torch.no_grad():
+            got = rmsnorm_fp32(x, w, eps=1e-6).double()
+            want = rmsnorm_fp64(x, w, eps=1e-6)
+        bad = int(((got - want).abs() > ATOL + RTOL * want.abs()).sum())
+        bad_cases += bad > 0
+    return time.perf_counter() - start, bad_cases
 
 
 def hand_loop(jobs: Sequence[Job]) -> float:
@@ -132,22 +128,33 @@ def hand_loop(jobs: Sequence[Job]) -> float:
     return time.perf_counter() - start
 
 
-def measure(shape: list[int], cases: int, batch: int, runs: int) -> dict[str, Any]:
-    """Alternating kfuzz and hand-loop runs; medians of rates and of per-run ratios."""
-    kfuzz_rates, hand_rates, ratios, failed = [], [], [], 0
+def measure(shape: list[int], cases: int, batch: int | None, runs: int) -> dict[str, Any]:
+    """Alternating kfuzz, plain-loop and executor-loop runs; medians of rates and of per-run
+    ratios."""
+    kfuzz_rates, plain_rates, hand_rates, plain_ratios, ratios, means = [], [], [], [], [], []
+    failed = 0
     for run in range(runs):
-        seconds, jobs, bad = kfuzz_run(shape, cases, batch, seed=1000 + run)
+        seconds, jobs, bad, mean = kfuzz_run(shape, cases, batch, seed=1000 + run)
         failed += bad
+        means.append(mean)
+        plain, _ = plain_loop(shape, len(jobs), seed=1000 * run)
         loop = hand_loop(jobs)
         kfuzz_rates.append(len(jobs) / seconds)
+        plain_rates.append(len(jobs) / plain)
         hand_rates.append(len(jobs) / loop)
+        plain_ratios.append(kfuzz_rates[-1] / plain_rates[-1])
         ratios.append(kfuzz_rates[-1] / hand_rates[-1])
-    k, h = common.median(kfuzz_rates), common.median(hand_rates)
+    k, p, h = (common.median(r) for r in (kfuzz_rates, plain_rates, hand_rates))
     return {
-        "batch": batch, "cases": cases, "runs": runs, "failed_cases": failed,
-        "kfuzz_cases_per_s": round(k, 1), "hand_cases_per_s": round(h, 1),
+        "batch": "auto" if batch is None else batch, "cases": cases, "runs": runs,
+        "failed_cases": failed, "mean_batch": round(common.median(means), 2),
+        "kfuzz_cases_per_s": round(k, 1), "plain_cases_per_s": round(p, 1),
+        "hand_cases_per_s": round(h, 1),
+        "ratio_to_plain_loop": round(common.median(plain_ratios), 3),
+        "ratios_to_plain_loop": [round(r, 3) for r in plain_ratios],
         "ratio": round(common.median(ratios), 3),
         "ratios": [round(r, 3) for r in ratios],
+        "plain_case_ms": round(1e3 / p, 4),
         "case_ms": round(1e3 / h, 4),
         "overhead_ms_per_case": round(1e3 / k - 1e3 / h, 4),
     }
@@ -193,9 +200,9 @@ def engine_costs(shape: list[int], cases: int, batches: Sequence[int], runs: int
     """The engine's own cost per example, with no kernel work: a bare @given over one integer,
     @given over the target's case strategy, the same with the pinned fields drawn as
     constants, and the campaign with an executor that returns a
-    stored outcome at once, per batch size (medians of `runs`); then a cProfile of the batch-1
-    campaign: inclusive shares of named parts (nested, so they overlap), exclusive shares of
-    own time by package, and the `top` functions by own time."""
+    stored outcome at once, per batch size (medians of `runs`); then a cProfile of the
+    default (auto-batch) campaign: inclusive shares of named parts (nested, so they overlap),
+    exclusive shares of own time by package, and the `top` functions by own time."""
     job = Job(TARGET, KERNEL, ORACLE, {"shape": shape, "dtype": "bfloat16", "x": NORMAL,
                                        "eps": 1e-6, "seed": 0})
     canned = _Canned(InProcessExecutor().evaluate([job])[0])
@@ -211,17 +218,21 @@ def engine_costs(shape: list[int], cases: int, batches: Sequence[int], runs: int
     }
     per_batch = []
     for batch in batches:
-        seconds = []
+        seconds, means = [], []
         for run in range(runs):
             start = time.perf_counter()
             result = run_campaign(_config(shape, cases, batch, 2000 + run), executor=canned)
             seconds.append((time.perf_counter() - start) / result.examples)
-        per_batch.append({"batch": batch, "us_per_case": round(common.median(seconds) * 1e6, 1),
-                          "us_per_example": round(common.median(seconds) * 1e6 * batch, 1)})
+            means.append(result.batch_mean)
+        mean = common.median(means)
+        per_batch.append({"batch": "auto" if batch is None else batch,
+                          "mean_batch": round(mean, 2),
+                          "us_per_case": round(common.median(seconds) * 1e6, 1),
+                          "us_per_example": round(common.median(seconds) * 1e6 * mean, 1)})
     out["campaign_no_work"] = per_batch
     profile = cProfile.Profile()
     profile.enable()
-    result = run_campaign(_config(shape, cases, 1, 3000), executor=canned)
+    result = run_campaign(_config(shape, cases, None, 3000), executor=canned)
     profile.disable()
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
     total = max(v[3] for v in stats.values())
@@ -268,26 +279,26 @@ def main(argv: list[str] | None = None) -> None:
     cases = QUICK_CASES if args.quick else CASES
     batches = QUICK_BATCHES if args.quick else BATCHES
     # Warm-up: imports, the registry, torch's first calls, Hypothesis' first strategy build.
-    kfuzz_run(CANDIDATES[0], 20, 1, seed=1)
-    shapes, costs = calibrate(reps=3 if args.quick else 20)
-    print(f"case cost by shape, ms: {costs}; chosen: {shapes}", flush=True)
+    kfuzz_run(SHAPES["small"], 20, 1, seed=1)
+    plain_loop(SHAPES["small"], 20, seed=1)
     classes = {}
-    for name, shape in shapes.items():
+    for name, shape in SHAPES.items():
         rows = [measure(shape, cases[name], b, runs) for b in batches]
-        best = max(rows, key=lambda r: r["ratio"])
-        classes[name] = {"shape": shape, "by_batch": rows, "best_batch": best["batch"]}
+        classes[name] = {"shape": shape, "by_batch": rows}
         for r in rows:
-            print(f"{name:6} batch {r['batch']:2}: kfuzz {r['kfuzz_cases_per_s']:8.1f}/s  "
-                  f"loop {r['hand_cases_per_s']:8.1f}/s  ratio {r['ratio']:.3f}  "
-                  f"(case {r['case_ms']:.3f} ms)", flush=True)
-    engine = engine_costs(shapes["small"], cases["small"], batches, runs)
+            print(f"{name:6} batch {r['batch']!s:4} (mean {r['mean_batch']:5.1f}): kfuzz "
+                  f"{r['kfuzz_cases_per_s']:8.1f}/s  plain loop {r['plain_cases_per_s']:8.1f}/s "
+                  f"ratio {r['ratio_to_plain_loop']:.3f}  executor loop "
+                  f"{r['hand_cases_per_s']:8.1f}/s ratio {r['ratio']:.3f}", flush=True)
+    engine = engine_costs(SHAPES["small"], cases["small"], batches, runs)
     print(f"engine alone: bare @given {engine['bare_given_integer_us']} us, case strategy "
           f"{engine['given_case_strategy_us']} us, campaign {engine['campaign_no_work']}, "
           f"own time {engine['profile_own_time_shares']}")
     common.write(args.out, {
         "mode": "quick" if args.quick else "full", "runs": runs,
-        "work": f"{TARGET} kernel {KERNEL} vs {ORACLE}, pins shape and x = normal(1)",
-        "class_ms": CLASS_MS, "calibration_ms": costs, "classes": classes, "engine": engine,
+        "work": f"{TARGET} kernel {KERNEL} vs {ORACLE}, pins shape, dtype bfloat16 and "
+                "x = normal(1)",
+        "classes": classes, "engine": engine,
     })
 
 

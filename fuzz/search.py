@@ -63,11 +63,12 @@ class BatchSizer:
     """Cases per Hypothesis example, chosen from what the run measures: the time Hypothesis
     spends between examples (drawing, bookkeeping) and the time one case takes. The batch is
     the smallest that keeps Hypothesis' share of the time under `share`, within [1, largest]
-    (a larger batch makes every shrink step dearer and gives `hypothesis.target` fewer
+    (the copies in a batch differ only in their seed: a larger batch explores fewer shapes and
+    regimes per case run, makes every shrink step dearer and gives `hypothesis.target` fewer
     examples to climb with). Averages are exponential, so a run adapts when its cases grow or
     shrink. A fixed size (`--batch N`) is used as it is."""
 
-    def __init__(self, fixed: int | None = None, *, share: float = 0.1, largest: int = 64) -> None:
+    def __init__(self, fixed: int | None = None, *, share: float = 0.1, largest: int = 32) -> None:
         self.fixed = fixed
         self.size = fixed or 1
         self.share, self.largest = share, largest

@@ -13,6 +13,7 @@ Arguments are validated when a strategy is built, not when it draws.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,25 @@ MAX_SEED = 2**32 - 1
 def _check(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
+
+
+def _cached(fn: Any) -> Any:
+    """Cache a strategy factory by its arguments (lists read as tuples): strategies are
+    immutable, and targets build theirs inside draws, where constructing them again costs more
+    than drawing from them."""
+    cached = functools.lru_cache(maxsize=1024)(fn)
+
+    @functools.wraps(fn)
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        def freeze(value: Any) -> Any:
+            return tuple(value) if isinstance(value, list) else value
+
+        try:
+            return cached(*map(freeze, args), **{k: freeze(v) for k, v in kwargs.items()})
+        except TypeError:  # an unhashable argument: build it afresh
+            return fn(*args, **kwargs)
+
+    return factory
 
 
 @dataclass(frozen=True)
@@ -67,6 +87,7 @@ class Dim:
 TILES = (16, 32, 64, 128)
 
 
+@functools.lru_cache(maxsize=4096)
 def boundary_sizes(lo: int, hi: int, multiple_of: int = 1, *, tiles: bool = False) -> tuple[int, ...]:
     """Admissible sizes in [lo, hi] (multiples of `multiple_of`) at or next to a power of two
     (or, with `tiles`, a multiple of a common tile size), plus both ends, sorted."""
@@ -81,9 +102,11 @@ def boundary_sizes(lo: int, hi: int, multiple_of: int = 1, *, tiles: bool = Fals
     return tuple(sorted(found))
 
 
+@_cached
 def sides(*, min_side: int = 1, max_side: int = 64, multiple_of: int = 1) -> st.SearchStrategy[int]:
     """Sizes in [min_side, max_side] that are multiples of `multiple_of`, shrinking toward
-    the smallest. Raises ValueError when the bounds admit no size.
+    the smallest. Raises ValueError when the bounds admit no size. Strategies are cached by
+    their bounds: shapes build one per dimension for every draw.
 
     Three regimes, each a flag of the draw: most sizes take a random order of magnitude first
     (small, fast cases as common as large ones); one in four is a boundary size
@@ -117,6 +140,7 @@ def sides(*, min_side: int = 1, max_side: int = 64, multiple_of: int = 1) -> st.
     return draw_side()
 
 
+@_cached
 def shapes(*dims: int | Dim, max_numel: int) -> st.SearchStrategy[list[int]]:
     """Shapes with one entry per `dims` item: an int is a fixed size, a `Dim` a drawn one.
 
@@ -172,6 +196,7 @@ def largest_shape(*dims: int | Dim, max_numel: int) -> list[int]:
     return shape
 
 
+@_cached
 def dtypes(options: Sequence[str] = LOW_PRECISION) -> st.SearchStrategy[str]:
     """Names of torch floating dtypes, shrinking toward the first option."""
     _check(len(options) > 0, "dtypes() needs at least one option")
@@ -192,6 +217,7 @@ def _scales(min_exp: int, max_exp: int) -> st.SearchStrategy[float]:
     return st.integers(lo - mid, hi - mid).map(lambda e: float(2.0 ** (e + mid)))
 
 
+@_cached
 def distributions(
     *,
     kinds: Sequence[str] = DISTRIBUTION_KINDS,
@@ -290,6 +316,7 @@ def _signed_powers(min_exp: int, max_exp: int) -> st.SearchStrategy[float]:
                      st.booleans(), st.integers(min_exp, max_exp))
 
 
+@_cached
 def value_regimes(
     *, names: Sequence[str] = REGIMES, tie_dtypes: Sequence[str] = LOW_PRECISION, max_exp: int = 12,
     edges: Sequence[str] = EDGES,
@@ -332,6 +359,7 @@ def value_regimes(
     return draw_regimes()
 
 
+@_cached
 def sparse_index_sets(
     *,
     max_rows: int,
@@ -385,6 +413,7 @@ def sparse_index_sets(
     return draw_set()
 
 
+@_cached
 def valid_lengths(*, max_length: int) -> st.SearchStrategy[int]:
     """Valid lengths in [0, max_length], shrinking toward the full length (the common case)."""
     _check(max_length >= 0, f"max_length={max_length} must be >= 0")

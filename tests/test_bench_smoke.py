@@ -55,7 +55,10 @@ def test_overhead_compares_the_same_cases(results):
         for row in cls["by_batch"]:
             assert row["failed_cases"] == 0
             assert row["kfuzz_cases_per_s"] > 0 and row["hand_cases_per_s"] > 0
+            assert row["plain_cases_per_s"] > 0
             assert row["ratio"] == pytest.approx(row["ratios"][0])
+            assert row["ratio_to_plain_loop"] == pytest.approx(row["ratios_to_plain_loop"][0])
+    assert [r["batch"] for r in doc["classes"]["small"]["by_batch"]] == ["auto", 1]
     assert doc["engine"]["bare_given_integer_us"] > 0
 
 
@@ -84,7 +87,7 @@ def test_render_writes_every_section_from_the_results(results, tmp_path):
     text = out.read_text()
     for title in ("## 1. Overhead", "## 2a. Smallest", "## 2b. Bug-finding", "## 3. Corpus"):
         assert title in text
-    ratio = _load(results, "overhead")["classes"]["small"]["by_batch"][0]["ratio"]
+    ratio = _load(results, "overhead")["classes"]["small"]["by_batch"][0]["ratio_to_plain_loop"]
     assert f"**{ratio:.2f}**" in text
     assert _bench("render", "--results", str(results), "--out", str(out),
                   "--check").returncode == 0
