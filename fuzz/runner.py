@@ -118,7 +118,8 @@ class _Watched:
                 key = closeness(metrics)
                 if self._key is None or key > self._key:
                     self._key = key
-                    self.closest = Closest(job.target, dict(job.case), name, outcome.status,
+                    status = getattr(outcome.status, "value", outcome.status)
+                    self.closest = Closest(job.target, dict(job.case), name, str(status),
                                            key[0], key[1], dict(metrics))
         return outcomes
 

@@ -1,0 +1,178 @@
+"""The `kfuzz corpus` subcommands: list, rm, show, export and merge (see `kfuzz.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from kfuzz.compare import Comparator, ComparatorError
+from kfuzz.corpus import CorpusStore, json_safe
+from kfuzz.errors import KfuzzError
+from kfuzz.summary import ratio as _ratio
+from kfuzz.summary import short as _short
+from kfuzz.summary import table as _table
+
+
+def _check_filter_values(store: CorpusStore, args: argparse.Namespace) -> None:
+    """Raise CorpusError for a --target or --kernel that no stored finding has, naming the
+    closest one that some finding has."""
+    from kfuzz.errors import CorpusError, did_you_mean
+
+    for column in ("target", "kernel"):
+        value = getattr(args, column, None)
+        if not value:
+            continue
+        known = store.distinct(column)
+        if value not in known:
+            raise CorpusError(
+                f"no finding has {column} {value!r} in {str(store.path)!r}"
+                + (f"; {column}s with findings: {', '.join(known)}" if known else " (it is empty)")
+                + did_you_mean(value, known)
+            )
+
+
+def _selected(store: CorpusStore, args: argparse.Namespace) -> Any:
+    """The findings rows that --target/--kernel/--status/--failure/--kind select."""
+    _check_filter_values(store, args)
+    return store.findings(target=args.target, kernel=args.kernel, status=args.status,
+                          failure=getattr(args, "failure", None), kind=getattr(args, "kind", None),
+                          limit=getattr(args, "limit", None))
+
+
+def cmd_corpus_list(args: argparse.Namespace) -> int:
+    """List stored findings."""
+    store = CorpusStore(args.db, read_only=True)
+    rows = _selected(store, args)
+    if args.json:
+        out = sys.stdout
+        out.write('{"findings": [')
+        for i, row in enumerate(rows):
+            out.write(("," if i else "") + "\n  " + json.dumps(
+                {k: json_safe(row[k]) for k in ("fingerprint", "status", "kind", "failure", "target",
+                                     "kernel", "oracle", "mismatch_ratio", "size",
+                                     "times_seen", "first_seen", "last_seen")}))
+        out.write("\n]}\n")
+        return 0
+    headers = ["id", "status", "kind", "failure", "target", "kernel", "oracle", "ratio", "size",
+               "seen", "last_seen"]
+    table = [[_short(r["fingerprint"]), r["status"], r["kind"], r["failure"], r["target"],
+              r["kernel"], r["oracle"], _ratio(r["mismatch_ratio"]), str(r["size"]),
+              str(r["times_seen"]), r["last_seen"]] for r in rows]
+    print(_table(table, headers) if table else "no findings")
+    return 0
+
+
+def cmd_corpus_rm(args: argparse.Namespace) -> int:
+    """Delete findings (with their replays) by id, or all that --target/--kernel/--status
+    select."""
+    filters = [f"--{name}" for name in ("target", "kernel", "status") if getattr(args, name)]
+    if args.ids and filters:
+        raise KfuzzError(f"give finding ids or {'/'.join(filters)}, not both")
+    if not args.ids and not filters:
+        raise KfuzzError("name the findings to remove: their ids, or --target/--kernel/--status "
+                         "(see `kfuzz corpus list`)")
+    store = CorpusStore(args.db, create=False)
+    if args.ids:
+        keys = [store.resolve_id(i) for i in args.ids]  # every id checked before any is removed
+    else:
+        keys = [r["fingerprint"] for r in _selected(store, args)]
+        if not keys:
+            raise KfuzzError(f"no finding matches {' '.join(filters)} in {args.db!r}; nothing removed")
+    removed = store.delete(keys)
+    if args.json:
+        print(json.dumps({"db": str(args.db), "removed": keys}, indent=2))
+    else:
+        print(f"removed {removed} finding{'s' if removed != 1 else ''} from {args.db}: "
+              + " ".join(_short(k) for k in keys))
+    return 0
+
+
+def cmd_corpus_show(args: argparse.Namespace) -> int:
+    """Show one finding in full."""
+    store = CorpusStore(args.db, read_only=True)
+    row = store.get(store.resolve_id(args.id))
+    row["replays"] = [
+        {k: r.get(k) for k in ("at", "status", "kernel", "oracle", "mismatch_ratio", "error",
+                               "substitute")}
+        for r in store.replays(row["fingerprint"], newest_first=True, limit=20)]
+    if args.json:
+        print(json.dumps(row, indent=2))
+        return 0
+    for key in ("fingerprint", "target", "kernel", "oracle", "kind", "failure", "status",
+                "first_seen", "last_seen", "times_seen", "last_replay", "last_replay_status",
+                "size", "device", "error"):
+        if row.get(key) is not None:
+            print(f"{key:19} {row[key]}")
+    print(f"{'mismatch_ratio':19} {_ratio(row.get('mismatch_ratio'))}")
+    print(f"{'case':19} {json.dumps(row['case'])}")
+    if row.get("comparator"):
+        print(f"{'comparator':19} {json.dumps(row['comparator'])}")
+    if row.get("shrink"):
+        print(f"{'shrink':19} {json.dumps(row['shrink'])}")
+    print(f"{'versions':19} {json.dumps(row.get('versions'))}")
+    if row.get("plugins"):
+        print(f"{'plugins':19} {json.dumps(row['plugins'])}")
+    for name, metrics in (row.get("metrics") or {}).items():
+        try:
+            described = Comparator.from_dict(metrics["comparator"]).describe()
+        except (KeyError, TypeError, ComparatorError):
+            described = "comparator not recorded"  # a hand-written or damaged record
+        print(f"\noutput {name}: {described}")
+        print(metrics.get("message", ""))
+        for point in metrics.get("worst_points", []):
+            print(f"  at {point['index']}: actual {point['actual']} expected "
+                  f"{point['expected']} diff {point['diff']} allowed {point['allowed']}")
+    for replay in row["replays"]:
+        print(f"replayed {replay['at']}: {replay['status']} with {replay['kernel']} "
+              f"({_ratio(replay['mismatch_ratio'])})"
+              + (" [another kernel or oracle]" if replay.get("substitute") else ""))
+    return 0
+
+
+def cmd_corpus_export(args: argparse.Namespace) -> int:
+    """Write a standalone reproducer script for one finding."""
+    from kfuzz.export import reproducer
+
+    store = CorpusStore(args.db, read_only=True)
+    row = store.get(store.resolve_id(args.id))
+    script = reproducer(row)
+    if args.out:
+        out = Path(args.out)
+        if out.is_dir():
+            raise KfuzzError(f"-o {args.out!r} is a directory; pass a file path")
+        if out.exists() and not args.force:
+            raise KfuzzError(f"-o {args.out!r} exists; pass --force to overwrite it")
+        if not out.parent.is_dir():
+            raise KfuzzError(f"-o {args.out!r}: no directory {str(out.parent)!r}; create it first")
+        try:
+            out.write_text(script)
+            os.chmod(out, 0o755)
+        except OSError as exc:
+            raise KfuzzError(f"-o {args.out!r}: cannot write it ({exc.strerror})") from None
+        print(f"wrote {args.out}; run it with: python {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(script)
+    return 0
+
+
+def cmd_corpus_merge(args: argparse.Namespace) -> int:
+    """Merge corpora into --into, idempotently."""
+    from kfuzz.merge import check_sources, merge_corpora
+
+    check_sources(args.sources)  # before --into is created, so a bad source leaves no file
+    store = CorpusStore(args.into)
+    stats = merge_corpora(store, args.sources)
+    total = store.count()
+    if args.json:
+        print(json.dumps({"into": str(args.into), "findings": total,
+                          "sources": [s.to_dict() for s in stats]}, indent=2))
+        return 0
+    rows = [[s.source, str(s.findings_added), str(s.findings_updated), str(s.replays_added),
+             str(s.runs_added)] for s in stats]
+    print(_table(rows, ["source", "new findings", "updated", "replays added", "runs added"]))
+    print(f"\n{args.into}: {total} findings")
+    return 0
