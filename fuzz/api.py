@@ -87,6 +87,7 @@ class Result:
 
 def _target_name(target: Any) -> str:
     from kfuzz import targets as registry
+    from kfuzz.declare import mark_declared
 
     if isinstance(target, str):
         registry.get(target)  # UnknownTarget now, not mid-run
@@ -94,6 +95,7 @@ def _target_name(target: Any) -> str:
     if isinstance(target, registry.Target):
         if registry.all_targets().get(target.name) is not target:
             registry.register(target, replace=True)
+            mark_declared(target.name)
         return target.name
     raise TypeError(f"target must be a registered name or a kfuzz Target, not "
                     f"{type(target).__name__}")

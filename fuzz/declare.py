@@ -33,6 +33,17 @@ RESERVED = ("seed", "materialise")
 _DECLARED: set[str] = set()
 
 
+def declared(name: str) -> bool:
+    """True when `name` was registered in this process by `target` or by handing a `Target`
+    to `kfuzz.fuzz` (from a plugin or not)."""
+    return name in _DECLARED
+
+
+def mark_declared(name: str) -> None:
+    """Note that `name` was registered in this process by the Python API."""
+    _DECLARED.add(name)
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One input or output of a declared target. dims: shape symbols (str) and fixed sizes
@@ -297,6 +308,6 @@ def target(
     if register:
         # Declaring a name again (a notebook cell run twice) replaces the earlier declaration;
         # taking a built-in's or a plugin's name is an error.
-        registry.register(built, replace=name in _DECLARED)
-        _DECLARED.add(name)
+        registry.register(built, replace=declared(name))
+        mark_declared(name)
     return built

@@ -349,11 +349,18 @@ def comparator_overrides(comparator: Any) -> dict[str, Any] | None:
 
 
 def _check_callables(campaign: CampaignConfig, names: Sequence[str], in_worker: bool) -> None:
+    from kfuzz.declare import declared
+
     for role in ("kernel", "oracle"):
         name = getattr(campaign, role)
         if name and registry.is_local(name) and in_worker:
             raise OptionError(role, name, " exists only in this process (a lambda or a nested "
                               "function); define it at module level to run it in a worker")
+    for target_name in names:
+        if in_worker and declared(target_name) and not registry.plugins_for(target_name):
+            raise OptionError("target", target_name, " was declared in this process only; "
+                              "declare it in a module and pass that as a plugin to run it in "
+                              "a worker")
     if campaign.kernel is None:
         for target_name in names:
             if not registry.get(target_name).kernels:

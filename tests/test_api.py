@@ -169,6 +169,12 @@ def test_a_lambda_runs_in_process_and_is_refused_for_a_worker():
         kfuzz.fuzz("ops.softmax", kernel=lambda x: x, isolate=True, **QUICK)
 
 
+def test_a_target_declared_here_is_refused_for_worker_processes():
+    kfuzz.target("test.local", inputs={"x": kfuzz.tensor("n")}, oracle=gelu_fp64)
+    with pytest.raises(OptionError, match="'test.local' was declared in this process only"):
+        kfuzz.fuzz("test.local", kernel=gelu_tanh, workers=2, **QUICK)
+
+
 def test_a_kernel_that_does_not_fit_the_signature_fails_before_the_search():
     def rms(x, w, eps):
         return x
