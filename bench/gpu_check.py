@@ -113,6 +113,41 @@ def run_check(check: Check, args: argparse.Namespace, store: CorpusStore) -> dic
     }
 
 
+# The production-size sparse-attention case (q 4x64x512, 4,096 cache rows of 512, k = 512).
+PRODUCTION_ATTN = {"shape": [4, 64, 512], "q": {"kind": "normal", "scale": 1.0},
+                   "kv": {"kind": "normal", "scale": 1.0}, "sink": {"kind": "normal", "scale": 1.0},
+                   "index": {"n_rows": 4096, "k": 512, "n_valid": 512, "window": 128,
+                             "ragged": False, "duplicates": False, "sorted": False,
+                             "out_of_range": False}}
+
+
+def inputs_on_device(device: str, cases: int = 30) -> dict[str, Any]:
+    """Cases per second of one production-size dsv4.sparse_attn case run on `device` (kernel
+    tile64 against the tile-64 golden, both on the device), with its inputs built on the host
+    and copied (a version-1 case) and built on the device itself (version 2), alternating."""
+    from kfuzz.executor import InProcessExecutor, Job
+    from kfuzz.materialise import stamp
+
+    ex = InProcessExecutor()
+    rates: dict[str, list[float]] = {"host_then_copy": [], "built_on_device": []}
+    for run in range(3):
+        for label, case_of in (("host_then_copy", dict), ("built_on_device", stamp)):
+            jobs = [Job("dsv4.sparse_attn", "tile64", "tile64",
+                        case_of({**PRODUCTION_ATTN, "seed": 1000 * run + i}), None, device)
+                    for i in range(cases)]
+            ex.evaluate(jobs[:1])
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            ex.evaluate(jobs)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            rates[label].append(cases / (time.perf_counter() - start))
+    med = {k: sorted(v)[1] for k, v in rates.items()}
+    return {"cases_per_s": {k: round(v, 1) for k, v in med.items()},
+            "speedup": round(med["built_on_device"] / med["host_then_copy"], 2)}
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.4g}%"
 
@@ -132,6 +167,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "| peak | shrunk case (id) | note |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    building = meta.get("inputs_on_device")
     for r in rows:
         shrunk = r.get("shrunk")
         case = "-" if not shrunk else f"`{json.dumps(shrunk['case'], sort_keys=True)}` ({shrunk['id']})"
@@ -140,6 +176,12 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"{r['question']} | {r.get('examples', '-')} | {r.get('cases_per_s', '-')} | "
             f"{r.get('findings', '-')} | {_pct(r.get('peak_ratio'))} | {case} | "
             f"{r['status'] if r['status'] != 'findings' else ''} {r.get('note', '')} |")
+    if building:
+        rates = building["cases_per_s"]
+        lines += ["", "Inputs of a production-size dsv4.sparse_attn case (tile64 against the tile-64 "
+                  f"golden on {meta['device']}): built on the host and copied "
+                  f"{rates['host_then_copy']} cases/s, built on the device "
+                  f"{rates['built_on_device']} cases/s ({building['speedup']}x)."]
     return "\n".join(lines) + "\n"
 
 
@@ -179,6 +221,8 @@ def main() -> int:
                 continue
             rows.append(run_check(check, args, store))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "shrunk"}), flush=True)
+    building = inputs_on_device(args.device, cases=30 if args.device.startswith("cuda") else 3)
+    print(json.dumps({"inputs_on_device": building}), flush=True)
     info = versions(args.device)
     meta = {
         "command": "python bench/gpu_check.py " + " ".join(
@@ -189,6 +233,7 @@ def main() -> int:
         "total_seconds": round(time.perf_counter() - start, 1),
         "versions": ", ".join(f"{k} {v}" for k, v in sorted(info.items()) if k != "device")
                     + f", {torch.get_num_threads()} CPU threads",
+        "inputs_on_device": building,
     }
     out.write_text(markdown(rows, meta))
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

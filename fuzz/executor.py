@@ -219,13 +219,15 @@ def _contract_breach(
 
 
 def materialise_case(
-    target: Target, case: Mapping[str, Any]
+    target: Target, case: Mapping[str, Any], device: str = "cpu"
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The case's input tensors, made on the CPU from its seed, and its scalar parameters.
+    """The case's input tensors, made from its seed, and its scalar parameters. A version-2
+    case is built on `device` itself (the same bits as on the CPU); a version-1 case on the
+    CPU, whatever `device`: move the tensors where they are needed (`to_device`).
     Raises CaseError when the case does not fit the target."""
     case = dict(case)
     try:
-        return target.inputs(case, generator_for(case)), target.params(case)
+        return target.inputs(case, generator_for(case, device)), target.params(case)
     except KfuzzError:
         raise
     except Exception as exc:
@@ -288,14 +290,16 @@ def run_case(
     kernel becomes an "error" outcome, except a KfuzzError (such as KernelUnavailable), which
     propagates."""
     start = time.perf_counter()
-    cpu_inputs, params = materialise_case(target, job.case)
+    # Built where the kernel runs; the oracle's copy on the CPU (each a no-op where they are).
+    inputs, params = materialise_case(target, job.case, job.device)
     try:
         expected_specs = target.expect(dict(job.case))
     except Exception as exc:
         raise CaseError(
             f"case does not fit target {target.name!r}: {type(exc).__name__}: {exc}"
         ) from None
-    device_inputs = to_device(cpu_inputs, job.device)
+    device_inputs = to_device(inputs, job.device)
+    cpu_inputs = to_device(inputs, "cpu")
     snapshots = {name: t.clone() for name, t in device_inputs.items()}
     try:
         with torch.no_grad():

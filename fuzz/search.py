@@ -273,6 +273,10 @@ class _Campaign:
         )
         self.shrink_seconds = config.shrink_seconds or self.profile.shrink_seconds
         self.batcher = BatchSizer(config.batch or self.profile.batch)
+        if self.max_examples is not None:
+            # A short run keeps at least ~50 Hypothesis examples: the copies in a batch differ
+            # only in their seed, and the search needs distinct shapes and regimes to explore.
+            self.batcher.largest = max(1, min(self.batcher.largest, self.max_examples // 50))
         max_numel = config.max_numel or self.target.max_numel
         cases = self.target.cases(max_numel)
         if config.pins:
