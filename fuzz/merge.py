@@ -41,7 +41,7 @@ from kfuzz.errors import CorpusError
 
 # Columns that describe one sighting: taken together from the row seen last.
 SIGHTING_COLUMNS = ("failure", "metrics", "error", "error_type", "signal", "exit_code", "timeout",
-                    "mismatch_ratio", "device", "versions")
+                    "mismatch_ratio", "device", "versions", "plugins")
 REPLAY_KEY = ("fingerprint", "at", "status", "kernel", "oracle", "mismatch_ratio", "metrics",
               "error")
 RUN_KEY = ("started", "argv", "versions", "targets", "seed", "profile")
