@@ -68,6 +68,9 @@ class Outcome:
     signal: str | None = None
     exit_code: int | None = None
     timeout: float | None = None
+    # What the target reports about the case beside the verdict (`Target.features`), for the
+    # search to climb, e.g. {"ties": 3.0}.
+    features: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
@@ -121,6 +124,8 @@ class Outcome:
         for name in ERROR_FIELDS:
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
+        if self.features:
+            out["features"] = dict(self.features)
         return out
 
     @classmethod
@@ -130,6 +135,7 @@ class Outcome:
         return cls(status=Status(d["status"]),
                    outputs={name: Metrics.from_dict(m) for name, m in (d.get("outputs") or {}).items()},
                    error=d.get("error"), seconds=float(d.get("seconds") or 0.0),
+                   features={k: float(v) for k, v in (d.get("features") or {}).items()},
                    **{name: d.get(name) for name in ERROR_FIELDS})
 
 
@@ -354,7 +360,22 @@ def run_case(
             if not m.complete:
                 outputs[name] = compare(actual[name], expected[name],
                                         with_overrides(target.comparators[name], job.comparator))
-    return Outcome(status, outputs, seconds=time.perf_counter() - start)
+    features = _features(target, cpu_inputs, actual, expected)
+    return Outcome(status, outputs, seconds=time.perf_counter() - start, features=features)
+
+
+def _features(target: Target, inputs: Mapping[str, torch.Tensor],
+              actual: Mapping[str, torch.Tensor],
+              expected: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    if target.features is None:
+        return {}
+    try:
+        with torch.no_grad():
+            found = target.features(inputs, actual, expected)
+        return {str(k): float(v) for k, v in found.items()}
+    except Exception as exc:
+        raise CaseError(f"target {target.name!r}: its features function raised "
+                        f"{type(exc).__name__}: {exc}") from None
 
 
 class InProcessExecutor:

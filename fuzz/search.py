@@ -201,10 +201,12 @@ def raw_metrics(outcome: Outcome) -> dict[str, dict[str, Any]]:
 def feedback(outcome: Outcome) -> dict[str, float]:
     """What `hypothesis.target` climbs, per output: the mismatch ratio; the worst element's
     error as a fraction of what the comparator allows (log2, so that near misses climb toward
-    failures); the largest ULP distance (log2). A crash, hang or error scores 1 on its status."""
+    failures); the largest ULP distance (log2); and what the target reports about the case
+    (`Target.features`). A crash, hang or error scores 1 on its status."""
     if outcome.status not in ("pass", "fail"):
         return {outcome.status: 1.0}
-    out: dict[str, float] = {}
+    out: dict[str, float] = {f"feature:{k}": v for k, v in outcome.features.items()
+                             if math.isfinite(v)}
     for name, m in outcome.outputs.items():
         out[name] = float(m["mismatch_ratio"])
         for key, label in (("worst_over_allowed", "headroom"), ("max_ulp", "ulp")):

@@ -86,6 +86,9 @@ class Target:
     # Extra candidate reductions of a case for the size-directed shrinker: case -> iterable of
     # (label, smaller case), e.g. fewer cache rows (kfuzz.shrink).
     reductions: Callable[[dict[str, Any]], Iterable[tuple[str, dict[str, Any]]]] | None = None
+    # What the search may climb beside the errors: (inputs, kernel outputs, oracle outputs)
+    # -> {name: number}, e.g. how many intermediate values sit on a rounding tie.
+    features: Callable[..., Mapping[str, float]] | None = None
     # False for targets that exist to measure kfuzz itself (seeded faults): `run --all`
     # skips them; naming them still works.
     in_all: bool = True

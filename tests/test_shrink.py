@@ -180,3 +180,19 @@ def test_feedback_climbs_headroom_and_ulps_as_well_as_the_ratio():
     scores = feedback(outcome)
     assert set(scores) >= {"y", "y:headroom"}
     assert scores["y"] == outcome.outputs["y"]["mismatch_ratio"]
+
+
+def test_targets_report_features_the_search_climbs():
+    from kfuzz.executor import Job, Outcome
+
+    case = stamp({"shape": [1, 2, 64], "index": {"n_rows": 300, "k": 256, "n_valid": 256,
+                  "window": 0, "ragged": False, "duplicates": False, "sorted": False,
+                  "out_of_range": False}, "q": {"kind": "normal", "scale": 1.0},
+                  "kv": {"kind": "normal", "scale": 1.0, "row_gap": 256.0},
+                  "sink": {"kind": "normal", "scale": 1.0}, "seed": 2})
+    outcome = InProcessExecutor().evaluate([Job("dsv4.sparse_attn", "tile64", "fp64", case)])[0]
+    assert set(outcome.features) == {"bf16_ties", "exp_underflow"}
+    assert outcome.features["exp_underflow"] > 0  # rows far apart: some weights underflow
+    assert feedback(outcome)["feature:exp_underflow"] == outcome.features["exp_underflow"]
+    again = Outcome.from_dict(outcome.to_dict())
+    assert again.features == outcome.features

@@ -9,6 +9,7 @@ Case spaces shrink toward one token, one head, D = 64 and a single index slot.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -121,6 +122,29 @@ def _sink_near_scores(inputs: dict[str, torch.Tensor], offset: float) -> torch.T
     return torch.where(torch.isfinite(top), top + offset, inputs["sink"].double()).float()
 
 
+def exp_weight_features(inputs: dict[str, torch.Tensor], actual: Any, expected: Any,
+                        tile: int = 64) -> dict[str, float]:
+    """What the search climbs besides the errors: the FP32 exp weights exp(s - m_j) of the
+    tile-64 online softmax (scores in FP32 from BF16 operands, as the kernel model computes
+    them), how many sit exactly on a BF16 rounding tie (where half-even and half-away rounding
+    part), and how many underflow to zero (log2 of 1 + each count)."""
+    q, kv, idx = inputs["q"], inputs["kv"], inputs["indices"].long()
+    n, d = kv.shape
+    valid = (idx >= 0) & (idx < n)
+    rows = kv[idx.clamp(0, max(n - 1, 0))].float() * valid[..., None]
+    s = torch.bmm(q.float(), rows.transpose(1, 2)) * d**-0.5  # [T, H, K]
+    s = s.masked_fill(~valid[:, None, :], float("-inf"))
+    ties = underflow = 0
+    for start in range(0, s.shape[-1], tile):
+        part = s[..., start:start + tile]
+        m = part.amax(dim=-1, keepdim=True)
+        live = torch.isfinite(part)
+        p = torch.exp(part - torch.where(torch.isfinite(m), m, 0.0))
+        ties += int(((p.view(torch.int32) & 0xFFFF) == 0x8000)[live].sum())
+        underflow += int((p == 0)[live].sum())
+    return {"bf16_ties": math.log2(1 + ties), "exp_underflow": math.log2(1 + underflow)}
+
+
 def _sparse_variants(fn: Any, prefix: str, what: str) -> dict[str, Variant]:
     out = {}
     for tile in TILES:
@@ -173,6 +197,7 @@ SPARSE_ATTN = register(Target(
     size=sparse_size,
     dims=HEAD_DIMS,
     reductions=fst.index_set_reductions("index"),
+    features=exp_weight_features,
 ))
 
 
