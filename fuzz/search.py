@@ -11,8 +11,8 @@ end beside the shrunk ones.
 
 One Hypothesis example may carry a batch of cases: the drawn case and copies of it with
 derived seeds (`batch_seeds`), so that Hypothesis' per-example overhead (about 0.5 ms on a CPU)
-is spread over several kernel calls. By default the batch is sized while running
-(`BatchSizer`: Hypothesis' share of the time under 10%). Each copy is an ordinary case: the one
+is spread over several kernel calls. By default the batch follows the drawn case's size
+(`BatchSizer`: Hypothesis' share of the time near 10%). Each copy is an ordinary case: the one
 that fails is the one stored, and it replays on its own.
 """
 
@@ -60,41 +60,64 @@ PROFILES: dict[str, Profile] = {
 
 
 class BatchSizer:
-    """Cases per Hypothesis example, chosen from what the run measures: the time Hypothesis
-    spends between examples (drawing, bookkeeping) and the time one case takes. The batch is
-    the smallest that keeps Hypothesis' share of the time under `share`, within [1, largest]
-    (the copies in a batch differ only in their seed: a larger batch explores fewer shapes and
-    regimes per case run, makes every shrink step dearer and gives `hypothesis.target` fewer
-    examples to climb with). Averages are exponential, so a run adapts when its cases grow or
-    shrink. A fixed size (`--batch N`) is used as it is."""
+    """Cases per Hypothesis example. A fixed size (`--batch N`) is used as it is; otherwise the
+    size follows the drawn case, so that Hypothesis' share of the time stays near `share`:
+    batch = (1 - share) / share * h / c, within [1, largest], where h is Hypothesis' cost per
+    example and c = c0 + c1 * elements the cost of one case of that size. The costs are a model
+    measured with `python -m bench.overhead` (h about 1 ms with drawing, c0 about 0.4 ms,
+    c1 about 40 ns per input element on this CPU class), not timed during the run: timing would
+    make the batch, and so the cases run, differ between two runs with the same seed. The
+    copies in a batch differ only in their seed, so a larger batch explores fewer shapes and
+    regimes per case run and makes every shrink step dearer: `largest` bounds it."""
 
-    def __init__(self, fixed: int | None = None, *, share: float = 0.1, largest: int = 32) -> None:
+    HYPOTHESIS_S = 1e-3
+    CASE_S = 4e-4
+    ELEMENT_S = 4e-8
+
+    def __init__(self, fixed: int | None = None, *, share: float = 0.1, largest: int = 32,
+                 elements: Callable[[dict[str, Any]], int | None] | None = None) -> None:
         self.fixed = fixed
-        self.size = fixed or 1
         self.share, self.largest = share, largest
-        self.overhead: float | None = None
-        self.per_case: float | None = None
-        self.frozen = False
+        self.elements = elements or (lambda case: None)
         self.cases = 0
         self.examples = 0
+        self.last = fixed or 1
 
-    def observe(self, overhead: float, cases: int, work: float) -> None:
-        """One example: `overhead` seconds in Hypothesis before it, `work` seconds running its
-        `cases` cases."""
+    def size_for(self, case: dict[str, Any]) -> int:
+        """The batch for an example drawn as `case` (1 when its size is unknown)."""
+        if self.fixed:
+            return self.fixed
+        n = self.elements(case)
+        if n is None:
+            return 1
+        cost = self.CASE_S + self.ELEMENT_S * n
+        want = (1 - self.share) / self.share * self.HYPOTHESIS_S / cost
+        return max(1, min(self.largest, math.ceil(want)))
+
+    def observe(self, cases: int) -> None:
+        """One example ran `cases` cases."""
         self.cases += cases
         self.examples += 1
-        if self.fixed or self.frozen or cases < 1:
-            return
-        per_case = work / cases
-        self.overhead = overhead if self.overhead is None else 0.8 * self.overhead + 0.2 * overhead
-        self.per_case = per_case if self.per_case is None else 0.8 * self.per_case + 0.2 * per_case
-        want = (1 - self.share) / self.share * self.overhead / max(self.per_case, 1e-9)
-        self.size = max(1, min(self.largest, math.ceil(want)))
+        self.last = cases
 
     @property
     def mean(self) -> float:
         """Cases per example over the run so far."""
-        return self.cases / self.examples if self.examples else float(self.size)
+        return self.cases / self.examples if self.examples else float(self.last)
+
+
+def case_elements(target: registry.Target, case: dict[str, Any]) -> int | None:
+    """Input elements of `case` when the target can tell without building it (its `size`, else
+    the product of a "shape" field); None otherwise."""
+    try:
+        if target.size is not None:
+            return int(target.size(case))
+        shape = case.get("shape")
+        if isinstance(shape, list) and all(isinstance(d, int) for d in shape):
+            return math.prod(shape)
+    except Exception:  # a malformed case: the executor will say so
+        return None
+    return None
 
 
 @dataclass
@@ -156,7 +179,7 @@ class CampaignResult:
     peak_ratio: float = 0.0
     rounds: int = 0
     stopped: str = "examples"
-    # Cases per Hypothesis example: the size in use at the end, and the mean over the run.
+    # Cases per Hypothesis example: the last example's, and the mean over the run.
     batch: int = 1
     batch_mean: float = 1.0
 
@@ -274,7 +297,8 @@ class _Campaign:
             None if config.budget else self.profile.max_examples
         )
         self.shrink_seconds = config.shrink_seconds or self.profile.shrink_seconds
-        self.batcher = BatchSizer(config.batch or self.profile.batch)
+        self.batcher = BatchSizer(config.batch or self.profile.batch,
+                                  elements=functools.partial(case_elements, self.target))
         if self.max_examples is not None:
             # A short run keeps at least ~50 Hypothesis examples: the copies in a batch differ
             # only in their seed, and the search needs distinct shapes and regimes to explore.
@@ -289,7 +313,7 @@ class _Campaign:
             cases = cases.filter(lambda case: not regimes_in(case) & excluded)
         # Every drawn case is built by the current, position-stable materialisation.
         cases = cases.map(stamp)
-        self.strategy = cases.map(lambda case: batch_seeds(self.batcher.size, case))
+        self.strategy = cases.map(lambda case: batch_seeds(self.batcher.size_for(case), case))
         self.known: set[str] = set()
         self.result = CampaignResult(self.target.name, self.kernel, self.oracle, self.seed)
         self.peak: tuple[tuple[float, int], dict[str, Any], Outcome] | None = None
@@ -304,7 +328,6 @@ class _Campaign:
         self.start = 0.0
         self.deadline = float("inf")
         self.last_progress = 0.0
-        self.left_test = 0.0  # when the Hypothesis test last returned (batch sizing)
 
     # -- the Hypothesis test --------------------------------------------------------------
 
@@ -326,11 +349,8 @@ class _Campaign:
             outcomes = self.executor.evaluate([self._job(c) for c in cases])
         except KfuzzError as exc:
             raise _Abort(exc) from None
-        self.batcher.observe(now - self.left_test, len(cases), time.perf_counter() - now)
-        try:
-            self._judge(cases, outcomes, now)
-        finally:
-            self.left_test = time.perf_counter()
+        self.batcher.observe(len(cases))
+        self._judge(cases, outcomes, now)
 
     def _judge(self, cases: list[dict[str, Any]], outcomes: list[Outcome], now: float) -> None:
         scores: dict[str, float] = {}
@@ -357,9 +377,7 @@ class _Campaign:
 
     def _on_new_failure(self, case: dict[str, Any], outcome: Outcome) -> None:
         if not self.shrinking:
-            # First sight of this failure: store it raw at once, then shrink. Hypothesis
-            # replays its example while shrinking: the batch must stay the size it was drawn at.
-            self.batcher.frozen = True
+            # First sight of this failure: store it raw at once, then shrink.
             self.shrinking = True
             self.shrink_started = time.perf_counter()
             # Hypothesis' pass gets half of the shrink time, the size-directed pass the rest.
@@ -390,16 +408,14 @@ class _Campaign:
             self._store_candidate(complete=False, reduce=False)
         self._store_peak()
         self.result.seconds = time.perf_counter() - self.start
-        self.result.batch, self.result.batch_mean = self.batcher.size, self.batcher.mean
+        self.result.batch, self.result.batch_mean = self.batcher.last, self.batcher.mean
         return self.result
 
     def _round(self) -> bool:
         """One Hypothesis run; True when it ended on a new finding and the search goes on."""
         self.result.rounds += 1
         self.shrinking = False
-        self.batcher.frozen = False
         self.candidate = None
-        self.left_test = time.perf_counter()
         left = self._examples_left()
         hyp_settings = settings(
             max_examples=int(min(left, 10**9)),
