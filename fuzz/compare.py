@@ -11,6 +11,7 @@ per-dtype defaults.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Iterator, Mapping
@@ -65,6 +66,12 @@ _DEFAULT_ULP = 1.0
 # 2**floor(log2(x)) exactly, with no rounding that log2() could introduce near powers of two.
 _F64_EXPONENT_MASK = 0x7FF0000000000000
 
+
+
+@functools.lru_cache(maxsize=256)
+def _resolved(comparator: Comparator, dtype: torch.dtype) -> Comparator:
+    # Comparators are frozen and hashable: every case of a run resolves the same few.
+    return comparator._resolve(dtype)
 
 def _fmt_setting(value: float) -> str:
     """Format a setting as a user would type it: 0 rather than 0.0, 1e-05 as Python writes it."""
@@ -206,6 +213,9 @@ class Comparator:
         Returns:
             A comparator with no unset bound for its mode.
         """
+        return _resolved(self, dtype)
+
+    def _resolve(self, dtype: torch.dtype) -> Comparator:
         if not dtype.is_floating_point:
             return replace(self, mode="exact", atol=0.0, rtol=0.0, ulp=None)
         if self.mode == "exact":

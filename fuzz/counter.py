@@ -134,7 +134,8 @@ class HostField(Field):
             view = [1] * len(self.shape)
             view[axis] = size
             base = base ^ _host_axis_hashes(axis, size).reshape(view)
-        self.host = np.broadcast_to(base, self.shape)
+        # Broadcasting has made it full size unless an axis has size 1 everywhere.
+        self.host = base if base.shape == self.shape else np.broadcast_to(base, self.shape)
 
     def _bits(self, draw: int) -> np.ndarray:
         x = np.bitwise_xor(self.host, np.uint32(mix(self.key + (draw + 1) * _GOLDEN)),
