@@ -6,6 +6,7 @@ for the brute-force search of the smallest failing case (bench/smallest.py).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -66,6 +67,12 @@ def _window_production(seed: int) -> dict[str, Any]:
     return {"shape": [1024, 8, 128], "tokens": 4, "window": 128, "x": NORMAL, "seed": seed}
 
 
+def _rope_production(seed: int) -> dict[str, Any]:
+    # A 64-token prefill chunk, 16 heads of 128 dims (ops' 2**18 elements), BF16.
+    return {"shape": [64, 16, 128], "dtype": "bfloat16", "x": NORMAL, "max_position": 4096,
+            "base": 10000.0, "seed": seed}
+
+
 def _no_grid() -> Iterator[dict[str, Any]]:
     return iter(())
 
@@ -74,14 +81,14 @@ def _scales(lo: int, hi: int) -> list[dict[str, Any]]:
     return [{"kind": "normal", "scale": float(2.0**e)} for e in range(lo, hi + 1)]
 
 
-def _softmax_grid() -> Iterator[dict[str, Any]]:
+def _softmax_grid(seeds: int = 4) -> Iterator[dict[str, Any]]:
     dists = _scales(-8, 8) + [
         {"kind": "uniform", "low": float(lo), "high": float(lo + 2**w)}
         for lo in (-64, -32, 0, 32, 64) for w in (0, 4, 8)
     ] + [{"kind": "outliers", "scale": 1.0, "fraction": 0.1, "magnitude": float(2**m)}
          for m in (8, 12, 16)]
     for rows, cols, dtype, x, seed in itertools.product(
-            (1, 2), (1, 2, 3), ("bfloat16", "float16"), dists, range(4)):
+            (1, 2), (1, 2, 3), ("bfloat16", "float16"), dists, range(seeds)):
         yield {"shape": [rows, cols], "dtype": dtype, "x": x, "seed": seed}
 
 
@@ -134,6 +141,28 @@ def _window_grid() -> Iterator[dict[str, Any]]:
                    "seed": seed}
 
 
+def _underflow_grid() -> Iterator[dict[str, Any]]:
+    # Every score below -1e4 needs one-sided q and kv of opposite signs, tens in magnitude
+    # (uniform ranges: score ~ 8 * q * kv at D = 64); the sink must reach as deep (log-uniform
+    # up to 2**23 with random signs).
+    sides = [{"kind": "uniform", "low": float(lo), "high": lo + 0.0625}
+             for lo in (-64, -48, -32, 32, 48, 64)]
+    sinks = [NORMAL, {"kind": "log_uniform", "min_exp": 6, "max_exp": 23, "signed": True}]
+    index = {"n_rows": 1, "k": 1, "n_valid": 1, "window": 0, "ragged": False,
+             "duplicates": False, "sorted": False, "out_of_range": False}
+    for q, kv, sink, seed in itertools.product(sides, sides, sinks, range(32)):
+        yield {"shape": [1, 1, 64], "index": index, "q": q, "kv": kv, "sink": sink,
+               "seed": seed}
+
+
+def _rope_grid() -> Iterator[dict[str, Any]]:
+    for (t, h), d, dtype, x, pos, base, seed in itertools.product(
+            ((1, 1), (1, 2), (2, 1), (2, 2)), (2, 4, 126, 128, 130), ("bfloat16", "float16"),
+            _scales(-2, 2), (1, 2, 16, 65536), (10000.0, 500000.0), range(4)):
+        yield {"shape": [t, h, d], "dtype": dtype, "x": x, "max_position": pos, "base": base,
+               "seed": seed}
+
+
 FAULTS: list[Fault] = [
     Fault("softmax_no_max", "faults.softmax", "no_max", "reference",
           "an element above ~88.7 (exp overflows in FP32) or a row entirely below ~-103",
@@ -166,6 +195,42 @@ FAULTS: list[Fault] = [
           "an exp weight exactly on a BF16 rounding tie (production-sized index sets)",
           _attn_production, _no_grid, oracle="tiled64",
           comparator={"mode": "exact", "max_ratio": 0.0}, listed=False),
+    # Rare in their case space: each needs text ends with the uniform hit rate, measured as
+    # bench.bug_finding.hit_rate measures it (cases drawn by bench/samplers.py with seed 1, run
+    # through the executor; a hit counts only where the correct kernel passes, which it did on
+    # every case drawn). Where the fault needs a shape condition, the kernel equals the correct
+    # one bit for bit elsewhere (tests/test_seeded_faults.py), so a larger draw (seed 2) that
+    # runs only the cases meeting the condition gives a finer rate; it is quoted too.
+    Fault("tail_one_unscaled", "faults.sparse_attn", "tail_one_unscaled", "reference",
+          "K = 1 (mod 64) with the token's last index slot valid (K = 1 the simplest), and a "
+          "sink or other rows the wrong score can move against; uniform hit rate 0.05% (1 of "
+          "2,000 cases; 19 of 40,000 drawn, of which 621 have K = 1 mod 64)",
+          _attn_production, _sparse_grid, listed=False),
+    Fault("max_init_mask", "faults.sparse_attn", "max_init_mask", "reference",
+          "every score of a head below about -10087 (one-sided q and kv of opposite signs, "
+          "tens in magnitude) with that head's sink below about -10104 or within ~10 of its "
+          "max score; uniform hit rate 0.35% (7 of 2,000 cases)",
+          _attn_production, _underflow_grid, listed=False),
+    Fault("full_window_guard", "faults.window_attn", "full_window_guard", "reference",
+          "S = window + 1 exactly; uniform hit rate 0.1% (2 of 2,000 cases; 14 of 40,000 "
+          "drawn, of which 17 have S = window + 1)",
+          _window_production, _window_grid, listed=False),
+    Fault("pow2_tree", "faults.rmsnorm", "pow2_tree", "reference",
+          "hidden a power of two, at least 2; uniform hit rate 0.15% (9 of 6,000 cases)",
+          _rmsnorm_production, _eps_grid, listed=False),
+    Fault("softmax_max_init_zero", "faults.softmax", "max_init_zero", "reference",
+          "a row whose every logit is below about -96 (-104 for one element): few columns at "
+          "a large scale; uniform hit rate 0 of 4,000 cases (about 2.6e-5 expected from the "
+          "case space's distributions)",
+          _softmax_production, functools.partial(_softmax_grid, seeds=16), listed=False),
+    Fault("rope_rows_tail_one", "faults.rope", "rows_tail_one", "reference",
+          "T * H = 1 (mod 128) with the last token at a position other than 0; uniform hit "
+          "rate 0.38% (23 of 6,000 cases)",
+          _rope_production, _rope_grid, listed=False),
+    Fault("rope_fp16_head128_neox", "faults.rope", "fp16_head128_neox", "reference",
+          "FP16 inputs with D = 128 and a token at a position other than 0; uniform hit rate "
+          "0.38% (23 of 6,000 cases)",
+          _rope_production, _rope_grid, listed=False),
 ]
 
 

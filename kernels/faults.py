@@ -16,6 +16,24 @@ fails only where that fault shows:
 - `window_attn` with `off_by_one=True`: a sliding window that also sees the key one position
   past its far edge.
 
+Faults that are rare in their target's case space (a uniform hit rate under 1%; the measured
+rates are in bench/seeded.py), each needing a shape or value that random tests seldom draw:
+
+- `sparse_attn_tail_one_unscaled`: a tail tile of one index position is scored without the
+  softmax scale (K = 1 mod the tile);
+- `softmax_max_init_zero`: the row max starts at 0 instead of -inf (every logit of a row far
+  below zero);
+- `sparse_attn_max_init_mask`: the running max starts at the mask value -1e4 instead of -inf
+  (every score of a head far below -1e4, with a sink of comparable size);
+- `window_attn_full_guard`: the "window covers every key" fast path is taken one key early
+  (S = window + 1);
+- `rmsnorm_pow2_tree`: the power-of-two fast path's tree reduction stops one level early
+  (hidden a power of two);
+- `rope_rows_tail_one`: the launch grid counts blocks of (token, head) rows from the last row's
+  index instead of the row count (T * H = 1 mod 128);
+- `rope_fp16_head128_neox`: the FP16 head-dim-128 fast path pairs dims as NeoX (rotate-half)
+  instead of interleaved.
+
 The low-precision rsqrt fault is `kfuzz.kernels.deepseek_v4.q_norm_rope` with `inv_root="rsqrt_hw"`.
 `window_attn` is also the correct sliding-window kernel, and with `compute=torch.float64` the
 reference the `faults.window_attn` target compares against.
@@ -31,6 +49,7 @@ from kfuzz.kernels.deepseek_v4.sparse_attn import (
     check_tile,
     sparse_attn,
 )
+from kfuzz.kernels.ops import rope_fp32
 from torch import Tensor
 
 # Width of the BF16 accumulator of `rmsnorm_bf16_accumulate`: a vector unit keeps one partial
@@ -38,6 +57,11 @@ from torch import Tensor
 # rows from about a thousand elements (bench/seeded.py); a single scalar accumulator would
 # fail on shorter rows but cost a Python step per element.
 BF16_ACCUMULATOR_LANES = 8
+# The finite stand-in for -inf that `sparse_attn_max_init_mask` starts its running max at: the
+# mask value of FP16-era attention code (FP16 has no room for -FLT_MAX).
+MASK_VALUE = -1e4
+# Rows of (token, head) pairs per program of `rope_rows_tail_one`'s launch grid.
+ROPE_ROWS_PER_BLOCK = 128
 
 
 def softmax_no_max(x: Tensor) -> Tensor:
@@ -49,6 +73,26 @@ def softmax_no_max(x: Tensor) -> Tensor:
     Raises: nothing beyond torch's own errors.
     """
     e = torch.exp(x.float())
+    return (e / e.sum(dim=-1, keepdim=True)).to(x.dtype)
+
+
+def softmax_max_init_zero(x: Tensor) -> Tensor:
+    """Softmax over the last axis in FP32, max-subtracted, except that the row max starts at
+    0 instead of -inf (a zero-initialised accumulator), so the shift is max(0, max(x)): exact
+    while some element is above about -87, but a row whose every element is far below zero
+    loses its exps to FP32 underflow, to subnormals (precision lost from about -96 for FP16
+    outputs, -99 for BF16) and then to 0 (every element below about -104: 0/0 = NaN).
+
+    Shows only when every element of a row is below about -96 (-104 for a row of one).
+
+    Takes: ``x`` [..., n] floating tensor.
+    Returns: tensor of x's shape and dtype.
+    Raises: nothing beyond torch's own errors.
+    """
+    xf = x.float()
+    # The fault: the accumulator of the max starts at 0, not at -inf.
+    m = torch.clamp(xf.amax(dim=-1, keepdim=True), min=0.0)
+    e = torch.exp(xf - m)
     return (e / e.sum(dim=-1, keepdim=True)).to(x.dtype)
 
 
@@ -207,3 +251,190 @@ def window_attn_fp64(q: Tensor, k: Tensor, v: Tensor, *, window: int) -> Tensor:
     Takes and raises: as `window_attn`. Returns: [T, H, D] float64.
     """
     return window_attn(q, k, v, window=window, compute=torch.float64)
+
+
+def _sparse_attn_departing(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *, tile: int,
+                           rounding: str, single_row_unscaled: bool = False,
+                           max_start: float = float("-inf")) -> Tensor:
+    """`kfuzz.kernels.deepseek_v4.sparse_attn`'s tile loop, operation for operation, with the
+    departures its callers switch on (each described where it is used): with neither, the
+    same bits as the correct kernel."""
+    check_tile(tile)
+    check_kernel_rounding(rounding)
+    check_sparse_attn_inputs(q, kv, indices, sink)
+    t, h, d = q.shape
+    n, k = kv.shape[0], indices.shape[1]
+    if n == 0:
+        return torch.zeros((t, h, d), dtype=torch.bfloat16, device=q.device)
+    idx = indices.long()
+    valid = (idx >= 0) & (idx < n)
+    rows = kv[torch.where(valid, idx, torch.zeros_like(idx))].float()
+    rows = torch.where(valid[..., None], rows, torch.zeros_like(rows))
+    qf = q.float()
+    # max_start: where the running max starts (-inf in the correct kernel).
+    m = torch.full((t, h, 1), max_start, dtype=torch.float32, device=q.device)
+    l_sum = torch.zeros((t, h, 1), dtype=torch.float32, device=q.device)
+    o = torch.zeros((t, h, d), dtype=torch.float32, device=q.device)
+    started = torch.zeros((t, 1, 1), dtype=torch.bool, device=q.device)
+    for start in range(0, k, tile):
+        tile_valid = valid[:, start : start + tile]
+        tile_rows = rows[:, start : start + tile]
+        live = tile_valid.any(dim=1).view(t, 1, 1)
+        s = torch.bmm(qf, tile_rows.transpose(1, 2))
+        # single_row_unscaled: a tile of one position goes down the vector path, which has
+        # no scale (the matrix path applies it in its epilogue).
+        if not (single_row_unscaled and tile_rows.shape[1] == 1):
+            s = s * d**-0.5
+        s = s.masked_fill(~tile_valid[:, None, :], float("-inf"))
+        m_j = s.amax(dim=-1, keepdim=True)
+        m_j = torch.where(live, m_j, torch.zeros_like(m_j))
+        p = round_to_bf16(torch.exp(s - m_j), rounding).float()
+        l_j = p.sum(dim=-1, keepdim=True)
+        o_j = torch.bmm(p, tile_rows)
+        m_new = torch.maximum(m, m_j)
+        a = torch.exp(m - m_new)
+        b = torch.exp(m_j - m_new)
+        merged_l = a * l_sum + b * l_j
+        merged_o = a * o + b * o_j
+        # A state started at a finite max is merged into like any other (0 * a + l_j = l_j),
+        # where the correct kernel sets the first live tile's state outright.
+        merge = torch.ones_like(started) if max_start > float("-inf") else started
+        m = torch.where(live, torch.where(merge, m_new, m_j), m)
+        l_sum = torch.where(live, torch.where(merge, merged_l, l_j), l_sum)
+        o = torch.where(live, torch.where(merge, merged_o, o_j), o)
+        started = started | live
+    out = o / (l_sum + torch.exp(sink.float().view(1, h, 1) - m))
+    out = torch.where(started, out, torch.zeros_like(out))
+    return out.to(torch.bfloat16)
+
+
+def sparse_attn_tail_one_unscaled(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *,
+                                  tile: int = 64, rounding: str = "half_even") -> Tensor:
+    """`kfuzz.kernels.deepseek_v4.sparse_attn` whose tail tile, when it holds a single index
+    position, is scored on the vector path (one dot product per head) and misses the softmax
+    scale D**-0.5 that the matrix path applies: that row's score is sqrt(D) times too large.
+
+    Shows only when K = 1 (mod tile) and the token's last index slot names a valid row (K = 1
+    with one valid slot is the simplest), and the wrong score moves the output: against the
+    sink when the row is the token's only one (the sink is not far below the score), against
+    the other tiles' rows otherwise.
+
+    Takes, returns and raises: as `kfuzz.kernels.deepseek_v4.sparse_attn`.
+    """
+    return _sparse_attn_departing(q, kv, indices, sink, tile=tile, rounding=rounding,
+                                  single_row_unscaled=True)
+
+
+def sparse_attn_max_init_mask(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *,
+                              tile: int = 64, rounding: str = "half_even") -> Tensor:
+    """`kfuzz.kernels.deepseek_v4.sparse_attn` whose running max starts at `MASK_VALUE` (-1e4,
+    the finite "minus infinity" of FP16-era attention code) instead of -inf, so the running
+    max is max(-1e4, scores). The online softmax is exact for any start value as long as
+    nothing underflows: here, when every score of a token's head is below about -1e4 - 87,
+    each tile's rescale exp(m_j + 1e4) underflows in FP32 (to subnormals, then to 0), l and o
+    are lost, and the output is 0, or 0/0 = NaN when exp(sink + 1e4) underflows too.
+
+    Shows only when a head's every score is below about -10087 (one-sided q and kv of
+    opposite signs, tens in magnitude) and that head's sink is below about -10104 (0/0,
+    whatever the correct output), or, for a max score just below -10087, within ~10 of it:
+    scores and sink both far below -1e4.
+
+    Takes, returns and raises: as `kfuzz.kernels.deepseek_v4.sparse_attn`.
+    """
+    return _sparse_attn_departing(q, kv, indices, sink, tile=tile, rounding=rounding,
+                                  max_start=MASK_VALUE)
+
+
+def window_attn_full_guard(q: Tensor, k: Tensor, v: Tensor, *, window: int) -> Tensor:
+    """`window_attn` (FP32) with a fast path for windows that cover every key, plain causal
+    attention, guarded by `window >= S - 1` ("the farthest key is S - 1 positions back")
+    instead of `window >= S`: the window admits keys fewer than `window` positions back, so at
+    window = S - 1 the last query wrongly sees key 0.
+
+    Shows only when S = window + 1 (every other S and window agree with the correct kernel).
+
+    Takes, returns and raises: as `window_attn`.
+    """
+    s = k.shape[0]
+    # The causal path is the window kernel with a window of S: no key is out of reach.
+    # The fault: the farthest distance, S - 1, compared with window instead of window - 1.
+    return window_attn(q, k, v, window=max(window, s) if window >= s - 1 else window)
+
+
+def rmsnorm_pow2_tree(x: Tensor, weight: Tensor, *, eps: float) -> Tensor:
+    """RMSNorm over the last axis in FP32 (as `kfuzz.kernels.ops.rmsnorm_fp32`), except that
+    rows whose length is a power of two take a fast path that sums the squares by a tree
+    reduction (a[i] += a[i + stride], stride halving) whose loop runs while stride > 1
+    instead of >= 1: the last level is skipped and the sum holds only the even positions,
+    about half the mean square.
+
+    Shows only when hidden is a power of two, at least 2 (hidden = 1 has no tree level).
+
+    Takes: ``x`` [rows, hidden] floating, ``weight`` [hidden], ``eps``.
+    Returns: [rows, hidden] in x.dtype.
+    Raises: nothing beyond torch's own errors.
+    """
+    xf = x.float()
+    n = xf.shape[-1]
+    squares = xf * xf
+    if n < 2 or n & (n - 1):
+        ms = squares.mean(dim=-1, keepdim=True)
+    else:
+        partial, stride = squares, n // 2
+        while stride > 1:  # the fault: `stride >= 1` adds the last pair
+            partial = partial[..., :stride] + partial[..., stride : 2 * stride]
+            stride //= 2
+        ms = partial[..., :1] / n
+    return (xf * torch.rsqrt(ms + eps) * weight.float()).to(x.dtype)
+
+
+def rope_rows_tail_one(x: Tensor, positions: Tensor, *, base: float,
+                       block: int = ROPE_ROWS_PER_BLOCK) -> Tensor:
+    """Interleaved RoPE in FP32 (as `kfuzz.kernels.ops.rope_fp32`), rotating in place: the
+    output starts as a copy of x and each program of the launch grid rotates `block` of the
+    T * H (token, head) rows. The grid is sized cdiv(T * H - 1, block), from the last row's
+    index instead of the row count, one program short exactly when T * H = 1 (mod block):
+    the last row (the last token's last head) is left unrotated.
+
+    Shows only when T * H = 1 (mod block), T = H = 1 the simplest, and the last token's
+    position is not 0 (position 0 rotates by nothing).
+
+    Takes: ``x`` [T, H, D] floating, D even; ``positions`` [T] integer; ``base``; ``block``
+    >= 1.
+    Returns: [T, H, D] in x.dtype.
+    Raises: ValueError when ``block`` < 1.
+    """
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block!r}")
+    t, h, d = x.shape
+    rows = t * h
+    programs = (rows - 1 + block - 1) // block  # the fault: cdiv(rows - 1, block)
+    done = min(rows, programs * block)
+    out = x.clone().reshape(rows, d)
+    out[:done] = rope_fp32(x, positions, base=base).reshape(rows, d)[:done]
+    return out.reshape(t, h, d)
+
+
+def rope_fp16_head128_neox(x: Tensor, positions: Tensor, *, base: float) -> Tensor:
+    """Interleaved RoPE in FP32 (as `kfuzz.kernels.ops.rope_fp32`), except for a vectorised
+    fast path taken for FP16 inputs with head dim 128, written for the NeoX (rotate-half)
+    layout: it rotates the pairs (x[i], x[i + 64]) instead of (x[2i], x[2i + 1]), each pair
+    with the frequency of its pair index i, as the general path does.
+
+    Shows only on FP16 inputs with D = 128 and a token whose position is not 0.
+
+    Takes: ``x`` [T, H, D] floating, D even; ``positions`` [T] integer; ``base``.
+    Returns: [T, H, D] in x.dtype.
+    Raises: nothing beyond torch's own errors.
+    """
+    d = x.shape[-1]
+    if x.dtype != torch.float16 or d != 128:
+        return rope_fp32(x, positions, base=base)
+    exponent = torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d
+    angle = positions.to(device=x.device, dtype=torch.float64)[:, None] * base**-exponent
+    cos = torch.cos(angle).float()[:, None, :]
+    sin = torch.sin(angle).float()[:, None, :]
+    xf = x.float()
+    first, second = xf[..., : d // 2], xf[..., d // 2 :]
+    rotated = torch.cat((first * cos - second * sin, first * sin + second * cos), dim=-1)
+    return rotated.to(x.dtype)

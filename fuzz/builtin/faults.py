@@ -11,6 +11,8 @@ one fault of `kfuzz.kernels.faults`. So any case on which a fault kernel fails s
 - `faults.sparse_attn`: the case space and inputs of `dsv4.sparse_attn`, with the post-fix
   tiled golden (tile 64) as oracle, which the correct tile-64 kernel matches bit for bit.
 - `faults.window_attn`: sliding-window attention of the last T positions of S keys.
+- `faults.rope`: the case space, inputs and comparator of `ops.rope`, with the FP32 kernel's
+  own arithmetic as the golden (see `ROPE_GOLDEN_DOC`).
 The low-precision rsqrt fault is `dsv4.q_norm_rope`'s kernel `rsqrt_hw` (reference:
 `recip_sqrt`).
 """
@@ -29,8 +31,9 @@ from kfuzz.kernels import faults as f
 from kfuzz.kernels import ops as k
 from kfuzz.kernels.deepseek_v4 import sparse_attn
 from kfuzz.materialise import values
+from kfuzz.oracles import ops as o
 from kfuzz.oracles.deepseek_v4 import sparse_attn_tiled
-from kfuzz.targets import OutputSpec, Target, Variant, register
+from kfuzz.targets import OutputSpec, Target, Variant, get, register
 
 WINDOW_MAX_NUMEL = 1 << 20
 
@@ -45,11 +48,14 @@ register(replace(
     ops.SOFTMAX,
     in_all=False,
     name="faults.softmax",
-    doc="ops.softmax with seeded faults: FP32 softmax without the max subtraction",
+    doc="ops.softmax with seeded faults: FP32 softmax without the max subtraction, with "
+        "the row max started at 0",
     kernels={
         "reference": _variant("reference", k.softmax_fp32, "torch softmax in FP32, rounded once"),
         "no_max": _variant("no_max", f.softmax_no_max,
                            "fault: exp(x) / sum(exp(x)) in FP32, no max subtraction"),
+        "max_init_zero": _variant("max_init_zero", f.softmax_max_init_zero,
+                                  "fault: the row max starts at 0 instead of -inf"),
     },
     default_kernel="reference",
 ))
@@ -75,7 +81,8 @@ register(replace(
     in_all=False,
     name="faults.rmsnorm",
     doc="ops.rmsnorm (without edge-of-range values) with seeded faults: BF16 accumulation "
-        "of the mean of squares, eps added after the root",
+        "of the mean of squares, eps added after the root, a power-of-two fast path whose "
+        "tree reduction stops one level early",
     cases=_rmsnorm_cases,
     kernels={
         "reference": _variant("reference", k.rmsnorm_fp32, "RMSNorm in FP32, rounded once"),
@@ -84,6 +91,9 @@ register(replace(
             f"fault: sum of squares accumulated in {f.BF16_ACCUMULATOR_LANES} BF16 lanes"),
         "eps_after_root": _variant("eps_after_root", f.rmsnorm_eps_after_root,
                                    "fault: x / (sqrt(mean(x^2)) + eps)"),
+        "pow2_tree": _variant("pow2_tree", f.rmsnorm_pow2_tree,
+                              "fault: power-of-two rows sum their squares by a tree reduction "
+                              "that stops one level early"),
     },
     default_kernel="reference",
 ))
@@ -96,7 +106,8 @@ register(replace(
     in_all=False,
     name="faults.sparse_attn",
     doc="dsv4.sparse_attn (tile 64) with seeded faults: a tile merge without rescaling, -1 "
-        "padding gathered, the tail tile dropped",
+        "padding gathered, the tail tile dropped, a one-row tail tile left unscaled, the "
+        "running max started at the mask value -1e4",
     kernels={
         "reference": _variant("reference", sparse_attn, "NPU kernel emulation, tile 64",
                               tile=64),
@@ -108,6 +119,12 @@ register(replace(
         "drop_tail": _variant("drop_tail", f.sparse_attn_drop_tail,
                               "fault: the last K % 64 index positions are never read",
                               tile=64),
+        "tail_one_unscaled": _variant(
+            "tail_one_unscaled", f.sparse_attn_tail_one_unscaled,
+            "fault: a tail tile of one index position is scored without D^-0.5", tile=64),
+        "max_init_mask": _variant("max_init_mask", f.sparse_attn_max_init_mask,
+                                  "fault: the running max starts at -1e4 instead of -inf",
+                                  tile=64),
     },
     oracles={"tiled64": _variant("tiled64", sparse_attn_tiled,
                                  "post-fix golden mirroring the kernel's tiling, tile 64",
@@ -150,8 +167,8 @@ def _window_size(case: dict[str, Any]) -> int:
 register(Target(
     in_all=False,
     name="faults.window_attn",
-    doc="sliding-window attention of the last T of S positions, FP32, with a seeded "
-        "off-by-one window",
+    doc="sliding-window attention of the last T of S positions, FP32, with seeded faults: an "
+        "off-by-one window, a full-window fast path taken one key early",
     signature="fn(q, k, v, *, window: int) -> out",
     cases=_window_cases,
     inputs=_window_inputs,
@@ -164,6 +181,8 @@ register(Target(
         "window_off_by_one": _variant("window_off_by_one", f.window_attn,
                                       "fault: also sees the key at p - window",
                                       off_by_one=True),
+        "full_window_guard": _variant("full_window_guard", f.window_attn_full_guard,
+                                      "fault: the causal fast path taken when window >= S - 1"),
     },
     oracles={"fp64": Variant("fp64", f.window_attn_fp64, "the same window in float64")},
     comparators={"out": Comparator()},
@@ -175,4 +194,39 @@ register(Target(
     comparator_doc=ops.COMPARATOR_DOC,
     max_numel=WINDOW_MAX_NUMEL,
     size=_window_size,
+))
+
+
+# -- faults.rope ------------------------------------------------------------------------------
+
+ROPE_GOLDEN_DOC = (
+    "the FP32 kernel's own arithmetic (cos/sin tables built in float64 and rounded to FP32, "
+    "FP32 products, one rounding): against ops.rope's float64 oracle even that correct kernel "
+    "fails a few cases (FP16 outputs that cancel to near zero from inputs in the hundreds or "
+    "more differ by over atol), so the seeded faults are judged against the arithmetic they "
+    "depart from, as faults.sparse_attn's are")
+
+register(replace(
+    get("ops.rope"),
+    in_all=False,
+    name="faults.rope",
+    doc="ops.rope with seeded faults: a launch grid one program short when T * H = 1 "
+        "(mod 128), an FP16 head-dim-128 fast path with NeoX pairing",
+    kernels={
+        "reference": _variant("reference", k.rope_fp32,
+                              "interleaved RoPE in FP32, float64-built tables, rounded once"),
+        "rows_tail_one": _variant(
+            "rows_tail_one", f.rope_rows_tail_one,
+            f"fault: grid of cdiv(T * H - 1, {f.ROPE_ROWS_PER_BLOCK}) programs; the last row "
+            "stays unrotated when T * H = 1 (mod 128)"),
+        "fp16_head128_neox": _variant(
+            "fp16_head128_neox", f.rope_fp16_head128_neox,
+            "fault: FP16 with D = 128 pairs (x[i], x[i + 64]) instead of (x[2i], x[2i + 1])"),
+    },
+    oracles={
+        "fp32": _variant("fp32", k.rope_fp32, "golden: " + ROPE_GOLDEN_DOC),
+        "fp64": _variant("fp64", o.rope_fp64, "float64 RoPE, float64 angles (ops.rope's)"),
+    },
+    default_kernel="reference",
+    default_oracle="fp32",
 ))
