@@ -14,7 +14,7 @@ from kfuzz.executor import InProcessExecutor, Job
 from kfuzz.kernels import faults as f
 from kfuzz.kernels.deepseek_v4 import sparse_attn
 from kfuzz.kernels.ops import rmsnorm_fp32, rope_fp32
-from kfuzz.materialise import generator
+from kfuzz.materialise import VERSION, VERSION_KEY, generator, generator_for
 from kfuzz.search import CampaignConfig, run_campaign
 from kfuzz.targets import get
 
@@ -330,18 +330,22 @@ def test_uniform_samplers_draw_cases_of_the_targets_own_shape(name):
     target = get(name)
     keys = []
 
-    @settings(max_examples=5, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=30, database=None, suppress_health_check=list(HealthCheck))
     @given(target.cases(target.max_numel))
     def collect(case):
         keys.append(set(case))
 
     collect()
+    # The base case space: every field the strategy always draws, none it never draws (its
+    # optional regime fields are kfuzz's own), built by the current materialisation.
+    required, allowed = set.intersection(*keys), set.union(*keys) | {VERSION_KEY}
     draw = sampler(name, target.max_numel)
     rng = random.Random(0)
     for _ in range(20):
         case = draw(rng)
-        assert set(case) == keys[0]
-        inputs = target.inputs(case, generator(case["seed"]))
+        assert required <= set(case) <= allowed, set(case) ^ required
+        assert case[VERSION_KEY] == VERSION
+        inputs = target.inputs(case, generator_for(case))
         assert all(t.numel() <= target.max_numel for t in inputs.values())
 
 

@@ -145,7 +145,11 @@ def _window_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
             "shape": shape,
             "tokens": draw(st.integers(1, min(8, shape[0]))),
             "window": draw(fst.sides(min_side=1, max_side=256)),
-            "x": draw(fst.distributions(kinds=("normal",), min_scale_exp=-2, max_scale_exp=2)),
+            # No value regimes: with q and k shifted or spread by thousands, the scores leave
+            # the range where the FP32 reference matches the float64 oracle within the default
+            # tolerance, and a seeded-fault target needs a reference that passes every case.
+            "x": draw(fst.distributions(kinds=("normal",), min_scale_exp=-2, max_scale_exp=2,
+                                        regimes=())),
             "seed": draw(fst.seeds()),
         }
 
