@@ -217,12 +217,13 @@ class CounterGenerator(torch.Generator):
     `device`: where the tensors it builds live (`target_device`)."""
 
     def __new__(cls, seed: int, device: str = "cpu") -> CounterGenerator:
-        self = super().__new__(cls, "cpu")
+        self = super().__new__(cls, "cpu")  # type: ignore[call-arg]
         self.manual_seed(int(seed) % (2**63))
         return self
 
     def __init__(self, seed: int, device: str = "cpu") -> None:
-        self.seed = int(seed)
+        # Not `seed`: torch.Generator has a method of that name.
+        self.case_seed = int(seed)
         self.target_device = device
         self.calls = 0
 
@@ -230,7 +231,7 @@ class CounterGenerator(torch.Generator):
         """The key of the next input: from `name` when given, else from the call count."""
         self.calls += 1
         label = name if name is not None else f"#{self.calls}"
-        return key_of(self.seed % (1 << 64), label)
+        return key_of(self.case_seed % (1 << 64), label)
 
     def field(self, key: int, shape: Sequence[int]) -> Field:
         """A `Field` over `shape` on this generator's device."""

@@ -475,7 +475,7 @@ def regimes_in(case: Any) -> set[str]:
     """The value regimes a case uses, by the names of `EXCLUDABLE`: distribution kinds other
     than normal, edges (of the edge kind or of edge_rows), modifiers, non-finite injection,
     and case-level flags such as late_positions, found anywhere in the case."""
-    found: set[str] = set()
+    found: set[Any] = set()
     if isinstance(case, dict):
         kind = case.get("kind")
         if kind in DISTRIBUTION_KINDS:
