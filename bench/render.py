@@ -338,17 +338,19 @@ def workers(doc: dict[str, Any]) -> str:
             for w in ("1", "2")]
     return "\n".join([
         "## 5. --workers: one process or two", "",
-        _provenance(doc, f"medians of {doc['runs']} alternating runs of the library's run "
-                         f"path (`kfuzz.runner.run`, what `kfuzz run {' '.join(doc['targets'])} "
-                         f"--max-examples {doc['examples']} --compare exact` calls), a fresh "
-                         "corpus each, in one warm process after an untimed warm-up run"),
+        _provenance(doc, f"medians of {doc['runs']} alternating runs of " + (
+            f"the library's run path (`kfuzz.runner.run`, what `kfuzz run {' '.join(doc['targets'])} "
+            f"--max-examples {doc['examples']} --compare exact` calls), a fresh corpus each, in "
+            "one warm process after an untimed warm-up run"
+            if doc.get("method") == "library" else
+            f"`kfuzz run {' '.join(doc['targets'])} --max-examples {doc['examples']} --compare "
+            "exact`, a fresh process and corpus each")),
         "",
         _table(["--workers", "runs", "median wall, s", "each run, s"], rows), "",
         f"Speed-up of two workers over one: {_f(doc['speedup'])}x. Both targets fuzzed into one "
         f"corpus in every run: {doc['all_runs_fuzzed_both_targets']}; every reported finding "
-        f"stored (no lost rows): {doc['no_lost_rows']}. Each worker is a fresh process, started "
-        "inside the timed run, that imports torch (about 2 s here) and runs torch with its "
-        "share of the cores (one thread "
+        f"stored (no lost rows): {doc['no_lost_rows']}. Each worker is a fresh process that "
+        "imports torch (about 2 s here) and runs torch with its share of the cores (one thread "
         "each here): with torch's default of one thread per core in every process, the same "
         "runs took 2.6x longer with two workers than with one.",
     ])

@@ -58,7 +58,8 @@ def main() -> None:
             results[workers].append(one_run(workers, examples, seed=i))
     summary = {w: median([r["wall_s"] for r in rs]) for w, rs in results.items()}
     doc = {
-        "mode": "quick" if args.quick else "full", "runs": runs, "examples": examples,
+        "mode": "quick" if args.quick else "full", "method": "library", "runs": runs,
+        "examples": examples,
         "targets": TARGETS, "results": {str(w): rs for w, rs in results.items()},
         "median_wall_s": {str(w): s for w, s in summary.items()},
         "speedup": summary[1] / summary[2],
