@@ -259,7 +259,7 @@ def sparse_indices(
     Raises CaseError for a malformed description."""
     if not isinstance(gen, CounterGenerator):
         return materialise_v1.sparse_indices(gen, tokens, spec)
-    n, k, n_valid, window = _index_spec(spec)
+    n, k, n_valid, window = materialise_v1.index_spec(spec)
     key = gen.stream(name)
     duplicates = bool(spec.get("duplicates"))
     if spec.get("ragged"):
@@ -293,16 +293,6 @@ def sparse_indices(
         out[t, : row.numel()] = row.to(torch.int32)
     return out
 
-
-def _index_spec(spec: Mapping[str, Any]) -> tuple[int, int, int, int]:
-    try:
-        n, k = int(spec["n_rows"]), int(spec["k"])
-        n_valid, window = int(spec["n_valid"]), int(spec["window"])
-    except (KeyError, TypeError, ValueError):
-        raise CaseError(f"sparse index set {spec!r} needs ints n_rows, k, n_valid, window") from None
-    if n < 1 or k < 1 or not 0 <= n_valid <= k or window < 0:
-        raise CaseError(f"sparse index set {dict(spec)!r} is out of bounds")
-    return n, k, n_valid, window
 
 def to_device(tensors: Mapping[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
     """The same tensors moved to `device` (a no-op copy-free move for "cpu")."""

@@ -103,13 +103,7 @@ def sparse_indices(gen: torch.Generator, tokens: int, spec: Mapping[str, Any]) -
     the next valid slots scattered rows (drawn without replacement unless `duplicates`), the
     rest -1. With `out_of_range`, about one valid slot in eight names a row >= n_rows.
     Raises CaseError for a malformed description."""
-    try:
-        n, k = int(spec["n_rows"]), int(spec["k"])
-        n_valid, window = int(spec["n_valid"]), int(spec["window"])
-    except (KeyError, TypeError, ValueError):
-        raise CaseError(f"sparse index set {spec!r} needs ints n_rows, k, n_valid, window") from None
-    if n < 1 or k < 1 or not 0 <= n_valid <= k or window < 0:
-        raise CaseError(f"sparse index set {dict(spec)!r} is out of bounds")
+    n, k, n_valid, window = index_spec(spec)
     out = torch.full((tokens, k), -1, dtype=torch.int32)
     if spec.get("ragged"):
         lengths = torch.randint(0, n_valid + 1, (tokens,), generator=gen).tolist()
@@ -136,3 +130,14 @@ def sparse_indices(gen: torch.Generator, tokens: int, spec: Mapping[str, Any]) -
     return out
 
 
+def index_spec(spec: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    """(n_rows, k, n_valid, window) of a sparse index set description (both versions read it
+    alike). Raises CaseError when it is malformed or out of bounds."""
+    try:
+        n, k = int(spec["n_rows"]), int(spec["k"])
+        n_valid, window = int(spec["n_valid"]), int(spec["window"])
+    except (KeyError, TypeError, ValueError):
+        raise CaseError(f"sparse index set {spec!r} needs ints n_rows, k, n_valid, window") from None
+    if n < 1 or k < 1 or not 0 <= n_valid <= k or window < 0:
+        raise CaseError(f"sparse index set {dict(spec)!r} is out of bounds")
+    return n, k, n_valid, window
