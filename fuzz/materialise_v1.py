@@ -1,8 +1,8 @@
 """Version-1 materialisation, frozen: tensors drawn sequentially from a `torch.Generator`.
 
 Every case stored before position-stable values existed carries no "materialise" field and is
-built here, bit for bit as when it was stored. Do not change this module; new behaviour goes
-into `kfuzz.materialise` (version 2).
+built here, bit for bit as when it was stored (tests/test_position_stable.py pins the digests).
+Nothing here may change what it builds; new behaviour goes into `kfuzz.materialise` (version 2).
 """
 
 from __future__ import annotations
