@@ -6,10 +6,11 @@ itself. It tries, in order, reductions that remove the most elements (each drawn
 to its smallest size, halved, cut by a quarter down to a 32nd, decremented; the target's own
 reductions, such as fewer cache rows; other integer fields that size the inputs), then
 simplifications (each value regime switched off, each flag off, each distribution replaced by
-a plain normal, scales to 1, the seed to 0). A candidate is kept only when it still fails in
-the same failure bucket and is no larger; the pass restarts after every kept candidate and ends
-at a fixed point or at its deadline. Because inputs are position-stable (kfuzz.materialise), a
-smaller shape keeps every surviving element, so the failing elements usually survive the cut.
+a plain normal, scales to 1, the seed to 0), and last a smaller shape with other seeds. A
+candidate is kept only when it still fails in the same failure bucket and is no larger; the
+pass restarts after every kept candidate and ends at a fixed point or at its deadline. Because
+inputs are position-stable (kfuzz.materialise), a smaller shape keeps every surviving element,
+so the failing elements usually survive the cut.
 """
 
 from __future__ import annotations
@@ -73,6 +74,29 @@ def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict
                 except Exception:  # a candidate outside the case space
                     continue
     yield from _simplifications(case)
+    yield from _reseeded(target, case)
+
+
+# Seeds tried with a smaller shape once nothing else shrinks the case.
+RESEEDS = 8
+
+
+def _reseeded(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A smaller shape with other seeds: when the failing elements sit far from the origin
+    (row 20 of 21, say), no cut keeps them, but many faults show on some element of almost
+    any seed's values; the smallest size, then half, each with seeds 0..RESEEDS-1."""
+    shape, seed = case.get("shape"), case.get("seed")
+    if not (isinstance(shape, list) and all(isinstance(s, int) for s in shape)
+            and isinstance(seed, int)):
+        return
+    for i, spec in enumerate(_dims(target, shape)):
+        if isinstance(spec, int):
+            continue
+        for new in smaller_steps(shape[i], spec.smallest, spec.multiple_of)[:2]:
+            for other in range(RESEEDS):
+                if other != seed:
+                    yield (f"shape[{i}] {shape[i]}->{new} with seed {other}",
+                           {**case, "shape": [*shape[:i], new, *shape[i + 1:]], "seed": other})
 
 
 def _simplifications(case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
