@@ -14,6 +14,16 @@ from kfuzz.errors import BadCallable, OptionError, PluginError
 QUICK = {"max_examples": 40, "seed": 1, "shrink_seconds": 5}
 
 
+@pytest.fixture(autouse=True)
+def _registry_restored(monkeypatch):
+    """Targets declared by a test live only as long as the test."""
+    from kfuzz import declare
+    from kfuzz import targets as registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry.all_targets()))
+    monkeypatch.setattr(declare, "_DECLARED", set(declare._DECLARED))
+
+
 # Plain functions with the signature of ops.rmsnorm's kernels: fn(x, weight, *, eps).
 def rmsnorm_without_eps_in_input_dtype(x, weight, *, eps):
     return x * torch.rsqrt((x * x).mean(-1, keepdim=True)) * weight
