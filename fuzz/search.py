@@ -33,30 +33,9 @@ from kfuzz.errors import KfuzzError, OptionError
 from kfuzz.executor import Executor, InProcessExecutor, Job, Outcome
 from kfuzz.findings import Finding, canonical_json
 from kfuzz.materialise import stamp
+from kfuzz.settings import PROFILES
 from kfuzz.shrink import shrink
 from kfuzz.strategies import EXCLUDABLE, regimes_in
-
-
-@dataclass(frozen=True)
-class Profile:
-    """Search settings by use: `ci` (reproducible, short), `dev` (desk), `nightly` (long).
-    batch None: chosen while running (`BatchSizer`)."""
-
-    max_examples: int
-    shrink_seconds: float
-    batch: int | None
-    fixed_seed: int | None = None
-    isolate: bool = False
-
-
-PROFILES: dict[str, Profile] = {
-    # Reproducible by default: the same seed every run unless --seed says otherwise, and a
-    # fixed batch (a measured one would depend on the machine's speed).
-    "ci": Profile(max_examples=100, shrink_seconds=20.0, batch=1, fixed_seed=0),
-    "dev": Profile(max_examples=200, shrink_seconds=30.0, batch=None),
-    # Unattended: a kernel that crashes or hangs must not end the night.
-    "nightly": Profile(max_examples=100_000, shrink_seconds=120.0, batch=None, isolate=True),
-}
 
 
 class BatchSizer:
@@ -240,6 +219,10 @@ def feedback(outcome: Outcome) -> dict[str, float]:
     return out
 
 
+# Input elements from which a failing case counts as large for shrinking.
+LARGE_CASE = 1 << 16
+
+
 class _Failed(Exception):
     """Fails the Hypothesis test on a case in a new bucket, so that Hypothesis shrinks it."""
 
@@ -380,8 +363,11 @@ class _Campaign:
             # First sight of this failure: store it raw at once, then shrink.
             self.shrinking = True
             self.shrink_started = time.perf_counter()
-            # Hypothesis' pass gets half of the shrink time, the size-directed pass the rest.
-            self.shrink_deadline = self.shrink_started + self.shrink_seconds / 2
+            # Hypothesis' pass gets half of the shrink time, the size-directed pass the rest;
+            # a large case only a tenth: each of Hypothesis' steps reruns it whole, while the
+            # size-directed pass cuts it by halves.
+            share = 0.5 if self.target.case_size(case) < LARGE_CASE else 0.1
+            self.shrink_deadline = self.shrink_started + self.shrink_seconds * share
             self.raw = self._finding(case, outcome, "raw")
             self.on_finding(self.raw)
             self.shrink_steps = 0

@@ -227,6 +227,7 @@ def distributions(
     regimes: Sequence[str] | None = None,
     tie_dtypes: Sequence[str] = (),
     edges: Sequence[str] = EDGES,
+    regime_max_exp: int = 12,
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Descriptions of value distributions, materialised by `kfuzz.materialise.values`.
 
@@ -245,6 +246,8 @@ def distributions(
     tie_dtypes: dtypes coarser than the input's whose rounding ties the "ties" regime aims at
     (e.g. ("bfloat16",) for a float32 input a kernel rounds to BF16).
     edges: the edges the "edge" kind and the "edge_rows" regime may draw.
+    regime_max_exp: the largest exponent of the shift, row_gap and dominant regimes (lower it
+    for inputs that are multiplied together, such as attention's q and k).
     Raises ValueError on unknown kinds or inverted bounds."""
     _check(len(kinds) > 0, "distributions() needs at least one kind")
     for kind in kinds:
@@ -296,7 +299,7 @@ def distributions(
     if regimes:
         base = st.builds(lambda dist, mods: {**dist, **mods}, base,
                          value_regimes(names=regimes, tie_dtypes=tie_dtypes or LOW_PRECISION,
-                                       edges=edges))
+                                       edges=edges, max_exp=regime_max_exp))
     if not allow_nonfinite:
         return base
 
