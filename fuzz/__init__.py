@@ -20,14 +20,14 @@ _EXPORTS = {
     "fuzz": "kfuzz.api", "check": "kfuzz.api", "run_case": "kfuzz.api", "Result": "kfuzz.api",
     "target": "kfuzz.declare", "tensor": "kfuzz.declare",
     "Target": "kfuzz.targets", "Variant": "kfuzz.targets", "OutputSpec": "kfuzz.targets",
-    "register": "kfuzz.targets", "Comparator": "kfuzz.compare", "KfuzzError": "kfuzz.errors",
+    "register": "kfuzz.targets", "Comparator": "kfuzz.comparator", "KfuzzError": "kfuzz.errors",
 }
 __all__ = ["Comparator", "KfuzzError", "OutputSpec", "Result", "Target", "Variant", "check", "fuzz",
            "register", "run_case", "target", "tensor"]
 
 if TYPE_CHECKING:
     from kfuzz.api import Result, check, fuzz, run_case
-    from kfuzz.compare import Comparator
+    from kfuzz.comparator import Comparator
     from kfuzz.declare import target, tensor
     from kfuzz.errors import KfuzzError
     from kfuzz.targets import OutputSpec, Target, Variant, register

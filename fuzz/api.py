@@ -93,7 +93,7 @@ def _target_name(target: Any) -> str:
         registry.get(target)  # UnknownTarget now, not mid-run
         return target
     if isinstance(target, registry.Target):
-        if registry.all_targets().get(target.name) is not target:
+        if target.name not in registry.names() or registry.get(target.name) is not target:
             registry.register(target, replace=True)
             mark_declared(target.name)
         return target.name

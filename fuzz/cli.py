@@ -14,6 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+# Only what every command needs is imported here: the corpus commands, --help and
+# `targets --names` run without torch, Triton or Hypothesis (tests/test_startup.py); the
+# commands that run kernels import the engine inside.
 from kfuzz import targets as registry
 from kfuzz.cli_corpus import (
     cmd_corpus_export,
@@ -23,11 +26,9 @@ from kfuzz.cli_corpus import (
     cmd_corpus_show,
 )
 from kfuzz.cli_parser import build_parser
-from kfuzz.compare import ComparatorError
+from kfuzz.comparator import ComparatorError
 from kfuzz.corpus import CorpusStore
 from kfuzz.errors import KfuzzError, OptionError
-from kfuzz.runner import RunOptions, check_device, comparator_overrides, make_executor
-from kfuzz.search import CampaignConfig
 from kfuzz.summary import Progress, run_document, run_text, targets_text
 from kfuzz.summary import ratio as _ratio
 from kfuzz.summary import short as _short
@@ -58,15 +59,22 @@ def _comparator_overrides(args: argparse.Namespace) -> dict[str, Any] | None:
         overrides.setdefault("mode", "ulp")
     if args.max_ratio is not None:
         overrides["max_ratio"] = args.max_ratio
+    from kfuzz.runner import comparator_overrides
+
     return comparator_overrides(overrides or None)  # validated now, for a one-line error
 
 
 def _executor(args: argparse.Namespace, *, isolate: bool) -> Any:
+    from kfuzz.runner import make_executor
+
     return make_executor(isolate=isolate, case_timeout=args.case_timeout,
                          plugins=args.plugin or [])
 
 
-_check_device = check_device
+def _check_device(device: str) -> None:
+    from kfuzz.runner import check_device
+
+    check_device(device)
 
 
 def _load_plugins(args: argparse.Namespace) -> None:
@@ -77,8 +85,13 @@ def _load_plugins(args: argparse.Namespace) -> None:
 # -- commands ----------------------------------------------------------------------------------
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    """List targets with kernels, oracles, signature and default comparator."""
+    """List targets with kernels, oracles, signature and default comparator; with --names, only
+    their names, importing no kernel."""
     _load_plugins(args)
+    if args.names:
+        names = registry.names()
+        print(json.dumps({"targets": names}, indent=2) if args.json else "\n".join(names))
+        return 0
     described = [t.describe() for t in registry.all_targets().values()]
     if args.json:
         print(json.dumps({"targets": described}, indent=2))
@@ -90,7 +103,8 @@ def cmd_targets(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Fuzz targets, store findings, print a summary."""
     from kfuzz.pins import parse_pins
-    from kfuzz.runner import run
+    from kfuzz.runner import RunOptions, run
+    from kfuzz.search import CampaignConfig
 
     campaign = CampaignConfig(
         target="", kernel=args.kernel, oracle=args.oracle, comparator=_comparator_overrides(args),

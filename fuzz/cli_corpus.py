@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kfuzz.compare import Comparator, ComparatorError
+from kfuzz.comparator import Comparator, ComparatorError
 from kfuzz.corpus import CorpusStore, json_safe
 from kfuzz.errors import KfuzzError
 from kfuzz.summary import ratio as _ratio

@@ -12,8 +12,7 @@ from typing import NoReturn
 from kfuzz import __version__
 from kfuzz.corpus import DEFAULT_DB
 from kfuzz.enums import Failure, FindingStatus, Kind
-from kfuzz.runner import DEFAULT_CASE_TIMEOUT
-from kfuzz.search import PROFILES
+from kfuzz.settings import DEFAULT_CASE_TIMEOUT, PROFILES
 
 EPILOG_EXIT = "exit status: 0 nothing over threshold, 1 findings or still-failing replays, 2 usage error"
 REPLAY_EXIT = ("exit status: 0 every replayed finding passes, 1 one still fails, 2 usage error "
@@ -67,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="List every target with its kernels, oracles, input "
                        "signature and default comparator per output.")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--names", action="store_true",
+                   help="only the targets' names, one a line (with --json: {\"targets\": "
+                   "[names]}); fast: imports no kernel")
     plugin_arg(p)
     p.set_defaults(func="targets")
 

@@ -22,9 +22,9 @@ from kfuzz import targets as registry
 from kfuzz.errors import KernelUnavailable, KfuzzError, OptionError
 from kfuzz.executor import Executor, InProcessExecutor, Job, Outcome
 from kfuzz.findings import Finding
-from kfuzz.search import PROFILES, CampaignConfig, CampaignResult, ProgressFn, run_campaign
+from kfuzz.search import CampaignConfig, CampaignResult, ProgressFn, run_campaign
+from kfuzz.settings import DEFAULT_CASE_TIMEOUT, PROFILES
 
-DEFAULT_CASE_TIMEOUT = 60.0
 DEVICES = ("cpu", "cuda")
 
 

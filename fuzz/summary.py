@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kfuzz import targets as registry
-from kfuzz.findings import Finding
-from kfuzz.runner import RunReport
+if TYPE_CHECKING:
+    from kfuzz.findings import Finding
+    from kfuzz.runner import RunReport
 
 METRIC_KEYS = ("mismatches", "numel", "mismatch_ratio", "max_abs", "max_abs_index", "max_rel",
                "worst_index", "rel_l2", "cosine", "nonfinite_actual", "max_ulp",
@@ -92,6 +92,8 @@ def run_document(report: RunReport) -> dict[str, Any]:
 
 def run_text(report: RunReport) -> str:
     """The `kfuzz run` summary: campaigns, skipped targets, findings."""
+    from kfuzz import targets as registry
+
     rows = []
     for r in report.campaigns:
         rate = f"{r.examples / r.seconds:.0f}/s" if r.seconds else "-"
@@ -123,7 +125,7 @@ def run_text(report: RunReport) -> str:
 
 def targets_text(described: list[dict[str, Any]]) -> str:
     """`kfuzz targets`: each target's signature, inputs, outputs, kernels and oracles."""
-    from kfuzz.compare import Comparator
+    from kfuzz.comparator import Comparator
 
     lines = []
     for d in described:

@@ -7,6 +7,10 @@ comparator per output. Kernels and oracles of a target share one call signature,
 
 Users add targets from their own module (`--plugin FILE_OR_MODULE`, or a `kfuzz.targets`
 entry point) and point a target at their own callable with `--kernel module:function`.
+
+Built-in targets are registered on first use: `get(name)` imports only the module of
+`kfuzz.builtin` that registers `name`, `names()` lists every name without importing any, and
+`all_targets()` imports them all. This module imports neither torch nor Hypothesis.
 """
 
 from __future__ import annotations
@@ -17,15 +21,17 @@ import importlib.util
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from hypothesis import strategies as st
-from kfuzz.compare import Comparator
+from kfuzz.builtin import BUILTIN, MODULES
 from kfuzz.errors import BadCallable, PluginError, UnknownTarget, UnknownVariant
-from kfuzz.strategies import Dim
+
+if TYPE_CHECKING:
+    import torch
+    from hypothesis import strategies as st
+    from kfuzz.comparator import Comparator
+    from kfuzz.strategies import Dim
 
 ENTRY_POINT_GROUP = "kfuzz.targets"
 DEFAULT_MAX_NUMEL = 1 << 20
@@ -139,7 +145,7 @@ class Target:
 
 
 _REGISTRY: dict[str, Target] = {}
-_LOADED = False
+_ENTRY_POINTS_LOADED = False
 _PLUGINS: dict[str, list[str]] = {}
 
 
@@ -148,18 +154,24 @@ def register(target: Target, *, replace: bool = False) -> Target:
     unless `replace`."""
     if not isinstance(target, Target):
         raise PluginError(f"register() takes a kfuzz.targets.Target, got {type(target).__name__}")
+    module = BUILTIN.get(target.name)
+    if module is not None and module not in sys.modules:
+        # A built-in's name: the built-in is registered first, so that a clash (or a
+        # replacement) is the same whether or not it had been used yet.
+        importlib.import_module(module)
     if target.name in _REGISTRY and not replace and _REGISTRY[target.name] is not target:
         raise PluginError(f"target {target.name!r} is registered twice; rename one of them")
     _REGISTRY[target.name] = target
     return target
 
 
-def _load_builtin() -> None:
-    global _LOADED
-    if _LOADED:
+def _load_entry_points() -> None:
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
         return
-    _LOADED = True
-    importlib.import_module("kfuzz.builtin")
+    _ENTRY_POINTS_LOADED = True
+    from importlib import metadata  # tens of ms: only where entry points are read
+
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             obj = ep.load()
@@ -174,6 +186,13 @@ def _load_builtin() -> None:
             register(target)
 
 
+def _load_all() -> None:
+    """Register every built-in target, then the entry points' targets."""
+    for module in MODULES:
+        importlib.import_module(module)
+    _load_entry_points()
+
+
 def _as_targets(obj: Any) -> list[Target]:
     if obj is None:
         return []
@@ -185,24 +204,36 @@ def _as_targets(obj: Any) -> list[Target]:
 
 
 def all_targets() -> dict[str, Target]:
-    """Every registered target by name (built-ins, entry points, loaded plugins)."""
-    _load_builtin()
+    """Every registered target by name (built-ins, entry points, loaded plugins); imports every
+    built-in target's kernels."""
+    _load_all()
     return dict(sorted(_REGISTRY.items()))
 
 
+def names() -> list[str]:
+    """Every target's name, sorted: the built-ins' from `kfuzz.builtin.MODULES` (none of them
+    imported), those of entry points (loaded) and of targets registered in this process."""
+    _load_entry_points()
+    return sorted(set(BUILTIN) | set(_REGISTRY))
+
+
 def get(name: str) -> Target:
-    """The target called `name`. Raises UnknownTarget."""
-    targets = all_targets()
-    if name not in targets:
-        raise UnknownTarget(name, list(targets))
-    return targets[name]
+    """The target called `name`, importing the built-in module that registers it if it is one.
+    Raises UnknownTarget."""
+    if name not in _REGISTRY and name in BUILTIN:
+        importlib.import_module(BUILTIN[name])
+    if name not in _REGISTRY:
+        _load_all()  # an entry point's target, or a built-in missing from the manifest
+    if name not in _REGISTRY:
+        raise UnknownTarget(name, names())
+    return _REGISTRY[name]
 
 
 def load_plugin(spec: str) -> list[str]:
     """Import a plugin, a Python file path or an importable module name, whose import
     registers targets (via `register`) or which defines `TARGETS` (a list of Targets).
     Returns the names of the targets it added. Raises PluginError."""
-    _load_builtin()
+    _load_entry_points()
     from kfuzz.references import normal_plugin
 
     # `a.py`, `./a.py` and its absolute path are one plugin, loaded once.
@@ -213,7 +244,8 @@ def load_plugin(spec: str) -> list[str]:
     module = _import_plugin(spec)
     for target in _as_targets(getattr(module, "TARGETS", None)):
         register(target)
-    added = sorted(set(_REGISTRY) - before)
+    # Built-ins it made register (by using one) are not its own.
+    added = sorted(set(_REGISTRY) - before - set(BUILTIN))
     if not added and not _as_targets(getattr(module, "TARGETS", None)):
         raise PluginError(
             f"plugin {spec!r} registered no target; call kfuzz.targets.register(Target(...)) "
