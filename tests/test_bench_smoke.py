@@ -94,3 +94,24 @@ def test_render_writes_every_section_from_the_results(results, tmp_path):
     out.write_text(text + "edited by hand\n")
     assert _bench("render", "--results", str(results), "--out", str(out),
                   "--check").returncode == 1
+
+
+def test_startup_times_each_command_and_renders_its_section(tmp_path):
+    results = tmp_path / "results"
+    done = _bench("startup", "--quick", "--out", str(results / "startup.json"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = _load(results, "startup")
+    assert doc["command"] == "python -m bench.startup --quick" and doc["runs"] == 1
+    commands = doc["commands"]
+    assert [c["command"] for c in commands.values()] == [
+        "kfuzz corpus list --db ONE.db", "kfuzz --help", "kfuzz targets --names",
+        'python -c "import sqlite_utils"', 'python -c "import torch"']
+    assert all(len(c["seconds"]) == 1 and c["median_s"] > 0 for c in commands.values())
+    assert doc["corpus_list_over_sqlite_utils"] == pytest.approx(
+        commands["corpus_list"]["median_s"] / commands["import_sqlite_utils"]["median_s"],
+        abs=1e-3)
+    out = tmp_path / "BENCHMARKS.md"
+    assert _bench("render", "--results", str(results), "--out", str(out)).returncode == 0
+    text = out.read_text()
+    assert "## 6. Start-up" in text and "`kfuzz targets --names`" in text
+    assert f"{doc['corpus_list_over_sqlite_utils']:.2f}x" in text
