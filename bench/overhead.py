@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from kfuzz import strategies as fst
 from kfuzz.executor import InProcessExecutor, Job, Outcome, run_case
 from kfuzz.kernels.ops import rmsnorm_fp32
+from kfuzz.materialise import generator_for, stamp
 from kfuzz.oracles.ops import rmsnorm_fp64
 from kfuzz.search import CampaignConfig, run_campaign
 from kfuzz.targets import get
@@ -261,6 +262,28 @@ def engine_costs(shape: list[int], cases: int, batches: Sequence[int], runs: int
     return out
 
 
+def materialise_costs(runs: int, reps: int = 50) -> dict[str, dict[str, float]]:
+    """Milliseconds to build one ops.rmsnorm case's inputs (x and weight, BF16, normal) per
+    shape: version 1 (the sequential torch.Generator every case used before) against version 2
+    (position-stable), alternating, medians of `runs` timings of `reps` builds."""
+    target = get(TARGET)
+    out = {}
+    for name, shape in SHAPES.items():
+        case = {"shape": shape, "dtype": "bfloat16", "x": NORMAL, "eps": 1e-6, "seed": 7}
+        times: dict[str, list[float]] = {"v1": [], "v2": []}
+        for _ in range(runs):
+            for label, c in (("v1", case), ("v2", stamp(case))):
+                target.inputs(c, generator_for(c))
+                start = time.perf_counter()
+                for _ in range(reps):
+                    target.inputs(c, generator_for(c))
+                times[label].append((time.perf_counter() - start) / reps * 1e3)
+        v1, v2 = common.median(times["v1"]), common.median(times["v2"])
+        out[name] = {"shape": shape, "v1_ms": round(v1, 4), "v2_ms": round(v2, 4),
+                     "ratio": round(v2 / v1, 2)}
+    return out
+
+
 def _short_path(path: str) -> str:
     for marker in ("site-packages/", "/work/main/"):
         if marker in path:
@@ -290,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{r['kfuzz_cases_per_s']:8.1f}/s  plain loop {r['plain_cases_per_s']:8.1f}/s "
                   f"ratio {r['ratio_to_plain_loop']:.3f}  executor loop "
                   f"{r['hand_cases_per_s']:8.1f}/s ratio {r['ratio']:.3f}", flush=True)
+    building = materialise_costs(runs)
+    print(f"building inputs, ms (v1 -> v2): {building}", flush=True)
     engine = engine_costs(SHAPES["small"], cases["small"], batches, runs)
     print(f"engine alone: bare @given {engine['bare_given_integer_us']} us, case strategy "
           f"{engine['given_case_strategy_us']} us, campaign {engine['campaign_no_work']}, "
@@ -298,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         "mode": "quick" if args.quick else "full", "runs": runs,
         "work": f"{TARGET} kernel {KERNEL} vs {ORACLE}, pins shape, dtype bfloat16 and "
                 "x = normal(1)",
-        "classes": classes, "engine": engine,
+        "classes": classes, "engine": engine, "materialise": building,
     })
 
 
