@@ -88,6 +88,13 @@ def overhead(doc: dict[str, Any]) -> str:
             f"sizes the batch so that it stays near a tenth of the work (no-work campaign at "
             f"auto: {_f(auto['us_per_case'], 0)} µs per case, mean batch "
             f"{_f(auto['mean_batch'], 1)})."]
+    if "materialise" in doc:
+        out += ["", "Building a case's inputs (ops.rmsnorm x and weight, BF16 normal; ms per case, "
+                "medians): version 1 is the sequential `torch.Generator` every case used before "
+                "position-stable inputs, version 2 the counter-based generator cases use now.", "",
+                _table(["shape", "version 1, ms", "version 2, ms", "v2 / v1"],
+                       [[m["shape"], _f(m["v1_ms"], 3), _f(m["v2_ms"], 3), _f(m["ratio"])]
+                        for m in doc["materialise"].values()])]
     out += ["", "### Where the engine's time goes", "",
             "The same campaign settings with no kernel work at all (the small class's pins):", "",
             _table(["measurement", "µs per example"], [
