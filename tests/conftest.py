@@ -4,7 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from kfuzz.cli import main
+
+# No example database for the tests' own @given and find(): an example saved by one test (a
+# strategy is cached, so two tests can share one) must not decide what another one finds.
+settings.register_profile("kfuzz-tests", database=None)
+settings.load_profile("kfuzz-tests")
 
 
 @pytest.fixture
