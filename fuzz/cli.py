@@ -90,9 +90,16 @@ def cmd_targets(args: argparse.Namespace) -> int:
     _load_plugins(args)
     if args.names:
         names = registry.names()
+        if args.target:
+            missing = sorted(set(args.target) - set(names))
+            if missing:
+                registry.get(missing[0])  # raises UnknownTarget with suggestions
+            names = [n for n in names if n in args.target]
         print(json.dumps({"targets": names}, indent=2) if args.json else "\n".join(names))
         return 0
-    described = [t.describe() for t in registry.all_targets().values()]
+    chosen = ([registry.get(name) for name in args.target] if args.target
+              else list(registry.all_targets().values()))
+    described = [t.describe() for t in chosen]
     if args.json:
         print(json.dumps({"targets": described}, indent=2))
     else:

@@ -63,8 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="import a Python file or module that registers targets (repeatable)")
 
     p = sub.add_parser("targets", help="list targets, kernels, oracles and comparators",
-                       description="List every target with its kernels, oracles, input "
-                       "signature and default comparator per output.")
+                       description="List every target (or the ones named) with its kernels, "
+                       "oracles, input signature and default comparator per output.")
+    p.add_argument("target", nargs="*", metavar="TARGET",
+                   help="only these targets (an unknown name is an error, with suggestions)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--names", action="store_true",
                    help="only the targets' names, one a line (with --json: {\"targets\": "

@@ -239,3 +239,15 @@ def test_pinned_fields_hold_through_search_and_shrink(kfuzz, db_path):
     assert bad.err.startswith("kfuzz: error: --pin shap: cases of 'ops.rmsnorm' have no field "
                               "'shap'; fields: dtype, eps, ")
     assert bad.err.count("\n") == 1 and "shape, " in bad.err
+
+
+def test_targets_named_are_the_only_ones_listed(kfuzz):
+    res = kfuzz("targets", "--json", "ops.softmax", "dsv4.q_norm_rope")
+    assert res.code == 0
+    assert [t["name"] for t in res.json()["targets"]] == ["ops.softmax", "dsv4.q_norm_rope"]
+    names = kfuzz("targets", "--names", "ops.rope")
+    assert names.out == "ops.rope\n"
+    bad = kfuzz("targets", "ops.rmsnrm")
+    assert bad.code == 2
+    assert bad.err.startswith("kfuzz: error: no target 'ops.rmsnrm'")
+    assert "did you mean 'ops.rmsnorm'?" in bad.err and bad.err.count("\n") == 1
