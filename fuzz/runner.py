@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -109,6 +109,7 @@ class _Watched:
     def __init__(self, inner: Executor) -> None:
         self.inner = inner
         self.closest: Closest | None = None
+        self._job: Job | None = None
         self._key: tuple[float, float, float] | None = None
 
     def evaluate(self, jobs: Sequence[Job]) -> list[Outcome]:
@@ -117,11 +118,23 @@ class _Watched:
             for name, metrics in outcome.outputs.items():
                 key = closeness(metrics)
                 if self._key is None or key > self._key:
-                    self._key = key
+                    self._key, self._job = key, job
                     status = getattr(outcome.status, "value", outcome.status)
                     self.closest = Closest(job.target, dict(job.case), name, str(status),
                                            key[0], key[1], dict(metrics))
         return outcomes
+
+    def complete_closest(self) -> None:
+        """Full metrics for the closest call (a passing case ran with the verdict's summary
+        only: max ULP, rel-L2 and the worst points are computed now, once)."""
+        if self.closest is None or self._job is None or self.closest.metrics.get("complete", True):
+            return
+        try:
+            again = self.inner.evaluate([replace(self._job, full_metrics=True)])[0]
+        except KfuzzError:
+            return
+        if self.closest.output in again.outputs:
+            self.closest.metrics = dict(again.outputs[self.closest.output])
 
     def close(self) -> None:
         """The inner executor belongs to the caller."""
@@ -151,6 +164,7 @@ def run_one(config: CampaignConfig, executor: Executor, *,
         if not skip_unavailable:
             raise
         return CampaignRun(config, skipped=str(exc))
+    watched.complete_closest()
     return CampaignRun(config, result, watched.closest)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +102,11 @@ def run_text(report: RunReport) -> str:
                      str(len(r.findings)), f"{r.seconds:.1f}s", str(r.seed)])
     parts = [table(rows, ["target", "kernel", "oracle", "examples", "rate", "findings", "time",
                           "seed"])]
+    closest = [run.closest for run in report.runs if run.result is not None and run.closest]
+    if closest:
+        parts.append(table([_closest_row(c) for c in closest],
+                           ["closest call", "output", "worst/allowed", "ratio", "max ulp",
+                            "rel-L2", "case"]))
     if report.skipped:
         parts.append("skipped (cannot run here):\n" + "\n".join(
             f"  {target}: {why}" for target, why in report.skipped))
@@ -121,6 +127,23 @@ def run_text(report: RunReport) -> str:
         parts.append(f"stored in {report.db}; `kfuzz corpus show ID` for details, "
                      "`kfuzz replay` to rerun")
     return "\n\n".join(parts)
+
+
+def _closest_row(c: Any) -> list[str]:
+    """One line of headroom: how near the campaign's closest case came to failing."""
+    m = c.metrics
+
+    def number(key: str, spec: str) -> str:
+        value = m.get(key)
+        try:
+            return format(float(value), spec)
+        except (TypeError, ValueError):
+            return "-" if value is None else str(value)
+
+    case = json.dumps(c.case, sort_keys=True)
+    return [c.target, c.output, number("worst_over_allowed", ".3g"),
+            ratio(float(m.get("mismatch_ratio") or 0.0)), number("max_ulp", ".0f"),
+            number("rel_l2", ".3g"), case if len(case) <= 80 else case[:77] + "..."]
 
 
 def targets_text(described: list[dict[str, Any]]) -> str:
