@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -129,16 +130,13 @@ class HostField(Field):
         self.key = key
         self.shape = tuple(int(s) for s in shape)
         self.device = "cpu"
-        base = np.array(key, dtype=np.uint32)
-        for axis, size in enumerate(self.shape):
-            view = [1] * len(self.shape)
-            view[axis] = size
-            base = base ^ _host_axis_hashes(axis, size).reshape(view)
-        # Broadcasting has made it full size unless an axis has size 1 everywhere.
-        self.host = base if base.shape == self.shape else np.broadcast_to(base, self.shape)
+        # The coordinates' hashes without the key, which joins each draw's constant instead:
+        # (coords ^ key) ^ k == coords ^ (key ^ k), the same bits as `Field`.
+        self.coords = _host_coords(self.shape)
 
     def _bits(self, draw: int) -> np.ndarray:
-        x = np.bitwise_xor(self.host, np.uint32(mix(self.key + (draw + 1) * _GOLDEN)),
+        x = np.bitwise_xor(self.coords,
+                           np.uint32(self.key ^ mix(self.key + (draw + 1) * _GOLDEN)),
                            out=np.empty(self.shape, dtype=np.uint32))
         x ^= x >> np.uint32(16)
         x *= np.uint32(0x21F0AAAD)
@@ -185,6 +183,30 @@ def _host_axis_hashes(axis: int, size: int) -> np.ndarray:
     out = _axis_hashes(axis, size, "cpu").numpy().astype(np.uint32)
     out.flags.writeable = False
     return out
+
+
+def _host_coords(shape: tuple[int, ...]) -> np.ndarray:
+    """h0[i0] ^ h1[i1] ^ ... over `shape` (read-only; small shapes are cached)."""
+    if math.prod(shape) <= 1 << 16:
+        return _host_coords_cached(shape)
+    return _host_coords_built(shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _host_coords_cached(shape: tuple[int, ...]) -> np.ndarray:
+    return _host_coords_built(shape)
+
+
+def _host_coords_built(shape: tuple[int, ...]) -> np.ndarray:
+    base = np.zeros((), dtype=np.uint32)
+    for axis, size in enumerate(shape):
+        view = [1] * len(shape)
+        view[axis] = size
+        base = base ^ _host_axis_hashes(axis, size).reshape(view)
+    if base.shape != shape:  # an axis of size 1 everywhere, or no axes
+        base = np.broadcast_to(base, shape)
+    base.flags.writeable = False
+    return base
 
 
 @functools.cache

@@ -295,5 +295,6 @@ def sparse_indices(
 
 
 def to_device(tensors: Mapping[str, torch.Tensor], device: str) -> dict[str, torch.Tensor]:
-    """The same tensors moved to `device` (a no-op copy-free move for "cpu")."""
-    return {name: t.to(device) for name, t in tensors.items()}
+    """The same tensors moved to `device` (the tensor itself where it already is)."""
+    where = torch.device(device)
+    return {name: t if t.device == where else t.to(where) for name, t in tensors.items()}
