@@ -55,13 +55,17 @@ def test_the_batch_grows_when_cases_are_cheap_and_stays_fixed_when_asked():
 
 
 def test_batch_sizer_keeps_hypothesis_share_near_a_tenth_and_follows_the_case():
-    sizer = BatchSizer(largest=64, elements=lambda case: case["n"])
-    small, large = sizer.size_for({"n": 8}), sizer.size_for({"n": 200_000})
-    assert small == 23 and large == 2
-    for n, size in ((8, small), (24_576, sizer.size_for({"n": 24_576})), (200_000, large)):
+    sizer = BatchSizer(largest=1000, elements=lambda case: case["n"])
+    sizes = {n: sizer.size_for({"n": n}) for n in (8, 24_576, 200_000)}
+    assert sizes[8] > sizes[24_576] > sizes[200_000] >= 1
+    def share(n: int, size: int) -> float:
         case_s = BatchSizer.CASE_S + BatchSizer.ELEMENT_S * n
-        share = BatchSizer.HYPOTHESIS_S / (BatchSizer.HYPOTHESIS_S + size * case_s)
-        assert share <= 0.1 + 1e-9
+        return BatchSizer.HYPOTHESIS_S / (BatchSizer.HYPOTHESIS_S + size * case_s)
+
+    for n, size in sizes.items():
+        # The smallest batch that keeps Hypothesis' share under a tenth.
+        assert share(n, size) <= 0.1 + 1e-9 and (size == 1 or share(n, size - 1) > 0.1)
+    assert BatchSizer(largest=32, elements=lambda case: 8).size_for({}) == 32
     assert BatchSizer(5).size_for({"n": 8}) == 5
     assert BatchSizer(elements=lambda case: None).size_for({}) == 1
 
