@@ -63,8 +63,8 @@ def overhead(doc: dict[str, Any]) -> str:
            "count of elements outside `atol + rtol * |expected|`. The executor loop runs "
            "exactly the cases the kfuzz campaign ran, in the same process, through "
            "`kfuzz.executor.run_case`. Ratio = kfuzz cases/s / loop cases/s, the median of "
-           "the per-run ratios. Batch = cases per Hypothesis example: auto (the default) sizes "
-           "it while running; mean = cases per example over the campaign.", ""]
+           "the per-run ratios. Batch = cases per Hypothesis example: auto (the default) follows "
+           "the drawn case's size; mean = cases per example over the campaign.", ""]
     rows = []
     for name, cls in doc["classes"].items():
         for r in cls["by_batch"]:
@@ -342,7 +342,7 @@ def targets(docs: dict[str, dict[str, Any] | None]) -> str:
                      "sqlite_utils\"`", f"<= {su['goal_ratio']:g}x",
                      f"{_f(ratio)}x ({_f(su['commands']['corpus_list']['median_s'], 3)} s)",
                      "met" if ratio <= su["goal_ratio"] else "not met"])
-    return _table(["target (issue 7)", "goal", "measured", "status"], rows)
+    return _table(["target (issues 7, 10, 13)", "goal", "measured", "status"], rows)
 
 
 def workers(doc: dict[str, Any]) -> str:
