@@ -143,6 +143,12 @@ class Outcome:
 ERROR_FIELDS = ("error_type", "signal", "exit_code", "timeout")
 
 
+def contract_outcome(exc: ContractViolation) -> Outcome:
+    """The "contract" outcome of a case on which a kernel broke its output contract (names,
+    shape, dtype) where it has met it on others: a finding, not a configuration error."""
+    return Outcome(Status.CONTRACT, error=f"Contract: output: {exc}", error_type="output")
+
+
 class Executor(Protocol):
     """Runs jobs. Implementations: `InProcessExecutor`."""
 

@@ -29,8 +29,9 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings, target
 from hypothesis import seed as hypothesis_seed
 from kfuzz import targets as registry
-from kfuzz.errors import KfuzzError, OptionError
-from kfuzz.executor import Executor, InProcessExecutor, Job, Outcome
+from kfuzz.enums import Status
+from kfuzz.errors import ContractViolation, KfuzzError, OptionError
+from kfuzz.executor import Executor, InProcessExecutor, Job, Outcome, contract_outcome
 from kfuzz.findings import Finding, canonical_json
 from kfuzz.materialise import stamp
 from kfuzz.settings import PROFILES
@@ -295,6 +296,8 @@ class _Campaign:
         cases = cases.map(stamp)
         self.strategy = cases.map(lambda case: batch_seeds(self.batcher.size_for(case), case))
         self.known: set[str] = set()
+        # Whether the kernel has met its output contract on some case (see _evaluate).
+        self.contract_met = False
         self.result = CampaignResult(self.target.name, self.kernel, self.oracle, self.seed)
         self.peak: tuple[tuple[float, int], dict[str, Any], Outcome] | None = None
         # Per-round shrink state: the failure being shrunk (raw, as first seen) and the
@@ -326,11 +329,32 @@ class _Campaign:
             cases = cases[: int(min(self._examples_left(), len(cases)))]
             self.result.examples += len(cases)
         try:
-            outcomes = self.executor.evaluate([self._job(c) for c in cases])
+            outcomes = self._evaluate(cases)
         except KfuzzError as exc:
             raise _Abort(exc) from None
         self.batcher.observe(len(cases))
         self._judge(cases, outcomes, now)
+
+    def _evaluate(self, cases: list[dict[str, Any]]) -> list[Outcome]:
+        """Run `cases`. A kernel that breaks its output contract (shape, dtype, names) on every
+        case so far is misconfigured: ContractViolation propagates (exit 2). One that has met
+        it on earlier cases breaks it only on some: each such case becomes a "contract"
+        outcome, a finding to shrink and store like any other."""
+        try:
+            outcomes = self.executor.evaluate([self._job(c) for c in cases])
+        except ContractViolation:
+            if not self.contract_met:
+                raise
+            outcomes = [self._evaluate_one(c) for c in cases]
+        if any(o.status in (Status.PASS, Status.FAIL) for o in outcomes):
+            self.contract_met = True
+        return outcomes
+
+    def _evaluate_one(self, case: dict[str, Any]) -> Outcome:
+        try:
+            return self.executor.evaluate([self._job(case)])[0]
+        except ContractViolation as exc:
+            return contract_outcome(exc)
 
     def _judge(self, cases: list[dict[str, Any]], outcomes: list[Outcome], now: float) -> None:
         scores: dict[str, float] = {}
@@ -474,7 +498,7 @@ class _Campaign:
             if any(candidate.get(k) != v for k, v in pinned.items()):
                 return False
             try:
-                got = self.executor.evaluate([self._job(candidate)])[0]
+                got = self._evaluate([candidate])[0]
             except KfuzzError:
                 return False  # e.g. a candidate the kernel's output contract rejects
             outcomes[canonical_json(candidate)] = got

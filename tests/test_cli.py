@@ -126,7 +126,7 @@ def _user_kernel_module(tmp_path: Path, body: str, name: str) -> str:
     [
         ("def k(x, weight, *, eps):\n    return x.float()\n",
          "kfuzz: error: kernel '{m}:k' returned output 'y' as torch.float32"),
-        ("def k(x, weight, *, eps):\n    return x[:, :1].clone()\n",
+        ("def k(x, weight, *, eps):\n    return x.reshape(-1).clone()\n",
          "kfuzz: error: kernel '{m}:k' returned output 'y' as torch."),
         ("def k(x, weight, *, eps):\n    return {'z': x}\n",
          "kfuzz: error: kernel '{m}:k' returned outputs ['z']; target 'ops.rmsnorm' "
@@ -251,3 +251,23 @@ def test_targets_named_are_the_only_ones_listed(kfuzz):
     assert bad.code == 2
     assert bad.err.startswith("kfuzz: error: no target 'ops.rmsnrm'")
     assert "did you mean 'ops.rmsnorm'?" in bad.err and bad.err.count("\n") == 1
+
+
+def test_output_shape_wrong_only_at_some_sizes_is_a_shrunk_contract_finding(kfuzz, db_path,
+                                                                            tmp_path):
+    kernel = tmp_path / "kern" / "k.py"
+    kernel.parent.mkdir()
+    kernel.write_text(
+        "import torch\n\n"
+        "def rms(x, weight, *, eps):\n"
+        "    y = (x.float() * torch.rsqrt((x.float() ** 2).mean(-1, keepdim=True) + eps)\n"
+        "         * weight.float()).to(x.dtype)\n"
+        "    return y[:, :-1] if x.shape[-1] > 100 else y  # wrong only on wide rows\n")
+    run = kfuzz("run", "ops.rmsnorm", "--kernel", f"{kernel}:rms", "--exclude", "overflow",
+                "--max-examples", "100", "--seed", "1", "--db", db_path, "--json")
+    assert run.code == 1, run.err
+    contract = [f for f in run.json()["findings"] if f["failure"] == "contract"]
+    assert contract and contract[0]["kind"] == "shrunk"
+    assert contract[0]["case"]["shape"] == [1, 101]  # the narrowest row that breaks it
+    replay = kfuzz("replay", "--db", db_path)
+    assert replay.code == 1 and "still failing" in replay.out
