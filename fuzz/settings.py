@@ -13,7 +13,7 @@ DEFAULT_CASE_TIMEOUT = 60.0
 @dataclass(frozen=True)
 class Profile:
     """Search settings by use: `ci` (reproducible, short), `dev` (desk), `nightly` (long).
-    batch None: chosen while running (`kfuzz.search.BatchSizer`)."""
+    batch None: chosen while running (`kfuzz.batch.BatchSizer`)."""
 
     max_examples: int
     shrink_seconds: float

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from kfuzz.batch import BatchSizer
 from kfuzz.errors import ContractViolation
 from kfuzz.executor import InProcessExecutor, Job
-from kfuzz.search import BatchSizer, CampaignConfig, run_campaign
+from kfuzz.search import CampaignConfig, run_campaign
 
 
 def _run(**kw):
