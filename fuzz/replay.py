@@ -89,9 +89,9 @@ def replay(
             if raw.get("failure") in (Failure.CRASH, Failure.TIMEOUT) and isinstance(
                     executor, InProcessExecutor):
                 # A case that crashed or hung once must not take the replaying process down.
-                from kfuzz.isolation import IsolatedExecutor
+                from kfuzz.runner import make_executor
 
-                isolated = isolated or IsolatedExecutor()
+                isolated = isolated or make_executor(isolate=True)  # type: ignore[assignment]
                 isolated.case_timeout = case_timeout or raw.get("timeout") or 60.0
                 use = isolated
             results.append(_replay_one(store, raw, kernel, oracle, device, use))
