@@ -151,41 +151,8 @@ def sparse_attn_merge_no_rescale(q: Tensor, kv: Tensor, indices: Tensor, sink: T
 
     Takes, returns and raises: as `kfuzz.kernels.deepseek_v4.sparse_attn`.
     """
-    check_tile(tile)
-    check_kernel_rounding(rounding)
-    check_sparse_attn_inputs(q, kv, indices, sink)
-    t, h, d = q.shape
-    n, k = kv.shape[0], indices.shape[1]
-    if n == 0:
-        return torch.zeros((t, h, d), dtype=torch.bfloat16, device=q.device)
-    idx = indices.long()
-    valid = (idx >= 0) & (idx < n)
-    rows = kv[torch.where(valid, idx, torch.zeros_like(idx))].float()
-    rows = torch.where(valid[..., None], rows, torch.zeros_like(rows))
-    qf = q.float()
-    m = torch.full((t, h, 1), float("-inf"), dtype=torch.float32, device=q.device)
-    l_sum = torch.zeros((t, h, 1), dtype=torch.float32, device=q.device)
-    o = torch.zeros((t, h, d), dtype=torch.float32, device=q.device)
-    started = torch.zeros((t, 1, 1), dtype=torch.bool, device=q.device)
-    for start in range(0, k, tile):
-        tile_valid = valid[:, start : start + tile]
-        tile_rows = rows[:, start : start + tile]
-        live = tile_valid.any(dim=1).view(t, 1, 1)
-        s = torch.bmm(qf, tile_rows.transpose(1, 2)) * d**-0.5
-        s = s.masked_fill(~tile_valid[:, None, :], float("-inf"))
-        m_j = s.amax(dim=-1, keepdim=True)
-        m_j = torch.where(live, m_j, torch.zeros_like(m_j))
-        p = round_to_bf16(torch.exp(s - m_j), rounding).float()
-        l_j = p.sum(dim=-1, keepdim=True)
-        o_j = torch.bmm(p, tile_rows)
-        # The fault: no exp(m - m') on the state and no exp(m_j - m') on the tile.
-        m = torch.where(live, torch.where(started, torch.maximum(m, m_j), m_j), m)
-        l_sum = torch.where(live, torch.where(started, l_sum + l_j, l_j), l_sum)
-        o = torch.where(live, torch.where(started, o + o_j, o_j), o)
-        started = started | live
-    out = o / (l_sum + torch.exp(sink.float().view(1, h, 1) - m))
-    out = torch.where(started, out, torch.zeros_like(out))
-    return out.to(torch.bfloat16)
+    return _sparse_attn_departing(q, kv, indices, sink, tile=tile, rounding=rounding,
+                                  rescale=False)
 
 
 def sparse_attn_gather_negative(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *,
@@ -255,7 +222,7 @@ def window_attn_fp64(q: Tensor, k: Tensor, v: Tensor, *, window: int) -> Tensor:
 
 def _sparse_attn_departing(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *, tile: int,
                            rounding: str, single_row_unscaled: bool = False,
-                           max_start: float = float("-inf")) -> Tensor:
+                           max_start: float = float("-inf"), rescale: bool = True) -> Tensor:
     """`kfuzz.kernels.deepseek_v4.sparse_attn`'s tile loop, operation for operation, with the
     departures its callers switch on (each described where it is used): with neither, the
     same bits as the correct kernel."""
@@ -296,6 +263,9 @@ def _sparse_attn_departing(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor,
         b = torch.exp(m_j - m_new)
         merged_l = a * l_sum + b * l_j
         merged_o = a * o + b * o_j
+        if not rescale:
+            # No exp(m - m') on the state and no exp(m_j - m') on the tile.
+            merged_l, merged_o = l_sum + l_j, o + o_j
         # A state started at a finite max is merged into like any other (0 * a + l_j = l_j),
         # where the correct kernel sets the first live tile's state outright.
         merge = torch.ones_like(started) if max_start > float("-inf") else started
