@@ -9,6 +9,13 @@ left of the budget, so one campaign can store several distinct findings. Failure
 buckets do not stop the search. The worst case seen (highest mismatch ratio) is reported at the
 end beside the shrunk ones.
 
+Rounds are at most `ROUND_EXAMPLES` Hypothesis examples long, each with its own Hypothesis seed,
+so that a long or budget-only run keeps cycling through Hypothesis' phases: small examples
+first, then random ones, then its targeting phase, which climbs the `feedback` scores (it
+starts halfway through a round's examples, so in one endless round it would never start). A
+case already run this campaign (a later round drawing the same small case, say) is not run
+again: its feedback is replayed to Hypothesis from memory.
+
 One Hypothesis example may carry a batch of cases: the drawn case and copies of it with
 derived seeds (`batch_seeds`), so that Hypothesis' per-example overhead (about 0.5 ms on a CPU)
 is spread over several kernel calls. By default the batch follows the drawn case's size
@@ -150,6 +157,13 @@ def feedback(outcome: Outcome) -> dict[str, float]:
     return out
 
 
+# Hypothesis examples per round (see the module docstring). Hypothesis starts climbing the
+# `feedback` scores after half of a round's examples.
+ROUND_EXAMPLES = 400
+# Cases remembered for skipping repeats; past this the memory starts afresh.
+SEEN_LIMIT = 200_000
+
+
 class _Failed(Exception):
     """Fails the Hypothesis test on a case in a new bucket, so that Hypothesis shrinks it."""
 
@@ -240,6 +254,11 @@ class _Campaign:
         self.start = 0.0
         self.deadline = float("inf")
         self.last_progress = 0.0
+        # Cases run this campaign, by key, with the feedback each gave (see _test).
+        self.seen: dict[str, dict[str, float]] = {}
+        self.round_calls = 0
+        self.round_new = 0
+        self.empty_rounds = 0
 
     # -- the Hypothesis test --------------------------------------------------------------
 
@@ -255,13 +274,31 @@ class _Campaign:
         else:
             if now > self.deadline or self._examples_left() <= 0:
                 raise _Stop()
-            cases = cases[: int(min(self._examples_left(), len(cases)))]
+            self.round_calls += 1
+            fresh = [c for c in cases if canonical_json(c) not in self.seen]
+            if not fresh:
+                # Every case was run in an earlier round (known buckets only, or it would
+                # have ended that round): give Hypothesis the feedback it gave then.
+                scores: dict[str, float] = {}
+                for case in cases:
+                    for label, score in self.seen[canonical_json(case)].items():
+                        scores[label] = max(scores.get(label, -math.inf), score)
+                for label, score in scores.items():
+                    target(score, label=label)
+                return
+            cases = fresh[: int(min(self._examples_left(), len(fresh)))]
             self.result.examples += len(cases)
+            self.round_new += len(cases)
         try:
             outcomes = self._evaluate(cases)
         except KfuzzError as exc:
             raise _Abort(exc) from None
         self.batcher.observe(len(cases))
+        if not self.shrinking:
+            if len(self.seen) > SEEN_LIMIT:
+                self.seen.clear()
+            for case, outcome in zip(cases, outcomes, strict=False):
+                self.seen[canonical_json(case)] = feedback(outcome)
         self._judge(cases, outcomes, now)
 
     def _evaluate(self, cases: list[dict[str, Any]]) -> list[Outcome]:
@@ -347,13 +384,17 @@ class _Campaign:
         return self.result
 
     def _round(self) -> bool:
-        """One Hypothesis run; True when it ended on a new finding and the search goes on."""
+        """One Hypothesis run of at most ROUND_EXAMPLES examples; True when the search goes on
+        (a new finding was stored, or the round used its quota with budget left)."""
         self.result.rounds += 1
         self.shrinking = False
         self.candidate = None
-        left = self._examples_left()
+        self.round_calls = self.round_new = 0
+        # A short remainder still gets a round of some length: its first examples are the
+        # simplest ones, which earlier rounds have usually run already.
+        quota = int(min(ROUND_EXAMPLES, max(self._examples_left(), ROUND_EXAMPLES // 4)))
         hyp_settings = settings(
-            max_examples=int(min(left, 10**9)),
+            max_examples=quota,
             deadline=None,
             database=None,
             derandomize=False,
@@ -383,8 +424,15 @@ class _Campaign:
                 raise
             self._store_candidate(complete=True)
             return True
-        self.result.stopped = "exhausted" if self._examples_left() > 0 else "examples"
-        return False
+        if self._examples_left() <= 0:
+            self.result.stopped = "examples"
+            return False
+        self.empty_rounds = 0 if self.round_new else self.empty_rounds + 1
+        if self.round_calls < quota or self.empty_rounds >= 3:
+            # Hypothesis ran out of distinct cases, or rounds draw only cases already run.
+            self.result.stopped = "exhausted"
+            return False
+        return True
 
     def _store_candidate(self, *, complete: bool, reduce: bool = True) -> None:
         if self.candidate is None:

@@ -4,13 +4,14 @@ Hypothesis shrinks the choice sequence behind a case, which is not the same as t
 a failure found at [64, 8192] can come back with its 8192 intact. This pass works on the case
 itself. It tries, in order, reductions that remove the most elements (each drawn dimension set
 to its smallest size, halved, cut by a quarter down to a 32nd, decremented; the target's own
-reductions, such as fewer cache rows; other integer fields that size the inputs), then
-simplifications (each value regime switched off, each flag off, each distribution replaced by
-a plain normal, scales to 1, the seed to 0), and last a smaller shape with other seeds. A
-candidate is kept only when it still fails in the same failure bucket and is no larger; the
-pass restarts after every kept candidate and ends at a fixed point or at its deadline. Because
-inputs are position-stable (kfuzz.materialise), a smaller shape keeps every surviving element,
-so the failing elements usually survive the cut.
+reductions, such as fewer cache rows; other integer fields that size the inputs; a dimension
+and another integer lowered together, keeping their difference), then simplifications (each
+value regime switched off, each flag off, each distribution replaced by a plain normal, scales
+to 1, the seed to 0), and last a smaller shape with other seeds. A candidate is kept only when
+it still fails in the same failure bucket and is no larger; the pass restarts after every kept
+candidate and ends at a fixed point or at its deadline. Because inputs are position-stable
+(kfuzz.materialise), a smaller shape keeps every surviving element, so the failing elements
+usually survive the cut.
 """
 
 from __future__ import annotations
@@ -73,8 +74,65 @@ def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict
                         yield f"{key} {value}->{new}", candidate
                 except Exception:  # a candidate outside the case space
                     continue
+    yield from _coupled(target, case)
     yield from _simplifications(case)
     yield from _reseeded(target, case)
+
+
+def _integer_fields(case: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], int]]:
+    """(label, path, value) of every integer of `case` a coupled cut may lower: the other
+    shape entries, top-level integers and integers one level down (e.g. index.window), but
+    not the seed, the materialisation version or a distribution's parameters."""
+    shape = case.get("shape")
+    if isinstance(shape, list):
+        for i, size in enumerate(shape):
+            if isinstance(size, int):
+                yield f"shape[{i}]", ("shape", i), size
+    for key, value in case.items():
+        if key in _FIXED or key == "shape":
+            continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            yield key, (key,), value
+        elif isinstance(value, dict) and not _is_distribution(value):
+            for sub, inner in value.items():
+                if isinstance(inner, int) and not isinstance(inner, bool):
+                    yield f"{key}.{sub}", (key, sub), inner
+
+
+def _with(case: dict[str, Any], path: tuple[Any, ...], value: int) -> dict[str, Any]:
+    head, *rest = path
+    if not rest:
+        return {**case, head: value}
+    inner = case[head]
+    if isinstance(inner, list):
+        return {**case, head: [value if j == rest[0] else v for j, v in enumerate(inner)]}
+    return {**case, head: {**inner, rest[0]: value}}
+
+
+def _coupled(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Two sizes lowered together by the same amount, for failures that need a relation
+    between them (S = window + 1, M = N, k = n_rows): a drawn dimension cut as above, with
+    another integer of the case cut by the same number, so that their difference stays."""
+    shape = case.get("shape")
+    if not (isinstance(shape, list) and all(isinstance(s, int) for s in shape)):
+        return
+    specs = _dims(target, shape)
+    for i, spec in enumerate(specs):
+        if isinstance(spec, int):
+            continue
+        for new in smaller_steps(shape[i], spec.smallest, spec.multiple_of):
+            cut = shape[i] - new
+            moved = _with(case, ("shape", i), new)
+            for label, path, value in _integer_fields(case):
+                if path == ("shape", i) or value - cut < 0:
+                    continue
+                if path[0] == "shape":
+                    other = specs[path[1]]
+                    if isinstance(other, int) or (value - cut < other.smallest
+                                                  or (value - cut) % other.multiple_of):
+                        continue
+                yield (f"shape[{i}] {shape[i]}->{new} with {label} {value}->{value - cut}",
+                       _with(moved, path, value - cut))
 
 
 # Seeds tried with a smaller shape once nothing else shrinks the case.

@@ -100,3 +100,37 @@ def test_kernel_breaking_its_contract_aborts_with_the_error():
     with pytest.raises(ContractViolation):
         _run(target="ops.softmax", kernel="tests.helpers_kernels:softmax_wrong_dtype",
              max_examples=5)
+
+
+class _Recording(InProcessExecutor):
+    def __init__(self):
+        super().__init__()
+        self.cases = []
+
+    def evaluate(self, jobs):
+        self.cases += [j.case for j in jobs]
+        return super().evaluate(jobs)
+
+
+def test_a_budget_run_reaches_hypothesis_targeting_phase_and_runs_no_case_twice(monkeypatch):
+    # A budget run goes in rounds of ROUND_EXAMPLES, each with Hypothesis' targeting phase
+    # (which climbs the feedback scores); a later round's repeats of earlier cases are skipped.
+    from hypothesis.internal.conjecture import engine
+    from kfuzz import search
+
+    phases = []
+    original = engine.ConjectureRunner.optimise_targets
+
+    def recording(self, **kw):
+        phases.append(self.call_count)
+        return original(self, **kw)
+
+    monkeypatch.setattr(engine.ConjectureRunner, "optimise_targets", recording)
+    monkeypatch.setattr(search, "ROUND_EXAMPLES", 40)
+    executor = _Recording()
+    result = run_campaign(CampaignConfig(target="ops.softmax", kernel="eager_fp32", budget=4.0,
+                                         seed=3, batch=1, pins={"shape": [2, 3]}),
+                          executor=executor)
+    assert result.rounds >= 2 and phases  # several rounds, and targeting ran
+    keys = [repr(sorted(c.items())) for c in executor.cases]
+    assert len(keys) == len(set(keys)) == result.examples  # no case run twice

@@ -113,6 +113,30 @@ def test_the_pass_reaches_the_smallest_case_of_a_threshold_fault():
     assert cols == 1 or not fails({**result.case, "shape": [1, cols - 1]})
 
 
+def test_the_pass_lowers_two_sizes_together_when_the_failure_needs_their_difference():
+    # The full-window fault shows only at S = window + 1: neither S nor the window can shrink
+    # alone, both together can.
+    from kfuzz.errors import KfuzzError
+    from kfuzz.executor import Job
+
+    target = get("faults.window_attn")
+    case = stamp({"shape": [15, 1, 1], "tokens": 1, "window": 14,
+                  "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
+    executor = InProcessExecutor()
+
+    def fails(c):
+        job = Job("faults.window_attn", "full_window_guard", "fp64", c, None, "cpu")
+        try:
+            return executor.evaluate([job])[0].failed
+        except KfuzzError:  # a candidate outside the case space (window 0), as the search does
+            return False
+
+    assert fails(case)
+    result = shrink(target, case, fails, deadline=float("inf"))
+    assert (result.case["shape"][0], result.case["window"]) == (2, 1)
+    assert any(" with window " in step for step in result.steps)
+
+
 # -- a LayerNorm target as a user writes one, with the README's imports ------------------------
 
 def _ln_lowp(x, weight, bias, *, eps):
