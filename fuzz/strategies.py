@@ -145,9 +145,12 @@ def shapes(*dims: int | Dim, max_numel: int) -> st.SearchStrategy[list[int]]:
     """Shapes with one entry per `dims` item: an int is a fixed size, a `Dim` a drawn one.
 
     Dimensions are drawn in order and each is capped by what the earlier ones leave of
-    `max_numel`, so no shape exceeds it and nothing is filtered. One shape in sixteen is the
-    largest (`largest_shape`): production shapes, where faults that need many elements show
-    (the draws are the same either way, so the flag shrinks off). Raises ValueError when even
+    `max_numel`, so no shape exceeds it and nothing is filtered. Two swarm regimes of the whole
+    shape (the draws are the same either way, so both shrink off): one shape in sixteen is the
+    largest (`largest_shape`), a production shape where faults that need many elements show;
+    three in sixteen have every dimension at a power of two (the one at or above the drawn
+    size), the sizes kernels specialise fast paths for (head dims of 64 or 128, hidden sizes
+    of 4096). Raises ValueError when even
     the smallest shape exceeds `max_numel`."""
     _check(max_numel >= 1, f"max_numel={max_numel} must be >= 1")
     specs = [Dim(d, d) if isinstance(d, int) else d for d in dims]
@@ -162,15 +165,32 @@ def shapes(*dims: int | Dim, max_numel: int) -> st.SearchStrategy[list[int]]:
 
     @st.composite
     def draw_shape(draw: st.DrawFn) -> list[int]:
-        top = draw(st.integers(0, 15)) == 15
+        regime = draw(st.integers(0, 15))
         shape: list[int] = []
         for i, spec in enumerate(specs):
             cap = _cap(specs, i, shape, max_numel)
             size = draw(sides(min_side=spec.smallest, max_side=cap, multiple_of=spec.multiple_of))
-            shape.append(cap if top else size)
+            if regime == 15:
+                size = cap
+            elif regime >= 12:
+                size = _power_of_two(size, spec, cap)
+            shape.append(size)
         return shape
 
     return draw_shape()
+
+
+def _power_of_two(size: int, spec: Dim, cap: int) -> int:
+    """The power of two at or above `size` that `spec` admits within `cap`, else the largest
+    below it, else `size` itself (a dimension whose multiple is not a power of two)."""
+    p = 1
+    while p < size:
+        p *= 2
+    while p >= spec.smallest:
+        if p <= cap and p % spec.multiple_of == 0:
+            return p
+        p //= 2
+    return size
 
 
 def _cap(specs: Sequence[Dim], i: int, shape: Sequence[int], max_numel: int) -> int:

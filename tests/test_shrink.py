@@ -17,8 +17,10 @@ from kfuzz.targets import OutputSpec, Target, Variant, get, register
 
 
 def test_sides_shrink_to_the_smallest_size_that_satisfies():
-    assert find(fst.sides(min_side=1, max_side=8192), lambda n: n >= 100) == 100
-    assert find(fst.sides(min_side=64, max_side=512, multiple_of=64), lambda n: n > 100) == 128
+    fixed = settings(derandomize=True, database=None)  # find() is random otherwise
+    assert find(fst.sides(min_side=1, max_side=8192), lambda n: n >= 100, settings=fixed) == 100
+    assert find(fst.sides(min_side=64, max_side=512, multiple_of=64), lambda n: n > 100,
+                settings=fixed) == 128
 
 
 def test_sides_reach_the_top_and_the_boundaries():

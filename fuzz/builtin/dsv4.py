@@ -79,9 +79,11 @@ def sparse_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
                                            min_scale_exp=-2, max_scale_exp=6)),
             "seed": draw(fst.seeds()),
         }
-        if draw(st.integers(0, 7)) == 7:
-            # Production size: the largest shape with a full index set (every slot valid), where
-            # faults that show once in many thousands of weights (a rounding tie) live.
+        production = draw(st.integers(0, 15))
+        if production >= 14:
+            # Production size (one case in eight): the largest shape with a full index set
+            # (every slot valid), where faults that show once in many thousands of weights (a
+            # rounding tie) live.
             t, h, d = fst.largest_shape(*HEAD_DIMS, max_numel=max_numel)
             k = max(1, min(512, max_numel // (t * d)))
             case["shape"] = [t, h, d]
@@ -89,9 +91,18 @@ def sparse_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
                              "n_rows": max(1, min(4096, max_numel // d)),
                              "window": min(case["index"]["window"], k)}
         case["q"], case["kv"] = _score_regime(draw, case["q"], case["kv"])
-        if draw(st.integers(0, 3)) == 3:
+        near = draw(st.integers(0, 3)) == 3
+        offset = draw(st.integers(-16, 16))
+        if production == 15:
+            # Production values as well, in half of those: q, kv and sinks as a model feeds
+            # them (normal, unit scale, no regime), so that scores spread and the exp weights
+            # take many distinct values that all reach the output. Drawn regimes (constant
+            # rows, scores past exp's underflow, a sink far above every score) would leave a
+            # production-sized case with a handful of weights that matter.
+            case["q"] = case["kv"] = case["sink"] = {"kind": "normal", "scale": 1.0}
+        elif near:
             # Sinks of the scores' own size: each head's sink at its largest score plus an offset.
-            case["sink_near_scores"] = draw(st.integers(-16, 16))
+            case["sink_near_scores"] = offset
         return case
 
     return cases()
@@ -212,7 +223,8 @@ def _q_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
         "q": fst.distributions(kinds=("normal", "uniform", "log_uniform", "outliers",
                                       "constant_rows", "edge"), tie_dtypes=("bfloat16",),
                                edges=("subnormal", "underflow")),
-        "max_position": st.integers(0, 17).map(lambda e: 2**e),
+        # At least 2: with every position 0 RoPE is the identity and the case tests nothing.
+        "max_position": st.integers(1, 17).map(lambda e: 2**e),
         "eps": st.just(1e-6),
         "seed": fst.seeds(),
     }, optional={"late_positions": late_positions()})
