@@ -9,6 +9,7 @@ rounded float64 arithmetic. The same call therefore gives the same bits on every
 
 from __future__ import annotations
 
+import array
 import functools
 import hashlib
 import math
@@ -220,9 +221,85 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a))
 
 
+class ScalarField(Field):
+    """`Field` computed element by element with Python ints and floats: the same integer and
+    float64 operations in the same order as `HostField`, so the same bits, without NumPy's
+    per-call cost, which dominates on tensors of a few elements (a [1, 8] case's inputs)."""
+
+    def __init__(self, key: int, shape: Sequence[int]) -> None:
+        self.key = key
+        self.shape = tuple(int(s) for s in shape)
+        self.device = "cpu"
+        self.coords = _scalar_coords(self.shape)
+
+    def _bits(self, draw: int) -> list[int]:
+        k = self.key ^ mix(self.key + (draw + 1) * _GOLDEN)
+        out = []
+        for c in self.coords:
+            x = c ^ k
+            x ^= x >> 16
+            x = (x * 0x21F0AAAD) & M32
+            x ^= x >> 15
+            x = (x * 0xD35A2D97) & M32
+            out.append(x ^ (x >> 15))
+        return out
+
+    def _tensor(self, items: list[int] | list[float], dtype: torch.dtype) -> torch.Tensor:
+        if not items:
+            return torch.empty(self.shape, dtype=dtype)
+        # Through a typed buffer: a third of torch.tensor's cost on a short list.
+        flat = torch.frombuffer(array.array("q" if dtype == torch.int64 else "d", items),
+                                dtype=dtype)
+        return flat if flat.shape == self.shape else flat.view(self.shape)
+
+    def bits(self, draw: int) -> torch.Tensor:
+        return self._tensor(self._bits(draw), torch.int64)
+
+    def uniform(self, draw: int) -> torch.Tensor:
+        return self._tensor([(h + 0.5) * 2.0 ** -32 for h in self._bits(draw)], torch.float64)
+
+    def below(self, draw: int, n: int) -> torch.Tensor:
+        n = max(int(n), 1)
+        return self._tensor([h % n for h in self._bits(draw)], torch.int64)
+
+    def signs(self, draw: int) -> torch.Tensor:
+        return self._tensor([(h & 1) * 2.0 - 1.0 for h in self._bits(draw)], torch.float64)
+
+    def normal(self, draw: int) -> torch.Tensor:
+        low, slope = _scalar_normal_table()
+        out = []
+        for h in self._bits(draw):
+            index = h >> 16
+            frac = (h & 0xFFFF) * 65536.0
+            frac += ((h * 0x2C1B3C6D) & M32) >> 16
+            frac *= 2.0 ** -32
+            out.append(slope[index] * frac + low[index])
+        return self._tensor(out, torch.float64)
+
+
+# Tensors of at most this many elements are built by `ScalarField` on the CPU.
+SCALAR_MAX = 16
+
+
+@functools.lru_cache(maxsize=256)
+def _scalar_coords(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(c) for c in np.asarray(_host_coords(shape)).reshape(-1).tolist())
+
+
+@functools.cache
+def _scalar_normal_table() -> tuple[list[float], list[float]]:
+    low, slope = _host_normal_table()
+    return low.tolist(), slope.tolist()
+
+
 def make_field(key: int, shape: Sequence[int], device: str = "cpu") -> Field:
-    """The Field for `device`: computed on the host for the CPU, with torch elsewhere."""
-    return HostField(key, shape) if device == "cpu" else Field(key, shape, device)
+    """The Field for `device`: computed on the host for the CPU (element by element for a
+    few elements), with torch elsewhere."""
+    if device != "cpu":
+        return Field(key, shape, device)
+    if math.prod(int(s) for s in shape) <= SCALAR_MAX:
+        return ScalarField(key, shape)
+    return HostField(key, shape)
 
 
 def pow2(exponent: torch.Tensor) -> torch.Tensor:

@@ -123,7 +123,10 @@ def values(
     rows = _Rows(gen, key, shape)
     kind = _field(dist, "kind")
     if kind == "normal":
-        x = f.normal(_BASE) * float(_field(dist, "scale"))
+        x = f.normal(_BASE)
+        scale = float(_field(dist, "scale"))
+        if scale != 1.0:  # x * 1.0 is x, bit for bit: skip the op
+            x = x * scale
     elif kind == "uniform":
         low, high = float(_field(dist, "low")), float(_field(dist, "high"))
         x = low + (high - low) * f.uniform(_BASE)

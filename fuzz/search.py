@@ -251,6 +251,7 @@ class _Campaign:
         self.shrink_started = 0.0
         self.shrink_deadline = float("inf")
         self.shrink_steps = 0
+        self.smallest: tuple[int, dict[str, Any], Outcome] | None = None
         self.start = 0.0
         self.deadline = float("inf")
         self.last_progress = 0.0
@@ -357,8 +358,16 @@ class _Campaign:
             self.raw = self._finding(case, outcome, "raw")
             self.on_finding(self.raw)
             self.shrink_steps = 0
+            self.smallest = None
         self.shrink_steps += 1
         self.candidate = (case, outcome)
+        # Hypothesis keeps the case with the simplest choices, which need not be the smallest:
+        # it may trade a few thousand elements for a plainer distribution. Keep the smallest
+        # failure in the raw case's bucket too; the size-directed pass starts from both.
+        size = self.target.case_size(case)
+        if (self.raw is not None and outcome.buckets() & (self.raw.outcome.buckets() - self.known)
+                and (self.smallest is None or size < self.smallest[0])):
+            self.smallest = (size, case, outcome)
 
     # -- rounds ---------------------------------------------------------------------------
 
@@ -441,8 +450,23 @@ class _Campaign:
         hypothesis_size = self.target.case_size(case)
         steps: list[str] = []
         if reduce:
-            case, outcome, steps, reduced = self._reduce(case, outcome)
-            complete = complete and reduced
+            end = self.shrink_started + self.shrink_seconds
+            starts = [(case, outcome)]
+            if self.smallest is not None and self.smallest[0] < hypothesis_size:
+                starts.insert(0, self.smallest[1:])
+            results = []
+            for i, (start_case, start_outcome) in enumerate(starts):
+                # The first start gets half of the time left, the last one what remains.
+                share = end if i == len(starts) - 1 else (time.perf_counter() + end) / 2
+                got = self._reduce(start_case, start_outcome, deadline=share)
+                if start_case is not case:
+                    label = ("from the smallest failure Hypothesis passed through "
+                             f"({self.target.case_size(start_case)} elements)")
+                    got = (got[0], got[1], [label, *got[2]], got[3])
+                results.append(got)
+            case, outcome, steps, reduced = min(
+                results, key=lambda r: self.target.case_size(r[0]))
+            complete = complete and all(r[3] for r in results)
         finding = self._finding(case, outcome, "shrunk")
         finding.shrink = {
             "seconds": round(time.perf_counter() - self.shrink_started, 3),
@@ -463,10 +487,10 @@ class _Campaign:
         self.candidate = None
 
     def _reduce(
-        self, case: dict[str, Any], outcome: Outcome
+        self, case: dict[str, Any], outcome: Outcome, *, deadline: float
     ) -> tuple[dict[str, Any], Outcome, list[str], bool]:
-        """The size-directed pass (kfuzz.shrink) on Hypothesis' result, within what is left of
-        the finding's shrink time; pinned fields stay as pinned."""
+        """The size-directed pass (kfuzz.shrink) from `case` (Hypothesis' result, or the
+        smallest failure it passed through) until `deadline`; pinned fields stay as pinned."""
         wanted = outcome.buckets() - self.known or outcome.buckets()
         pinned = dict(self.config.pins or {})
         outcomes: dict[str, Outcome] = {}
@@ -481,8 +505,7 @@ class _Campaign:
             outcomes[canonical_json(candidate)] = got
             return bool(got.buckets() & wanted)
 
-        result = shrink(self.target, case, still_fails,
-                        deadline=self.shrink_started + self.shrink_seconds)
+        result = shrink(self.target, case, still_fails, deadline=deadline)
         final = outcomes.get(canonical_json(result.case), outcome)
         return result.case, final, result.steps, result.complete
 

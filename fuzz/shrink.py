@@ -52,28 +52,14 @@ def _is_distribution(value: Any) -> bool:
 
 def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """Candidate reductions of `case`, biggest first, as (label, candidate)."""
-    shape = case.get("shape")
-    if isinstance(shape, list) and all(isinstance(s, int) for s in shape):
-        for i, spec in enumerate(_dims(target, shape)):
-            if isinstance(spec, int):
-                continue
-            for new in smaller_steps(shape[i], spec.smallest, spec.multiple_of):
-                yield f"shape[{i}] {shape[i]}->{new}", {**case, "shape": [*shape[:i], new, *shape[i + 1:]]}
+    # Drawn dimensions, then other integer fields only where they size the inputs (m, k, n of
+    # a matmul, say): a field such as a rotary dimension or a window is a choice of the case
+    # space, not a size.
+    for label, smaller in _sizes(target, case):
+        for candidate, new in smaller:
+            yield f"{label}->{new}", candidate
     if target.reductions is not None:
         yield from target.reductions(case)
-    # Other integer fields only where they size the inputs (m, k, n of a matmul, say): a field
-    # such as a rotary dimension or a window is a choice of the case space, not a size.
-    size = None
-    for key, value in case.items():
-        if key not in _FIXED and isinstance(value, int) and not isinstance(value, bool):
-            for new in smaller_steps(value, 1):
-                candidate = {**case, key: new}
-                try:
-                    size = target.case_size(case) if size is None else size
-                    if target.case_size(candidate) < size:
-                        yield f"{key} {value}->{new}", candidate
-                except Exception:  # a candidate outside the case space
-                    continue
     yield from _coupled(target, case)
     yield from _simplifications(case)
     yield from _reseeded(target, case)
@@ -135,26 +121,55 @@ def _coupled(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[s
                        _with(moved, path, value - cut))
 
 
-# Seeds tried with a smaller shape once nothing else shrinks the case.
-RESEEDS = 8
+# Seeds tried with a smaller shape once nothing else shrinks the case: at a dimension's
+# smallest size (cheap, and where a rare value, an outlier say, needs the most tries), and at
+# half its size.
+RESEEDS = (32, 8)
 
 
 def _reseeded(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """A smaller shape with other seeds: when the failing elements sit far from the origin
+    """A smaller size with other seeds: when the failing elements sit far from the origin
     (row 20 of 21, say), no cut keeps them, but many faults show on some element of almost
-    any seed's values; the smallest size, then half, each with seeds 0..RESEEDS-1."""
-    shape, seed = case.get("shape"), case.get("seed")
-    if not (isinstance(shape, list) and all(isinstance(s, int) for s in shape)
-            and isinstance(seed, int)):
+    any seed's values. Each drawn dimension (or integer field that sizes the inputs) at its
+    smallest with seeds 0..31, then at half with seeds 0..7."""
+    seed = case.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
         return
-    for i, spec in enumerate(_dims(target, shape)):
-        if isinstance(spec, int):
-            continue
-        for new in smaller_steps(shape[i], spec.smallest, spec.multiple_of)[:2]:
-            for other in range(RESEEDS):
+    for label, smaller in _sizes(target, case):
+        for candidate, seeds in zip(smaller, RESEEDS, strict=False):
+            for other in range(seeds):
                 if other != seed:
-                    yield (f"shape[{i}] {shape[i]}->{new} with seed {other}",
-                           {**case, "shape": [*shape[:i], new, *shape[i + 1:]], "seed": other})
+                    yield f"{label}->{candidate[1]} with seed {other}", {**candidate[0], "seed": other}
+
+
+def _sizes(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, list[tuple[dict, int]]]]:
+    """Per size of `case` (a drawn dimension of its shape, or an integer field whose cut makes
+    the case smaller): its label and the smaller cases, biggest cut first, as (case, size)."""
+    shape = case.get("shape")
+    if isinstance(shape, list) and all(isinstance(s, int) for s in shape):
+        for i, spec in enumerate(_dims(target, shape)):
+            if isinstance(spec, int):
+                continue
+            yield f"shape[{i}] {shape[i]}", [
+                ({**case, "shape": [*shape[:i], new, *shape[i + 1:]]}, new)
+                for new in smaller_steps(shape[i], spec.smallest, spec.multiple_of)]
+    try:
+        size = target.case_size(case)
+    except Exception:  # not a case of this target
+        return
+    for key, value in case.items():
+        if key in _FIXED or key == "shape" or not isinstance(value, int) or isinstance(value, bool):
+            continue
+        smaller = []
+        for new in smaller_steps(value, 1):
+            candidate = {**case, key: new}
+            try:
+                if target.case_size(candidate) < size:
+                    smaller.append((candidate, new))
+            except Exception:  # a candidate outside the case space
+                continue
+        if smaller:
+            yield f"{key} {value}", smaller
 
 
 def _simplifications(case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:

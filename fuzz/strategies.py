@@ -148,9 +148,9 @@ def shapes(*dims: int | Dim, max_numel: int) -> st.SearchStrategy[list[int]]:
     `max_numel`, so no shape exceeds it and nothing is filtered. Two swarm regimes of the whole
     shape (the draws are the same either way, so both shrink off): one shape in sixteen is the
     largest (`largest_shape`), a production shape where faults that need many elements show;
-    three in sixteen have every dimension at a power of two (the one at or above the drawn
-    size), the sizes kernels specialise fast paths for (head dims of 64 or 128, hidden sizes
-    of 4096). Raises ValueError when even
+    three in sixteen are production-like, every dimension one of the three largest powers of
+    two it admits: the sizes kernels specialise fast paths for (head dims of 64 or 128 under a
+    range that reaches 256, hidden sizes of 4096). Raises ValueError when even
     the smallest shape exceeds `max_numel`."""
     _check(max_numel >= 1, f"max_numel={max_numel} must be >= 1")
     specs = [Dim(d, d) if isinstance(d, int) else d for d in dims]
@@ -181,16 +181,19 @@ def shapes(*dims: int | Dim, max_numel: int) -> st.SearchStrategy[list[int]]:
 
 
 def _power_of_two(size: int, spec: Dim, cap: int) -> int:
-    """The power of two at or above `size` that `spec` admits within `cap`, else the largest
-    below it, else `size` itself (a dimension whose multiple is not a power of two)."""
+    """One of the three largest powers of two that `spec` admits within `cap`, picked by
+    `size` (production dimensions: head dims of 64 or 128 under a range that reaches 256);
+    `size` itself when `spec` admits none (a multiple that is not a power of two)."""
+    found: list[int] = []
     p = 1
-    while p < size:
+    while p <= cap:
+        if p >= spec.smallest and p % spec.multiple_of == 0:
+            found.append(p)
         p *= 2
-    while p >= spec.smallest:
-        if p <= cap and p % spec.multiple_of == 0:
-            return p
-        p //= 2
-    return size
+    if not found:
+        return size
+    top = found[-3:]
+    return top[(size // spec.multiple_of) % len(top)]
 
 
 def _cap(specs: Sequence[Dim], i: int, shape: Sequence[int], max_numel: int) -> int:

@@ -15,3 +15,11 @@ def softmax_wrong_dtype(x):
 
 def identity(x):
     return x
+
+
+def softmax_wrong_when_wide_or_one_sided(x):
+    """Wrong on rows of 400 or more, and on rows of 20 or more whose logits are all >= 0."""
+    y = torch.softmax(x.float(), -1)
+    if x.shape[-1] >= 400 or (x.shape[-1] >= 20 and bool((x >= 0).all())):
+        y = y * 1.5
+    return y.to(x.dtype)

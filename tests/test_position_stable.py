@@ -8,7 +8,7 @@ import hashlib
 import pytest
 import torch
 from kfuzz import counter, targets
-from kfuzz.counter import CounterGenerator, Field, HostField, pow2
+from kfuzz.counter import CounterGenerator, Field, HostField, ScalarField, pow2
 from kfuzz.errors import CaseError
 from kfuzz.materialise import (
     VERSION_KEY,
@@ -193,15 +193,22 @@ def test_field_bits_do_not_depend_on_the_extent_of_other_axes():
 # The torch implementation is what builds inputs on a GPU (`--device cuda`); on this CPU it runs
 # on the CPU, which checks the same code.
 
-@pytest.mark.parametrize("shape", [(), (7,), (3, 5), (2, 3, 64), (1, 1)])
-def test_host_and_torch_fields_give_the_same_bits(shape):
-    host, torch_field = HostField(77, shape), Field(77, shape, "cpu")
+@pytest.mark.parametrize("shape", [(), (7,), (3, 5), (2, 3, 64), (1, 1), (0, 4), (1, 8)])
+@pytest.mark.parametrize("host_kind", [HostField, ScalarField])
+def test_host_and_torch_fields_give_the_same_bits(shape, host_kind):
+    host, torch_field = host_kind(77, shape), Field(77, shape, "cpu")
     for draw in (0, 3):
         assert torch.equal(host.bits(draw), torch_field.bits(draw))
         assert torch.equal(host.below(draw, 7), torch_field.below(draw, 7))
         for method in ("uniform", "signs", "normal"):
             a, b = getattr(host, method)(draw), getattr(torch_field, method)(draw)
+            assert a.shape == b.shape and a.dtype == b.dtype, method
             assert torch.equal(a.view(torch.int64), b.view(torch.int64)), method
+
+
+def test_small_tensors_are_built_element_by_element():
+    assert isinstance(counter.make_field(5, (2, 8)), ScalarField)
+    assert isinstance(counter.make_field(5, (2, 9)), HostField)
 
 
 @pytest.mark.parametrize("dist", DISTS, ids=lambda d: "+".join(sorted(d)))

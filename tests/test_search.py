@@ -134,3 +134,29 @@ def test_a_budget_run_reaches_hypothesis_targeting_phase_and_runs_no_case_twice(
     assert result.rounds >= 2 and phases  # several rounds, and targeting ran
     keys = [repr(sorted(c.items())) for c in executor.cases]
     assert len(keys) == len(set(keys)) == result.examples  # no case run twice
+
+
+def test_the_size_pass_also_starts_from_the_smallest_failure_hypothesis_passed_through():
+    # Hypothesis keeps the simplest choices, not the smallest case: here it ends on a plain
+    # normal at 512 columns after passing through a one-sided failure at 40.
+    from kfuzz import search
+    from kfuzz.materialise import stamp
+
+    config = CampaignConfig(target="ops.softmax",
+                            kernel="tests.helpers_kernels:softmax_wrong_when_wide_or_one_sided",
+                            seed=0, batch=1, shrink_seconds=20)
+    stored = []
+    campaign = search._Campaign(config, InProcessExecutor(), stored.append, None)
+    one_sided = stamp({"shape": [2, 40], "dtype": "bfloat16",
+                       "x": {"kind": "uniform", "low": 0.0, "high": 1.0}, "seed": 3})
+    wide = stamp({"shape": [1, 512], "dtype": "bfloat16",
+                  "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
+    for case in (one_sided, wide):
+        outcome = campaign._evaluate([case])[0]
+        assert outcome.failed
+        campaign._on_new_failure(case, outcome)
+    campaign._store_candidate(complete=True)
+    shrunk = stored[-1]
+    assert shrunk.kind == "shrunk" and shrunk.shrink["size_hypothesis"] == 512
+    assert shrunk.case["shape"] == [1, 20] and shrunk.case["x"]["kind"] == "uniform"
+    assert "smallest failure Hypothesis passed through" in shrunk.shrink["reductions"][0]

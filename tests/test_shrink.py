@@ -39,6 +39,27 @@ def test_sides_reach_the_top_and_the_boundaries():
     assert sum(n <= 64 for n in seen) / len(seen) > 0.3
 
 
+def test_some_shapes_are_production_like_powers_of_two():
+    seen: list[list[int]] = []
+
+    @settings(max_examples=600, database=None, derandomize=True)
+    @given(fst.shapes(fst.Dim(1, 64), fst.Dim(2, 256, multiple_of=2), max_numel=1 << 16))
+    def draw(shape):
+        seen.append(shape)
+
+    draw()
+
+    def pow2(n):
+        return n & (n - 1) == 0
+
+    # One of the three largest powers of two of each dimension: 128 as often as 256 (drawn
+    # by size alone, 128 is one size in 128 and came up in 2% of shapes).
+    both = [s for s in seen if min(s) > 8 and all(pow2(n) for n in s)]
+    assert len(both) / len(seen) > 0.15
+    assert sum(s[1] == 128 for s in seen) / len(seen) > 0.05
+    assert sum(not pow2(s[1]) for s in seen) / len(seen) > 0.1  # other sizes stay common
+
+
 def test_boundary_sizes_are_next_to_powers_of_two_and_tile_multiples():
     assert fst.boundary_sizes(1, 20) == (1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 20)
     assert 191 in fst.boundary_sizes(1, 512, tiles=True)
