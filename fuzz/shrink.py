@@ -121,17 +121,17 @@ def _coupled(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[s
                        _with(moved, path, value - cut))
 
 
-# Seeds tried with a smaller shape once nothing else shrinks the case: at a dimension's
-# smallest size (cheap, and where a rare value, an outlier say, needs the most tries), and at
-# half its size.
-RESEEDS = (32, 8)
+# Seeds tried with a smaller size once nothing else shrinks the case: at a dimension's
+# smallest size and at half its size (a rare value, an outlier or a failing element among a
+# few, may need tens of seeds; the pass tries them last and stops at its deadline).
+RESEEDS = (64, 64)
 
 
 def _reseeded(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """A smaller size with other seeds: when the failing elements sit far from the origin
     (row 20 of 21, say), no cut keeps them, but many faults show on some element of almost
     any seed's values. Each drawn dimension (or integer field that sizes the inputs) at its
-    smallest with seeds 0..31, then at half with seeds 0..7."""
+    smallest, then at half, with seeds 0..63."""
     seed = case.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool):
         return
