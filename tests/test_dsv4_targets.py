@@ -48,3 +48,47 @@ def test_rounding_mode_mismatch_between_kernel_and_golden_is_found():
     result = _campaign(target="dsv4.sparse_attn", kernel="tile64_away", oracle="tiled64",
                        comparator={"mode": "exact", "max_ratio": 0}, max_examples=300, seed=1)
     assert any(f.kind == "shrunk" for f in result.findings)
+
+
+def test_some_sparse_attention_cases_are_production_sized_with_production_values():
+    # A rounding tie among tens of thousands of exp weights needs a production-sized case whose
+    # weights spread: unit-normal q, kv and sinks, not a regime that leaves a handful of them.
+    from hypothesis import given, settings
+    from kfuzz.builtin.dsv4 import HEAD_DIMS
+    from kfuzz.strategies import largest_shape
+    from kfuzz.targets import get
+
+    target = get("dsv4.sparse_attn")
+    largest = largest_shape(*HEAD_DIMS, max_numel=target.max_numel)
+    seen = []
+
+    @settings(max_examples=400, database=None, derandomize=True)
+    @given(target.cases(target.max_numel))
+    def draw(case):
+        seen.append(case)
+
+    draw()
+    unit = {"kind": "normal", "scale": 1.0}
+    production = [c for c in seen if c["shape"] == largest]
+    typical = [c for c in production if c["q"] == c["kv"] == c["sink"] == unit
+               and "sink_near_scores" not in c]
+    assert len(typical) / len(seen) > 0.05
+    assert all(c["index"]["n_valid"] == c["index"]["k"] for c in typical)
+
+
+@pytest.mark.parametrize("name", ["ops.rope", "dsv4.q_norm_rope"])
+def test_rope_cases_always_admit_a_position_other_than_zero(name):
+    # Position 0 is the identity: a case whose every position is 0 tests nothing.
+    from hypothesis import given, settings
+    from kfuzz.targets import get
+
+    target = get(name)
+    seen = []
+
+    @settings(max_examples=200, database=None, derandomize=True)
+    @given(target.cases(target.max_numel))
+    def draw(case):
+        seen.append(case["max_position"])
+
+    draw()
+    assert min(seen) == 2
