@@ -35,6 +35,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings, target
 from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
 from kfuzz import targets as registry
 from kfuzz.batch import BatchSizer, batch_seeds, case_elements
 from kfuzz.enums import Status
@@ -160,6 +161,10 @@ def feedback(outcome: Outcome) -> dict[str, float]:
 # Hypothesis examples per round (see the module docstring). Hypothesis starts climbing the
 # `feedback` scores after half of a round's examples.
 ROUND_EXAMPLES = 400
+# The search for a smaller failure gives up after this many draws in a row that are no smaller,
+# or after running this many smaller cases (or a third of the shrink time).
+SMALLER_DRAWS = 200
+SMALLER_TRIES = 3000
 # Cases remembered for skipping repeats; past this the memory starts afresh.
 SEEN_LIMIT = 200_000
 
@@ -170,6 +175,14 @@ class _Failed(Exception):
 
 class _Stop(BaseException):
     """Ends a round at once (budget spent). A BaseException so Hypothesis does not shrink it."""
+
+
+class _Witness(BaseException):
+    """Carries a smaller failing case out of the search for one (see _draw_smaller)."""
+
+    def __init__(self, case: dict[str, Any], outcome: Outcome) -> None:
+        super().__init__("a smaller failure")
+        self.case, self.outcome = case, outcome
 
 
 class _Abort(BaseException):
@@ -227,16 +240,8 @@ class _Campaign:
             # A short run keeps at least ~50 Hypothesis examples: the copies in a batch differ
             # only in their seed, and the search needs distinct shapes and regimes to explore.
             self.batcher.largest = max(1, min(self.batcher.largest, self.max_examples // 50))
-        max_numel = config.max_numel or self.target.max_numel
-        cases = self.target.cases(max_numel)
-        if config.pins:
-            cases = cases.map(functools.partial(_pin, dict(config.pins), self.target.name))
-        if config.exclude:
-            # Regimes a kernel does not promise to handle (e.g. near-overflow inputs).
-            excluded = set(config.exclude)
-            cases = cases.filter(lambda case: not regimes_in(case) & excluded)
-        # Every drawn case is built by the current, position-stable materialisation.
-        cases = cases.map(stamp)
+        self.max_numel = config.max_numel or self.target.max_numel
+        cases = self._cases(self.max_numel)
         self.strategy = cases.map(lambda case: batch_seeds(self.batcher.size_for(case), case))
         self.known: set[str] = set()
         # Whether the kernel has met its output contract on some case (see _evaluate).
@@ -260,6 +265,18 @@ class _Campaign:
         self.round_calls = 0
         self.round_new = 0
         self.empty_rounds = 0
+
+    def _cases(self, max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
+        """The campaign's cases within `max_numel`: pinned, without excluded regimes, stamped."""
+        cases = self.target.cases(max_numel)
+        if self.config.pins:
+            cases = cases.map(functools.partial(_pin, dict(self.config.pins), self.target.name))
+        if self.config.exclude:
+            # Regimes a kernel does not promise to handle (e.g. near-overflow inputs).
+            excluded = set(self.config.exclude)
+            cases = cases.filter(lambda case: not regimes_in(case) & excluded)
+        # Every drawn case is built by the current, position-stable materialisation.
+        return cases.map(stamp)
 
     # -- the Hypothesis test --------------------------------------------------------------
 
@@ -467,6 +484,7 @@ class _Campaign:
             case, outcome, steps, reduced = min(
                 results, key=lambda r: self.target.case_size(r[0]))
             complete = complete and all(r[3] for r in results)
+            case, outcome, steps = self._smaller_witnesses(case, outcome, steps, end)
         finding = self._finding(case, outcome, "shrunk")
         finding.shrink = {
             "seconds": round(time.perf_counter() - self.shrink_started, 3),
@@ -485,6 +503,73 @@ class _Campaign:
         self.result.findings.append(finding)
         self.on_finding(finding)
         self.candidate = None
+
+    def _smaller_witnesses(
+        self, case: dict[str, Any], outcome: Outcome, steps: list[str], end: float
+    ) -> tuple[dict[str, Any], Outcome, list[str]]:
+        """Search for a smaller failure, then reduce it, while a third of the shrink time lasts
+        (and the finding's shrink time is not spent), up to SMALLER_TRIES cases a search.
+        Reductions keep the values a failure was found with; a fault whose trigger is a sum
+        over an axis (every score of a head below a threshold) then keeps the long axis those
+        values need, while a smaller case with other values fails too. Drawing cases smaller
+        than the one in hand finds those."""
+        stop = min(end, time.perf_counter() + self.shrink_seconds / 3)
+        wanted = outcome.buckets() - self.known or outcome.buckets()
+        tries = 0
+        while time.perf_counter() < stop:
+            size = self.target.case_size(case)
+            found = self._draw_smaller(size, wanted, stop, seed=self.seed + tries)
+            tries += 1
+            if found is None:
+                break
+            reduced = self._reduce(*found, deadline=stop)
+            if self.target.case_size(reduced[0]) < size:
+                label = f"a smaller failure drawn ({self.target.case_size(found[0])} elements)"
+                case, outcome, steps = reduced[0], reduced[1], [*steps, label, *reduced[2]]
+        return case, outcome, steps
+
+    def _draw_smaller(
+        self, size: int, wanted: set[str], deadline: float, *, seed: int
+    ) -> tuple[dict[str, Any], Outcome] | None:
+        """A case of fewer than `size` elements failing in a bucket of `wanted`, drawn from the
+        campaign's case space (shrinking toward small cases first) until `deadline`; None if
+        none turns up, or the space has no case that small."""
+
+        too_big = tried = 0
+
+        def test(case: dict[str, Any]) -> None:
+            nonlocal too_big, tried
+            if time.perf_counter() > deadline or tried >= SMALLER_TRIES:
+                raise _Stop()
+            if self.target.case_size(case) >= size:
+                too_big += 1
+                if too_big >= SMALLER_DRAWS:
+                    raise _Stop()  # the space has (next to) no smaller case
+                return
+            too_big = 0
+            tried += 1
+            try:
+                got = self._evaluate([case])[0]
+            except KfuzzError:
+                return
+            if got.buckets() & wanted:
+                raise _Witness(case, got)
+            # Near misses climb toward a failure, as in the search.
+            for label, score in feedback(got).items():
+                target(score, label=label)
+
+        try:
+            run = hypothesis_seed(seed)(settings(
+                max_examples=10**6, deadline=None, database=None, derandomize=False,
+                suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
+                phases=[Phase.generate, Phase.target],
+            )(given(self._cases(min(size - 1, self.max_numel)))(test)))
+            run()
+        except _Witness as found:
+            return found.case, found.outcome
+        except (_Stop, Exception):  # time is up, or no case of the target is that small
+            return None
+        return None
 
     def _reduce(
         self, case: dict[str, Any], outcome: Outcome, *, deadline: float

@@ -160,3 +160,24 @@ def test_the_size_pass_also_starts_from_the_smallest_failure_hypothesis_passed_t
     assert shrunk.kind == "shrunk" and shrunk.shrink["size_hypothesis"] == 512
     assert shrunk.case["shape"] == [1, 20] and shrunk.case["x"]["kind"] == "uniform"
     assert "smallest failure Hypothesis passed through" in shrunk.shrink["reductions"][0]
+
+
+def test_a_smaller_failure_with_other_values_is_searched_for_after_the_reductions():
+    # Cut down, the wide normal case stops at 400 columns; a one-sided case fails from 20, and
+    # no reduction of the normal one reaches it: the search for a smaller failure does.
+    from kfuzz import search
+    from kfuzz.materialise import stamp
+
+    config = CampaignConfig(target="ops.softmax",
+                            kernel="tests.helpers_kernels:softmax_wrong_when_wide_or_one_sided",
+                            seed=0, batch=1, shrink_seconds=30)
+    stored = []
+    campaign = search._Campaign(config, InProcessExecutor(), stored.append, None)
+    wide = stamp({"shape": [4, 1024], "dtype": "bfloat16",
+                  "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
+    outcome = campaign._evaluate([wide])[0]
+    campaign._on_new_failure(wide, outcome)
+    campaign._store_candidate(complete=True)
+    shrunk = stored[-1]
+    assert shrunk.shrink["size_after"] <= 40, shrunk.case
+    assert any(step.startswith("a smaller failure drawn") for step in shrunk.shrink["reductions"])
