@@ -293,18 +293,16 @@ class _Campaign:
             if now > self.deadline or self._examples_left() <= 0:
                 raise _Stop()
             self.round_calls += 1
-            fresh = [c for c in cases if canonical_json(c) not in self.seen]
-            if not fresh:
-                # Every case was run in an earlier round (known buckets only, or it would
-                # have ended that round): give Hypothesis the feedback it gave then.
-                scores: dict[str, float] = {}
-                for case in cases:
-                    for label, score in self.seen[canonical_json(case)].items():
-                        scores[label] = max(scores.get(label, -math.inf), score)
-                for label, score in scores.items():
+            # Keyed by the drawn case: its batch copies follow from it (derived seeds, a
+            # batch size that depends on the case alone), so one key per example is enough.
+            key = canonical_json(cases[0])
+            if key in self.seen:
+                # Run in an earlier round (known buckets only, or it would have ended that
+                # round): give Hypothesis the feedback it gave then.
+                for label, score in self.seen[key].items():
                     target(score, label=label)
                 return
-            cases = fresh[: int(min(self._examples_left(), len(fresh)))]
+            cases = cases[: int(min(self._examples_left(), len(cases)))]
             self.result.examples += len(cases)
             self.round_new += len(cases)
         try:
@@ -315,8 +313,11 @@ class _Campaign:
         if not self.shrinking:
             if len(self.seen) > SEEN_LIMIT:
                 self.seen.clear()
-            for case, outcome in zip(cases, outcomes, strict=False):
-                self.seen[canonical_json(case)] = feedback(outcome)
+            scores: dict[str, float] = {}
+            for outcome in outcomes:
+                for label, score in feedback(outcome).items():
+                    scores[label] = max(scores.get(label, -math.inf), score)
+            self.seen[key] = scores
         self._judge(cases, outcomes, now)
 
     def _evaluate(self, cases: list[dict[str, Any]]) -> list[Outcome]:
