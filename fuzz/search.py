@@ -12,9 +12,9 @@ end beside the shrunk ones.
 Rounds are at most `ROUND_EXAMPLES` Hypothesis examples long, each with its own Hypothesis seed,
 so that a long or budget-only run keeps cycling through Hypothesis' phases: small examples
 first, then random ones, then its targeting phase, which climbs the `feedback` scores (it
-starts halfway through a round's examples, so in one endless round it would never start). A
-case already run this campaign (a later round drawing the same small case, say) is not run
-again: its feedback is replayed to Hypothesis from memory.
+starts halfway through a round's examples in older Hypothesis versions, so in one endless round
+it would never start). No case runs twice: a drawn case Hypothesis has drawn before (a later
+round's small examples, a pinned field's choices) runs with a fresh seed instead.
 
 One Hypothesis example may carry a batch of cases: the drawn case and copies of it with
 derived seeds (`batch_seeds`), so that Hypothesis' per-example overhead (about 0.5 ms on a CPU)
@@ -165,7 +165,9 @@ ROUND_EXAMPLES = 400
 # or after running this many smaller cases (or a third of the shrink time).
 SMALLER_DRAWS = 200
 SMALLER_TRIES = 3000
-# Cases remembered for skipping repeats; past this the memory starts afresh.
+# Seed step of a repeated drawn case (odd, unlike the batch copies' step).
+_RESEED = 0x632BE5AB
+# Drawn cases remembered to catch repeats; past this the memory starts afresh.
 SEEN_LIMIT = 200_000
 
 
@@ -260,8 +262,8 @@ class _Campaign:
         self.start = 0.0
         self.deadline = float("inf")
         self.last_progress = 0.0
-        # Cases run this campaign, by key, with the feedback each gave (see _test).
-        self.seen: dict[str, dict[str, float]] = {}
+        # Drawn cases run this campaign, by key: how often Hypothesis drew each (see _test).
+        self.seen: dict[str, int] = {}
         self.round_calls = 0
         self.round_new = 0
         self.empty_rounds = 0
@@ -293,15 +295,22 @@ class _Campaign:
             if now > self.deadline or self._examples_left() <= 0:
                 raise _Stop()
             self.round_calls += 1
-            # Keyed by the drawn case: its batch copies follow from it (derived seeds, a
-            # batch size that depends on the case alone), so one key per example is enough.
+            # No case runs twice. Hypothesis draws repeats (a later round's small examples, or
+            # the choices of a pinned field, which the pin overwrites): a repeat runs with a
+            # fresh seed instead, a new sample of the same configuration, as a batch copy is.
+            # Keyed by the drawn case: its batch copies follow from it.
             key = canonical_json(cases[0])
-            if key in self.seen:
-                # Run in an earlier round (known buckets only, or it would have ended that
-                # round): give Hypothesis the feedback it gave then.
-                for label, score in self.seen[key].items():
-                    target(score, label=label)
-                return
+            repeats = self.seen.get(key, 0)
+            self.seen[key] = repeats + 1
+            if repeats:
+                if "seed" not in cases[0]:
+                    return
+                seed = (int(cases[0]["seed"]) + repeats * _RESEED) % 2**32
+                cases = batch_seeds(len(cases), {**cases[0], "seed": seed})
+                key = canonical_json(cases[0])
+                if key in self.seen:
+                    return
+                self.seen[key] = 1
             cases = cases[: int(min(self._examples_left(), len(cases)))]
             self.result.examples += len(cases)
             self.round_new += len(cases)
@@ -310,14 +319,8 @@ class _Campaign:
         except KfuzzError as exc:
             raise _Abort(exc) from None
         self.batcher.observe(len(cases))
-        if not self.shrinking:
-            if len(self.seen) > SEEN_LIMIT:
-                self.seen.clear()
-            scores: dict[str, float] = {}
-            for outcome in outcomes:
-                for label, score in feedback(outcome).items():
-                    scores[label] = max(scores.get(label, -math.inf), score)
-            self.seen[key] = scores
+        if len(self.seen) > SEEN_LIMIT:
+            self.seen.clear()
         self._judge(cases, outcomes, now)
 
     def _evaluate(self, cases: list[dict[str, Any]]) -> list[Outcome]:
