@@ -459,7 +459,7 @@ class _Campaign:
             return False
         self.empty_rounds = 0 if self.round_new else self.empty_rounds + 1
         if self.round_calls < quota or self.empty_rounds >= 3:
-            # Hypothesis ran out of distinct cases, or rounds draw only cases already run.
+            # Hypothesis ran out of distinct cases, or rounds yield no case not run before.
             self.result.stopped = "exhausted"
             return False
         return True
@@ -508,6 +508,11 @@ class _Campaign:
         self.on_finding(finding)
         self.candidate = None
 
+    def _wanted(self, outcome: Outcome) -> set[str]:
+        """The buckets a shrink candidate must fail in: the finding's new ones (all of its
+        buckets when every one is already known)."""
+        return outcome.buckets() - self.known or outcome.buckets()
+
     def _smaller_witnesses(
         self, case: dict[str, Any], outcome: Outcome, steps: list[str], end: float
     ) -> tuple[dict[str, Any], Outcome, list[str]]:
@@ -518,7 +523,7 @@ class _Campaign:
         values need, while a smaller case with other values fails too. Drawing cases smaller
         than the one in hand finds those."""
         stop = min(end, time.perf_counter() + self.shrink_seconds / 3)
-        wanted = outcome.buckets() - self.known or outcome.buckets()
+        wanted = self._wanted(outcome)
         tries = 0
         while time.perf_counter() < stop:
             size = self.target.case_size(case)
@@ -580,7 +585,7 @@ class _Campaign:
     ) -> tuple[dict[str, Any], Outcome, list[str], bool]:
         """The size-directed pass (kfuzz.shrink) from `case` (Hypothesis' result, or the
         smallest failure it passed through) until `deadline`; pinned fields stay as pinned."""
-        wanted = outcome.buckets() - self.known or outcome.buckets()
+        wanted = self._wanted(outcome)
         pinned = dict(self.config.pins or {})
         outcomes: dict[str, Outcome] = {}
 

@@ -136,27 +136,34 @@ def test_a_budget_run_reaches_hypothesis_targeting_phase_and_runs_no_case_twice(
     assert len(keys) == len(set(keys)) == result.examples  # no case run twice
 
 
-def test_the_size_pass_also_starts_from_the_smallest_failure_hypothesis_passed_through():
-    # Hypothesis keeps the simplest choices, not the smallest case: here it ends on a plain
-    # normal at 512 columns after passing through a one-sided failure at 40.
+def _store_shrunk(cases, shrink_seconds):
+    """The shrunk finding stored after Hypothesis passed through `cases` (failures, in order)
+    on a softmax that is wrong on wide or one-sided rows."""
     from kfuzz import search
-    from kfuzz.materialise import stamp
 
     config = CampaignConfig(target="ops.softmax",
                             kernel="tests.helpers_kernels:softmax_wrong_when_wide_or_one_sided",
-                            seed=0, batch=1, shrink_seconds=20)
+                            seed=0, batch=1, shrink_seconds=shrink_seconds)
     stored = []
     campaign = search._Campaign(config, InProcessExecutor(), stored.append, None)
-    one_sided = stamp({"shape": [2, 40], "dtype": "bfloat16",
-                       "x": {"kind": "uniform", "low": 0.0, "high": 1.0}, "seed": 3})
-    wide = stamp({"shape": [1, 512], "dtype": "bfloat16",
-                  "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
-    for case in (one_sided, wide):
+    for case in cases:
         outcome = campaign._evaluate([case])[0]
         assert outcome.failed
         campaign._on_new_failure(case, outcome)
     campaign._store_candidate(complete=True)
-    shrunk = stored[-1]
+    return stored[-1]
+
+
+def test_the_size_pass_also_starts_from_the_smallest_failure_hypothesis_passed_through():
+    # Hypothesis keeps the simplest choices, not the smallest case: here it ends on a plain
+    # normal at 512 columns after passing through a one-sided failure at 40.
+    from kfuzz.materialise import stamp
+
+    one_sided = stamp({"shape": [2, 40], "dtype": "bfloat16",
+                       "x": {"kind": "uniform", "low": 0.0, "high": 1.0}, "seed": 3})
+    wide = stamp({"shape": [1, 512], "dtype": "bfloat16",
+                  "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
+    shrunk = _store_shrunk([one_sided, wide], shrink_seconds=20)
     assert shrunk.kind == "shrunk" and shrunk.shrink["size_hypothesis"] == 512
     assert shrunk.case["shape"] == [1, 20] and shrunk.case["x"]["kind"] == "uniform"
     assert "smallest failure Hypothesis passed through" in shrunk.shrink["reductions"][0]
@@ -165,19 +172,10 @@ def test_the_size_pass_also_starts_from_the_smallest_failure_hypothesis_passed_t
 def test_a_smaller_failure_with_other_values_is_searched_for_after_the_reductions():
     # Cut down, the wide normal case stops at 400 columns; a one-sided case fails from 20, and
     # no reduction of the normal one reaches it: the search for a smaller failure does.
-    from kfuzz import search
     from kfuzz.materialise import stamp
 
-    config = CampaignConfig(target="ops.softmax",
-                            kernel="tests.helpers_kernels:softmax_wrong_when_wide_or_one_sided",
-                            seed=0, batch=1, shrink_seconds=30)
-    stored = []
-    campaign = search._Campaign(config, InProcessExecutor(), stored.append, None)
     wide = stamp({"shape": [4, 1024], "dtype": "bfloat16",
                   "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
-    outcome = campaign._evaluate([wide])[0]
-    campaign._on_new_failure(wide, outcome)
-    campaign._store_candidate(complete=True)
-    shrunk = stored[-1]
+    shrunk = _store_shrunk([wide], shrink_seconds=30)
     assert shrunk.shrink["size_after"] <= 40, shrunk.case
     assert any(step.startswith("a smaller failure drawn") for step in shrunk.shrink["reductions"])
