@@ -22,6 +22,7 @@ M32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
 # Normal quantiles at (i + 0.5) / 65537: the inverse-CDF table for `Field.normal`.
 _TABLE_BITS = 16
+_INV32 = 2.0**-32
 
 
 def mix(x: int) -> int:
@@ -266,14 +267,20 @@ class ScalarField(Field):
         return self._tensor([(h & 1) * 2.0 - 1.0 for h in self._bits(draw)], torch.float64)
 
     def normal(self, draw: int) -> torch.Tensor:
+        # `_bits` and `HostField.normal` in one loop: the same operations in the same order.
         low, slope = _scalar_normal_table()
+        k = self.key ^ mix(self.key + (draw + 1) * _GOLDEN)
         out = []
-        for h in self._bits(draw):
-            index = h >> 16
-            frac = (h & 0xFFFF) * 65536.0
-            frac += ((h * 0x2C1B3C6D) & M32) >> 16
-            frac *= 2.0 ** -32
-            out.append(slope[index] * frac + low[index])
+        for c in self.coords:
+            x = c ^ k
+            x ^= x >> 16
+            x = (x * 0x21F0AAAD) & M32
+            x ^= x >> 15
+            x = (x * 0xD35A2D97) & M32
+            h = x ^ (x >> 15)
+            i = h >> 16
+            out.append(slope[i] * (((h & 0xFFFF) * 65536.0 + (((h * 0x2C1B3C6D) & M32) >> 16))
+                                   * _INV32) + low[i])
         return self._tensor(out, torch.float64)
 
 

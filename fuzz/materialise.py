@@ -98,6 +98,7 @@ _ROW_HIT, _ROW_GAP, _ROW_EDGE = 0, 1, 2
 _ROWS_KEY = 0x5BD1E995
 # Optional keys of a distribution: the value regimes, applied in this order after the base kind.
 MODIFIERS = ("row_gap", "dominant", "shift", "ties", "edge_rows", "nonfinite")
+_MODIFIER_KEYS = frozenset(MODIFIERS)
 _PRECISION = {torch.bfloat16: 8, torch.float16: 11, torch.float32: 24, torch.float64: 53}
 
 
@@ -117,7 +118,7 @@ def values(
         if extra:
             raise CaseError(f"distribution modifiers {extra} need a version-{VERSION} case")
         return materialise_v1.values(gen, shape, dtype, dist)
-    shape = tuple(int(s) for s in shape)
+    shape = tuple(map(int, shape))
     key = gen.stream(name)
     f = gen.field(key, shape)
     rows = _Rows(gen, key, shape)
@@ -152,7 +153,8 @@ def values(
         x = _edge(f, dtype, _field(dist, "edge"), int(dist.get("spread", 0)), _BASE)
     else:
         raise CaseError(f"unknown distribution kind {kind!r} in {dict(dist)!r}")
-    x = _apply_modifiers(x, f, rows, shape, dtype, dist)
+    if not _MODIFIER_KEYS.isdisjoint(dist):
+        x = _apply_modifiers(x, f, rows, shape, dtype, dist)
     return x.to(dtype)
 
 

@@ -9,12 +9,12 @@ left of the budget, so one campaign can store several distinct findings. Failure
 buckets do not stop the search. The worst case seen (highest mismatch ratio) is reported at the
 end beside the shrunk ones.
 
-Rounds are at most `ROUND_EXAMPLES` Hypothesis examples long, each with its own Hypothesis seed,
-so that a long or budget-only run keeps cycling through Hypothesis' phases: small examples
-first, then random ones, then its targeting phase, which climbs the `feedback` scores (it
-starts halfway through a round's examples in older Hypothesis versions, so in one endless round
-it would never start). No case runs twice: a drawn case Hypothesis has drawn before (a later
-round's small examples, a pinned field's choices) runs with a fresh seed instead.
+Rounds are at most `ROUND_EXAMPLES` Hypothesis examples long, each with its own Hypothesis seed.
+They alternate, the first one fresh: in a fresh round (`kfuzz.fresh`) every example is an
+independent draw, which finds rare combinations of independent choices; a round of Hypothesis'
+own generation mutates its examples and, from half of the round on, climbs the `feedback`
+scores. No case runs twice: a drawn case Hypothesis has drawn before (a later round's small
+examples, a pinned field's choices) runs with a fresh seed instead.
 
 One Hypothesis example may carry a batch of cases: the drawn case and copies of it with
 derived seeds (`batch_seeds`), so that Hypothesis' per-example overhead (about 0.5 ms on a CPU)
@@ -42,6 +42,7 @@ from kfuzz.enums import Status
 from kfuzz.errors import ContractViolation, KfuzzError, OptionError
 from kfuzz.executor import Executor, InProcessExecutor, Job, Outcome, contract_outcome
 from kfuzz.findings import Finding, canonical_json
+from kfuzz.fresh import fresh_settings
 from kfuzz.materialise import stamp
 from kfuzz.settings import PROFILES
 from kfuzz.shrink import shrink
@@ -433,6 +434,8 @@ class _Campaign:
             report_multiple_bugs=False,
             print_blob=False,
             phases=[Phase.explicit, Phase.generate, Phase.target, Phase.shrink],
+            # Odd rounds (the first one included) are fresh draws, even ones Hypothesis' own.
+            **(fresh_settings() if self.result.rounds % 2 else {}),
         )
         test = hypothesis_seed(self.seed + self.result.rounds - 1)(
             hyp_settings(given(self.strategy)(self._test))

@@ -136,6 +136,32 @@ def test_a_budget_run_reaches_hypothesis_targeting_phase_and_runs_no_case_twice(
     assert len(keys) == len(set(keys)) == result.examples  # no case run twice
 
 
+def _new_draw_share(cases):
+    """The share of cases that differ from the case before them in at least half of their
+    fields, the seed not counted (bench/draws.py's measure)."""
+    fields = [{k: repr(v) for k, v in c.items() if k != "seed"} for c in cases]
+    new = sum(2 * sum(a.get(k) != b.get(k) for k in a.keys() | b.keys()) >= len(b)
+              for a, b in zip(fields, fields[1:], strict=False))
+    return new / (len(cases) - 1)
+
+
+def test_rounds_alternate_fresh_draws_and_hypothesis_generation(monkeypatch):
+    # The first round draws every example anew; the second is Hypothesis' own generation,
+    # where most cases are mutations of an earlier one or hill-climbing steps.
+    from kfuzz import fresh, search
+
+    assert fresh.AVAILABLE and fresh.fresh_settings() == {"backend": "kfuzz-fresh"}
+    monkeypatch.setattr(search, "ROUND_EXAMPLES", 80)
+    executor = _Recording()
+    result = run_campaign(CampaignConfig(target="ops.softmax", kernel="eager_fp32",
+                                         max_examples=160, seed=1, batch=1),
+                          executor=executor)
+    assert result.rounds == 2 and not result.findings and len(executor.cases) == 160
+    fresh_share = _new_draw_share(executor.cases[:80])
+    hypothesis_share = _new_draw_share(executor.cases[80:])
+    assert fresh_share >= 0.8 > 0.5 > hypothesis_share, (fresh_share, hypothesis_share)
+
+
 def _store_shrunk(cases, shrink_seconds):
     """The shrunk finding stored after Hypothesis passed through `cases` (failures, in order)
     on a softmax that is wrong on wide or one-sided rows."""
