@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # A fault is "rare" in its case space when fewer than this fraction of uniformly drawn cases
 # show it (the issue asks kfuzz to be strictly better than uniform sampling on those).
 RARE_RATE = 0.05
-SECTIONS = ("overhead", "smallest", "bug_finding", "corpus_scale", "workers", "startup")
+SECTIONS = ("overhead", "draws", "smallest", "bug_finding", "corpus_scale", "workers", "startup")
 
 
 def _load(results: Path, name: str) -> dict[str, Any] | None:
@@ -387,6 +387,32 @@ def startup(doc: dict[str, Any]) -> str:
     ])
 
 
+def draws(doc: dict[str, Any]) -> str:
+    """The new-draws section (bench.draws)."""
+    rows = []
+    for t in doc["targets"]:
+        m = t["median"]
+        rows.append([t["target"], _f(m["fresh"]["new_draw_share"]),
+                     _f(m["hypothesis"]["new_draw_share"]),
+                     _f(m["fresh"]["new_configuration_share"]),
+                     _f(m["hypothesis"]["new_configuration_share"])])
+    return "\n".join([
+        "## New draws per case: fresh rounds and Hypothesis' rounds", "",
+        _provenance(doc, f"medians of {doc['seeds']} rounds of {doc['round_examples']} examples "
+                         "per target and kind"),
+        "",
+        "A case is a *new draw* when it differs from the case before it in at least half of "
+        "its fields (the seed not counted), a *new configuration* when no earlier case of the "
+        "round had its fields. Hypothesis' own generation follows each new example with up to "
+        "five mutations (a part copied over another part with the same label) and, from half "
+        "of the round on, hill-climbs the feedback scores: most of its cases change one or two "
+        "fields of an earlier one. The search alternates the two kinds of round, fresh first "
+        "(`fuzz/fresh.py`).", "",
+        _table(["target", "new draws, fresh", "new draws, Hypothesis",
+                "new configurations, fresh", "new configurations, Hypothesis"], rows),
+    ])
+
+
 def render(results: Path) -> str:
     """BENCHMARKS.md's text from the JSON files in `results`."""
     docs = {name: _load(results, name) for name in SECTIONS}
@@ -400,6 +426,7 @@ def render(results: Path) -> str:
         "Reproduce (about 20 minutes in all here; `--quick` runs each in seconds to a minute):", "",
         "```bash",
         "python -m bench.overhead",
+        "python -m bench.draws",
         "python -m bench.smallest",
         "python -m bench.bug_finding      # reads bench/results/smallest.json",
         "python -m bench.corpus_scale",
@@ -409,7 +436,7 @@ def render(results: Path) -> str:
         "```", "",
         "## Where kfuzz stands against the targets", "", targets(docs), "",
     ]
-    for name, fn in (("overhead", overhead), ("smallest", smallest),
+    for name, fn in (("overhead", overhead), ("draws", draws), ("smallest", smallest),
                      ("bug_finding", bug_finding), ("corpus_scale", corpus_scale),
                      ("workers", workers), ("startup", startup)):
         doc = docs[name]

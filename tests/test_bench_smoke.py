@@ -29,6 +29,7 @@ def results(tmp_path_factory) -> Path:
         ("bug_finding", "--quick", "--budget", "3", "--fault", "gather_negative",
          "--smallest", str(out / "smallest.json")),
         ("corpus_scale", "--quick"),
+        ("draws", "--quick", "--target", "faults.window_attn"),
     ]
     for module, *args in runs:
         done = _bench(module, *args, "--out", str(out / f"{module}.json"))
@@ -41,7 +42,7 @@ def _load(results: Path, name: str) -> dict:
 
 
 def test_every_result_says_how_it_was_made(results):
-    for name in ("overhead", "smallest", "bug_finding", "corpus_scale"):
+    for name in ("overhead", "smallest", "bug_finding", "corpus_scale", "draws"):
         doc = _load(results, name)
         assert doc["mode"] == "quick"
         assert doc["command"].startswith(f"python -m bench.{name} --quick")
@@ -80,12 +81,20 @@ def test_corpus_scale_stores_and_replays_everything(results):
                                          "upsert_one_by_one_sync_normal"}
 
 
+def test_fresh_rounds_draw_more_new_cases_than_hypothesis_rounds(results):
+    (row,) = _load(results, "draws")["targets"]
+    fresh, hypothesis = row["median"]["fresh"], row["median"]["hypothesis"]
+    assert fresh["new_draw_share"] > 0.8 > 0.3 > hypothesis["new_draw_share"]
+    assert all(r["cases"] == 400 for r in row["runs"])
+
+
 def test_render_writes_every_section_from_the_results(results, tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     done = _bench("render", "--results", str(results), "--out", str(out))
     assert done.returncode == 0, done.stderr
     text = out.read_text()
-    for title in ("## 1. Overhead", "## 2a. Smallest", "## 2b. Bug-finding", "## 3. Corpus"):
+    for title in ("## 1. Overhead", "## New draws per case", "## 2a. Smallest", "## 2b. Bug-finding",
+                  "## 3. Corpus"):
         assert title in text
     ratio = _load(results, "overhead")["classes"]["small"]["by_batch"][0]["ratio_to_plain_loop"]
     assert f"**{ratio:.2f}**" in text
