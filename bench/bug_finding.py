@@ -18,6 +18,7 @@ Sizes are compared with the smallest known failing case: the brute-force result 
 bench/smallest.py (read from --smallest), lowered if any run here detects a smaller case.
 
     python -m bench.bug_finding [--quick] [--budget 60] [--seeds 5] [--fault NAME ...]
+                                [--detect-only]
 """
 
 from __future__ import annotations
@@ -40,21 +41,31 @@ from bench.samplers import sampler
 from bench.seeded import FAULTS, FIXED_SEEDS, Fault, by_name
 
 
-class _Counting:
-    """An executor that counts the cases it runs and notes when the first one fails."""
+class _Detected(BaseException):
+    """Ends a campaign at its first failing case (--detect-only)."""
 
-    def __init__(self) -> None:
+
+class _Counting:
+    """An executor that counts the cases it runs and notes when the first one fails (and
+    which case it was); with `stop`, it ends the campaign there."""
+
+    def __init__(self, stop: bool = False) -> None:
         self.inner = InProcessExecutor()
         self.cases = 0
         self.first: tuple[int, float] | None = None
+        self.first_case: dict[str, Any] | None = None
         self.start = time.perf_counter()
+        self.stop = stop
 
     def evaluate(self, jobs: Sequence[Job]) -> list[Outcome]:
         outcomes = self.inner.evaluate(jobs)
-        for outcome in outcomes:
+        for job, outcome in zip(jobs, outcomes, strict=True):
             self.cases += 1
             if outcome.failed and self.first is None:
                 self.first = (self.cases, time.perf_counter() - self.start)
+                self.first_case = job.case
+                if self.stop:
+                    raise _Detected()
         return outcomes
 
     def close(self) -> None:
@@ -96,10 +107,11 @@ def fixed_seed(fault: Fault) -> dict[str, Any]:
             "size": target.case_size({**fault.production(0), **fault.pins})}
 
 
-def kfuzz(fault: Fault, seed: int, budget: float) -> dict[str, Any]:
-    """One kfuzz campaign on `fault` with `budget` seconds of search."""
+def kfuzz(fault: Fault, seed: int, budget: float, detect_only: bool = False) -> dict[str, Any]:
+    """One kfuzz campaign on `fault` with `budget` seconds of search; with `detect_only`, it
+    ends at the first failing case (nothing is shrunk)."""
     target = get(fault.target)
-    counting = _Counting()
+    counting = _Counting(stop=detect_only)
 
     def on_finding(finding: Finding) -> None:
         if finding.kind == "shrunk":
@@ -115,11 +127,16 @@ def kfuzz(fault: Fault, seed: int, budget: float) -> dict[str, Any]:
     except _Shrunk as done:
         shrunk = done.finding
         examples = counting.cases
+    except _Detected:
+        examples = counting.cases
     out: dict[str, Any] = {"seed": seed, "detected": counting.first is not None,
                            "examples_run": examples,
                            "seconds": round(time.perf_counter() - counting.start, 3)}
     if counting.first is not None:
         out.update(examples=counting.first[0], seconds_to_detect=round(counting.first[1], 3))
+    if detect_only and counting.first_case is not None:
+        out.update(case=counting.first_case,
+                   reference_passes=_reference_passes(fault, counting.first_case))
     if shrunk is not None:
         out.update(size=target.case_size(shrunk.case), case=shrunk.case,
                    shrink=shrunk.shrink, reference_passes=_reference_passes(fault, shrunk.case))
@@ -204,6 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=None, metavar="N",
                    help="runs per method and fault (default 5; 1 with --quick)")
     p.add_argument("--fault", action="append", metavar="NAME", help="only this fault")
+    p.add_argument("--detect-only", action="store_true",
+                   help="end each kfuzz run at its first failing case: detection only, no "
+                        "shrinking (for many seeds)")
     p.add_argument("--smallest", default=str(common.RESULTS / "smallest.json"), metavar="PATH",
                    help="brute-force smallest failing cases (bench.smallest's output)")
     args = p.parse_args(argv)
@@ -222,7 +242,8 @@ def main(argv: list[str] | None = None) -> None:
                                "pins": fault.pins, "needs": fault.needs,
                                "fixed": fixed_seed(fault),
                                "uniform_hit_rate": hit_rate(fault, 20 if args.quick else 200)}
-        row["kfuzz_runs"] = [kfuzz(fault, seed, budget) for seed in range(seeds)]
+        row["kfuzz_runs"] = [kfuzz(fault, seed, budget, args.detect_only)
+                             for seed in range(seeds)]
         row["uniform_runs"] = [uniform(fault, seed, budget) for seed in range(seeds)]
         row["kfuzz"] = _summary(row["kfuzz_runs"])
         row["uniform"] = _summary(row["uniform_runs"])
@@ -244,6 +265,7 @@ def main(argv: list[str] | None = None) -> None:
               f"uniform {row['uniform']} -> {row['kfuzz_vs_uniform']}", flush=True)
         rows.append(row)
     common.write(args.out, {"mode": "quick" if args.quick else "full", "budget": budget,
+                            "detect_only": args.detect_only,
                             "seeds": seeds, "fixed_seeds": list(FIXED_SEEDS), "faults": rows})
 
 

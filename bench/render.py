@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # A fault is "rare" in its case space when fewer than this fraction of uniformly drawn cases
 # show it (the issue asks kfuzz to be strictly better than uniform sampling on those).
 RARE_RATE = 0.05
-SECTIONS = ("overhead", "draws", "smallest", "bug_finding", "corpus_scale", "workers", "startup")
+SECTIONS = ("overhead", "draws", "smallest", "bug_finding", "detection", "corpus_scale", "workers",
+            "startup")
 
 
 def _load(results: Path, name: str) -> dict[str, Any] | None:
@@ -238,6 +239,28 @@ def bug_finding(doc: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def detection(doc: dict[str, Any]) -> str:
+    """The many-seed detection section (bench.bug_finding --detect-only)."""
+    rows = []
+    for f in doc["faults"]:
+        k, u = f["kfuzz"], f["uniform"]
+        rows.append([f["fault"], f"{100 * f['uniform_hit_rate']['rate']:.1f}%", _detect(k),
+                     _f(k.get("median_examples"), 0), _detect(u),
+                     _f(u.get("median_examples"), 0), _cases_ratio(f),
+                     "yes" if _fifth(f) else "no"])
+    return "\n".join([
+        "## 2c. Detection on the rare faults over more seeds", "",
+        _provenance(doc, f"{doc['seeds']} seeds per method, {doc['budget']:.0f} s search "
+                         "budget per run, each kfuzz run ended at its first failing case"), "",
+        "Section 2b's medians come from five runs each. The same comparison over more seeds, "
+        "detection only (nothing shrunk), on the faults whose uniform hit rate is under "
+        f"{100 * RARE_RATE:.0f}%.", "",
+        _table(["fault", "uniform hit rate", "kfuzz detected", "kfuzz cases (median)",
+                "uniform detected", "uniform cases (median)", "cases, kfuzz / uniform",
+                "at most 1/5"], rows),
+    ])
+
+
 def corpus_scale(doc: dict[str, Any]) -> str:
     """The corpus section."""
     s, n = doc["store_seconds"], doc["findings"]
@@ -317,6 +340,13 @@ def targets(docs: dict[str, dict[str, Any] | None]) -> str:
                      f"rare: {', '.join(f['fault'] for f in rare) or 'none'}; short of it: "
                      f"{', '.join(short) or 'none'}",
                      "met" if not short else "not met"])
+        det = docs.get("detection")
+        if det:
+            short = [f"{f['fault']} ({_cases_ratio(f)})" for f in det["faults"]
+                     if not _fifth(f)]
+            rows.append([f"the same over {det['seeds']} seeds (section 2c, detection only)",
+                         "<= 0.2", f"{len(det['faults'])} rare faults; short of it: "
+                         f"{', '.join(short) or 'none'}", "met" if not short else "not met"])
         ratios = {f["fault"]: max(f["kfuzz"].get("shrunk_over_smallest", [0]) or [0])
                   for f in faults}
         over = [f"{k} ({_f(v, 1)}x)" for k, v in ratios.items() if v > 2]
@@ -429,6 +459,8 @@ def render(results: Path) -> str:
         "python -m bench.draws",
         "python -m bench.smallest",
         "python -m bench.bug_finding      # reads bench/results/smallest.json",
+        "python -m bench.bug_finding --detect-only --seeds 20 --out bench/results/detection.json "
+        "--fault ...   # the rare faults",
         "python -m bench.corpus_scale",
         "python -m bench.workers",
         "python -m bench.startup",
@@ -437,11 +469,14 @@ def render(results: Path) -> str:
         "## Where kfuzz stands against the targets", "", targets(docs), "",
     ]
     for name, fn in (("overhead", overhead), ("draws", draws), ("smallest", smallest),
-                     ("bug_finding", bug_finding), ("corpus_scale", corpus_scale),
+                     ("bug_finding", bug_finding), ("detection", detection),
+                     ("corpus_scale", corpus_scale),
                      ("workers", workers), ("startup", startup)):
         doc = docs[name]
-        parts += [fn(doc) if doc else f"## {name}\n\nNo results yet: run `python -m bench.{name}`.",
-                  ""]
+        command = ("python -m bench.bug_finding --detect-only --seeds 20 --out "
+                   "bench/results/detection.json" if name == "detection"
+                   else f"python -m bench.{name}")
+        parts += [fn(doc) if doc else f"## {name}\n\nNo results yet: run `{command}`.", ""]
     return "\n".join(parts)
 
 

@@ -74,6 +74,19 @@ def test_smallest_and_bug_finding_agree_on_the_smallest_case(results):
     assert row["kfuzz_runs"][0]["reference_passes"] is True
 
 
+def test_detect_only_ends_each_kfuzz_run_at_its_first_failing_case(tmp_path):
+    out = tmp_path / "detection.json"
+    done = _bench("bug_finding", "--quick", "--detect-only", "--seeds", "2", "--budget", "3",
+                  "--fault", "gather_negative", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    (row,) = doc["faults"]
+    assert doc["detect_only"] is True and len(row["kfuzz_runs"]) == 2
+    for run in row["kfuzz_runs"]:
+        assert run["detected"] and run["reference_passes"] is True
+        assert "shrink" not in run and run["examples_run"] == run["examples"]
+
+
 def test_corpus_scale_stores_and_replays_everything(results):
     doc = _load(results, "corpus_scale")
     assert doc["replay_statuses"] == {"fail": doc["replays"]}
