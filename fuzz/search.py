@@ -45,7 +45,7 @@ from kfuzz.findings import Finding, canonical_json
 from kfuzz.fresh import fresh_settings
 from kfuzz.materialise import stamp
 from kfuzz.settings import PROFILES
-from kfuzz.shrink import shrink
+from kfuzz.shrink import is_distribution, shrink, sizes
 from kfuzz.strategies import EXCLUDABLE, regimes_in
 
 
@@ -166,6 +166,8 @@ ROUND_EXAMPLES = 400
 # or after running this many smaller cases (or a third of the shrink time).
 SMALLER_DRAWS = 200
 SMALLER_TRIES = 3000
+# Fresh draws of the values at each smaller size of a failing case (`_redraw_smaller`).
+REDRAWS = 2000
 # Seed step of a repeated drawn case (odd, unlike the batch copies' step).
 _RESEED = 0x632BE5AB
 # Drawn cases remembered to catch repeats; past this the memory starts afresh.
@@ -520,18 +522,21 @@ class _Campaign:
         self, case: dict[str, Any], outcome: Outcome, steps: list[str], end: float
     ) -> tuple[dict[str, Any], Outcome, list[str]]:
         """Search for a smaller failure, then reduce it, while a third of the shrink time lasts
-        (and the finding's shrink time is not spent), up to SMALLER_TRIES cases a search.
-        Reductions keep the values a failure was found with; a fault whose trigger is a sum
-        over an axis (every score of a head below a threshold) then keeps the long axis those
-        values need, while a smaller case with other values fails too. Drawing cases smaller
-        than the one in hand finds those."""
+        (and the finding's shrink time is not spent). Reductions keep the values a failure was
+        found with; a fault whose trigger depends on the values (an outlier absorbing a BF16
+        sum, every score of a head below a threshold) then keeps the long axis those values
+        need, while a smaller case with other values fails too. Each search first redraws the
+        values at smaller sizes of the case in hand (`_redraw_smaller`), then draws cases of
+        the whole space below its size (`_draw_smaller`)."""
         stop = min(end, time.perf_counter() + self.shrink_seconds / 3)
         wanted = self._wanted(outcome)
         tries = 0
         while time.perf_counter() < stop:
             size = self.target.case_size(case)
-            found = self._draw_smaller(size, wanted, stop, seed=self.seed + tries)
+            seed = self.seed + tries
             tries += 1
+            found = (self._redraw_smaller(case, wanted, stop, seed=seed)
+                     or self._draw_smaller(size, wanted, stop, seed=seed))
             if found is None:
                 break
             reduced = self._reduce(*found, deadline=stop)
@@ -539,6 +544,66 @@ class _Campaign:
                 label = f"a smaller failure drawn ({self.target.case_size(found[0])} elements)"
                 case, outcome, steps = reduced[0], reduced[1], [*steps, label, *reduced[2]]
         return case, outcome, steps
+
+    def _redraw_smaller(
+        self, case: dict[str, Any], wanted: set[str], deadline: float, *, seed: int
+    ) -> tuple[dict[str, Any], Outcome] | None:
+        """A failure in a bucket of `wanted` at a smaller size of `case`: each size of the case
+        (a dimension, or an integer field that sizes the inputs) cut by a quarter, then halved,
+        with everything but the values kept (the value distributions, the seed and the fields
+        the case lacks are drawn afresh from the campaign's case space, fresh draws), up to
+        REDRAWS draws a size; pinned fields stay as pinned. None when none fails before
+        `deadline`."""
+        size = self.target.case_size(case)
+        pinned = dict(self.config.pins or {})
+        for _, smaller in sizes(self.target, case):
+            # smaller_steps order: the floor, half, three quarters: 3/4 first, then half.
+            for kept, _new in smaller[1:3][::-1]:
+                if (self.target.case_size(kept) >= size
+                        or any(kept.get(k) != v for k, v in pinned.items())):
+                    continue
+                fixed = {k: v for k, v in kept.items() if k != "seed" and not is_distribution(v)}
+                found = self._draw(self._cases(self.max_numel).map(
+                    lambda drawn, fixed=fixed: {**drawn, **fixed}), wanted, deadline,
+                    seed=seed, limit=REDRAWS)
+                if found is not None:
+                    return found
+                if time.perf_counter() > deadline:
+                    return None
+        return None
+
+    def _draw(
+        self, cases: st.SearchStrategy[dict[str, Any]], wanted: set[str], deadline: float,
+        *, seed: int, limit: int,
+    ) -> tuple[dict[str, Any], Outcome] | None:
+        """The first of up to `limit` fresh draws of `cases` that fails in a bucket of `wanted`
+        before `deadline`, or None."""
+        tried = 0
+
+        def test(case: dict[str, Any]) -> None:
+            nonlocal tried
+            if time.perf_counter() > deadline or tried >= limit:
+                raise _Stop()
+            tried += 1
+            try:
+                got = self._evaluate([case])[0]
+            except KfuzzError:
+                return
+            if got.buckets() & wanted:
+                raise _Witness(case, got)
+
+        try:
+            run = hypothesis_seed(seed)(settings(
+                max_examples=limit, deadline=None, database=None, derandomize=False,
+                suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
+                phases=[Phase.generate], **fresh_settings(),
+            )(given(cases)(test)))
+            run()
+        except _Witness as found:
+            return found.case, found.outcome
+        except (_Stop, Exception):  # time is up, or a case outside the target's space
+            return None
+        return None
 
     def _draw_smaller(
         self, size: int, wanted: set[str], deadline: float, *, seed: int

@@ -46,7 +46,7 @@ def _dims(target: Target, shape: list[int]) -> list[int | Dim]:
 
 
 
-def _is_distribution(value: Any) -> bool:
+def is_distribution(value: Any) -> bool:
     return isinstance(value, dict) and value.get("kind") in DISTRIBUTION_KINDS
 
 
@@ -55,7 +55,7 @@ def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict
     # Drawn dimensions, then other integer fields only where they size the inputs (m, k, n of
     # a matmul, say): a field such as a rotary dimension or a window is a choice of the case
     # space, not a size.
-    for label, smaller in _sizes(target, case):
+    for label, smaller in sizes(target, case):
         for candidate, new in smaller:
             yield f"{label}->{new}", candidate
     if target.reductions is not None:
@@ -79,7 +79,7 @@ def _integer_fields(case: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...]
             continue
         if isinstance(value, int) and not isinstance(value, bool):
             yield key, (key,), value
-        elif isinstance(value, dict) and not _is_distribution(value):
+        elif isinstance(value, dict) and not is_distribution(value):
             for sub, inner in value.items():
                 if isinstance(inner, int) and not isinstance(inner, bool):
                     yield f"{key}.{sub}", (key, sub), inner
@@ -135,14 +135,14 @@ def _reseeded(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[
     seed = case.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool):
         return
-    for label, smaller in _sizes(target, case):
+    for label, smaller in sizes(target, case):
         for candidate, seeds in zip(smaller, RESEEDS, strict=False):
             for other in range(seeds):
                 if other != seed:
                     yield f"{label}->{candidate[1]} with seed {other}", {**candidate[0], "seed": other}
 
 
-def _sizes(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, list[tuple[dict, int]]]]:
+def sizes(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, list[tuple[dict, int]]]]:
     """Per size of `case` (a drawn dimension of its shape, or an integer field whose cut makes
     the case smaller): its label and the smaller cases, biggest cut first, as (case, size)."""
     shape = case.get("shape")
@@ -174,7 +174,7 @@ def _sizes(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, list[tup
 
 def _simplifications(case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     for key, value in case.items():
-        if _is_distribution(value):
+        if is_distribution(value):
             for mod in MODIFIERS:
                 if mod in value:
                     yield f"{key}.{mod} off", {**case, key: {k: v for k, v in value.items() if k != mod}}

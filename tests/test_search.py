@@ -205,3 +205,26 @@ def test_a_smaller_failure_with_other_values_is_searched_for_after_the_reduction
     shrunk = _store_shrunk([wide], shrink_seconds=30)
     assert shrunk.shrink["size_after"] <= 40, shrunk.case
     assert any(step.startswith("a smaller failure drawn") for step in shrunk.shrink["reductions"])
+
+
+def test_values_are_redrawn_at_a_smaller_size_of_the_case_in_hand():
+    # At 384 columns (3/4 of 512) only one-sided values fail: the redraw keeps the shape cut
+    # and draws the values afresh until a one-sided case turns up.
+    import time
+
+    from kfuzz import search
+    from kfuzz.materialise import stamp
+
+    config = CampaignConfig(target="ops.softmax",
+                            kernel="tests.helpers_kernels:softmax_wrong_when_wide_or_one_sided",
+                            seed=0, batch=1, pins={"dtype": "bfloat16"})
+    campaign = search._Campaign(config, InProcessExecutor(), None, None)
+    wide = stamp({"shape": [1, 512], "dtype": "bfloat16",
+                  "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
+    outcome = campaign._evaluate([wide])[0]
+    assert outcome.failed
+    found = campaign._redraw_smaller(wide, outcome.buckets(), time.perf_counter() + 20, seed=0)
+    assert found is not None
+    case, got = found
+    assert case["shape"] == [1, 384] and case["dtype"] == "bfloat16" and got.failed
+    assert got.buckets() & outcome.buckets()
