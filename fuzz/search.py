@@ -585,25 +585,10 @@ class _Campaign:
             if time.perf_counter() > deadline or tried >= limit:
                 raise _Stop()
             tried += 1
-            try:
-                got = self._evaluate([case])[0]
-            except KfuzzError:
-                return
-            if got.buckets() & wanted:
-                raise _Witness(case, got)
+            self._witness(case, wanted)
 
-        try:
-            run = hypothesis_seed(seed)(settings(
-                max_examples=limit, deadline=None, database=None, derandomize=False,
-                suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
-                phases=[Phase.generate], **fresh_settings(),
-            )(given(cases)(test)))
-            run()
-        except _Witness as found:
-            return found.case, found.outcome
-        except (_Stop, Exception):  # time is up, or a case outside the target's space
-            return None
-        return None
+        return self._first_witness(lambda: cases, test, seed=seed, max_examples=limit,
+                                   phases=[Phase.generate], **fresh_settings())
 
     def _draw_smaller(
         self, size: int, wanted: set[str], deadline: float, *, seed: int
@@ -625,22 +610,40 @@ class _Campaign:
                 return
             too_big = 0
             tried += 1
-            try:
-                got = self._evaluate([case])[0]
-            except KfuzzError:
-                return
-            if got.buckets() & wanted:
-                raise _Witness(case, got)
-            # Near misses climb toward a failure, as in the search.
-            for label, score in feedback(got).items():
-                target(score, label=label)
+            got = self._witness(case, wanted)
+            if got is not None:
+                # Near misses climb toward a failure, as in the search.
+                for label, score in feedback(got).items():
+                    target(score, label=label)
 
+        return self._first_witness(lambda: self._cases(min(size - 1, self.max_numel)), test,
+                                   seed=seed, max_examples=10**6,
+                                   phases=[Phase.generate, Phase.target])
+
+    def _witness(self, case: dict[str, Any], wanted: set[str]) -> Outcome | None:
+        """Run `case`; raise _Witness when it fails in a bucket of `wanted`. Its outcome
+        otherwise (None when the case cannot run)."""
+        try:
+            got = self._evaluate([case])[0]
+        except KfuzzError:
+            return None
+        if got.buckets() & wanted:
+            raise _Witness(case, got)
+        return got
+
+    @staticmethod
+    def _first_witness(
+        cases: Callable[[], st.SearchStrategy[dict[str, Any]]],
+        test: Callable[[dict[str, Any]], None], *, seed: int, max_examples: int, **options: Any,
+    ) -> tuple[dict[str, Any], Outcome] | None:
+        """Run `test` over the strategy `cases()` builds with Hypothesis (seeded, quiet,
+        `options` added to its settings) until it raises _Witness: that case and outcome;
+        None otherwise, or when the strategy cannot be built (no case that small)."""
         try:
             run = hypothesis_seed(seed)(settings(
-                max_examples=10**6, deadline=None, database=None, derandomize=False,
-                suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
-                phases=[Phase.generate, Phase.target],
-            )(given(self._cases(min(size - 1, self.max_numel)))(test)))
+                max_examples=max_examples, deadline=None, database=None, derandomize=False,
+                suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, **options,
+            )(given(cases())(test)))
             run()
         except _Witness as found:
             return found.case, found.outcome
