@@ -28,6 +28,8 @@ from __future__ import annotations
 import functools
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -270,6 +272,8 @@ class _Campaign:
         self.round_calls = 0
         self.round_new = 0
         self.empty_rounds = 0
+        # Set by the SIGINT handler (see _catch_interrupts).
+        self.interrupted = False
 
     def _cases(self, max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
         """The campaign's cases within `max_numel`: pinned, without excluded regimes, stamped."""
@@ -326,11 +330,31 @@ class _Campaign:
             self.seen.clear()
         self._judge(cases, outcomes, now)
 
+    def _catch_interrupts(self) -> Any:
+        """Note Ctrl-C as well as raising KeyboardInterrupt, so that an interrupt raised where
+        Python ignores exceptions (a garbage-collector callback, such as Hypothesis' own) still
+        stops the campaign at its next case. Returns the handler to restore (None off the main
+        thread, where handlers cannot be set)."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is not signal.default_int_handler:
+            return None  # the caller handles interrupts its own way
+
+        def interrupted(signum: int, frame: Any) -> None:
+            self.interrupted = True
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, interrupted)
+        return previous
+
     def _evaluate(self, cases: list[dict[str, Any]]) -> list[Outcome]:
         """Run `cases`. A kernel that breaks its output contract (shape, dtype, names) on every
         case so far is misconfigured: ContractViolation propagates (exit 2). One that has met
         it on earlier cases breaks it only on some: each such case becomes a "contract"
         outcome, a finding to shrink and store like any other."""
+        if self.interrupted:
+            raise KeyboardInterrupt
         try:
             outcomes = self.executor.evaluate([self._job(c) for c in cases])
         except ContractViolation:
@@ -404,6 +428,7 @@ class _Campaign:
         self.start = time.perf_counter()
         if self.config.budget:
             self.deadline = self.start + self.config.budget
+        previous = self._catch_interrupts()
         try:
             while self._examples_left() > 0 and time.perf_counter() < self.deadline:
                 if not self._round():
@@ -411,6 +436,9 @@ class _Campaign:
         except KeyboardInterrupt:
             self.result.stopped = "interrupted"
             self._store_candidate(complete=False, reduce=False)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         self._store_peak()
         self.result.seconds = time.perf_counter() - self.start
         self.result.batch, self.result.batch_mean = self.batcher.last, self.batcher.mean

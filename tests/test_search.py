@@ -228,3 +228,24 @@ def test_values_are_redrawn_at_a_smaller_size_of_the_case_in_hand():
     case, got = found
     assert case["shape"] == [1, 384] and case["dtype"] == "bfloat16" and got.failed
     assert got.buckets() & outcome.buckets()
+
+
+def test_an_interrupt_swallowed_where_python_ignores_exceptions_still_stops_the_campaign():
+    # Ctrl-C raised inside a garbage-collector callback is printed and dropped by Python; the
+    # handler's note of it stops the campaign at its next case all the same.
+    from kfuzz import search
+
+    class Noting(InProcessExecutor):
+        calls = 0
+
+        def evaluate(self, jobs):
+            Noting.calls += 1
+            if Noting.calls == 5:
+                campaign.interrupted = True  # as the SIGINT handler does before raising
+            return super().evaluate(jobs)
+
+    config = CampaignConfig(target="ops.softmax", kernel="eager_fp32", budget=60, seed=0,
+                            batch=1)
+    campaign = search._Campaign(config, Noting(), None, None)
+    result = campaign.run()
+    assert result.stopped == "interrupted" and result.examples <= 6  # the next case is not run
