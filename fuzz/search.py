@@ -48,7 +48,7 @@ from kfuzz.fresh import fresh_settings
 from kfuzz.materialise import stamp
 from kfuzz.settings import PROFILES
 from kfuzz.shrink import is_distribution, shrink, sizes
-from kfuzz.strategies import EXCLUDABLE, regimes_in
+from kfuzz.strategies import EXCLUDABLE, MAX_SEED, regimes_in
 
 
 @dataclass
@@ -168,8 +168,15 @@ ROUND_EXAMPLES = 400
 # or after running this many smaller cases (or a third of the shrink time).
 SMALLER_DRAWS = 200
 SMALLER_TRIES = 3000
-# Fresh draws of the values at each smaller size of a failing case (`_redraw_smaller`).
-REDRAWS = 2000
+# Draws of the values on structures below the size of a failing case before the search for
+# a smaller failure gives up (`_redraw_smaller`), and the value settings they take turns with
+# (fresh draws of the case space, each with many seeds).
+REDRAWS = 10_000
+VALUE_POOL = 200
+# Structures of the case space just below the size of a failing case (`_band`): how many, out
+# of how many draws.
+BAND = 32
+BAND_DRAWS = 200
 # Seed step of a repeated drawn case (odd, unlike the batch copies' step).
 _RESEED = 0x632BE5AB
 # Drawn cases remembered to catch repeats; past this the memory starts afresh.
@@ -274,6 +281,8 @@ class _Campaign:
         self.empty_rounds = 0
         # Set by the SIGINT handler (see _catch_interrupts).
         self.interrupted = False
+        # Value settings for _redraw_smaller, drawn once.
+        self.value_pool: list[dict[str, Any]] = []
 
     def _cases(self, max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
         """The campaign's cases within `max_numel`: pinned, without excluded regimes, stamped."""
@@ -549,25 +558,25 @@ class _Campaign:
     def _smaller_witnesses(
         self, case: dict[str, Any], outcome: Outcome, steps: list[str], end: float
     ) -> tuple[dict[str, Any], Outcome, list[str]]:
-        """Search for a smaller failure, then reduce it, while a third of the shrink time lasts
-        (and the finding's shrink time is not spent). Reductions keep the values a failure was
+        """Search for a smaller failure, then reduce it, until a search finds none or the
+        finding's shrink time is spent. Reductions keep the values a failure was
         found with; a fault whose trigger depends on the values (an outlier absorbing a BF16
         sum, every score of a head below a threshold) then keeps the long axis those values
-        need, while a smaller case with other values fails too. Each search first redraws the
-        values at smaller sizes of the case in hand (`_redraw_smaller`), then draws cases of
-        the whole space below its size (`_draw_smaller`)."""
-        stop = min(end, time.perf_counter() + self.shrink_seconds / 3)
+        need, while a smaller case with other values fails too. Each search first draws values
+        on structures below its size (`_redraw_smaller`: cuts of the case in hand, and cases
+        of the space just below its size), then draws cases of the whole space below its size
+        (`_draw_smaller`)."""
         wanted = self._wanted(outcome)
         tries = 0
-        while time.perf_counter() < stop:
+        while time.perf_counter() < end:
             size = self.target.case_size(case)
             seed = self.seed + tries
             tries += 1
-            found = (self._redraw_smaller(case, wanted, stop, seed=seed)
-                     or self._draw_smaller(size, wanted, stop, seed=seed))
+            found = (self._redraw_smaller(case, wanted, end, seed=seed)
+                     or self._draw_smaller(size, wanted, end, seed=seed))
             if found is None:
                 break
-            reduced = self._reduce(*found, deadline=stop)
+            reduced = self._reduce(*found, deadline=end)
             if self.target.case_size(reduced[0]) < size:
                 label = f"a smaller failure drawn ({self.target.case_size(found[0])} elements)"
                 case, outcome, steps = reduced[0], reduced[1], [*steps, label, *reduced[2]]
@@ -576,47 +585,90 @@ class _Campaign:
     def _redraw_smaller(
         self, case: dict[str, Any], wanted: set[str], deadline: float, *, seed: int
     ) -> tuple[dict[str, Any], Outcome] | None:
-        """A failure in a bucket of `wanted` at a smaller size of `case`: each size of the case
-        (a dimension, or an integer field that sizes the inputs) cut by a quarter, then halved,
-        with everything but the values kept (the value distributions, the seed and the fields
-        the case lacks are drawn afresh from the campaign's case space, fresh draws), up to
-        REDRAWS draws a size; pinned fields stay as pinned. None when none fails before
+        """A failure in a bucket of `wanted` below the size of `case`, from many draws of the
+        values on a few structures (sizes and other fields that are not values):
+
+        - the case's own structure with each size cut by a quarter and by half, and
+        - up to BAND structures of the case space between half the size and the size.
+
+        Faults that need a rare value (a rounding tie, an outlier a sum absorbs) fail more
+        often the more elements a case has, so the structures just below the size are where
+        a smaller failure is most likely. The structures take turns, one draw each. A draw's
+        values come in turn from the structure itself, from `case` (its distributions and
+        regimes), and from a pool of fresh draws of the case space; each draw has a new seed.
+        Pinned fields stay as pinned. None when none fails within REDRAWS draws or before
         `deadline`."""
         size = self.target.case_size(case)
         pinned = dict(self.config.pins or {})
+        shapes = []
         for _, smaller in sizes(self.target, case):
-            # smaller_steps order: the floor, half, three quarters: 3/4 first, then half.
-            for kept, _new in smaller[1:3][::-1]:
-                if (self.target.case_size(kept) >= size
-                        or any(kept.get(k) != v for k, v in pinned.items())):
-                    continue
-                fixed = {k: v for k, v in kept.items() if k != "seed" and not is_distribution(v)}
-                found = self._draw(self._cases(self.max_numel).map(
-                    lambda drawn, fixed=fixed: {**drawn, **fixed}), wanted, deadline,
-                    seed=seed, limit=REDRAWS)
-                if found is not None:
-                    return found
-                if time.perf_counter() > deadline:
-                    return None
+            # smaller_steps order: the floor, half, three quarters: 3/4 first, then half (the
+            # floor where it is the only cut, from 2 to 1 or from 128 to 64 in steps of 64).
+            for kept, _new in (smaller[1:3] or smaller[:1])[::-1]:
+                if (self.target.case_size(kept) < size
+                        and all(kept.get(k) == v for k, v in pinned.items())):
+                    shapes.append(kept)
+        shapes += self._band(size, deadline, seed=seed)
+        if not shapes:
+            return None
+        pool = self._value_pool(deadline)
+        own = {k: v for k, v in case.items() if is_distribution(v)}
+        rng = random.Random(seed)
+        for i in range(REDRAWS):
+            if time.perf_counter() > deadline:
+                return None
+            shape, turn = shapes[i % len(shapes)], i // len(shapes)
+            if turn % 3 == 1:
+                candidate = {**shape, **{k: v for k, v in own.items() if k not in pinned}}
+            elif turn % 3 == 2 and pool:
+                fixed = {k: v for k, v in shape.items() if k != "seed" and not is_distribution(v)}
+                candidate = {**pool[(turn // 3) % len(pool)], **fixed}
+            else:
+                candidate = dict(shape)
+            if "seed" not in pinned:
+                candidate["seed"] = rng.randrange(MAX_SEED + 1)
+            try:
+                self._witness(candidate, wanted)
+            except _Witness as found:
+                return found.case, found.outcome
         return None
 
-    def _draw(
-        self, cases: st.SearchStrategy[dict[str, Any]], wanted: set[str], deadline: float,
-        *, seed: int, limit: int,
-    ) -> tuple[dict[str, Any], Outcome] | None:
-        """The first of up to `limit` fresh draws of `cases` that fails in a bucket of `wanted`
-        before `deadline`, or None."""
-        tried = 0
+    def _band(self, size: int, deadline: float, *, seed: int) -> list[dict[str, Any]]:
+        """Up to BAND fresh draws of the campaign's case space of between half of `size` and
+        `size` elements (out of at most BAND_DRAWS draws, before `deadline`)."""
+        found: list[dict[str, Any]] = []
+        drawn = 0
 
         def test(case: dict[str, Any]) -> None:
-            nonlocal tried
-            if time.perf_counter() > deadline or tried >= limit:
+            nonlocal drawn
+            if time.perf_counter() > deadline or len(found) >= BAND or drawn >= BAND_DRAWS:
                 raise _Stop()
-            tried += 1
-            self._witness(case, wanted)
+            drawn += 1
+            if size <= 2 * self.target.case_size(case) < 2 * size:
+                found.append(case)
 
-        return self._first_witness(lambda: cases, test, seed=seed, max_examples=limit,
-                                   phases=[Phase.generate], **fresh_settings())
+        self._first_witness(lambda: self._cases(min(size - 1, self.max_numel)), test,
+                            seed=seed, max_examples=BAND_DRAWS, phases=[Phase.generate],
+                            **fresh_settings())
+        return found
+
+    def _value_pool(self, deadline: float) -> list[dict[str, Any]]:
+        """VALUE_POOL fresh draws of the campaign's case space (drawn once a campaign, before
+        `deadline`), whose value settings `_redraw_smaller` combines with the structures it
+        tries. Drawing a whole case costs several times what running a small one does, and a
+        value setting shows other values with each seed."""
+        if len(self.value_pool) < VALUE_POOL:
+            pool = self.value_pool
+
+            def test(case: dict[str, Any]) -> None:
+                if time.perf_counter() > deadline or len(pool) >= VALUE_POOL:
+                    raise _Stop()
+                pool.append(case)
+
+            self._first_witness(lambda: self._cases(self.max_numel), test, seed=self.seed,
+                                max_examples=VALUE_POOL, phases=[Phase.generate],
+                                **fresh_settings())
+        return self.value_pool
 
     def _draw_smaller(
         self, size: int, wanted: set[str], deadline: float, *, seed: int

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from kfuzz.findings import canonical_json
 from kfuzz.materialise import MODIFIERS, VERSION_KEY
 from kfuzz.strategies import DISTRIBUTION_KINDS, Dim, smaller_steps
 from kfuzz.targets import Target
@@ -55,14 +56,23 @@ def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict
     # Drawn dimensions, then other integer fields only where they size the inputs (m, k, n of
     # a matmul, say): a field such as a rotary dimension or a window is a choice of the case
     # space, not a size.
-    for label, smaller in sizes(target, case):
-        for candidate, new in smaller:
-            yield f"{label}->{new}", candidate
-    if target.reductions is not None:
-        yield from target.reductions(case)
-    yield from _coupled(target, case)
-    yield from _simplifications(case)
-    yield from _reseeded(target, case)
+    def all_of() -> Iterator[tuple[str, dict[str, Any]]]:
+        for label, smaller in sizes(target, case):
+            for candidate, new in smaller:
+                yield f"{label}->{new}", candidate
+        if target.reductions is not None:
+            yield from target.reductions(case)
+        yield from _coupled(target, case)
+        yield from _simplifications(case)
+        yield from _reseeded(target, case)
+
+    # A target's own reductions may repeat a size cut (fewer cache rows, say): try each once.
+    seen: set[str] = set()
+    for label, candidate in all_of():
+        key = canonical_json(candidate)
+        if key not in seen:
+            seen.add(key)
+            yield label, candidate
 
 
 def _integer_fields(case: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], int]]:
@@ -143,8 +153,9 @@ def _reseeded(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[
 
 
 def sizes(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, list[tuple[dict, int]]]]:
-    """Per size of `case` (a drawn dimension of its shape, or an integer field whose cut makes
-    the case smaller): its label and the smaller cases, biggest cut first, as (case, size)."""
+    """Per size of `case` (a drawn dimension of its shape, or an integer field, top-level or
+    one level down such as an index set's cache rows, whose cut makes the case smaller): its
+    label and the smaller cases, biggest cut first, as (case, size)."""
     shape = case.get("shape")
     if isinstance(shape, list) and all(isinstance(s, int) for s in shape):
         for i, spec in enumerate(_dims(target, shape)):
@@ -157,19 +168,35 @@ def sizes(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, list[tupl
         size = target.case_size(case)
     except Exception:  # not a case of this target
         return
-    for key, value in case.items():
-        if key in _FIXED or key == "shape" or not isinstance(value, int) or isinstance(value, bool):
+    for label, path, value in _integer_fields(case):
+        if path[0] == "shape":
             continue
         smaller = []
         for new in smaller_steps(value, 1):
-            candidate = {**case, key: new}
             try:
-                if target.case_size(candidate) < size:
-                    smaller.append((candidate, new))
+                # A size is a field whose own cut makes the case smaller.
+                if target.case_size(_with(case, path, new)) < size:
+                    smaller.append((_cut(case, path, value, new), new))
             except Exception:  # a candidate outside the case space
                 continue
         if smaller:
-            yield f"{key} {value}", smaller
+            yield f"{label} {value}", smaller
+
+
+def _cut(case: dict[str, Any], path: tuple[Any, ...], value: int, new: int) -> dict[str, Any]:
+    """`case` with the integer at `path` lowered from `value` to `new`. In a description one
+    level down (an index set, say), a sibling integer that was at most `value` and is above
+    `new` comes down to `new` with it: such fields are bounds of each other (valid slots and
+    window within k), and the cut keeps the relation."""
+    cut = _with(case, path, new)
+    if len(path) == 2:
+        inner = dict(cut[path[0]])
+        for sub, other in inner.items():
+            if (sub != path[1] and isinstance(other, int) and not isinstance(other, bool)
+                    and new < other <= value):
+                inner[sub] = new
+        cut[path[0]] = inner
+    return cut
 
 
 def _simplifications(case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from kfuzz.batch import BatchSizer
 from kfuzz.errors import ContractViolation
@@ -207,13 +209,16 @@ def test_a_smaller_failure_with_other_values_is_searched_for_after_the_reduction
     assert any(step.startswith("a smaller failure drawn") for step in shrunk.shrink["reductions"])
 
 
-def test_values_are_redrawn_at_a_smaller_size_of_the_case_in_hand():
+def test_values_are_redrawn_at_a_smaller_size_of_the_case_in_hand(monkeypatch):
     # At 384 columns (3/4 of 512) only one-sided values fail: the redraw keeps the shape cut
-    # and draws the values afresh until a one-sided case turns up.
+    # and takes values from other draws until a one-sided case turns up (no structures of the
+    # space below the size here: the cuts alone).
     import time
 
     from kfuzz import search
     from kfuzz.materialise import stamp
+
+    monkeypatch.setattr(search, "BAND", 0)
 
     config = CampaignConfig(target="ops.softmax",
                             kernel="tests.helpers_kernels:softmax_wrong_when_wide_or_one_sided",
@@ -228,6 +233,22 @@ def test_values_are_redrawn_at_a_smaller_size_of_the_case_in_hand():
     case, got = found
     assert case["shape"] == [1, 384] and case["dtype"] == "bfloat16" and got.failed
     assert got.buckets() & outcome.buckets()
+
+
+def test_structures_just_below_the_size_are_drawn_from_the_case_space():
+    import time
+
+    from kfuzz import search
+    from kfuzz.targets import get
+
+    config = CampaignConfig(target="dsv4.sparse_attn", seed=0, batch=1)
+    campaign = search._Campaign(config, InProcessExecutor(), None, None)
+    size = 3000
+    band = campaign._band(size, time.perf_counter() + 20, seed=0)
+    sizes = [get("dsv4.sparse_attn").case_size(case) for case in band]
+    assert len(band) == search.BAND, len(band)
+    assert all(size / 2 <= s < size for s in sizes), sizes
+    assert len({json.dumps(case, sort_keys=True) for case in band}) == len(band)
 
 
 def test_an_interrupt_swallowed_where_python_ignores_exceptions_still_stops_the_campaign():

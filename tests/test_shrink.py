@@ -3,6 +3,8 @@ pass, regimes that switch off, and the search feedback."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from hypothesis import find, given, settings
@@ -12,7 +14,7 @@ from kfuzz.compare import Comparator
 from kfuzz.executor import InProcessExecutor
 from kfuzz.materialise import dtype_of, stamp, values
 from kfuzz.search import CampaignConfig, feedback, run_campaign
-from kfuzz.shrink import reductions, shrink
+from kfuzz.shrink import reductions, shrink, sizes
 from kfuzz.targets import OutputSpec, Target, Variant, get, register
 
 
@@ -101,6 +103,30 @@ def test_index_set_reductions_keep_slots_within_k_and_may_share_rows():
     for candidate in labels.values():
         spec = candidate["index"]
         assert spec["n_valid"] <= spec["k"] and spec["window"] <= spec["k"]
+
+
+def test_sizes_one_level_down_are_cut_with_the_fields_they_bound():
+    target = get("dsv4.sparse_attn")
+    case = stamp({"shape": [1, 2, 64], "index": {"n_rows": 40, "k": 32, "n_valid": 32,
+                  "window": 8, "ragged": False, "duplicates": False, "sorted": False,
+                  "out_of_range": False}, "q": {"kind": "normal", "scale": 1.0},
+                  "kv": {"kind": "normal", "scale": 1.0}, "sink": {"kind": "normal", "scale": 1.0},
+                  "seed": 5})
+    found = dict(sizes(target, case))
+    assert [n for _, n in found["index.n_rows 40"]] == [1, 20, 30, 35, 38, 39]
+    cut_k = {n: c["index"] for c, n in found["index.k 32"]}
+    # k bounds the valid slots and the window: both come down with it, never above it.
+    assert cut_k[16]["n_valid"] == 16 and cut_k[16]["window"] == 8
+    assert cut_k[1]["n_valid"] == 1 and cut_k[1]["window"] == 1 and cut_k[1]["n_rows"] == 40
+    # Fields that do not size the inputs (valid slots, window) are not sizes.
+    assert {label for label, cuts in found.items() if cuts} == {"shape[1] 2", "index.n_rows 40",
+                                                                "index.k 32"}
+    # The target's own reductions repeat the cuts of n_rows and k: each is tried once.
+    tried = [json.dumps(c, sort_keys=True) for _, c in reductions(target, case)]
+    assert len(tried) == len(set(tried))
+    assert sum(json.dumps(c["index"], sort_keys=True) == json.dumps(
+        {**case["index"], "n_rows": 20}, sort_keys=True) and c["shape"] == case["shape"]
+        and c["seed"] == case["seed"] for _, c in reductions(target, case)) == 1
 
 
 def test_reductions_respect_the_targets_dims():
