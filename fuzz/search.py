@@ -169,8 +169,8 @@ ROUND_EXAMPLES = 400
 SMALLER_DRAWS = 200
 SMALLER_TRIES = 3000
 # Draws of the values on structures below the size of a failing case before the search for
-# a smaller failure gives up (`_redraw_smaller`), and the value settings they take turns with
-# (fresh draws of the case space, each with many seeds).
+# a smaller failure gives up (`_redraw_smaller`), and how many fresh draws of the case space
+# (whose value settings it uses, each once) are drawn at a time.
 REDRAWS = 10_000
 VALUE_POOL = 200
 # Structures of the case space just below the size of a failing case (`_band`): how many, out
@@ -281,8 +281,10 @@ class _Campaign:
         self.empty_rounds = 0
         # Set by the SIGINT handler (see _catch_interrupts).
         self.interrupted = False
-        # Value settings for _redraw_smaller, drawn once.
+        self.redraw_record: dict[tuple[int, bool], list[int]] = {}
+        # Fresh draws whose value settings _redraw_smaller uses, each once.
         self.value_pool: list[dict[str, Any]] = []
+        self.values_drawn = 0
 
     def _cases(self, max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
         """The campaign's cases within `max_numel`: pinned, without excluded regimes, stamped."""
@@ -416,6 +418,8 @@ class _Campaign:
             self.on_finding(self.raw)
             self.shrink_steps = 0
             self.smallest = None
+            # Draws and smaller failures of each kind of draw in _redraw_smaller.
+            self.redraw_record: dict[tuple[int, bool], list[int]] = {}
         self.shrink_steps += 1
         self.candidate = (case, outcome)
         # Hypothesis keeps the case with the simplest choices, which need not be the smallest:
@@ -593,43 +597,56 @@ class _Campaign:
 
         Faults that need a rare value (a rounding tie, an outlier a sum absorbs) fail more
         often the more elements a case has, so the structures just below the size are where
-        a smaller failure is most likely. The structures take turns, one draw each. A draw's
-        values come in turn from the structure itself, from `case` (its distributions and
-        regimes), and from a pool of fresh draws of the case space; each draw has a new seed.
-        Pinned fields stay as pinned. None when none fails within REDRAWS draws or before
-        `deadline`."""
+        a smaller failure is most likely. A draw's values are the structure's own (for a cut,
+        those of `case`, which it failed with), those of `case` on a structure of the space,
+        or those of a fresh draw of the case space; each draw has a new seed. The five kinds
+        of draw share the draws, one at a time, in proportion to one plus the smaller failures
+        each has given for this finding. Pinned fields stay as pinned. None when none fails
+        within REDRAWS draws or before `deadline`."""
         size = self.target.case_size(case)
         pinned = dict(self.config.pins or {})
-        shapes = []
+        cuts = []
         for _, smaller in sizes(self.target, case):
             # smaller_steps order: the floor, half, three quarters: 3/4 first, then half (the
             # floor where it is the only cut, from 2 to 1 or from 128 to 64 in steps of 64).
             for kept, _new in (smaller[1:3] or smaller[:1])[::-1]:
                 if (self.target.case_size(kept) < size
                         and all(kept.get(k) == v for k, v in pinned.items())):
-                    shapes.append(kept)
-        shapes += self._band(size, deadline, seed=seed)
-        if not shapes:
+                    cuts.append(kept)
+        groups = (cuts, self._band(size, deadline, seed=seed))
+        own = {k: v for k, v in case.items() if is_distribution(v) and k not in pinned}
+        # Kinds of draw: (group, values) with values the structure's own ("own"; for a cut,
+        # those of `case`), those of `case` ("case") or fresh ones ("fresh"). A kind that has
+        # given smaller failures for this finding gets more of the draws (a share of 1 + its
+        # wins), the others keep theirs.
+        kinds = [(group, values) for group, values in (
+            (0, "own"), (0, "fresh"), (1, "own"), (1, "case"), (1, "fresh")) if groups[group]]
+        if not kinds:
             return None
-        pool = self._value_pool(deadline)
-        own = {k: v for k, v in case.items() if is_distribution(v)}
+        record = self.redraw_record
         rng = random.Random(seed)
-        for i in range(REDRAWS):
+        turns = [0, 0]
+        for _ in range(REDRAWS):
             if time.perf_counter() > deadline:
                 return None
-            shape, turn = shapes[i % len(shapes)], i // len(shapes)
-            if turn % 3 == 1:
-                candidate = {**shape, **{k: v for k, v in own.items() if k not in pinned}}
-            elif turn % 3 == 2 and pool:
-                fixed = {k: v for k, v in shape.items() if k != "seed" and not is_distribution(v)}
-                candidate = {**pool[(turn // 3) % len(pool)], **fixed}
-            else:
-                candidate = dict(shape)
+            kind = min(kinds, key=lambda k: record.setdefault(k, [0, 0])[0] / (1 + record[k][1]))
+            record[kind][0] += 1
+            group, values = kind
+            shapes = groups[group]
+            candidate = dict(shapes[turns[group] % len(shapes)])
+            turns[group] += 1
+            if values == "case":
+                candidate.update(own)
+            elif values == "fresh" and (drawn := self._fresh_values(deadline)) is not None:
+                fixed = {k: v for k, v in candidate.items()
+                         if k != "seed" and not is_distribution(v)}
+                candidate = {**drawn, **fixed}
             if "seed" not in pinned:
                 candidate["seed"] = rng.randrange(MAX_SEED + 1)
             try:
                 self._witness(candidate, wanted)
             except _Witness as found:
+                record[kind][1] += 1
                 return found.case, found.outcome
         return None
 
@@ -652,12 +669,12 @@ class _Campaign:
                             **fresh_settings())
         return found
 
-    def _value_pool(self, deadline: float) -> list[dict[str, Any]]:
-        """VALUE_POOL fresh draws of the campaign's case space (drawn once a campaign, before
-        `deadline`), whose value settings `_redraw_smaller` combines with the structures it
-        tries. Drawing a whole case costs several times what running a small one does, and a
-        value setting shows other values with each seed."""
-        if len(self.value_pool) < VALUE_POOL:
+    def _fresh_values(self, deadline: float) -> dict[str, Any] | None:
+        """A fresh draw of the campaign's case space not used before, whose value settings
+        `_redraw_smaller` combines with a structure (None when none can be drawn before
+        `deadline`). Drawn VALUE_POOL at a time: one Hypothesis run per draw would cost more
+        than running a small case."""
+        if not self.value_pool:
             pool = self.value_pool
 
             def test(case: dict[str, Any]) -> None:
@@ -665,10 +682,12 @@ class _Campaign:
                     raise _Stop()
                 pool.append(case)
 
-            self._first_witness(lambda: self._cases(self.max_numel), test, seed=self.seed,
-                                max_examples=VALUE_POOL, phases=[Phase.generate],
-                                **fresh_settings())
-        return self.value_pool
+            self._first_witness(lambda: self._cases(self.max_numel), test,
+                                seed=self.seed + self.values_drawn, max_examples=VALUE_POOL,
+                                phases=[Phase.generate], **fresh_settings())
+            self.values_drawn += len(pool)
+            pool.reverse()
+        return self.value_pool.pop() if self.value_pool else None
 
     def _draw_smaller(
         self, size: int, wanted: set[str], deadline: float, *, seed: int

@@ -210,9 +210,9 @@ def test_a_smaller_failure_with_other_values_is_searched_for_after_the_reduction
 
 
 def test_values_are_redrawn_at_a_smaller_size_of_the_case_in_hand(monkeypatch):
-    # At 384 columns (3/4 of 512) only one-sided values fail: the redraw keeps the shape cut
-    # and takes values from other draws until a one-sided case turns up (no structures of the
-    # space below the size here: the cuts alone).
+    # At 384 columns (3/4 of 512) or 256 only one-sided values fail: the redraw keeps a shape
+    # cut and takes values from fresh draws until a one-sided case turns up (no structures of
+    # the space below the size here: the cuts alone).
     import time
 
     from kfuzz import search
@@ -231,7 +231,9 @@ def test_values_are_redrawn_at_a_smaller_size_of_the_case_in_hand(monkeypatch):
     found = campaign._redraw_smaller(wide, outcome.buckets(), time.perf_counter() + 20, seed=0)
     assert found is not None
     case, got = found
-    assert case["shape"] == [1, 384] and case["dtype"] == "bfloat16" and got.failed
+    # A cut by a quarter or by half, values other than the normal ones the case failed with.
+    assert case["shape"] in ([1, 384], [1, 256]) and case["x"] != wide["x"], case
+    assert case["dtype"] == "bfloat16" and got.failed
     assert got.buckets() & outcome.buckets()
 
 
@@ -249,6 +251,28 @@ def test_structures_just_below_the_size_are_drawn_from_the_case_space():
     assert len(band) == search.BAND, len(band)
     assert all(size / 2 <= s < size for s in sizes), sizes
     assert len({json.dumps(case, sort_keys=True) for case in band}) == len(band)
+
+
+def test_kinds_of_redraw_that_gave_smaller_failures_get_more_of_the_draws():
+    import time
+
+    from kfuzz import search
+    from kfuzz.materialise import stamp
+
+    config = CampaignConfig(target="ops.softmax", seed=0, batch=1)
+    campaign = search._Campaign(config, InProcessExecutor(), None, None)
+    # Cuts with fresh values gave three smaller failures so far, the other kinds none.
+    campaign.redraw_record = {(0, "fresh"): [0, 3]}
+    wide = stamp({"shape": [4, 256], "dtype": "float32",
+                  "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
+    got = campaign._redraw_smaller(wide, {"no such bucket"}, time.perf_counter() + 2, seed=0)
+    assert got is None
+    draws = {kind: record[0] for kind, record in campaign.redraw_record.items()}
+    assert set(draws) == {(0, "own"), (0, "fresh"), (1, "own"), (1, "case"), (1, "fresh")}
+    assert draws[(0, "own")] > 20
+    for kind, n in draws.items():
+        share = 4 if kind == (0, "fresh") else 1
+        assert abs(n - share * draws[(0, "own")]) <= share, draws
 
 
 def test_an_interrupt_swallowed_where_python_ignores_exceptions_still_stops_the_campaign():
