@@ -15,7 +15,8 @@ fault is in the case space is measured too: the fraction of 200 uniformly sample
 fails on.
 
 Sizes are compared with the smallest known failing case: the brute-force result of
-bench/smallest.py (read from --smallest), lowered if any run here detects a smaller case.
+bench/smallest.py (read from --smallest), lowered if any run here detects a smaller case or an
+earlier run's results (--known, by default the committed ones) hold one that still fails.
 
     python -m bench.bug_finding [--quick] [--budget 60] [--seeds 5] [--fault NAME ...]
                                 [--detect-only]
@@ -213,6 +214,23 @@ def _smallest(path: str) -> dict[str, dict[str, Any]]:
     return {f["fault"]: f for f in json.loads(p.read_text())["faults"] if f.get("size")}
 
 
+def _known(path: str | None) -> dict[str, dict[str, Any]]:
+    """The smallest failing case each fault had in an earlier run's results (`path`, this
+    script's output), by fault name: the bar a shrunk case is held to is the smallest case
+    known, not only this run's."""
+    p = Path(path) if path else None
+    if p is None or not p.exists():
+        return {}
+    return {f["fault"]: f["smallest_known"] for f in json.loads(p.read_text())["faults"]
+            if f.get("smallest_known")}
+
+
+def _still_fails(fault: Fault, case: dict[str, Any]) -> bool:
+    """`case` fails with the fault's kernel and passes with its reference kernel."""
+    ran = InProcessExecutor().evaluate([_job(fault, case)])[0]
+    return ran.failed and _reference_passes(fault, case)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     p = common.parser(__doc__, "bug_finding.json")
@@ -226,6 +244,10 @@ def main(argv: list[str] | None = None) -> None:
                         "shrinking (for many seeds)")
     p.add_argument("--smallest", default=str(common.RESULTS / "smallest.json"), metavar="PATH",
                    help="brute-force smallest failing cases (bench.smallest's output)")
+    p.add_argument("--known", default=str(common.RESULTS / "bug_finding.json"), metavar="PATH",
+                   help="an earlier run's results: each fault's smallest failing case there "
+                        "counts as known too, once it is checked to fail here (default: the "
+                        "committed results; '' for none)")
     args = p.parse_args(argv)
     common.single_thread()
     budget = args.budget or (5.0 if args.quick else 60.0)
@@ -234,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick and not args.fault:
         faults = faults[:2]
     brute = _smallest(args.smallest)
+    known = _known(args.known)
     rows = []
     for fault in faults:
         row: dict[str, Any] = {"fault": fault.name, "target": fault.target,
@@ -248,13 +271,19 @@ def main(argv: list[str] | None = None) -> None:
         row["kfuzz"] = _summary(row["kfuzz_runs"])
         row["uniform"] = _summary(row["uniform_runs"])
         row["kfuzz_vs_uniform"] = _verdict(row["kfuzz"], row["uniform"])
-        # (size, preference, source, case): at equal size the brute-force case is named.
+        # (size, preference, source, case): at equal size the brute-force case is named, then
+        # this run's, then an earlier run's.
         seen = [(r["size"], 1, "kfuzz shrink" if "shrink" in r else "uniform sampling",
                  r["case"])
                 for r in row["kfuzz_runs"] + row["uniform_runs"]
                 if r.get("size") is not None and r.get("reference_passes")]
         if fault.name in brute:
             seen.append((brute[fault.name]["size"], 0, "brute force", brute[fault.name]["case"]))
+        earlier = known.get(fault.name)
+        if earlier and _still_fails(fault, earlier["case"]):
+            source = earlier["source"]
+            source = source if source.endswith("(an earlier run)") else f"{source} (an earlier run)"
+            seen.append((get(fault.target).case_size(earlier["case"]), 2, source, earlier["case"]))
         if seen:
             size, _, source, case = min(seen, key=lambda s: (s[0], s[1]))
             row["smallest_known"] = {"size": size, "source": source, "case": case}

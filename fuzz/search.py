@@ -171,7 +171,7 @@ SMALLER_TRIES = 3000
 # Draws of the values on structures below the size of a failing case before the search for
 # a smaller failure gives up (`_redraw_smaller`), and how many fresh draws of the case space
 # (whose value settings it uses, each once) are drawn at a time.
-REDRAWS = 10_000
+REDRAWS = 20_000
 VALUE_POOL = 200
 # Structures of the case space just below the size of a failing case (`_band`): how many, out
 # of how many draws.
@@ -281,7 +281,7 @@ class _Campaign:
         self.empty_rounds = 0
         # Set by the SIGINT handler (see _catch_interrupts).
         self.interrupted = False
-        self.redraw_record: dict[tuple[int, bool], list[int]] = {}
+        self.redraw_record: dict[tuple[int, str], list[float]] = {}
         # Fresh draws whose value settings _redraw_smaller uses, each once.
         self.value_pool: list[dict[str, Any]] = []
         self.values_drawn = 0
@@ -418,8 +418,8 @@ class _Campaign:
             self.on_finding(self.raw)
             self.shrink_steps = 0
             self.smallest = None
-            # Draws and smaller failures of each kind of draw in _redraw_smaller.
-            self.redraw_record: dict[tuple[int, bool], list[int]] = {}
+            # Draws and halvings of the size of each kind of draw in _redraw_smaller.
+            self.redraw_record: dict[tuple[int, str], list[float]] = {}
         self.shrink_steps += 1
         self.candidate = (case, outcome)
         # Hypothesis keeps the case with the simplest choices, which need not be the smallest:
@@ -600,9 +600,9 @@ class _Campaign:
         a smaller failure is most likely. A draw's values are the structure's own (for a cut,
         those of `case`, which it failed with), those of `case` on a structure of the space,
         or those of a fresh draw of the case space; each draw has a new seed. The five kinds
-        of draw share the draws, one at a time, in proportion to one plus the smaller failures
-        each has given for this finding. Pinned fields stay as pinned. None when none fails
-        within REDRAWS draws or before `deadline`."""
+        of draw share the draws, one at a time, in proportion to one plus the halvings of the
+        size their smaller failures have given for this finding. Pinned fields stay as
+        pinned. None when none fails within REDRAWS draws or before `deadline`."""
         size = self.target.case_size(case)
         pinned = dict(self.config.pins or {})
         cuts = []
@@ -616,9 +616,9 @@ class _Campaign:
         groups = (cuts, self._band(size, deadline, seed=seed))
         own = {k: v for k, v in case.items() if is_distribution(v) and k not in pinned}
         # Kinds of draw: (group, values) with values the structure's own ("own"; for a cut,
-        # those of `case`), those of `case` ("case") or fresh ones ("fresh"). A kind that has
-        # given smaller failures for this finding gets more of the draws (a share of 1 + its
-        # wins), the others keep theirs.
+        # those of `case`), those of `case` ("case") or fresh ones ("fresh"). A kind whose
+        # smaller failures have shrunk this finding gets more of the draws: a share of one
+        # plus the halvings of the size they gave (a cut from 512 to 128 elements: 2).
         kinds = [(group, values) for group, values in (
             (0, "own"), (0, "fresh"), (1, "own"), (1, "case"), (1, "fresh")) if groups[group]]
         if not kinds:
@@ -646,7 +646,7 @@ class _Campaign:
             try:
                 self._witness(candidate, wanted)
             except _Witness as found:
-                record[kind][1] += 1
+                record[kind][1] += math.log2(size / max(1, self.target.case_size(found.case)))
                 return found.case, found.outcome
         return None
 

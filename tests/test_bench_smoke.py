@@ -137,3 +137,23 @@ def test_startup_times_each_command_and_renders_its_section(tmp_path):
     text = out.read_text()
     assert "## 6. Start-up" in text and "`kfuzz targets --names`" in text
     assert f"{doc['corpus_list_over_sqlite_utils']:.2f}x" in text
+
+
+def test_an_earlier_runs_smallest_case_counts_only_if_it_still_fails(tmp_path):
+    from bench.bug_finding import _known, _still_fails
+    from bench.seeded import by_name
+
+    fault = by_name("gather_negative")
+    failing = {"shape": [1, 1, 64], "index": {"n_rows": 1, "k": 2, "n_valid": 1, "window": 0,
+               "ragged": False, "duplicates": False, "sorted": False, "out_of_range": False},
+               "q": {"kind": "normal", "scale": 1.0}, "kv": {"kind": "normal", "scale": 1.0},
+               "sink": {"kind": "normal", "scale": 1.0}, "seed": 0, "materialise": 2}
+    passing = {**failing, "index": {**failing["index"], "k": 1}}
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"faults": [
+        {"fault": "gather_negative", "smallest_known": {"size": 130, "source": "kfuzz shrink",
+                                                         "case": failing}},
+        {"fault": "drop_tail"}]}))
+    assert set(_known(str(earlier))) == {"gather_negative"}
+    assert _known("") == {} and _known(str(tmp_path / "missing.json")) == {}
+    assert _still_fails(fault, failing) and not _still_fails(fault, passing)
