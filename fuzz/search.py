@@ -562,22 +562,24 @@ class _Campaign:
     def _smaller_witnesses(
         self, case: dict[str, Any], outcome: Outcome, steps: list[str], end: float
     ) -> tuple[dict[str, Any], Outcome, list[str]]:
-        """Search for a smaller failure, then reduce it, until a search finds none or the
-        finding's shrink time is spent. Reductions keep the values a failure was
-        found with; a fault whose trigger depends on the values (an outlier absorbing a BF16
-        sum, every score of a head below a threshold) then keeps the long axis those values
-        need, while a smaller case with other values fails too. Each search first draws values
-        on structures below its size (`_redraw_smaller`: cuts of the case in hand, and cases
-        of the space just below its size), then draws cases of the whole space below its size
-        (`_draw_smaller`)."""
+        """Search for a smaller failure, then reduce it, until a search finds none within a
+        third of the shrink time or the finding's shrink time is spent. Reductions keep the
+        values a failure was found with; a fault whose trigger depends on the values (an
+        outlier absorbing a BF16 sum, every score of a head below a threshold) then keeps the
+        long axis those values need, while a smaller case with other values fails too. Each
+        search first draws values on structures below its size (`_redraw_smaller`: cuts of
+        the case in hand, and cases of the space just below its size), then draws cases of
+        the whole space below its size (`_draw_smaller`)."""
         wanted = self._wanted(outcome)
         tries = 0
         while time.perf_counter() < end:
             size = self.target.case_size(case)
             seed = self.seed + tries
             tries += 1
-            found = (self._redraw_smaller(case, wanted, end, seed=seed)
-                     or self._draw_smaller(size, wanted, end, seed=seed))
+            # Each search gives up after a third of the shrink time without a smaller failure.
+            give_up = min(end, time.perf_counter() + self.shrink_seconds / 3)
+            found = (self._redraw_smaller(case, wanted, give_up, seed=seed)
+                     or self._draw_smaller(size, wanted, give_up, seed=seed))
             if found is None:
                 break
             reduced = self._reduce(*found, deadline=end)
