@@ -105,13 +105,17 @@ def test_index_set_reductions_keep_slots_within_k_and_may_share_rows():
         assert spec["n_valid"] <= spec["k"] and spec["window"] <= spec["k"]
 
 
+def _sparse_case(shape, n_rows, k, window):
+    """A dsv4.sparse_attn case with every slot valid and normal values."""
+    normal = {"kind": "normal", "scale": 1.0}
+    return stamp({"shape": shape, "index": {"n_rows": n_rows, "k": k, "n_valid": k,
+                  "window": window, "ragged": False, "duplicates": False, "sorted": False,
+                  "out_of_range": False}, "q": normal, "kv": normal, "sink": normal, "seed": 5})
+
+
 def test_sizes_one_level_down_are_cut_with_the_fields_they_bound():
     target = get("dsv4.sparse_attn")
-    case = stamp({"shape": [1, 2, 64], "index": {"n_rows": 40, "k": 32, "n_valid": 32,
-                  "window": 8, "ragged": False, "duplicates": False, "sorted": False,
-                  "out_of_range": False}, "q": {"kind": "normal", "scale": 1.0},
-                  "kv": {"kind": "normal", "scale": 1.0}, "sink": {"kind": "normal", "scale": 1.0},
-                  "seed": 5})
+    case = _sparse_case([1, 2, 64], n_rows=40, k=32, window=8)
     found = dict(sizes(target, case))
     assert [n for _, n in found["index.n_rows 40"]] == [1, 20, 30, 35, 38, 39]
     cut_k = {n: c["index"] for c, n in found["index.k 32"]}
@@ -131,11 +135,7 @@ def test_sizes_one_level_down_are_cut_with_the_fields_they_bound():
 
 def test_reductions_respect_the_targets_dims():
     target = get("dsv4.sparse_attn")
-    case = stamp({"shape": [4, 3, 256], "index": {"n_rows": 8, "k": 4, "n_valid": 4,
-                  "window": 0, "ragged": False, "duplicates": False, "sorted": False,
-                  "out_of_range": False}, "q": {"kind": "normal", "scale": 1.0},
-                  "kv": {"kind": "normal", "scale": 1.0}, "sink": {"kind": "normal", "scale": 1.0},
-                  "seed": 5})
+    case = _sparse_case([4, 3, 256], n_rows=8, k=4, window=0)
     shapes = [c["shape"] for label, c in reductions(target, case) if label.startswith("shape")]
     assert [1, 3, 256] in shapes and [4, 3, 64] in shapes
     assert all(s[2] % 64 == 0 and s[2] >= 64 for s in shapes)
