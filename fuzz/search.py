@@ -281,6 +281,7 @@ class _Campaign:
         self.empty_rounds = 0
         # Set by the SIGINT handler (see _catch_interrupts).
         self.interrupted = False
+        # Draws and halvings of the size of each kind of draw in _redraw_smaller (per finding).
         self.redraw_record: dict[tuple[int, str], list[float]] = {}
         # Fresh draws whose value settings _redraw_smaller uses, each once.
         self.value_pool: list[dict[str, Any]] = []
@@ -419,7 +420,7 @@ class _Campaign:
             self.shrink_steps = 0
             self.smallest = None
             # Draws and halvings of the size of each kind of draw in _redraw_smaller.
-            self.redraw_record: dict[tuple[int, str], list[float]] = {}
+            self.redraw_record = {}
         self.shrink_steps += 1
         self.candidate = (case, outcome)
         # Hypothesis keeps the case with the simplest choices, which need not be the smallest:
@@ -626,12 +627,14 @@ class _Campaign:
         if not kinds:
             return None
         record = self.redraw_record
+        for kind in kinds:
+            record.setdefault(kind, [0, 0.0])
         rng = random.Random(seed)
         turns = [0, 0]
         for _ in range(REDRAWS):
             if time.perf_counter() > deadline:
                 return None
-            kind = min(kinds, key=lambda k: record.setdefault(k, [0, 0])[0] / (1 + record[k][1]))
+            kind = min(kinds, key=lambda k: record[k][0] / (1 + record[k][1]))
             record[kind][0] += 1
             group, values = kind
             shapes = groups[group]
@@ -655,21 +658,9 @@ class _Campaign:
     def _band(self, size: int, deadline: float, *, seed: int) -> list[dict[str, Any]]:
         """Up to BAND fresh draws of the campaign's case space of between half of `size` and
         `size` elements (out of at most BAND_DRAWS draws, before `deadline`)."""
-        found: list[dict[str, Any]] = []
-        drawn = 0
-
-        def test(case: dict[str, Any]) -> None:
-            nonlocal drawn
-            if time.perf_counter() > deadline or len(found) >= BAND or drawn >= BAND_DRAWS:
-                raise _Stop()
-            drawn += 1
-            if size <= 2 * self.target.case_size(case) < 2 * size:
-                found.append(case)
-
-        self._first_witness(lambda: self._cases(min(size - 1, self.max_numel)), test,
-                            seed=seed, max_examples=BAND_DRAWS, phases=[Phase.generate],
-                            **fresh_settings())
-        return found
+        return self._fresh_draws(
+            min(size - 1, self.max_numel), seed=seed, deadline=deadline, draws=BAND_DRAWS,
+            most=BAND, keep=lambda case: size <= 2 * self.target.case_size(case) < 2 * size)
 
     def _fresh_values(self, deadline: float) -> dict[str, Any] | None:
         """A fresh draw of the campaign's case space not used before, whose value settings
@@ -677,19 +668,32 @@ class _Campaign:
         `deadline`). Drawn VALUE_POOL at a time: one Hypothesis run per draw would cost more
         than running a small case."""
         if not self.value_pool:
-            pool = self.value_pool
-
-            def test(case: dict[str, Any]) -> None:
-                if time.perf_counter() > deadline or len(pool) >= VALUE_POOL:
-                    raise _Stop()
-                pool.append(case)
-
-            self._first_witness(lambda: self._cases(self.max_numel), test,
-                                seed=self.seed + self.values_drawn, max_examples=VALUE_POOL,
-                                phases=[Phase.generate], **fresh_settings())
-            self.values_drawn += len(pool)
-            pool.reverse()
+            self.value_pool = self._fresh_draws(
+                self.max_numel, seed=self.seed + self.values_drawn, deadline=deadline,
+                draws=VALUE_POOL, most=VALUE_POOL)[::-1]
+            self.values_drawn += len(self.value_pool)
         return self.value_pool.pop() if self.value_pool else None
+
+    def _fresh_draws(
+        self, max_numel: int, *, seed: int, deadline: float, draws: int, most: int,
+        keep: Callable[[dict[str, Any]], bool] = lambda case: True,
+    ) -> list[dict[str, Any]]:
+        """Up to `most` of `draws` fresh draws of the campaign's cases within `max_numel` that
+        `keep` accepts, in order, drawn before `deadline` (nothing is run)."""
+        found: list[dict[str, Any]] = []
+        drawn = 0
+
+        def test(case: dict[str, Any]) -> None:
+            nonlocal drawn
+            if time.perf_counter() > deadline or len(found) >= most or drawn >= draws:
+                raise _Stop()
+            drawn += 1
+            if keep(case):
+                found.append(case)
+
+        self._first_witness(lambda: self._cases(max_numel), test, seed=seed,
+                            max_examples=draws, phases=[Phase.generate], **fresh_settings())
+        return found
 
     def _draw_smaller(
         self, size: int, wanted: set[str], deadline: float, *, seed: int

@@ -173,29 +173,29 @@ def sizes(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, list[tupl
             continue
         smaller = []
         for new in smaller_steps(value, 1):
+            plain = _with(case, path, new)
             try:
                 # A size is a field whose own cut makes the case smaller.
-                if target.case_size(_with(case, path, new)) < size:
-                    smaller.append((_cut(case, path, value, new), new))
+                if target.case_size(plain) < size:
+                    smaller.append((_with_bounds(plain, path, value, new), new))
             except Exception:  # a candidate outside the case space
                 continue
         if smaller:
             yield f"{label} {value}", smaller
 
 
-def _cut(case: dict[str, Any], path: tuple[Any, ...], value: int, new: int) -> dict[str, Any]:
-    """`case` with the integer at `path` lowered from `value` to `new`. In a description one
-    level down (an index set, say), a sibling integer that was at most `value` and is above
-    `new` comes down to `new` with it: such fields are bounds of each other (valid slots and
-    window within k), and the cut keeps the relation."""
-    cut = _with(case, path, new)
+def _with_bounds(cut: dict[str, Any], path: tuple[Any, ...], value: int, new: int) -> dict[str, Any]:
+    """`cut`, a case whose integer at `path` was lowered from `value` to `new`, with the fields
+    it bounds: in a description one level down (an index set, say), a sibling integer that was
+    at most `value` and is above `new` comes down to `new` with it (valid slots and window
+    within k), so that the cut keeps the relation."""
     if len(path) == 2:
         inner = dict(cut[path[0]])
         for sub, other in inner.items():
             if (sub != path[1] and isinstance(other, int) and not isinstance(other, bool)
                     and new < other <= value):
                 inner[sub] = new
-        cut[path[0]] = inner
+        return {**cut, path[0]: inner}
     return cut
 
 
