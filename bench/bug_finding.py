@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -221,8 +222,13 @@ def _known(path: str | None) -> dict[str, dict[str, Any]]:
     p = Path(path) if path else None
     if p is None or not p.exists():
         return {}
-    return {f["fault"]: f["smallest_known"] for f in json.loads(p.read_text())["faults"]
-            if f.get("smallest_known")}
+    try:
+        return {f["fault"]: f["smallest_known"] for f in json.loads(p.read_text())["faults"]
+                if f.get("smallest_known")}
+    except (ValueError, KeyError, TypeError) as e:
+        print(f"bench.bug_finding: --known {path} is not a bench.bug_finding result ({e!r}); "
+              "name another one, or pass --known '' for none", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _still_fails(fault: Fault, case: dict[str, Any]) -> bool:
