@@ -13,10 +13,12 @@ import array
 import functools
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from kfuzz.errors import CaseError
 
 M32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
@@ -61,23 +63,56 @@ def _normal_table(device: str) -> tuple[torch.Tensor, torch.Tensor]:
     return q[:-1].contiguous().to(device), (q[1:] - q[:-1]).to(device)
 
 
+# An axis's coordinates: an int, the first of consecutive ones, or the coordinates themselves.
+Axis = int | tuple[int, ...]
+
+
 @functools.lru_cache(maxsize=512)
-def _axis_hashes(axis: int, size: int, device: str) -> torch.Tensor:
-    """mix(i + salt of the axis) for i in [0, size): read-only, shared by every Field."""
-    coords = torch.arange(size, dtype=torch.int64, device=device)
+def _axis_hashes(axis: int, size: int, device: str, start: Axis = 0) -> torch.Tensor:
+    """mix(i + salt of the axis) for the axis's coordinates i (from `start` on, or the first
+    `size` of a tuple): read-only, shared by every Field."""
+    if isinstance(start, tuple):
+        coords = torch.tensor(start[:size], dtype=torch.int64, device=device)
+    else:
+        coords = torch.arange(start, start + size, dtype=torch.int64, device=device)
     coords.add_(mix((axis + 1) * _GOLDEN)).bitwise_and_(M32)
     return mix_tensor(coords)
+
+
+def _axes(coords: Sequence[int | Sequence[int]] | None,
+          shape: tuple[int, ...]) -> tuple[Axis, ...]:
+    """`coords` checked against `shape`, as one `Axis` per axis; () for none or the plain
+    coordinates (every axis from 0)."""
+    if coords is None:
+        return ()
+    if len(coords) != len(shape):
+        raise ValueError(f"{len(coords)} axes of coordinates for a {len(shape)}-axis field "
+                         f"{list(shape)}")
+    out: list[Axis] = []
+    for axis, (c, size) in enumerate(zip(coords, shape, strict=True)):
+        if isinstance(c, int):
+            out.append(int(c))
+        elif len(c) < size:
+            raise ValueError(f"axis {axis} has {size} elements and {len(c)} coordinates")
+        else:
+            out.append(tuple(int(i) for i in c[:size]))
+    return tuple(out) if any(a != 0 for a in out) else ()
 
 
 class Field:
     """The hashes of one tensor's coordinates under one key: `bits(draw)` gives independent
     32-bit values per element for each draw number; `uniform`, `normal` map them to floats.
-    `shape` may hold 1 in place of a dimension to draw one value per slice (e.g. per row)."""
+    `shape` may hold 1 in place of a dimension to draw one value per slice (e.g. per row).
+    `coords`: per axis, the coordinate of its first element (0 by default; the others follow
+    it) or the coordinates of its elements, so that a field of shape (2, 3) with coords
+    (0, [1, 4, 5]) holds the elements [0:2, [1, 4, 5]] of a larger field."""
 
-    def __init__(self, key: int, shape: Sequence[int], device: str = "cpu") -> None:
+    def __init__(self, key: int, shape: Sequence[int], device: str = "cpu",
+                 coords: Sequence[int | Sequence[int]] | None = None) -> None:
         self.key = key
         self.shape = tuple(int(s) for s in shape)
         self.device = device
+        starts = _axes(coords, self.shape) or (0,) * len(self.shape)
         if not self.shape:
             self.base = torch.full((), key, dtype=torch.int64, device=device)
             return
@@ -87,7 +122,7 @@ class Field:
         for axis, size in enumerate(self.shape):
             view = [1] * len(self.shape)
             view[axis] = size
-            coords = _axis_hashes(axis, size, device).view(view)
+            coords = _axis_hashes(axis, size, device, starts[axis]).view(view)
             base = coords if base is None else base ^ coords
         assert base is not None
         self.base = base.expand(self.shape) ^ key
@@ -128,13 +163,14 @@ class HostField(Field):
     as `Field` gives on any device (tests/test_position_stable.py checks), with a fraction of
     the per-call cost on small tensors and half the memory traffic on large ones."""
 
-    def __init__(self, key: int, shape: Sequence[int]) -> None:
+    def __init__(self, key: int, shape: Sequence[int],
+                 coords: Sequence[int | Sequence[int]] | None = None) -> None:
         self.key = key
         self.shape = tuple(int(s) for s in shape)
         self.device = "cpu"
         # The coordinates' hashes without the key, which joins each draw's constant instead:
         # (coords ^ key) ^ k == coords ^ (key ^ k), the same bits as `Field`.
-        self.coords = _host_coords(self.shape)
+        self.coords = _host_coords(self.shape, _axes(coords, self.shape))
 
     def _bits(self, draw: int) -> np.ndarray:
         x = np.bitwise_xor(self.coords,
@@ -181,30 +217,32 @@ class HostField(Field):
 
 
 @functools.lru_cache(maxsize=512)
-def _host_axis_hashes(axis: int, size: int) -> np.ndarray:
-    out = _axis_hashes(axis, size, "cpu").numpy().astype(np.uint32)
+def _host_axis_hashes(axis: int, size: int, start: Axis = 0) -> np.ndarray:
+    out = _axis_hashes(axis, size, "cpu", start).numpy().astype(np.uint32)
     out.flags.writeable = False
     return out
 
 
-def _host_coords(shape: tuple[int, ...]) -> np.ndarray:
-    """h0[i0] ^ h1[i1] ^ ... over `shape` (read-only; small shapes are cached)."""
+def _host_coords(shape: tuple[int, ...], axes: tuple[Axis, ...] = ()) -> np.ndarray:
+    """h0[i0] ^ h1[i1] ^ ... over `shape` at the axes' coordinates (read-only; small shapes
+    are cached)."""
     if math.prod(shape) <= 1 << 16:
-        return _host_coords_cached(shape)
-    return _host_coords_built(shape)
+        return _host_coords_cached(shape, axes)
+    return _host_coords_built(shape, axes)
 
 
 @functools.lru_cache(maxsize=256)
-def _host_coords_cached(shape: tuple[int, ...]) -> np.ndarray:
-    return _host_coords_built(shape)
+def _host_coords_cached(shape: tuple[int, ...], axes: tuple[Axis, ...]) -> np.ndarray:
+    return _host_coords_built(shape, axes)
 
 
-def _host_coords_built(shape: tuple[int, ...]) -> np.ndarray:
+def _host_coords_built(shape: tuple[int, ...], axes: tuple[Axis, ...]) -> np.ndarray:
+    starts = axes or (0,) * len(shape)
     base = np.zeros((), dtype=np.uint32)
     for axis, size in enumerate(shape):
         view = [1] * len(shape)
         view[axis] = size
-        base = base ^ _host_axis_hashes(axis, size).reshape(view)
+        base = base ^ _host_axis_hashes(axis, size, starts[axis]).reshape(view)
     if base.shape != shape:  # an axis of size 1 everywhere, or no axes
         base = np.broadcast_to(base, shape)
     base.flags.writeable = False
@@ -227,11 +265,12 @@ class ScalarField(Field):
     float64 operations in the same order as `HostField`, so the same bits, without NumPy's
     per-call cost, which dominates on tensors of a few elements (a [1, 8] case's inputs)."""
 
-    def __init__(self, key: int, shape: Sequence[int]) -> None:
+    def __init__(self, key: int, shape: Sequence[int],
+                 coords: Sequence[int | Sequence[int]] | None = None) -> None:
         self.key = key
         self.shape = tuple(int(s) for s in shape)
         self.device = "cpu"
-        self.coords = _scalar_coords(self.shape)
+        self.coords = _scalar_coords(self.shape, _axes(coords, self.shape))
 
     def _bits(self, draw: int) -> list[int]:
         k = self.key ^ mix(self.key + (draw + 1) * _GOLDEN)
@@ -282,8 +321,8 @@ SCALAR_MAX = 16
 
 
 @functools.lru_cache(maxsize=256)
-def _scalar_coords(shape: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(int(c) for c in np.asarray(_host_coords(shape)).reshape(-1).tolist())
+def _scalar_coords(shape: tuple[int, ...], axes: tuple[Axis, ...] = ()) -> tuple[int, ...]:
+    return tuple(int(c) for c in np.asarray(_host_coords(shape, axes)).reshape(-1).tolist())
 
 
 @functools.cache
@@ -292,14 +331,15 @@ def _scalar_normal_table() -> tuple[list[float], list[float]]:
     return low.tolist(), slope.tolist()
 
 
-def make_field(key: int, shape: Sequence[int], device: str = "cpu") -> Field:
+def make_field(key: int, shape: Sequence[int], device: str = "cpu",
+               coords: Sequence[int | Sequence[int]] | None = None) -> Field:
     """The Field for `device`: computed on the host for the CPU (element by element for a
     few elements), with torch elsewhere."""
     if device != "cpu":
-        return Field(key, shape, device)
+        return Field(key, shape, device, coords)
     if math.prod(int(s) for s in shape) <= SCALAR_MAX:
-        return ScalarField(key, shape)
-    return HostField(key, shape)
+        return ScalarField(key, shape, coords)
+    return HostField(key, shape, coords)
 
 
 def pow2(exponent: torch.Tensor) -> torch.Tensor:
@@ -309,29 +349,54 @@ def pow2(exponent: torch.Tensor) -> torch.Tensor:
 
 
 class CounterGenerator(torch.Generator):
-    """The generator a version-2 case is built with. Each call of `stream(name)` gives the key
-    of one input; without a name, inputs are keyed by call order. It is also a CPU
+    """The generator a version-2 or -3 case is built with. Each call of `stream(name)` gives
+    the key of one input; without a name, inputs are keyed by call order. It is also a CPU
     `torch.Generator` seeded with the case's seed, so a target that draws with
     `torch.randn(..., generator=gen)` still runs (sequentially, without position stability).
-    `device`: where the tensors it builds live (`target_device`)."""
+    `device`: where the tensors it builds live (`target_device`).
 
-    def __new__(cls, seed: int, device: str = "cpu") -> CounterGenerator:
+    `coords` (version 3): per input label, per field of that input (its key relative to the
+    input's key, as a decimal string: "0" for the values themselves), the coordinates of each
+    axis (see `Field`). A field with coordinates holds a selection of the elements of the
+    field without: the shrinker drops heads or cache rows of a case this way, first, last or
+    in the middle, and keeps every other element.
+    `fields`, when set to a list, records (label, field, shape) of every field made."""
+
+    def __new__(cls, seed: int, device: str = "cpu",
+                coords: Mapping[str, Mapping[str, Sequence[Any]]] | None = None
+                ) -> CounterGenerator:
         self = super().__new__(cls, "cpu")  # type: ignore[call-arg]
         self.manual_seed(int(seed) % (2**63))
         return self
 
-    def __init__(self, seed: int, device: str = "cpu") -> None:
+    def __init__(self, seed: int, device: str = "cpu",
+                 coords: Mapping[str, Mapping[str, Sequence[Any]]] | None = None) -> None:
         # Not `seed`: torch.Generator has a method of that name.
         self.case_seed = int(seed)
         self.target_device = device
         self.calls = 0
+        self.coords = coords or {}
+        self.fields: list[tuple[str, str, tuple[int, ...]]] | None = None
+        self._label, self._key = "", 0
 
     def stream(self, name: str | None = None) -> int:
         """The key of the next input: from `name` when given, else from the call count."""
         self.calls += 1
         label = name if name is not None else f"#{self.calls}"
-        return key_of(self.case_seed % (1 << 64), label)
+        self._label = label
+        self._key = key_of(self.case_seed % (1 << 64), label)
+        return self._key
 
     def field(self, key: int, shape: Sequence[int]) -> Field:
-        """A `Field` over `shape` on this generator's device."""
-        return make_field(key, shape, self.target_device)
+        """A `Field` over `shape` on this generator's device, at the coordinates given for
+        it."""
+        sub = str(key ^ self._key)
+        shape = tuple(int(s) for s in shape)
+        if self.fields is not None:
+            self.fields.append((self._label, sub, shape))
+        coords = self.coords.get(self._label, {}).get(sub)
+        try:
+            return make_field(key, shape, self.target_device, coords)
+        except ValueError as exc:
+            raise CaseError(f"case field coords, input {self._label!r}, field {sub}: {exc}; "
+                            "give one int or list per axis, lists as long as the axis") from None

@@ -2,6 +2,11 @@
 
 Two generators, chosen by the case's "materialise" field:
 
+- 3: version 2 with the case field "coords", the coordinates of each axis of an input's
+  fields (`kfuzz.counter.CounterGenerator`). The shrinker writes it when it drops heads, rows
+  or cache rows other than the last: the elements left are those of the case before, bit for
+  bit, wherever they sat. A case without coords is never stamped 3, so older readers of
+  version 2 cases see no change.
 - 2 (every case the search draws now): *position-stable* values. Each element is a function of
   (case seed, input, the element's coordinates) through a counter-based integer hash, so that
   removing a row, a head or a cache row leaves every surviving element bit-identical and a
@@ -29,6 +34,9 @@ from kfuzz.errors import CaseError
 
 VERSION_KEY = "materialise"
 VERSION = 2
+# The version of a case with coordinates, and its field.
+COORDS_VERSION = 3
+COORDS_KEY = "coords"
 
 DTYPE_NAMES: dict[str, torch.dtype] = {
     "float64": torch.float64,
@@ -68,14 +76,46 @@ def generator_for(case: Mapping[str, Any], device: str = "cpu") -> torch.Generat
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise CaseError(f"seed {seed!r} is not an integer")
     version = case.get(VERSION_KEY, 1)
+    if COORDS_KEY in case and version != COORDS_VERSION:
+        raise CaseError(f"case field {COORDS_KEY} needs {VERSION_KEY}={COORDS_VERSION}, "
+                        f"got {version!r}; set {VERSION_KEY} to {COORDS_VERSION}")
     if version == 1:
         return generator(seed)
     if version == VERSION:
         return CounterGenerator(seed, device)
+    if version == COORDS_VERSION:
+        return CounterGenerator(seed, device, coords_of(case))
     raise CaseError(
-        f"case field {VERSION_KEY}={version!r} is unknown; this kfuzz builds versions 1 and "
-        f"{VERSION} (upgrade kfuzz to replay newer cases)"
+        f"case field {VERSION_KEY}={version!r} is unknown; this kfuzz builds versions 1 to "
+        f"{COORDS_VERSION} (upgrade kfuzz to replay newer cases)"
     )
+
+
+def coords_of(case: Mapping[str, Any]) -> dict[str, dict[str, list[Any]]]:
+    """The case's coordinates ({input: {field: [per axis, a first coordinate or a list of
+    coordinates]}}), checked: names are strings, coordinates non-negative integers. Raises
+    CaseError naming the bad entry."""
+    raw = case.get(COORDS_KEY, {})
+    if not isinstance(raw, Mapping):
+        raise CaseError(f"case field {COORDS_KEY} is {raw!r}, not a mapping of inputs to fields")
+    out: dict[str, dict[str, list[Any]]] = {}
+    for label, fields in raw.items():
+        if not isinstance(label, str) or not isinstance(fields, Mapping):
+            raise CaseError(f"case field {COORDS_KEY}: {label!r}: {fields!r} is not a mapping "
+                            "of fields to coordinates")
+        out[label] = {}
+        for sub, axes in fields.items():
+            if not (isinstance(sub, str) and isinstance(axes, list)
+                    and all(_coordinate(a) or (isinstance(a, list) and all(map(_coordinate, a)))
+                            for a in axes)):
+                raise CaseError(f"case field {COORDS_KEY}: {label!r}, field {sub!r}: {axes!r} "
+                                "is not a list of, per axis, an integer >= 0 or a list of them")
+            out[label][sub] = list(axes)
+    return out
+
+
+def _coordinate(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
 def stamp(case: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,14 +4,16 @@ Hypothesis shrinks the choice sequence behind a case, which is not the same as t
 a failure found at [64, 8192] can come back with its 8192 intact. This pass works on the case
 itself. It tries, in order, reductions that remove the most elements (each drawn dimension set
 to its smallest size, halved, cut by a quarter down to a 32nd, decremented; the target's own
-reductions, such as fewer cache rows; other integer fields that size the inputs; a dimension
-and another integer lowered together, keeping their difference), then simplifications (each
+reductions, such as fewer cache rows; other integer fields that size the inputs; each size cut
+from the front and inside its axes; a dimension and another integer lowered together, keeping
+their difference), then simplifications (each
 value regime switched off, each flag off, each distribution replaced by a plain normal, scales
 to 1, the seed to 0), and last a smaller shape with other seeds. A candidate is kept only when
 it still fails in the same failure bucket and is no larger; the pass restarts after every kept
 candidate and ends at a fixed point or at its deadline. Because inputs are position-stable
-(kfuzz.materialise), a smaller shape keeps every surviving element, so the failing elements
-usually survive the cut.
+(kfuzz.materialise), a smaller shape keeps every surviving element, and a cut elsewhere than at
+an axis's end keeps them too (version 3, the coordinates of each axis), so the failing elements
+survive the cut wherever they sit.
 """
 
 from __future__ import annotations
@@ -21,13 +23,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from kfuzz.counter import CounterGenerator
 from kfuzz.findings import canonical_json
-from kfuzz.materialise import MODIFIERS, VERSION_KEY
+from kfuzz.materialise import (
+    COORDS_KEY,
+    COORDS_VERSION,
+    MODIFIERS,
+    VERSION_KEY,
+    coords_of,
+    generator_for,
+)
 from kfuzz.strategies import DISTRIBUTION_KINDS, Dim, smaller_steps
 from kfuzz.targets import Target
 
-# Fields the pass leaves alone: the materialisation version, and the seed (only set to 0).
-_FIXED = {VERSION_KEY, "seed"}
+# Fields the pass leaves alone: the materialisation version, the coordinates (moved only with
+# a size, by `_inner_cuts`) and the seed (only set to 0).
+_FIXED = {VERSION_KEY, COORDS_KEY, "seed"}
 
 
 @dataclass
@@ -64,6 +75,7 @@ def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict
             yield from target.reductions(case)
         yield from _coupled(target, case)
         yield from _simplifications(case)
+        yield from _inner_cuts(target, case)
         yield from _reseeded(target, case)
 
     # A target's own reductions may repeat a size cut (fewer cache rows, say): try each once.
@@ -156,12 +168,20 @@ def sizes(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, list[tupl
     """Per size of `case` (a drawn dimension of its shape, or an integer field, top-level or
     one level down such as an index set's cache rows, whose cut makes the case smaller): its
     label and the smaller cases, biggest cut first, as (case, size)."""
+    for label, _path, _value, smaller in _size_cuts(target, case):
+        yield label, smaller
+
+
+def _size_cuts(
+    target: Target, case: dict[str, Any]
+) -> Iterator[tuple[str, tuple[Any, ...], int, list[tuple[dict, int]]]]:
+    """`sizes`, with each size's path in the case and value."""
     shape = case.get("shape")
     if isinstance(shape, list) and all(isinstance(s, int) for s in shape):
         for i, spec in enumerate(_dims(target, shape)):
             if isinstance(spec, int):
                 continue
-            yield f"shape[{i}] {shape[i]}", [
+            yield f"shape[{i}] {shape[i]}", ("shape", i), shape[i], [
                 ({**case, "shape": [*shape[:i], new, *shape[i + 1:]]}, new)
                 for new in smaller_steps(shape[i], spec.smallest, spec.multiple_of)]
     try:
@@ -181,7 +201,104 @@ def sizes(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, list[tupl
             except Exception:  # a candidate outside the case space
                 continue
         if smaller:
-            yield f"{label} {value}", smaller
+            yield f"{label} {value}", path, value, smaller
+
+
+# Cuts inside an axis: blocks of each size a cut from the end would remove, at every multiple
+# of the block's length, while there are at most this many positions (each a run of the case).
+INNER_POSITIONS = 16
+
+
+def _inner_cuts(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each size cut elsewhere than at its end: the first elements of the axes it sizes
+    dropped, then blocks inside them, every other element kept bit for bit (a version-3
+    case's coordinates: `kfuzz.materialise`). A failing head, row or cache row far from the
+    origin survives such a cut where a cut from the end would lose it, and a cache row no
+    index names can go while the rows around it stay. Which axes of which inputs a size
+    sets is read off the case's inputs, built at the size and at its smallest cut: an axis
+    of a field that shrank by exactly the cut. Nothing for a case whose inputs are not
+    position-stable (version 1, or a target drawing its own values)."""
+    fields = _fields_made(target, case)
+    if not fields:
+        return
+    coords = coords_of(case)
+    for label, path, value, smaller in _size_cuts(target, case):
+        # Each cut as it is, then with the fields it bounds brought down with it (`sizes`):
+        # dropping a cache row no index names need not change the slots per token.
+        variants = [[(_with(case, path, new), new) for _, new in smaller], smaller]
+        for cuts in _unique(variants) if smaller else []:
+            cut, new = cuts[-1]
+            links = _linked_axes(fields, _fields_made(target, cut), value - new)
+            if links:
+                yield from _places(label, value, cuts, links, coords)
+
+
+def _places(
+    label: str, value: int, cuts: list[tuple[dict, int]],
+    links: list[tuple[str, str, int, tuple[int, ...]]], coords: dict[str, dict[str, list[Any]]],
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The cuts of one size (`cuts`, biggest first) made at the front of the axes `links`
+    names, then at each multiple of the block inside them."""
+    blocks = [(value - new, candidate) for candidate, new in cuts]
+    places = [(0, b, c) for b, c in blocks]  # from the front, biggest block first
+    places += [(at, b, c) for b, c in blocks if value // b <= INNER_POSITIONS
+               for at in range(b, value - b, b)]
+    for at, drop, candidate in places:
+        moved = {name: dict(subs) for name, subs in coords.items()}
+        for name, sub, axis, shape in links:
+            axes = list(moved.setdefault(name, {}).get(sub, [0] * len(shape)))
+            axes[axis] = _without(axes[axis], shape[axis], at, drop)
+            moved[name][sub] = axes
+        where = "from the front" if at == 0 else f"at {at}"
+        yield (f"{label}->{value - drop} {where}",
+               {**candidate, VERSION_KEY: COORDS_VERSION, COORDS_KEY: moved})
+
+
+def _unique(items: list[Any]) -> list[Any]:
+    return [c for i, c in enumerate(items) if c not in items[:i]]
+
+
+def _without(axis: int | list[int], length: int, at: int, drop: int) -> int | list[int]:
+    """The coordinates of an axis of `length` elements (a first coordinate, or a list) with
+    `drop` elements from position `at` removed: still a first coordinate when they were the
+    first ones."""
+    if isinstance(axis, int):
+        if at == 0:
+            return axis + drop
+        axis = list(range(axis, axis + length))
+    kept = list(axis[:length])
+    return kept[:at] + kept[at + drop:]
+
+
+def _fields_made(target: Target, case: dict[str, Any]) -> dict[tuple[str, str], tuple[int, ...]]:
+    """(input, field) -> shape of every position-stable field `case`'s inputs are built
+    from; empty where they are not position-stable or cannot be built."""
+    try:
+        gen = generator_for(case)
+        if not isinstance(gen, CounterGenerator):
+            return {}
+        gen.fields = []
+        target.inputs(case, gen)
+    except Exception:  # a case the target cannot build: no cuts inside its axes
+        return {}
+    return {(name, sub): shape for name, sub, shape in gen.fields}
+
+
+def _linked_axes(
+    at_size: dict[tuple[str, str], tuple[int, ...]], cut: dict[tuple[str, str], tuple[int, ...]],
+    by: int,
+) -> list[tuple[str, str, int, tuple[int, ...]]]:
+    """(input, field, axis, shape) of each axis that is `by` shorter in `cut` than in
+    `at_size`, the field's other axes unchanged."""
+    links = []
+    for (name, sub), shape in at_size.items():
+        other = cut.get((name, sub))
+        if other is None or len(other) != len(shape):
+            continue
+        changed = [a for a, (x, y) in enumerate(zip(shape, other, strict=True)) if x != y]
+        if len(changed) == 1 and shape[changed[0]] - other[changed[0]] == by:
+            links.append((name, sub, changed[0], shape))
+    return links
 
 
 def _with_bounds(cut: dict[str, Any], path: tuple[Any, ...], value: int, new: int) -> dict[str, Any]:

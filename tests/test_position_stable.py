@@ -214,8 +214,60 @@ def test_small_tensors_are_built_element_by_element():
 @pytest.mark.parametrize("dist", DISTS, ids=lambda d: "+".join(sorted(d)))
 def test_inputs_built_by_the_device_code_match_the_host_code(dist, monkeypatch):
     host = values(CounterGenerator(9), [5, 33], torch.float32, dist, name="x")
-    monkeypatch.setattr(counter, "make_field", lambda key, shape, device: Field(key, shape, device))
+    monkeypatch.setattr(counter, "make_field", lambda key, shape, device, coords=None:
+                        Field(key, shape, device, coords))
     device_code = values(CounterGenerator(9), [5, 33], torch.float32, dist, name="x")
     assert torch.equal(host.view(torch.int32), device_code.view(torch.int32))
     index_host = sparse_indices(CounterGenerator(9), 3, INDEX)
     assert torch.equal(index_host, sparse_indices(CounterGenerator(9), 3, INDEX))
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (3, 7)])  # element by element, and on the host
+def test_a_field_at_coordinates_holds_those_elements_of_the_field_without(shape):
+    full = Field(77, (6, 40)).bits(0)
+    cols = [4, 9, 30, 31, 35, 36, 39][:shape[1]]
+    want = full[1:1 + shape[0]][:, cols]
+    for field in (Field(77, shape, coords=[1, cols]), counter.make_field(77, shape, coords=[1, cols])):
+        assert torch.equal(field.bits(0), want)
+    # A list longer than the axis: its first coordinates.
+    assert torch.equal(Field(77, (1, 2), coords=[0, [5, 6, 7]]).bits(3), Field(77, (1, 8)).bits(3)[:, 5:7])
+
+
+def test_a_version_3_case_builds_its_inputs_at_its_coordinates():
+    full = {**CASES["ops.rmsnorm"], VERSION_KEY: 2}
+    part = {**full, "shape": [2, 30], VERSION_KEY: 3, "coords": {"x": {"0": [[1, 3], 10]}}}
+    target = targets.get("ops.rmsnorm")
+    x = target.inputs(full, generator_for(full))["x"]
+    assert torch.equal(target.inputs(part, generator_for(part))["x"], x[[1, 3]][:, 10:40])
+
+
+def test_cache_rows_no_index_names_can_go_and_every_token_keeps_its_rows():
+    target = targets.get("dsv4.sparse_attn")
+    spec = {**INDEX, "ragged": False, "out_of_range": False}
+    full = {**CASES["dsv4.sparse_attn"], "index": spec, VERSION_KEY: 2}
+    inputs = target.inputs(full, generator_for(full))
+    named = set(inputs["indices"][inputs["indices"] >= 0].tolist())
+    unused = [r for r in range(spec["n_rows"] - spec["window"]) if r not in named][:3]
+    rows = [r for r in range(spec["n_rows"]) if r not in unused]
+    part = {**full, "index": {**spec, "n_rows": len(rows)}, VERSION_KEY: 3,
+            "coords": {"kv": {"0": [rows, 0]}, "indices": {"3": [0, rows]}}}
+    cut = target.inputs(part, generator_for(part))
+    assert len(unused) == 3 and torch.equal(cut["q"], inputs["q"])
+
+    def gathered(t):
+        return t["kv"][t["indices"].clamp(min=0).long()] * (t["indices"] >= 0)[..., None]
+
+    assert torch.equal(gathered(cut), gathered(inputs))
+
+
+@pytest.mark.parametrize("coords, version, culprit", [
+    ({"x": {"0": [1, 0]}}, 2, "needs materialise=3"),
+    ({"x": {"0": [-1, 0]}}, 3, "an integer >= 0"),
+    ({"x": [1, 0]}, 3, "not a mapping of fields"),
+    ({"x": {"0": [0]}}, 3, "1 axes of coordinates for a 2-axis field"),
+    ({"x": {"0": [[0, 1], 0]}}, 3, "axis 0 has 4 elements and 2 coordinates"),
+])
+def test_bad_coordinates_name_the_culprit(coords, version, culprit):
+    case = {**CASES["ops.rmsnorm"], VERSION_KEY: version, "coords": coords}
+    with pytest.raises(CaseError, match=culprit):
+        targets.get("ops.rmsnorm").inputs(case, generator_for(case))

@@ -130,7 +130,8 @@ def test_sizes_one_level_down_are_cut_with_the_fields_they_bound():
     assert len(tried) == len(set(tried))
     assert sum(json.dumps(c["index"], sort_keys=True) == json.dumps(
         {**case["index"], "n_rows": 20}, sort_keys=True) and c["shape"] == case["shape"]
-        and c["seed"] == case["seed"] for _, c in reductions(target, case)) == 1
+        and c["seed"] == case["seed"] and "coords" not in c  # a cut from the end
+        for _, c in reductions(target, case)) == 1
 
 
 def test_reductions_respect_the_targets_dims():
@@ -279,3 +280,26 @@ def test_targets_report_features_the_search_climbs():
     assert feedback(outcome)["feature:exp_underflow"] == outcome.features["exp_underflow"]
     again = Outcome.from_dict(outcome.to_dict())
     assert again.features == outcome.features
+
+
+def test_the_pass_cuts_inside_an_axis_and_keeps_the_failing_element_wherever_it_sits():
+    # One element over the threshold, far from the origin on both axes: a cut from the end
+    # loses it; cuts from the front and inside the axes keep it, bit for bit.
+    from kfuzz.materialise import COORDS_VERSION, VERSION_KEY, generator_for
+
+    target = get("ops.softmax")
+    case = stamp({"shape": [16, 256], "dtype": "float32", "x": {"kind": "normal", "scale": 1.0},
+                  "seed": 5})
+    x = target.inputs(case, generator_for(case))["x"]
+    threshold = float(x.max()) - 1e-6  # exactly one element, the largest, passes it
+
+    def fails(c):
+        return bool((target.inputs(c, generator_for(c))["x"] > threshold).any())
+
+    row, col = divmod(int(x.argmax()), 256)
+    assert 0 < row < 15 and 0 < col < 255 and fails(case)
+    result = shrink(target, case, fails, deadline=float("inf"))
+    assert result.case["shape"] == [1, 1]
+    assert result.case[VERSION_KEY] == COORDS_VERSION
+    assert target.inputs(result.case, generator_for(result.case))["x"].item() == x.max().item()
+    assert any("from the front" in s or " at " in s for s in result.steps)
