@@ -303,3 +303,27 @@ def test_the_pass_cuts_inside_an_axis_and_keeps_the_failing_element_wherever_it_
     assert result.case[VERSION_KEY] == COORDS_VERSION
     assert target.inputs(result.case, generator_for(result.case))["x"].item() == x.max().item()
     assert any("from the front" in s or " at " in s for s in result.steps)
+
+
+def test_cache_rows_no_index_names_go_while_the_slots_per_token_stay():
+    # A failure that needs the token's own rows and its 12 slots (a kernel whose matmul
+    # blocking depends on K, say): the cache rows no index names are cut from inside the
+    # cache, and cutting them does not take k down with n_rows.
+    from kfuzz.materialise import generator_for
+
+    target = get("dsv4.sparse_attn")
+    case = {**_sparse_case([1, 1, 64], n_rows=40, k=12, window=0), "seed": 3}
+    case["index"] = {**case["index"], "n_valid": 4}
+
+    def rows_of(c):
+        inputs = target.inputs(c, generator_for(c))
+        idx = inputs["indices"][0]
+        return inputs["kv"][idx[idx >= 0].long()]
+
+    want = rows_of(case)
+
+    def fails(c):
+        return c["index"]["k"] == 12 and c["index"]["n_valid"] == 4 and torch.equal(rows_of(c), want)
+
+    result = shrink(target, case, fails, deadline=float("inf"))
+    assert result.case["index"]["n_rows"] == 4 and fails(result.case)
