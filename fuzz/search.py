@@ -173,6 +173,8 @@ SMALLER_TRIES = 3000
 # (whose value settings it uses, each once) are drawn at a time.
 REDRAWS = 20_000
 VALUE_POOL = 200
+# Value settings of the fresh draws that came closest to failing, drawn again (`_redraw_smaller`).
+NEAR_MISSES = 8
 # Structures of the case space just below the size of a failing case (`_band`): how many, out
 # of how many draws.
 BAND = 32
@@ -283,6 +285,8 @@ class _Campaign:
         self.interrupted = False
         # Draws and halvings of the size of each kind of draw in _redraw_smaller (per finding).
         self.redraw_record: dict[tuple[int, str], list[float]] = {}
+        # The value settings of fresh draws that came closest to failing (per finding).
+        self.near_misses: list[tuple[tuple[float, float], dict[str, Any]]] = []
         # Fresh draws whose value settings _redraw_smaller uses, each once.
         self.value_pool: list[dict[str, Any]] = []
         self.values_drawn = 0
@@ -419,8 +423,10 @@ class _Campaign:
             self.on_finding(self.raw)
             self.shrink_steps = 0
             self.smallest = None
-            # Draws and halvings of the size of each kind of draw in _redraw_smaller.
+            # Draws and halvings of the size of each kind of draw in _redraw_smaller, and the
+            # near misses among its fresh draws.
             self.redraw_record = {}
+            self.near_misses = []
         self.shrink_steps += 1
         self.candidate = (case, outcome)
         # Hypothesis keeps the case with the simplest choices, which need not be the smallest:
@@ -622,15 +628,20 @@ class _Campaign:
         # those of `case`), those of `case` ("case") or fresh ones ("fresh"). A kind whose
         # smaller failures have shrunk this finding gets more of the draws: a share of one
         # plus the halvings of the size they gave (a cut from 512 to 128 elements: 2).
+        # "near": the value settings of the fresh draws that came closest to failing, each
+        # again with other seeds on other structures (near misses climb toward failures); a
+        # fresh draw while there is none.
         kinds = [(group, values) for group, values in (
-            (0, "own"), (0, "fresh"), (1, "own"), (1, "case"), (1, "fresh")) if groups[group]]
+            (0, "own"), (0, "fresh"), (0, "near"), (1, "own"), (1, "case"), (1, "fresh"),
+            (1, "near")) if groups[group]]
         if not kinds:
             return None
         record = self.redraw_record
         for kind in kinds:
             record.setdefault(kind, [0, 0.0])
+        near = self.near_misses
         rng = random.Random(seed)
-        turns = [0, 0]
+        turns = [0, 0, 0]
         for _ in range(REDRAWS):
             if time.perf_counter() > deadline:
                 return None
@@ -640,20 +651,40 @@ class _Campaign:
             shapes = groups[group]
             candidate = dict(shapes[turns[group] % len(shapes)])
             turns[group] += 1
+            drawn = None
             if values == "case":
                 candidate.update(own)
-            elif values == "fresh" and (drawn := self._fresh_values(deadline)) is not None:
+            elif values == "near" and near:
+                candidate.update(near[turns[2] % len(near)][1])
+                turns[2] += 1
+            elif values != "own" and (drawn := self._fresh_values(deadline)) is not None:
                 fixed = {k: v for k, v in candidate.items()
                          if k != "seed" and not is_distribution(v)}
                 candidate = {**drawn, **fixed}
             if "seed" not in pinned:
                 candidate["seed"] = rng.randrange(MAX_SEED + 1)
             try:
-                self._witness(candidate, wanted)
+                got = self._witness(candidate, wanted)
             except _Witness as found:
                 record[kind][1] += math.log2(size / max(1, self.target.case_size(found.case)))
                 return found.case, found.outcome
+            if drawn is not None and got is not None and got.status == Status.PASS:
+                self._note_near_miss(got, {k: v for k, v in candidate.items()
+                                           if is_distribution(v) and k not in pinned})
         return None
+
+    def _note_near_miss(self, outcome: Outcome, values: dict[str, Any]) -> None:
+        """Keep `values` among the NEAR_MISSES value settings of this finding whose draws came
+        closest to failing: the largest mismatch ratio, then the worst element's error as a
+        fraction of what the comparator allows."""
+        if not values:
+            return
+        score = (outcome.worst_ratio(), outcome.worst_over_allowed())
+        near = self.near_misses
+        if len(near) < NEAR_MISSES or score > near[-1][0]:
+            near.append((score, values))
+            near.sort(key=lambda entry: entry[0], reverse=True)
+            del near[NEAR_MISSES:]
 
     def _band(self, size: int, deadline: float, *, seed: int) -> list[dict[str, Any]]:
         """Up to BAND fresh draws of the campaign's case space of between half of `size` and

@@ -268,11 +268,44 @@ def test_kinds_of_redraw_that_gave_smaller_failures_get_more_of_the_draws():
     got = campaign._redraw_smaller(wide, {"no such bucket"}, time.perf_counter() + 2, seed=0)
     assert got is None
     draws = {kind: record[0] for kind, record in campaign.redraw_record.items()}
-    assert set(draws) == {(0, "own"), (0, "fresh"), (1, "own"), (1, "case"), (1, "fresh")}
+    assert set(draws) == {(0, "own"), (0, "fresh"), (0, "near"), (1, "own"), (1, "case"),
+                          (1, "fresh"), (1, "near")}
     assert draws[(0, "own")] > 20
     for kind, n in draws.items():
         share = 4 if kind == (0, "fresh") else 1
         assert abs(n - share * draws[(0, "own")]) <= share, draws
+
+
+def test_the_value_settings_that_came_closest_to_failing_are_drawn_again(monkeypatch):
+    import time
+
+    from kfuzz import search
+    from kfuzz.executor import Outcome
+    from kfuzz.materialise import stamp
+
+    config = CampaignConfig(target="ops.softmax", seed=0, batch=1)
+    campaign = search._Campaign(config, InProcessExecutor(), None, None)
+
+    def outcome(ratio, headroom):
+        return Outcome(status="pass", outputs={"y": {"mismatch_ratio": ratio,
+                                                     "worst_over_allowed": headroom}})
+
+    # Kept: the largest mismatch ratio first, then the largest error against what is allowed.
+    for i, (ratio, headroom) in enumerate([(0.0, 0.5), (0.001, 0.1), (0.0, 0.9)] * 4):
+        campaign._note_near_miss(outcome(ratio, headroom), {"x": {"kind": "normal", "scale": i}})
+    scores = [score for score, _ in campaign.near_misses]
+    assert len(scores) == search.NEAR_MISSES and scores[:4] == [(0.001, 0.1)] * 4
+    assert scores[4:] == [(0.0, 0.9)] * 4
+    # Near draws carry those settings, with seeds of their own, on structures below the size.
+    campaign.near_misses = [((0.001, 0.1), {"x": {"kind": "uniform", "low": 7.0, "high": 8.0}})]
+    seen = []
+    monkeypatch.setattr(campaign, "_witness", lambda case, wanted: seen.append(case))
+    wide = stamp({"shape": [4, 256], "dtype": "float32",
+                  "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
+    campaign._redraw_smaller(wide, {"no such bucket"}, time.perf_counter() + 1, seed=0)
+    near = [c for c in seen if c["x"].get("low") == 7.0]
+    assert len(near) >= len(seen) // 7 - 1 and len({c["seed"] for c in near}) > 1
+    assert all(c["shape"][0] * c["shape"][1] < 1024 for c in near)
 
 
 def test_an_interrupt_swallowed_where_python_ignores_exceptions_still_stops_the_campaign():
