@@ -165,9 +165,13 @@ def feedback(outcome: Outcome) -> dict[str, float]:
 # `feedback` scores after half of a round's examples.
 ROUND_EXAMPLES = 400
 # The search for a smaller failure gives up after this many draws in a row that are no smaller,
-# or after running this many smaller cases (or a third of the shrink time).
+# or after running this many smaller cases (or SMALLER_PATIENCE of the shrink time).
 SMALLER_DRAWS = 200
 SMALLER_TRIES = 3000
+# Each search for a smaller failure gives up after this share of the shrink time without one:
+# a rare value (a rounding tie, an outlier a BF16 sum absorbs) can take thousands of draws to
+# show on a smaller case, while a case already at its smallest waits this long for nothing.
+SMALLER_PATIENCE = 0.5
 # Draws of the values on structures below the size of a failing case before the search for
 # a smaller failure gives up (`_redraw_smaller`), and how many fresh draws of the case space
 # (whose value settings it uses, each once) are drawn at a time.
@@ -569,8 +573,8 @@ class _Campaign:
     def _smaller_witnesses(
         self, case: dict[str, Any], outcome: Outcome, steps: list[str], end: float
     ) -> tuple[dict[str, Any], Outcome, list[str]]:
-        """Search for a smaller failure, then reduce it, until a search finds none within a
-        third of the shrink time or the finding's shrink time is spent. Reductions keep the
+        """Search for a smaller failure, then reduce it, until a search finds none within
+        SMALLER_PATIENCE of the shrink time or the finding's shrink time is spent. Reductions keep the
         values a failure was found with; a fault whose trigger depends on the values (an
         outlier absorbing a BF16 sum, every score of a head below a threshold) then keeps the
         long axis those values need, while a smaller case with other values fails too. Each
@@ -583,8 +587,7 @@ class _Campaign:
             size = self.target.case_size(case)
             seed = self.seed + tries
             tries += 1
-            # Each search gives up after a third of the shrink time without a smaller failure.
-            give_up = min(end, time.perf_counter() + self.shrink_seconds / 3)
+            give_up = min(end, time.perf_counter() + self.shrink_seconds * SMALLER_PATIENCE)
             found = (self._redraw_smaller(case, wanted, give_up, seed=seed)
                      or self._draw_smaller(size, wanted, give_up, seed=seed))
             if found is None:
@@ -608,10 +611,11 @@ class _Campaign:
         often the more elements a case has, so the structures just below the size are where
         a smaller failure is most likely. A draw's values are the structure's own (for a cut,
         those of `case`, which it failed with), those of `case` on a structure of the space,
-        or those of a fresh draw of the case space; each draw has a new seed. The five kinds
-        of draw share the draws, one at a time, in proportion to one plus the halvings of the
-        size their smaller failures have given for this finding. Pinned fields stay as
-        pinned. None when none fails within REDRAWS draws or before `deadline`."""
+        those of a fresh draw of the case space, or those of a fresh draw that came close to
+        failing (`_note_near_miss`); each draw has a new seed. The seven kinds of draw share
+        the draws, one at a time, in proportion to one plus the halvings of the size their
+        smaller failures have given for this finding. Pinned fields stay as pinned. None when
+        none fails within REDRAWS draws or before `deadline`."""
         size = self.target.case_size(case)
         pinned = dict(self.config.pins or {})
         cuts = []
