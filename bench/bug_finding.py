@@ -15,8 +15,10 @@ fault is in the case space is measured too: the fraction of 200 uniformly sample
 fails on.
 
 Sizes are compared with the smallest known failing case: the brute-force result of
-bench/smallest.py (read from --smallest), lowered if any run here detects a smaller case or an
-earlier run's results (--known, by default the committed ones) hold one that still fails.
+bench/smallest.py (read from --smallest), lowered if any run here detects a smaller case, an
+earlier run's results (--known, by default the committed ones) hold one that still fails, or
+the recorded cases (--cases, by default bench/known_cases.json: failing cases found outside
+this benchmark, each with where it came from) hold one that still fails.
 
     python -m bench.bug_finding [--quick] [--budget 60] [--seeds 5] [--fault NAME ...]
                                 [--detect-only]
@@ -231,6 +233,27 @@ def _known(path: str | None) -> dict[str, dict[str, Any]]:
         raise SystemExit(2) from None
 
 
+def _recorded(path: str | None) -> dict[str, list[dict[str, Any]]]:
+    """The recorded failing cases of `path` ({"cases": [{"fault", "source", "case"}]}) by
+    fault name; none for no path or a missing file. Ends with a one-line error, exit 2, on a
+    file that is not such a record."""
+    p = Path(path) if path else None
+    if p is None or not p.exists():
+        return {}
+    out: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for entry in json.loads(p.read_text())["cases"]:
+            if not (isinstance(entry["case"], dict) and isinstance(entry["source"], str)):
+                raise TypeError(f"entry for {entry['fault']!r} needs a case mapping and a source")
+            out.setdefault(entry["fault"], []).append(entry)
+    except (ValueError, KeyError, TypeError) as e:
+        print(f"bench.bug_finding: --cases {path} is not a record of failing cases ({e!r}); "
+              'give {"cases": [{"fault", "source", "case"}]}, or pass --cases \'\' for none',
+              file=sys.stderr)
+        raise SystemExit(2) from None
+    return out
+
+
 def _still_fails(fault: Fault, case: dict[str, Any]) -> bool:
     """`case` fails with the fault's kernel and passes with its reference kernel."""
     ran = InProcessExecutor().evaluate([_job(fault, case)])[0]
@@ -250,6 +273,11 @@ def main(argv: list[str] | None = None) -> None:
                         "shrinking (for many seeds)")
     p.add_argument("--smallest", default=str(common.RESULTS / "smallest.json"), metavar="PATH",
                    help="brute-force smallest failing cases (bench.smallest's output)")
+    p.add_argument("--cases", default=str(Path(__file__).with_name("known_cases.json")),
+                   metavar="PATH",
+                   help="failing cases found outside this benchmark, each counted as known once "
+                        "it is checked to fail here (default: bench/known_cases.json; '' for "
+                        "none)")
     p.add_argument("--known", default=str(common.RESULTS / "bug_finding.json"), metavar="PATH",
                    help="an earlier run's results: each fault's smallest failing case there "
                         "counts as known too, once it is checked to fail here (default: the "
@@ -263,6 +291,7 @@ def main(argv: list[str] | None = None) -> None:
         faults = faults[:2]
     brute = _smallest(args.smallest)
     known = _known(args.known)
+    recorded = _recorded(args.cases)
     rows = []
     for fault in faults:
         row: dict[str, Any] = {"fault": fault.name, "target": fault.target,
@@ -290,6 +319,10 @@ def main(argv: list[str] | None = None) -> None:
             source = earlier["source"]
             source = source if source.endswith("(an earlier run)") else f"{source} (an earlier run)"
             seen.append((get(fault.target).case_size(earlier["case"]), 2, source, earlier["case"]))
+        for entry in recorded.get(fault.name, []):
+            if _still_fails(fault, entry["case"]):
+                seen.append((get(fault.target).case_size(entry["case"]), 3, entry["source"],
+                             entry["case"]))
         if seen:
             size, _, source, case = min(seen, key=lambda s: (s[0], s[1]))
             row["smallest_known"] = {"size": size, "source": source, "case": case}

@@ -170,7 +170,8 @@ class HostField(Field):
         self.device = "cpu"
         # The coordinates' hashes without the key, which joins each draw's constant instead:
         # (coords ^ key) ^ k == coords ^ (key ^ k), the same bits as `Field`.
-        self.coords = _host_coords(self.shape, _axes(coords, self.shape))
+        axes = _axes(coords, self.shape) if coords is not None else ()
+        self.coords = _host_coords(self.shape, axes) if axes else _host_coords(self.shape)
 
     def _bits(self, draw: int) -> np.ndarray:
         x = np.bitwise_xor(self.coords,
@@ -270,7 +271,8 @@ class ScalarField(Field):
         self.key = key
         self.shape = tuple(int(s) for s in shape)
         self.device = "cpu"
-        self.coords = _scalar_coords(self.shape, _axes(coords, self.shape))
+        axes = _axes(coords, self.shape) if coords is not None else ()
+        self.coords = _scalar_coords(self.shape, axes) if axes else _scalar_coords(self.shape)
 
     def _bits(self, draw: int) -> list[int]:
         k = self.key ^ mix(self.key + (draw + 1) * _GOLDEN)
@@ -390,6 +392,8 @@ class CounterGenerator(torch.Generator):
     def field(self, key: int, shape: Sequence[int]) -> Field:
         """A `Field` over `shape` on this generator's device, at the coordinates given for
         it."""
+        if self.fields is None and not self.coords:  # a version-2 case: nothing to look up
+            return make_field(key, shape, self.target_device)
         sub = str(key ^ self._key)
         shape = tuple(int(s) for s in shape)
         if self.fields is not None:
