@@ -212,9 +212,9 @@ def bug_finding(doc: dict[str, Any]) -> str:
                        "kfuzz vs uniform"], rows))
     out += ["", "### Shrinking", "",
             "Shrunk size against the smallest failing case known (the brute-force result, a "
-            "smaller case any run here met, or a smaller one an earlier run's results hold, "
-            "checked to fail again). Uniform sampling does not shrink; the size of its first "
-            "failing case is shown for scale.", ""]
+            "smaller case any run here met, or a smaller one an earlier run's results or "
+            "bench/known_cases.json hold, checked to fail again). Uniform sampling does not "
+            "shrink; the size of its first failing case is shown for scale.", ""]
     rows = []
     for f in doc["faults"]:
         known = f.get("smallest_known")

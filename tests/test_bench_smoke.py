@@ -157,3 +157,20 @@ def test_an_earlier_runs_smallest_case_counts_only_if_it_still_fails(tmp_path):
     assert set(_known(str(earlier))) == {"gather_negative"}
     assert _known("") == {} and _known(str(tmp_path / "missing.json")) == {}
     assert _still_fails(fault, failing) and not _still_fails(fault, passing)
+
+
+def test_recorded_cases_are_read_by_fault_and_a_bad_record_ends_with_one_line(tmp_path, capsys):
+    from bench.bug_finding import _recorded, _still_fails
+    from bench.seeded import by_name
+
+    recorded = _recorded(str(Path(__file__).parents[1] / "bench" / "known_cases.json"))
+    assert set(recorded) == {"round_half_away"}
+    fault = by_name("round_half_away")
+    assert all(_still_fails(fault, entry["case"]) for entry in recorded["round_half_away"])
+    assert _recorded("") == {} and _recorded(str(tmp_path / "missing.json")) == {}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"cases": [{"fault": "drop_tail", "case": [1, 2]}]}))
+    with pytest.raises(SystemExit) as stop:
+        _recorded(str(bad))
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and "\n" not in err and "bad.json" in err
