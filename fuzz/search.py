@@ -645,7 +645,8 @@ class _Campaign:
             record.setdefault(kind, [0, 0.0])
         near = self.near_misses
         rng = random.Random(seed)
-        turns = [0, 0, 0]
+        turns = [0, 0]  # structures used, per group
+        near_turn = 0  # near misses used
         for _ in range(REDRAWS):
             if time.perf_counter() > deadline:
                 return None
@@ -659,8 +660,8 @@ class _Campaign:
             if values == "case":
                 candidate.update(own)
             elif values == "near" and near:
-                candidate.update(near[turns[2] % len(near)][1])
-                turns[2] += 1
+                candidate.update(near[near_turn % len(near)][1])
+                near_turn += 1
             elif values != "own" and (drawn := self._fresh_values(deadline)) is not None:
                 fixed = {k: v for k, v in candidate.items()
                          if k != "seed" and not is_distribution(v)}

@@ -4,11 +4,11 @@ Hypothesis shrinks the choice sequence behind a case, which is not the same as t
 a failure found at [64, 8192] can come back with its 8192 intact. This pass works on the case
 itself. It tries, in order, reductions that remove the most elements (each drawn dimension set
 to its smallest size, halved, cut by a quarter down to a 32nd, decremented; the target's own
-reductions, such as fewer cache rows; other integer fields that size the inputs; each size cut
-from the front and inside its axes; a dimension and another integer lowered together, keeping
-their difference), then simplifications (each
+reductions, such as fewer cache rows; other integer fields that size the inputs; a dimension
+and another integer lowered together, keeping their difference), then simplifications (each
 value regime switched off, each flag off, each distribution replaced by a plain normal, scales
-to 1, the seed to 0), and last a smaller shape with other seeds. A candidate is kept only when
+to 1, the seed to 0), then each size cut from the front and inside its axes, and last a
+smaller shape with other seeds. A candidate is kept only when
 it still fails in the same failure bucket and is no larger; the pass restarts after every kept
 candidate and ends at a fixed point or at its deadline. Because inputs are position-stable
 (kfuzz.materialise), a smaller shape keeps every surviving element, and a cut elsewhere than at
