@@ -180,10 +180,12 @@ def test_sigkill_during_a_run_loses_no_committed_finding(tmp_path):
 
 def test_ctrl_c_stops_cleanly_and_keeps_findings(tmp_path):
     db = tmp_path / "interrupted.db"
+    # Ctrl-C at a terminal: SIGINT at its default in the child, even when the tests run as a
+    # background job (whose SIGINT the shell ignores, and a child would inherit that).
     proc = subprocess.Popen(
         [*KFUZZ, "run", "ops.softmax", "--kernel", "eager_lowp", "--budget", "120",
          "--db", str(db), "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not _rows(db) and time.monotonic() < deadline:
         time.sleep(0.1)
