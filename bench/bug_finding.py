@@ -217,41 +217,43 @@ def _smallest(path: str) -> dict[str, dict[str, Any]]:
     return {f["fault"]: f for f in json.loads(p.read_text())["faults"] if f.get("size")}
 
 
+def _read(path: str | None, option: str, what: str, parse: Any) -> Any:
+    """`parse(document)` of the JSON file at `path`; None for no path or a missing file. Ends
+    with a one-line error naming the file and `what` it should be, exit 2, when `parse` finds
+    it is not that."""
+    p = Path(path) if path else None
+    if p is None or not p.exists():
+        return None
+    try:
+        return parse(json.loads(p.read_text()))
+    except (ValueError, KeyError, TypeError) as e:
+        print(f"bench.bug_finding: {option} {path} is not {what} ({e!r}); name another one, or "
+              f"pass {option} '' for none", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def _known(path: str | None) -> dict[str, dict[str, Any]]:
     """The smallest failing case each fault had in an earlier run's results (`path`, this
     script's output), by fault name: the bar a shrunk case is held to is the smallest case
     known, not only this run's."""
-    p = Path(path) if path else None
-    if p is None or not p.exists():
-        return {}
-    try:
-        return {f["fault"]: f["smallest_known"] for f in json.loads(p.read_text())["faults"]
-                if f.get("smallest_known")}
-    except (ValueError, KeyError, TypeError) as e:
-        print(f"bench.bug_finding: --known {path} is not a bench.bug_finding result ({e!r}); "
-              "name another one, or pass --known '' for none", file=sys.stderr)
-        raise SystemExit(2) from None
+    return _read(path, "--known", "a bench.bug_finding result", lambda doc: {
+        f["fault"]: f["smallest_known"] for f in doc["faults"] if f.get("smallest_known")}) or {}
 
 
 def _recorded(path: str | None) -> dict[str, list[dict[str, Any]]]:
     """The recorded failing cases of `path` ({"cases": [{"fault", "source", "case"}]}) by
     fault name; none for no path or a missing file. Ends with a one-line error, exit 2, on a
     file that is not such a record."""
-    p = Path(path) if path else None
-    if p is None or not p.exists():
-        return {}
-    out: dict[str, list[dict[str, Any]]] = {}
-    try:
-        for entry in json.loads(p.read_text())["cases"]:
+    def parse(doc: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for entry in doc["cases"]:
             if not (isinstance(entry["case"], dict) and isinstance(entry["source"], str)):
                 raise TypeError(f"entry for {entry['fault']!r} needs a case mapping and a source")
             out.setdefault(entry["fault"], []).append(entry)
-    except (ValueError, KeyError, TypeError) as e:
-        print(f"bench.bug_finding: --cases {path} is not a record of failing cases ({e!r}); "
-              'give {"cases": [{"fault", "source", "case"}]}, or pass --cases \'\' for none',
-              file=sys.stderr)
-        raise SystemExit(2) from None
-    return out
+        return out
+
+    return _read(path, "--cases", 'a record of failing cases {"cases": [{"fault", "source", '
+                 '"case"}]}', parse) or {}
 
 
 def _still_fails(fault: Fault, case: dict[str, Any]) -> bool:

@@ -170,8 +170,7 @@ class HostField(Field):
         self.device = "cpu"
         # The coordinates' hashes without the key, which joins each draw's constant instead:
         # (coords ^ key) ^ k == coords ^ (key ^ k), the same bits as `Field`.
-        axes = _axes(coords, self.shape) if coords is not None else ()
-        self.coords = _host_coords(self.shape, axes) if axes else _host_coords(self.shape)
+        self.coords = _host_coords(self.shape, _axes(coords, self.shape))
 
     def _bits(self, draw: int) -> np.ndarray:
         x = np.bitwise_xor(self.coords,
@@ -271,8 +270,7 @@ class ScalarField(Field):
         self.key = key
         self.shape = tuple(int(s) for s in shape)
         self.device = "cpu"
-        axes = _axes(coords, self.shape) if coords is not None else ()
-        self.coords = _scalar_coords(self.shape, axes) if axes else _scalar_coords(self.shape)
+        self.coords = _scalar_coords(self.shape, _axes(coords, self.shape))
 
     def _bits(self, draw: int) -> list[int]:
         k = self.key ^ mix(self.key + (draw + 1) * _GOLDEN)
