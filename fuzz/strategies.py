@@ -403,9 +403,10 @@ def sparse_index_sets(
     most valid slots (0 = all -1); with `ragged` each token draws its own valid length in
     [0, n_valid]. The cache holds at least k rows unless a short cache is drawn.
 
-    About one set in four is full size (k = max_k, every slot valid): faults that show once
-    in tens of thousands of weights, such as a rounding tie, need production-sized sets, which
-    independent draws of k and n_valid would rarely give. Shrinks toward one valid slot, no
+    About one set in four is full size (k = max_k, n_valid = k; `ragged` and `out_of_range`
+    still apply): faults that show once in tens of thousands of weights, such as a rounding
+    tie, need production-sized sets, which independent draws of k and n_valid would rarely
+    give. Shrinks toward one valid slot, no
     window, unsorted, duplicate-free, non-ragged. Raises ValueError on bad bounds."""
     _check(max_rows >= 1, f"max_rows={max_rows} must be >= 1")
     _check(max_k >= 1, f"max_k={max_k} must be >= 1")

@@ -84,8 +84,9 @@ def sparse_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
         }
         if production >= 13:
             # Production size (three cases in sixteen): the largest shape with a full index set
-            # (every slot valid), where faults that show once in many thousands of weights (a
-            # rounding tie) live.
+            # (k at its largest, n_valid = k), where faults that show once in many thousands of
+            # weights (a rounding tie) live. The set's flags stay drawn: a ragged set (-1
+            # padding per token) or rows past the cache can still leave some slots invalid.
             t, h, d = fst.largest_shape(*HEAD_DIMS, max_numel=max_numel)
             k = max(1, min(512, max_numel // (t * d)))
             case["shape"] = [t, h, d]
