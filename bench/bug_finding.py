@@ -169,19 +169,6 @@ def uniform(fault: Fault, seed: int, budget: float) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - start, 3)}
 
 
-def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    hits = [r for r in runs if r["detected"] and r.get("reference_passes", True)]
-    out: dict[str, Any] = {"detected": len(hits), "runs": len(runs)}
-    if hits:
-        out["median_examples"] = common.median([r["examples"] for r in hits])
-        out["median_seconds"] = common.median([r["seconds_to_detect"] for r in hits])
-        sizes = [r["size"] for r in hits if r.get("size") is not None]
-        if sizes:
-            out["median_size"] = common.median(sizes)
-            out["max_size"] = max(sizes)
-    return out
-
-
 def _verdict(k: dict[str, Any], u: dict[str, Any]) -> str:
     """kfuzz against uniform: more detections wins; at equal detections, the median time to
     the first detection decides when one is more than 1.25 times and 0.25 s longer than the
@@ -305,8 +292,8 @@ def main(argv: list[str] | None = None) -> None:
         row["kfuzz_runs"] = [kfuzz(fault, seed, budget, args.detect_only)
                              for seed in range(seeds)]
         row["uniform_runs"] = [uniform(fault, seed, budget) for seed in range(seeds)]
-        row["kfuzz"] = _summary(row["kfuzz_runs"])
-        row["uniform"] = _summary(row["uniform_runs"])
+        row["kfuzz"] = common.run_summary(row["kfuzz_runs"])
+        row["uniform"] = common.run_summary(row["uniform_runs"])
         row["kfuzz_vs_uniform"] = _verdict(row["kfuzz"], row["uniform"])
         # (size, preference, source, case): at equal size the brute-force case is named, then
         # this run's, then an earlier run's.

@@ -97,3 +97,19 @@ def write(path: str | Path, doc: dict[str, Any]) -> None:
 def median(values: Sequence[float]) -> float:
     """The median of `values`. Raises statistics.StatisticsError when empty."""
     return float(statistics.median(values))
+
+
+def run_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Detections of bench.bug_finding's runs of one method on one fault (a detection counts
+    only where the correct kernel passes the case), with the medians over them: cases and
+    seconds to detection, and the failing case's size."""
+    hits = [r for r in runs if r["detected"] and r.get("reference_passes", True)]
+    out: dict[str, Any] = {"detected": len(hits), "runs": len(runs)}
+    if hits:
+        out["median_examples"] = median([r["examples"] for r in hits])
+        out["median_seconds"] = median([r["seconds_to_detect"] for r in hits])
+        sizes = [r["size"] for r in hits if r.get("size") is not None]
+        if sizes:
+            out["median_size"] = median(sizes)
+            out["max_size"] = max(sizes)
+    return out

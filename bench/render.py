@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS
+from bench.common import RESULTS, run_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 # A fault is "rare" in its case space when fewer than this fraction of uniformly drawn cases
@@ -247,13 +246,6 @@ RESAMPLES = 10_000
 FIVE = 5
 
 
-def _runs_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Detections and median cases to detection, counted as bench.bug_finding counts them."""
-    hits = [r["examples"] for r in runs if r["detected"] and r.get("reference_passes", True)]
-    return {"detected": len(hits), "runs": len(runs),
-            "median_examples": statistics.median(hits) if hits else None}
-
-
 def five_run_misses(f: dict[str, Any], resamples: int = RESAMPLES) -> float | None:
     """How often five kfuzz runs and five uniform runs, drawn with replacement from `f`'s
     many-seed runs, miss the 1/5 bar (`_fifth`): the spread a five-run median has. None when
@@ -264,8 +256,8 @@ def five_run_misses(f: dict[str, Any], resamples: int = RESAMPLES) -> float | No
     rng = random.Random(0)
     misses = 0
     for _ in range(resamples):
-        sample = {"kfuzz": _runs_summary(rng.choices(k_runs, k=FIVE)),
-                  "uniform": _runs_summary(rng.choices(u_runs, k=FIVE))}
+        sample = {"kfuzz": run_summary(rng.choices(k_runs, k=FIVE)),
+                  "uniform": run_summary(rng.choices(u_runs, k=FIVE))}
         misses += not _fifth(sample)
     return misses / resamples
 

@@ -574,12 +574,12 @@ class _Campaign:
         self, case: dict[str, Any], outcome: Outcome, steps: list[str], end: float
     ) -> tuple[dict[str, Any], Outcome, list[str]]:
         """Search for a smaller failure, then reduce it, until a search finds none within
-        SMALLER_PATIENCE of the shrink time or the finding's shrink time is spent. Reductions keep the
-        values a failure was found with; a fault whose trigger depends on the values (an
-        outlier absorbing a BF16 sum, every score of a head below a threshold) then keeps the
-        long axis those values need, while a smaller case with other values fails too. Each
-        search first draws values on structures below its size (`_redraw_smaller`: cuts of
-        the case in hand, and cases of the space just below its size), then draws cases of
+        SMALLER_PATIENCE of the shrink time or the finding's shrink time is spent. Reductions
+        keep the values a failure was found with; a fault whose trigger depends on the values
+        (an outlier absorbing a BF16 sum, every score of a head below a threshold) then keeps
+        the long axis those values need, while a smaller case with other values fails too.
+        Each search first draws values on structures below its size (`_redraw_smaller`: cuts
+        of the case in hand, and cases of the space just below its size), then draws cases of
         the whole space below its size (`_draw_smaller`)."""
         wanted = self._wanted(outcome)
         tries = 0

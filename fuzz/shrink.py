@@ -8,9 +8,9 @@ reductions, such as fewer cache rows; other integer fields that size the inputs;
 and another integer lowered together, keeping their difference), then simplifications (each
 value regime switched off, each flag off, each distribution replaced by a plain normal, scales
 to 1, the seed to 0), then each size cut from the front and inside its axes, and last a
-smaller shape with other seeds. A candidate is kept only when
-it still fails in the same failure bucket and is no larger; the pass restarts after every kept
-candidate and ends at a fixed point or at its deadline. Because inputs are position-stable
+smaller shape with other seeds. A candidate is kept only when it still fails in the same
+failure bucket and is no larger; the pass restarts after every kept candidate and ends at a
+fixed point or at its deadline. Because inputs are position-stable
 (kfuzz.materialise), a smaller shape keeps every surviving element, and a cut elsewhere than at
 an axis's end keeps them too (version 3, the coordinates of each axis), so the failing elements
 survive the cut wherever they sit.
@@ -223,10 +223,12 @@ def _inner_cuts(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dic
         return
     coords = coords_of(case)
     for label, path, value, smaller in _size_cuts(target, case):
+        if not smaller:
+            continue
         # Each cut as it is, then with the fields it bounds brought down with it (`sizes`):
         # dropping a cache row no index names need not change the slots per token.
         variants = [[(_with(case, path, new), new) for _, new in smaller], smaller]
-        for cuts in _unique(variants) if smaller else []:
+        for cuts in _unique(variants):
             cut, new = cuts[-1]
             links = _linked_axes(fields, _fields_made(target, cut), value - new)
             if links:

@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _runs(examples: list[int | None]) -> list[dict]:
-    return [{"detected": e is not None, "examples": e, "reference_passes": True}
-            for e in examples]
+    return [{"detected": e is not None, "examples": e, "seconds_to_detect": 0.1,
+             "reference_passes": True} for e in examples]
 
 
 def _fault(kfuzz: list[int | None], uniform: list[int | None]) -> dict:
