@@ -11,7 +11,10 @@ the path `kfuzz run` takes, so a finding here is the finding the command line wo
 
 from __future__ import annotations
 
-import json
+import inspect
+import math
+import numbers
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,13 +61,14 @@ class Result:
         shrink = first.shrink or {}
         sized = (f", shrunk from {shrink['size_before']} to {shrink['size_after']} input "
                  "elements" if shrink.get("size_after") is not None else "")
+        case = py_literal(first.case)
         lines = [
             f"kfuzz: {first.failure} on {self.target} (kernel {self.kernel} vs oracle "
             f"{self.oracle}){sized}; {len(self.findings)} finding(s) in {self.examples} "
             f"examples",
             "",
             "Falsifying case:",
-            f"    {json.dumps(first.case, sort_keys=True)}",
+            f"    {case}",
             "",
         ]
         for name, metrics in first.outcome.outputs.items():
@@ -74,15 +78,138 @@ class Result:
             lines.append("")
         if first.outcome.error:
             lines += [f"error: {first.outcome.error}", ""]
-        comparator = f", comparator={self.comparator!r}" if self.comparator else ""
-        device = f", device={self.device!r}" if self.device != "cpu" else ""
-        lines += [
-            "Reproduce:",
-            f"    kfuzz.run_case({self.target!r}, {json.dumps(first.case, sort_keys=True)}, "
-            f"kernel={self.kernel!r}, oracle={self.oracle!r}{comparator}{device})",
-            f"    kfuzz.fuzz({self.target!r}, kernel=..., seed={self.seed}) searches again",
-        ]
+        lines.append("Reproduce:")
+        lines += ["    " + line for line in self.reproduce_lines(case)]
         return "\n".join(lines)
+
+    def reproduce_lines(self, case: str) -> list[str]:
+        """Python lines that run the case (`case`: its Python literal) again, then search
+        again: `import kfuzz`, a comment for each thing they cannot name (a target declared in
+        this process, a kernel or oracle without an importable name, passed as the variable
+        `kernel` or `oracle`), `kfuzz.run_case(...)` and `kfuzz.fuzz(...)`."""
+        from kfuzz import targets as registry
+        from kfuzz.declare import declared
+
+        lines = ["import kfuzz"]
+        plugins = registry.plugins_for(self.target)
+        if plugins:
+            lines += ["import kfuzz.targets"] + [
+                f"kfuzz.targets.load_plugin({plugin!r})" for plugin in plugins]
+        elif declared(self.target):
+            lines.append(f"# target {self.target!r} was declared in this process with "
+                         "kfuzz.target(...): declare it again before run_case")
+        kernel, kernel_note = _callable_source("kernel", self.kernel, self.target)
+        oracle, oracle_note = _callable_source("oracle", self.oracle, self.target)
+        lines += [note for note in (kernel_note, oracle_note) if note]
+        comparator = f", comparator={py_literal(self.comparator)}" if self.comparator else ""
+        device = f", device={self.device!r}" if self.device != "cpu" else ""
+        return lines + [
+            f"kfuzz.run_case({self.target!r}, {case}, kernel={kernel}, oracle={oracle}"
+            f"{comparator}{device})",
+            f"kfuzz.fuzz({self.target!r}, kernel={kernel}, oracle={oracle}{comparator}"
+            f"{device}, seed={self.seed})  # searches again",
+        ]
+
+
+def py_literal(value: Any) -> str:
+    """`value` (case data: dicts, lists, strings, numbers, booleans, None) as Python source
+    that evaluates to an equal value: True/False/None, floats as their repr (which round-trips),
+    float('inf'), float('-inf') and float('nan') for the non-finite ones; dict keys sorted as
+    in the corpus's JSON."""
+    if value is None or isinstance(value, (bool, str)):
+        return repr(value)
+    if isinstance(value, numbers.Integral):
+        return repr(int(value))
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if math.isnan(number):
+            return "float('nan')"
+        if math.isinf(number):
+            return "float('inf')" if number > 0 else "float('-inf')"
+        return repr(number)
+    if isinstance(value, Mapping):
+        items = list(value.items())
+        if all(isinstance(k, str) for k, _ in items):
+            items.sort()
+        return "{" + ", ".join(f"{py_literal(k)}: {py_literal(v)}" for k, v in items) + "}"
+    if isinstance(value, tuple):
+        inner = ", ".join(py_literal(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, (list, set, frozenset)):
+        return "[" + ", ".join(py_literal(v) for v in value) + "]"
+    return repr(value)
+
+
+def _callable_source(role: str, name: str, target: str) -> tuple[str, str | None]:
+    """How the reproduce lines pass the kernel or oracle called `name`: (Python expression,
+    comment line or None). A variant name or an importable reference as a string; a function
+    of a module loaded from a file by path as "/abs/file.py:function"; a callable no other
+    process can name (a lambda, a closure, a nested function) as the variable `role`, with a
+    comment saying so."""
+    from kfuzz import targets as registry
+    from kfuzz.references import normal_reference
+
+    module, sep, attr = name.rpartition(":")
+    if registry.is_local(name):
+        fn = registry.resolve(registry.get(target), role, name).fn
+        ref = _file_reference(fn)
+        if ref is not None:
+            return repr(ref), None
+        qualname = str(getattr(fn, "__qualname__", ""))
+        what = ("a lambda" if "<lambda>" in qualname else
+                "a nested function or closure" if "<locals>" in qualname else
+                "a callable without an importable name")
+        return role, (f"# {role} = <your {role}: pass the same callable> ({what}, {name}, "
+                      "has no name that another process can import)")
+    if sep and module and module != "__main__" and not module.endswith(".py"):
+        file = getattr(sys.modules.get(module), "__file__", None)
+        if isinstance(file, str) and file.endswith(".py") and not _imports_file(module, file):
+            return repr(normal_reference(f"{Path(file).resolve()}:{attr}")), None
+    return repr(name), None
+
+
+def _file_reference(fn: Any) -> str | None:
+    """"/abs/file.py:function" for a function defined at the top level of a Python file
+    whose module cannot be imported by name (loaded by path), else None."""
+    from kfuzz.references import normal_reference
+
+    qualname = getattr(fn, "__qualname__", None)
+    if not isinstance(qualname, str) or "<" in qualname or not callable(fn):
+        return None
+    try:
+        file = inspect.getsourcefile(inspect.unwrap(fn))
+    except (TypeError, ValueError):
+        return None
+    if not file or not file.endswith(".py") or not Path(file).is_file():
+        return None
+    return normal_reference(f"{Path(file).resolve()}:{qualname}")
+
+
+def _imports_file(module: str, file: str) -> bool:
+    """True when a fresh `import module` (this sys.path, without sys.modules) loads `file`."""
+    locations: list[str] | None = None
+    spec = None
+    parts = module.split(".")
+    for depth in range(len(parts)):
+        name, spec = ".".join(parts[: depth + 1]), None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if find is None:
+                continue
+            try:
+                spec = find(name, locations)
+            except (ImportError, ValueError, OSError, AttributeError, TypeError):
+                continue
+            if spec is not None:
+                break
+        if spec is None:
+            return False
+        locations = list(spec.submodule_search_locations or [])
+    origin = getattr(spec, "origin", None)
+    try:
+        return isinstance(origin, str) and Path(origin).resolve() == Path(file).resolve()
+    except OSError:
+        return False
 
 
 def _target_name(target: Any) -> str:
@@ -132,7 +259,7 @@ def fuzz(target: Any, *, kernel: str | Callable[..., Any] | None,
     Raises KfuzzError (a subclass naming the problem) for anything that cannot run, and
     TypeError for an unknown option."""
     from kfuzz.runner import RunOptions, comparator_overrides, run
-    from kfuzz.search import CampaignConfig
+    from kfuzz.search import CampaignConfig, HypothesisStorage
 
     unknown = sorted(set(options) - set(CAMPAIGN_OPTIONS) - set(RUN_OPTIONS))
     if unknown:
@@ -146,7 +273,8 @@ def fuzz(target: Any, *, kernel: str | Callable[..., Any] | None,
     )
     run_options = RunOptions(targets=[name], campaign=campaign,
                              **{k: v for k, v in options.items() if k in RUN_OPTIONS})
-    report = run(run_options, db=db, argv=["<kfuzz.fuzz>", name])
+    with HypothesisStorage():  # no .hypothesis/ in the working directory
+        report = run(run_options, db=db, argv=["<kfuzz.fuzz>", name])
     if not report.campaigns:
         raise OptionError("target", name, ": nothing ran")
     results = report.campaigns

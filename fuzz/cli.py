@@ -1,7 +1,9 @@
 """The `kfuzz` command: a thin face over the library.
 
 Exit codes: 0 nothing over threshold; 1 findings, or replays that still fail; 2 a usage or
-configuration error, reported as one line with no traceback; 130 interrupted with nothing found.
+configuration error, reported as one line with no traceback (or a target of a run that could
+not be fuzzed); 3 a finding that could not be replayed; 130 interrupted (Ctrl-C or SIGTERM;
+what was found so far is kept).
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -124,20 +128,41 @@ def cmd_run(args: argparse.Namespace) -> int:
                          workers=args.workers, ray=args.ray, ray_address=args.ray_address,
                          isolate=args.isolate, case_timeout=args.case_timeout,
                          plugins=args.plugin or [])
+    if args.junit:
+        from kfuzz.junit import check_writable
+
+        check_writable(args.junit)
     progress = Progress(not args.json)
     try:
-        report = run(options, db=args.db, argv=sys.argv[1:], progress=progress,
-                     on_done=progress.done)
+        report = run(options, db=args.db, argv=args.argv, progress=progress,
+                     on_done=progress.done, started=getattr(args, "started", None))
     finally:
         progress.done()
     print(json.dumps(run_document(report), indent=2) if args.json else run_text(report))
     if args.junit:
         from kfuzz.junit import JunitCase, run_cases, write_junit
 
-        skipped = [JunitCase(f"kfuzz.run.{t}", t, outcome="skipped", message=why)
-                   for t, why in report.skipped]
-        write_junit(args.junit, "kfuzz.run", run_cases(report.campaigns) + skipped)
+        # A target that ran no case is never a pass: a skipped testcase, with the reason.
+        others = [JunitCase(f"kfuzz.run.{t}", t, outcome="skipped", message=why)
+                  for t, why in report.skipped]
+        others += [JunitCase(f"kfuzz.run.{t}", t, outcome="error", kind="failed", message=why,
+                             text=why) for t, why in report.failed]
+        if report.status == "interrupted":
+            others.append(JunitCase("kfuzz.run", "interrupted", outcome="error",
+                                    kind="interrupted",
+                                    message="interrupted: the run was stopped before it ended; "
+                                            "findings so far are kept"))
+        write_junit(args.junit, "kfuzz.run", run_cases(report.campaigns) + others)
     return report.exit_code()
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (a CI job's timeout, `kill`) stops a run as Ctrl-C does: findings so far are
+    kept, the summary says "interrupted", the exit status is 130."""
+    try:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:  # not the main thread
+        pass
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -146,16 +171,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     a --target or --id that matches no finding)."""
     from kfuzz.replay import STATUS_WORDS, exit_code, replay
 
-    _load_plugins(args)
+    registry.load_plugins(args.plugin or [])  # each stands in for a recorded plugin of its name
     _check_device(args.device)
     if not Path(args.db).exists():
         raise KfuzzError(f"no corpus at {args.db!r}; run `kfuzz run` first or pass --db")
-    store = CorpusStore(args.db)
+    # --no-record reads the corpus only, so a read-only one replays too.
+    store = CorpusStore(args.db, read_only=args.no_record,
+                        fix="pass --no-record to replay without recording, or copy it "
+                        "somewhere writable and pass --db COPY")
     executor = _executor(args, isolate=args.isolate)
     try:
         results = replay(store, target=args.target, finding_id=args.id, kernel=args.kernel,
                          oracle=args.oracle, device=args.device, executor=executor,
-                         case_timeout=args.case_timeout)
+                         case_timeout=args.case_timeout, record=not args.no_record)
     finally:
         executor.close()
     if args.json:
@@ -163,21 +191,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
                          indent=2))
     else:
         rows = [[_short(r.fingerprint), STATUS_WORDS[r.status], r.target, r.kernel, r.oracle,
-                 _ratio(r.stored_ratio), _ratio(r.mismatch_ratio), (r.error or "")[:80]]
+                 _ratio(r.stored_ratio), _ratio(r.mismatch_ratio), (r.error or "").split("\n")[0][:80]]
                 for r in results]
         print(_table(rows, ["id", "verdict", "target", "kernel", "oracle", "stored", "now",
                             "error"]))
         counts = {w: sum(r.status == s for r in results) for s, w in STATUS_WORDS.items()}
         print("\n" + ", ".join(f"{n} {w}" for w, n in counts.items()))
-        if any(r.substitute for r in results):
+        if args.no_record:
+            print("nothing recorded (--no-record): the corpus is unchanged")
+        elif any(r.substitute for r in results):
             print("replayed with another kernel or oracle than the findings' own: their "
                   "status is left as it was")
+    for r in results:  # in full: the table cuts errors short
+        if r.status == "error":
+            print(f"kfuzz: finding {_short(r.fingerprint)} could not be replayed: {r.error}",
+                  file=sys.stderr)
     if args.junit:
-        from kfuzz.junit import replay_cases, replay_details, write_junit
+        from kfuzz.junit import outputs_text, replay_cases, write_junit
 
-        failing = [r.fingerprint for r in results if r.status == "fail"]
-        write_junit(args.junit, "kfuzz.replay",
-                    replay_cases(results, replay_details(store, failing)))
+        details = {r.fingerprint: outputs_text(r.outputs, r.error) for r in results
+                   if r.status == "fail"}
+        write_junit(args.junit, "kfuzz.replay", replay_cases(results, details))
     code = exit_code(results, accept_errors=args.accept_errors)
     if code == 3:
         print("kfuzz: some findings could not be replayed (exit 3; --accept-errors to exit by "
@@ -186,16 +220,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _open_existing(path: str) -> CorpusStore:
+    """The corpus at `path`, read-only (a read-only corpus too). Raises KfuzzError."""
     if not Path(path).exists():
         raise KfuzzError(f"no corpus at {path!r}; pass --db PATH")
-    return CorpusStore(path)
+    return CorpusStore(path, read_only=True)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the HTML page and Markdown summary of a corpus."""
     from kfuzz.report import write_report
 
-    _load_plugins(args)
+    registry.load_plugins(args.plugin or [])  # each stands in for a recorded plugin of its name
     _check_device(args.device)
     if args.max_plots < 0:
         raise KfuzzError(f"--max-plots {args.max_plots} must be 0 or more")
@@ -215,8 +250,11 @@ COMMANDS = {"targets": cmd_targets, "run": cmd_run, "replay": cmd_replay, "repor
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
+    started = time.time()
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.started = started
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     # --kernel mymodule:fn and --plugin mymodule resolve from the current directory, as
     # `python -m` would.
     if os.getcwd() not in sys.path and "" not in sys.path:
@@ -229,6 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from kfuzz import crashhint
 
         crashhint.install()  # a kernel that kills this process gets a word and a hint
+    if argv is None and args.command == "run":
+        _sigterm_as_interrupt()
     try:
         return int(command(args))
     except OptionError as exc:

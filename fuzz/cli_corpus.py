@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,16 +53,18 @@ def cmd_corpus_list(args: argparse.Namespace) -> int:
         out.write('{"findings": [')
         for i, row in enumerate(rows):
             out.write(("," if i else "") + "\n  " + json.dumps(
-                {k: json_safe(row[k]) for k in ("fingerprint", "status", "kind", "failure", "target",
-                                     "kernel", "oracle", "mismatch_ratio", "size",
-                                     "times_seen", "first_seen", "last_seen")}))
+                {k: json_safe(row.get(k)) for k in ("fingerprint", "status", "kind", "failure",
+                                         "signature", "target", "kernel", "oracle",
+                                         "mismatch_ratio", "size", "times_seen", "first_seen",
+                                         "last_seen")}))
         out.write("\n]}\n")
         return 0
     headers = ["id", "status", "kind", "failure", "target", "kernel", "oracle", "ratio", "size",
-               "seen", "last_seen"]
+               "seen", "last_seen", "signature"]
+    # A row stored before signatures existed has none ("-").
     table = [[_short(r["fingerprint"]), r["status"], r["kind"], r["failure"], r["target"],
               r["kernel"], r["oracle"], _ratio(r["mismatch_ratio"]), str(r["size"]),
-              str(r["times_seen"]), r["last_seen"]] for r in rows]
+              str(r["times_seen"]), r["last_seen"], r.get("signature") or "-"] for r in rows]
     print(_table(table, headers) if table else "no findings")
     return 0
 
@@ -91,6 +94,31 @@ def cmd_corpus_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+# What `kfuzz.executor.error_text` puts between an error's message and the kernel's frames
+# (its FRAMES_HEADER; this module imports no torch), and how it writes one frame.
+FRAMES_HEADER = "Traceback (kernel frames, most recent call last):"
+_FRAME = re.compile(r'^  File "(?P<file>.*)", line (?P<line>\d+), in (?P<function>.*)$')
+
+
+def error_frames(error: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """(the message, the kernel's frames [{"file", "line", "function"}], outermost first) of
+    a stored error text that ends with them (`kfuzz.executor.error_text`); (error, []) for
+    any other text, None included."""
+    if not isinstance(error, str):
+        return error, []
+    message, sep, tail = error.rpartition("\n" + FRAMES_HEADER + "\n")
+    if not sep:
+        return error, []
+    frames = []
+    for line in tail.splitlines():
+        found = _FRAME.match(line)
+        if found is None:
+            return error, []
+        frames.append({"file": found["file"], "line": int(found["line"]),
+                       "function": found["function"]})
+    return message, frames
+
+
 def cmd_corpus_show(args: argparse.Namespace) -> int:
     """Show one finding in full."""
     store = CorpusStore(args.db, read_only=True)
@@ -99,14 +127,24 @@ def cmd_corpus_show(args: argparse.Namespace) -> int:
         {k: r.get(k) for k in ("at", "status", "kernel", "oracle", "mismatch_ratio", "error",
                                "substitute")}
         for r in store.replays(row["fingerprint"], newest_first=True, limit=20)]
+    error, frames = error_frames(row.get("error"))
+    if frames:
+        row["error_frames"] = frames
     if args.json:
         print(json.dumps(row, indent=2))
         return 0
-    for key in ("fingerprint", "target", "kernel", "oracle", "kind", "failure", "status",
+    for key in ("fingerprint", "target", "kernel", "oracle", "kind", "failure", "signature",
+                "status",
                 "first_seen", "last_seen", "times_seen", "last_replay", "last_replay_status",
-                "size", "device", "error"):
+                "size", "device"):
         if row.get(key) is not None:
             print(f"{key:19} {row[key]}")
+    if error is not None:
+        print(f"{'error':19} " + str(error).replace("\n", "\n" + " " * 20))
+    for i, frame in enumerate(frames):
+        print(f"{'kernel frames' if i == 0 else '':19} File \"{frame['file']}\", line "
+              f"{frame['line']}, in {frame['function']}"
+              + (" (raised here)" if i == len(frames) - 1 else ""))
     print(f"{'mismatch_ratio':19} {_ratio(row.get('mismatch_ratio'))}")
     print(f"{'case':19} {json.dumps(row['case'])}")
     if row.get("comparator"):
@@ -133,28 +171,56 @@ def cmd_corpus_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _writable(flag: str, value: str, force: bool) -> Path:
+    """The path `value` of option `flag` checked for writing: not a directory, in a directory
+    that exists, not an existing file unless `force`. Raises KfuzzError (one line)."""
+    out = Path(value)
+    if out.is_dir():
+        raise KfuzzError(f"{flag} {value!r} is a directory; pass a file path")
+    if out.exists() and not force:
+        raise KfuzzError(f"{flag} {value!r} exists; pass --force to overwrite it")
+    if not out.parent.is_dir():
+        raise KfuzzError(f"{flag} {value!r}: no directory {str(out.parent)!r}; create it first")
+    return out
+
+
 def cmd_corpus_export(args: argparse.Namespace) -> int:
-    """Write a standalone reproducer script for one finding."""
+    """Write a standalone reproducer script for one finding (stdout or -o), and with --inputs
+    the case's input values as a .npz (then the script only with -o)."""
     from kfuzz.export import reproducer
 
     store = CorpusStore(args.db, read_only=True)
     row = store.get(store.resolve_id(args.id))
-    script = reproducer(row)
-    if args.out:
-        out = Path(args.out)
-        if out.is_dir():
-            raise KfuzzError(f"-o {args.out!r} is a directory; pass a file path")
-        if out.exists() and not args.force:
-            raise KfuzzError(f"-o {args.out!r} exists; pass --force to overwrite it")
-        if not out.parent.is_dir():
-            raise KfuzzError(f"-o {args.out!r}: no directory {str(out.parent)!r}; create it first")
+    script = reproducer(row, args.plugin or [])  # a --plugin stands in for a recorded one
+    out = _writable("-o", args.out, args.force) if args.out else None
+    inputs = _writable("--inputs", args.inputs, args.force) if args.inputs else None
+    if out is not None and inputs is not None and out.resolve() == inputs.resolve():
+        raise KfuzzError(f"-o and --inputs name one file, {args.out!r}; give two")
+    if inputs is not None:
+        from kfuzz import targets
+        from kfuzz.export import INPUTS_META, input_arrays, write_npz
+
+        targets.load_plugins(args.plugin or [])  # stand-ins for the recorded plugins
+        arrays = input_arrays(row)
+        try:
+            write_npz(args.inputs, arrays)
+        except OSError as exc:
+            raise KfuzzError(f"--inputs {args.inputs!r}: cannot write it ({exc.strerror})") from None
+        meta = json.loads(arrays[INPUTS_META].item())["inputs"]
+        described = ", ".join(
+            f"{name} {m['dtype']}{list(m['shape'])}"
+            + (f" (as {m['stored_as']} bits)" if m["stored_as"] != m["dtype"] else "")
+            for name, m in meta.items())
+        print(f"wrote {args.inputs}: {described}; metadata under {INPUTS_META!r}",
+              file=sys.stderr)
+    if out is not None:
         try:
             out.write_text(script)
             os.chmod(out, 0o755)
         except OSError as exc:
             raise KfuzzError(f"-o {args.out!r}: cannot write it ({exc.strerror})") from None
         print(f"wrote {args.out}; run it with: python {args.out}", file=sys.stderr)
-    else:
+    elif inputs is None:
         sys.stdout.write(script)
     return 0
 
@@ -164,7 +230,7 @@ def cmd_corpus_merge(args: argparse.Namespace) -> int:
     from kfuzz.merge import check_sources, merge_corpora
 
     check_sources(args.sources)  # before --into is created, so a bad source leaves no file
-    store = CorpusStore(args.into)
+    store = CorpusStore(args.into, fix="copy it somewhere writable and pass --into COPY")
     stats = merge_corpora(store, args.sources)
     total = store.count()
     if args.json:

@@ -14,7 +14,10 @@ from kfuzz.corpus import DEFAULT_DB
 from kfuzz.enums import Failure, FindingStatus, Kind
 from kfuzz.settings import DEFAULT_CASE_TIMEOUT, PROFILES
 
-EPILOG_EXIT = "exit status: 0 nothing over threshold, 1 findings or still-failing replays, 2 usage error"
+EPILOG_EXIT = ("exit status: 0 nothing over threshold, 1 findings or still-failing replays, 2 usage "
+               "or configuration error (for `run`, also a target that could not be fuzzed), 3 a "
+               "finding could not be replayed, 130 interrupted (Ctrl-C or SIGTERM; findings so "
+               "far are kept and the summary says 'interrupted')")
 REPLAY_EXIT = ("exit status: 0 every replayed finding passes, 1 one still fails, 2 usage error "
                "(also a --target or --id that matches no finding), 3 a finding could not be "
                "replayed (unless --accept-errors)")
@@ -96,11 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-examples", type=int, metavar="N",
                    help="cases to run per target, shrinking not counted (default: the profile's)")
     p.add_argument("--budget", type=_positive_float, metavar="SECONDS",
-                   help="wall-clock budget for the search, split across targets")
+                   help="wall-clock bound on the whole run (search, shrinking, storing; "
+                   "counted from the start of the command), shared fairly across targets: each "
+                   "gets its share of what is left when its turn comes, and its findings are "
+                   "shrunk within it. A target that runs no case in its share is reported as "
+                   "skipped, never as a pass")
     p.add_argument("--seed", type=int, metavar="S", help="seed for a reproducible run")
     p.add_argument("--profile", choices=list(PROFILES), default="dev",
                    help="ci: 100 examples, fixed seed; dev: 200 examples; "
-                   "nightly: 100000 cases, 8 per example, isolated (default dev)")
+                   "nightly: 100000 cases, batched, isolated kernels, 120 s to shrink each "
+                   "finding (default dev)")
     p.add_argument("--device", default="cpu", metavar="cpu|cuda",
                    help="where kernels run; inputs are made on the CPU from the seed (default cpu)")
     p.add_argument("--batch", type=int, metavar="N",
@@ -134,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     plugin_arg(p)
     p.set_defaults(func="run")
 
+    def stand_in_plugin_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--plugin", action="append", metavar="FILE_OR_MODULE",
+                       help="import a Python file or module that registers targets "
+                       "(repeatable); it stands in for a plugin a finding recorded under the "
+                       "same file or module name (a corpus made under another checkout path)")
+
     p = sub.add_parser(
         "replay", help="rerun stored findings",
         description="Rerun stored findings from their stored cases, loading the plugins each "
@@ -151,10 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accept-errors", action="store_true",
                    help="findings that cannot be replayed here do not set the exit status "
                    "(default: exit 3)")
+    p.add_argument("--no-record", action="store_true",
+                   help="print the verdicts but record nothing in the corpus, which is only "
+                   "read (a committed or read-only corpus)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--junit", metavar="FILE",
                    help="also write JUnit XML: one testcase per replayed finding (for CI systems)")
-    plugin_arg(p)
+    stand_in_plugin_arg(p)
     p.set_defaults(func="replay")
 
     corpus = sub.add_parser("corpus", help="inspect the corpus",
@@ -192,11 +209,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = csub.add_parser("export", help="write a standalone reproducer script",
                         description="Write a Python script that reproduces one finding with "
-                        "nothing but torch and kfuzz installed, from any directory.")
+                        "nothing but torch and kfuzz installed, from any directory; with "
+                        "--inputs, the case's input values as a .npz for a reproducer that "
+                        "needs neither.")
     p.add_argument("id", metavar="ID", help="fingerprint or a unique prefix")
     db_arg(p)
     p.add_argument("-o", "--out", metavar="FILE", help="write here instead of stdout")
-    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    p.add_argument("--inputs", metavar="FILE.npz",
+                   help="write the case's input values as a NumPy .npz (then the script only "
+                   "with -o), as kfuzz's executor materialises them, for a reproducer "
+                   "without kfuzz: one array per input, named as the kernel's argument; a "
+                   "dtype NumPy lacks as its raw bits (bfloat16 as uint16, float8 as uint8); "
+                   "key __kfuzz__ holds JSON: each input's dtype, stored_as and shape, the "
+                   "params (keyword arguments), signature, target, kernel, oracle and case. "
+                   "Load with numpy.load(FILE); json.loads(npz['__kfuzz__'].item())")
+    p.add_argument("--force", action="store_true", help="overwrite FILE(s) that exist")
+    p.add_argument("--plugin", action="append", metavar="FILE",
+                   help="the script loads this plugin instead of a recorded one of the same "
+                   "file or module name (a corpus made under another checkout path; the "
+                   "script takes --plugin too); repeatable, not imported here")
     p.set_defaults(func="corpus_export")
 
     p = csub.add_parser("rm", help="remove findings",
@@ -233,6 +264,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "first (default 8)")
     p.add_argument("--device", default="cpu", metavar="cpu|cuda",
                    help="where kernels run for the histograms (default cpu)")
-    plugin_arg(p)
+    stand_in_plugin_arg(p)
     p.set_defaults(func="report")
     return parser

@@ -3,7 +3,8 @@
 Tables
   findings         one row per distinct finding, keyed by its fingerprint (sha256 of target,
                    kernel, oracle, case); a rediscovered case updates its row (times_seen,
-                   last_seen).
+                   last_seen), and so does a new shrunk case with the signature of an open
+                   shrunk finding, or a run's peak (`CorpusStore.record_findings`).
   runs             one row per `kfuzz run`.
   replays          one row per replay of a finding.
   merge_meta       this corpus's origin id once it has been merged into (`kfuzz.merge`).
@@ -22,10 +23,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import platform
 import re
+import shlex
+import shutil
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +48,8 @@ DEFAULT_DB = "corpus/corpus.db"
 JSON_COLUMNS = ("case", "comparator", "metrics", "shrink", "versions", "plugins")
 RUN_JSON_COLUMNS = ("argv", "targets", "versions", "results", "plugins")
 KIND_RANK = {kind.value: kind.rank for kind in Kind}
+# The findings columns of a sighting that describe the run, not the case (`_upsert`).
+SIGHTING_COLUMNS = ("status", "device", "versions", "last_seen", "last_run", "plugins")
 TABLES = ("findings", "runs", "replays")
 
 migrations = Migrations("kfuzz")
@@ -147,6 +154,17 @@ def m004_portable_findings(db: sqlite_utils.Database) -> None:
     fill_substitute(db)
 
 
+@migrations()
+def m005_signature(db: sqlite_utils.Database) -> None:
+    """Findings keep their failure signature (`kfuzz.findings.signature`): a new shrunk
+    finding with the signature of an open shrunk one updates it instead of adding a row.
+    Rows stored before have none (NULL) and are matched by fingerprint only, as they were."""
+    table = db.table("findings")
+    if "signature" not in {c.name for c in table.columns}:
+        table.add_column("signature", str)
+    table.create_index(["target", "kernel", "oracle", "signature"], if_not_exists=True)
+
+
 def json_safe(value: Any) -> Any:
     """`value` for json.dumps: binary data (never decoded) becomes a short description."""
     if isinstance(value, bytes):
@@ -224,28 +242,37 @@ class CorpusStore:
         path: the database file.
         read_only: open without writing anything (no migration, no WAL switch): for commands
             that only read and for corpora that must stay untouched (a merge source, a
-            committed corpus). Writing methods then raise CorpusError.
+            committed corpus). Writing methods then raise CorpusError. A corpus this process
+            cannot write (a read-only file, folder or file system) opens read-only as it is,
+            creating no -wal or -shm file beside it (see `_connect_read_only`).
         create: False raises CorpusError when the file does not exist (read_only implies it).
+            A new corpus is created only in an existing folder (but the default corpus/).
+        fix: what to tell the user when the corpus cannot be written (default: copy it
+            somewhere writable and pass --db).
 
     Raises:
         CorpusError: when the file is a directory, is not a SQLite database, is not a kfuzz
-            corpus (read-only), does not exist (create=False), or was written by a newer kfuzz.
+            corpus (read-only), does not exist (create=False), was written by a newer kfuzz,
+            cannot be written (not read_only: read-only, or a new one in a missing or
+            read-only folder; nothing is written then).
     """
 
     def __init__(self, path: str | Path = DEFAULT_DB, *, read_only: bool = False,
-                 create: bool = True) -> None:
+                 create: bool = True, fix: str | None = None) -> None:
         self.path = Path(path)
         self.read_only = read_only
         if self.path.exists() and self.path.is_dir():
             raise CorpusError(f"corpus {str(self.path)!r} is a directory; pass a file to --db")
         if (read_only or not create) and not self.path.exists():
             raise CorpusError(f"no corpus at {str(self.path)!r}; pass --db PATH")
+        if not read_only:
+            self._check_writable(fix or READ_ONLY_FIX)
         try:
             if read_only:
-                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                       timeout=60, isolation_level=None)
+                conn = self._connect_read_only()
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if self.path == Path(DEFAULT_DB):
+                    self.path.parent.mkdir(parents=True, exist_ok=True)  # kfuzz's own folder
                 conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
             self.db = sqlite_utils.Database(conn)
             self.db.execute("PRAGMA busy_timeout = 60000")
@@ -268,10 +295,70 @@ class CorpusStore:
                 self.db.enable_wal()
             migrations.apply(self.db)
         except sqlite3.DatabaseError as exc:
+            raise _open_error(self.path, exc, fix or READ_ONLY_FIX) from None
+
+    def _check_writable(self, fix: str) -> None:
+        """Raise CorpusError, before anything is written, when this process cannot write the
+        corpus: an existing one that is read-only (a corrupt one is reported as corrupt), or a
+        new one whose folder is missing or read-only."""
+        if self.path.exists():
+            reason = _read_only_reason(self.path)
+            if reason is None:
+                return
+            CorpusStore(self.path, read_only=True).close()  # a bad file is named as such first
+            raise CorpusError(f"corpus {str(self.path)!r} is read-only ({reason}); {fix}")
+        folder = self.path.parent
+        if self.path == Path(DEFAULT_DB) and not folder.exists():
+            folder = folder.parent  # the default corpus/ folder is created with the corpus
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
             raise CorpusError(
-                f"corpus {str(self.path)!r} is not a usable SQLite database ({exc}); "
-                "restore it from a backup or pass another corpus file"
-            ) from None
+                f"cannot create corpus {str(self.path)!r}: folder {str(folder)!r} {what}; "
+                f"create it first (mkdir -p {shlex.quote(str(folder))}) or pass --db PATH in "
+                "an existing folder"
+            )
+        if not os.access(folder, os.W_OK | os.X_OK):
+            what = ("is on a read-only file system" if _on_read_only_mount(folder)
+                    else "is not writable")
+            raise CorpusError(
+                f"cannot create corpus {str(self.path)!r}: folder {str(folder)!r} {what}; "
+                "pass --db PATH in a writable folder"
+            )
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A read-only connection. A corpus this process may write is read through SQLite's
+        locks, since a writer may be at work (for a WAL corpus SQLite keeps its -wal and -shm
+        files beside it, creating them if absent). One it cannot write (a read-only file,
+        folder or file system) is read as it is (`immutable`: no lock, no file created), or,
+        when its -wal file holds transactions not yet in the main file, through that -wal
+        file and its -shm index, or else through a private copy of both in memory."""
+        uri = self.path.resolve().as_uri()
+
+        def connect(query: str) -> sqlite3.Connection:
+            return sqlite3.connect(f"{uri}?{query}", uri=True, timeout=60, isolation_level=None)
+
+        if _read_only_reason(self.path) is None:
+            return connect("mode=ro")
+        wal = Path(f"{self.path}-wal")
+        if not (wal.is_file() and wal.stat().st_size > 0):
+            return connect("mode=ro&immutable=1")
+        conn = connect("mode=ro")
+        try:
+            conn.execute("select count(*) from sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:  # no -shm file, and none can be created
+            conn.close()
+        memory = sqlite3.connect(":memory:", isolation_level=None)
+        with tempfile.TemporaryDirectory(prefix="kfuzz-corpus-") as tmp:
+            copy = Path(tmp) / "corpus.db"
+            shutil.copyfile(self.path, copy)
+            shutil.copyfile(wal, f"{copy}-wal")
+            source = sqlite3.connect(copy, isolation_level=None)  # recovers the -wal file
+            try:
+                source.backup(memory)
+            finally:
+                source.close()
+        return memory
 
     def _check_schema(self) -> None:
         known = {m.name for m in migrations._migrations}
@@ -359,17 +446,27 @@ class CorpusStore:
     # -- findings --------------------------------------------------------------------------
 
     def record_findings(self, findings: Iterable[Finding], *, run_id: int | None = None) -> list[str]:
-        """Upsert findings by fingerprint in one transaction; returns their fingerprints.
-        A rediscovered finding gets times_seen + 1, new metrics and status "open"; a shrunk
-        finding deletes the raw row it replaces when nothing else has seen that row. Each row
-        records the loaded plugins that registered its target (see `targets.plugins_for`),
-        which replay, report and export load again."""
+        """Upsert findings in one transaction; returns the ids of the rows they went to.
+        A rediscovered case (same fingerprint) gets times_seen + 1, new metrics and status
+        "open". A shrunk finding whose signature (`Finding.signature`), target, kernel, oracle
+        and comparator match an open shrunk row updates that row instead (times_seen + 1,
+        last_seen, last_run, versions; a smaller case replaces its case, metrics and shrink
+        record), and a peak updates the open peak row of its target, kernel, oracle and
+        comparator (a worse case, by mismatch ratio then mismatches, replaces its case and
+        metrics): a row keeps its id, the fingerprint of the first case stored in it. A
+        shrunk finding deletes the raw row it replaces, however many runs stored that raw
+        case (two runs with one seed both do): it stands for that case now. Each row records
+        the loaded plugins that registered its target (see `targets.plugins_for`), which
+        replay, report and export load again. Sets each finding's `stored_as` to the id of
+        its row."""
         stamp = now()
         done = []
         with self.transaction():
             for finding in findings:
-                done.append(self._upsert(finding, run_id, stamp))
-        return done
+                done.append((finding, self._upsert(finding, run_id, stamp)))
+        for finding, key in done:
+            finding.stored_as = key
+        return [key for _, key in done]
 
     def record_finding(self, finding: Finding, *, run_id: int | None = None) -> str:
         """`record_findings` for one finding."""
@@ -379,6 +476,7 @@ class CorpusStore:
         key = finding.fingerprint
         table = self.db.table("findings")
         outcome = finding.outcome
+        comparator = _dumps(finding.comparator)
         row = {
             "target": finding.target, "kernel": finding.kernel, "oracle": finding.oracle,
             "failure": finding.failure.value, "status": FindingStatus.OPEN.value,
@@ -387,38 +485,90 @@ class CorpusStore:
             "exit_code": outcome.exit_code, "timeout": outcome.timeout,
             "mismatch_ratio": outcome.worst_ratio(), "device": finding.device,
             "versions": _dumps(versions(finding.device)), "last_seen": stamp, "last_run": run_id,
-            "plugins": _dumps(_plugins_for(finding.target)),
+            "plugins": _dumps(_plugins_for(finding.target)), "signature": finding.signature,
         }
-        existing = list(self.db.query("select kind, times_seen from findings where "
+        existing = list(self.db.query('select kind, times_seen, "case" from findings where '
                                       "fingerprint = ?", [key]))
-        if existing:
+        same = None
+        # A case stored before keeps its row (a shrunk one, or any row for a peak); else a
+        # shrunk finding or a peak goes to the open row of the same failure, if any.
+        if (finding.kind == Kind.SHRUNK and finding.signature is not None
+                and not (existing and existing[0]["kind"] == "shrunk")
+                or finding.kind == Kind.PEAK and not existing):
+            same = self._same_failure(finding, key, comparator)
+        if same is not None:
+            # One row per bug: the open row of this failure takes the sighting.
+            held = same["fingerprint"]
+            again = 0 if finding.replaces == held else 1
+            update = {k: row[k] for k in SIGHTING_COLUMNS}
+            update["times_seen"] = (same["times_seen"] or 0) + again
+            size = _case_size(finding)
+            if self._better(finding, size, same):
+                update.update({k: v for k, v in row.items() if k not in update},
+                              case=_dumps(finding.case), size=size)
+                if finding.kind == Kind.SHRUNK:
+                    update["shrink"] = _dumps(finding.shrink or None)
+            table.update(held, update)
+            key = held
+        elif existing:
             old_kind = existing[0]["kind"]
             kind = max(old_kind, finding.kind.value, key=lambda k: KIND_RANK.get(k, -1))
             # A shrunk case that shrank to its own raw case is one sighting, not two.
             again = 0 if finding.replaces == key else 1
             row.update(kind=kind, times_seen=existing[0]["times_seen"] + again)
-            if finding.shrink:
+            if existing[0]["case"] != _dumps(finding.case):
+                # The row's first case, since replaced by a smaller or worse one: a sighting
+                # of the row, whose columns keep describing the case it holds.
+                row = {k: row[k] for k in (*SIGHTING_COLUMNS, "kind", "times_seen")}
+            elif finding.shrink:
                 row["shrink"] = _dumps(finding.shrink)
             table.update(key, row)
         else:
-            from kfuzz import targets as registry
-
-            try:
-                size = registry.get(finding.target).case_size(finding.case)
-            except Exception:
-                size = None
             row.update(
                 fingerprint=key, kind=finding.kind.value, case=_dumps(finding.case),
-                comparator=_dumps(finding.comparator), shrink=_dumps(finding.shrink or None),
-                size=size, first_seen=stamp, first_run=run_id, times_seen=1,
+                comparator=comparator, shrink=_dumps(finding.shrink or None),
+                size=_case_size(finding), first_seen=stamp, first_run=run_id, times_seen=1,
             )
             table.insert(row)
         if finding.replaces and finding.replaces != key:
-            self.db.execute(
-                "delete from findings where fingerprint = ? and kind = 'raw' and times_seen = 1",
-                [finding.replaces],
-            )
+            # Whoever stored the raw case (two runs with one seed store the same one, and so
+            # count it twice), this shrunk case stands for it now.
+            self.db.execute("delete from findings where fingerprint = ? and kind = 'raw'",
+                            [finding.replaces])
         return key
+
+    def _same_failure(self, finding: Finding, key: str,
+                      comparator: str | None) -> dict[str, Any] | None:
+        """The open row besides its own that `finding` (shrunk or peak) belongs to: for a
+        shrunk finding the oldest open shrunk row with its target, kernel, oracle, comparator
+        and signature; for a peak the oldest open peak row of its target, kernel, oracle and
+        comparator. None when there is none."""
+        where = ("target = ? and kernel = ? and oracle = ? and comparator is ? and kind = ? "
+                 "and status = 'open' and fingerprint != ?")
+        args: list[Any] = [finding.target, finding.kernel, finding.oracle, comparator,
+                           finding.kind.value, key]
+        if finding.kind == Kind.SHRUNK:
+            where += " and signature = ?"
+            args.append(finding.signature)
+        rows = list(self.db.query(
+            "select fingerprint, times_seen, size, mismatch_ratio, metrics from findings "
+            f"where {where} order by first_seen, fingerprint limit 1", args))
+        return rows[0] if rows else None
+
+    @staticmethod
+    def _better(finding: Finding, size: int | None, held: dict[str, Any]) -> bool:
+        """Whether `finding`'s case replaces the one stored in `held`: a shrunk case when it
+        is smaller, a peak when it is worse (mismatch ratio, then mismatched elements)."""
+        if finding.kind == Kind.SHRUNK:
+            return size is not None and held["size"] is not None and size < held["size"]
+        try:
+            stored = json.loads(held["metrics"] or "{}")
+            mismatches = sum(int(m.get("mismatches") or 0) for m in stored.values())
+        except (TypeError, ValueError, AttributeError):
+            mismatches = 0
+        outputs = finding.outcome.outputs.values()
+        new = (finding.outcome.worst_ratio(), sum(int(m["mismatches"]) for m in outputs))
+        return new > (float(held["mismatch_ratio"] or 0.0), mismatches)
 
     def resolve_id(self, prefix: str) -> str:
         """The full fingerprint that starts with `prefix`. Raises CorpusError when none or
@@ -538,6 +688,60 @@ class CorpusStore:
     def count_replays(self) -> int:
         """Number of replays recorded."""
         return self.db["replays"].count
+
+
+# What a write command tells the user about a read-only corpus, unless it knows better (replay:
+# --no-record).
+READ_ONLY_FIX = "copy it somewhere writable and pass --db COPY"
+
+
+def _on_read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _read_only_reason(path: Path) -> str | None:
+    """Why this process cannot write the corpus file `path` (which exists) and the -wal and
+    -shm files SQLite keeps beside it, or None when it can. access(2) answers for this
+    process's user (root writes a file whatever its mode) and knows a read-only mount."""
+    folder = path.parent
+    sidecars = [Path(f"{path}{suffix}") for suffix in ("-wal", "-shm")]
+    if os.access(path, os.W_OK) and (os.access(folder, os.W_OK | os.X_OK) or all(
+            os.access(p, os.W_OK) for p in sidecars)):
+        return None
+    if _on_read_only_mount(path):
+        return "on a read-only file system"
+    if not os.access(path, os.W_OK):
+        return "the file is not writable"
+    return f"its folder {str(folder)!r} is not writable"
+
+
+def _open_error(path: Path, exc: sqlite3.DatabaseError, fix: str) -> CorpusError:
+    """The one-line CorpusError for an exception SQLite raised while opening `path`: a file
+    that cannot be read or written is never called corrupt."""
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")):
+        reason = _read_only_reason(path) if path.exists() else None
+        if reason is not None or name.startswith("SQLITE_READONLY"):
+            return CorpusError(f"corpus {str(path)!r} is read-only ({reason or exc}); {fix}")
+        return CorpusError(f"corpus {str(path)!r} cannot be opened ({exc}); check the "
+                           "permissions of the file, its -wal and -shm files and its folder")
+    return CorpusError(
+        f"corpus {str(path)!r} is not a usable SQLite database ({exc}); "
+        "restore it from a backup or pass another corpus file"
+    )
+
+
+def _case_size(finding: Finding) -> int | None:
+    """The size of a finding's case by its target (None when the target cannot tell)."""
+    from kfuzz import targets as registry
+
+    try:
+        return registry.get(finding.target).case_size(finding.case)
+    except Exception:
+        return None
 
 
 def _loaded_plugins() -> list[str]:

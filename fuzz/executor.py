@@ -71,6 +71,14 @@ class Outcome:
     # What the target reports about the case beside the verdict (`Target.features`), for the
     # search to climb, e.g. {"ties": 3.0}.
     features: dict[str, float] = field(default_factory=dict)
+    # The dtype of each output of a failing outcome, by name (e.g. {"y": "bfloat16"}): the unit
+    # of its error class (`error_class`). Empty for other outcomes and in older records.
+    dtypes: dict[str, str] = field(default_factory=dict)
+    # Where an "error" outcome's exception was raised: the last frames of the kernel's
+    # traceback, outermost first, each {"file": str, "line": int, "function": str} (JSON-safe,
+    # `error_frames`). None for other outcomes. The error text ends with them too (see
+    # `FRAMES_HEADER`), which is how a stored finding keeps them.
+    error_frames: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
@@ -88,9 +96,11 @@ class Outcome:
         return max((m["mismatch_ratio"] for m in self.outputs.values()), default=0.0)
 
     def buckets(self) -> set[str]:
-        """Failure classes of this outcome, e.g. {"y:mismatch"}, {"y:nonfinite"},
+        """Failure classes of this outcome, e.g. {"y:mismatch:rounding"}, {"y:nonfinite"},
         {"error:RuntimeError"}, {"contract:writes-input"}, {"crash:SIGSEGV"}, {"crash:3"}
-        (exit status), {"timeout:"}: a campaign shrinks one case per new class."""
+        (exit status), {"timeout:"}: a campaign shrinks one case per new class. A mismatch
+        carries its output's `error_class` ("y:mismatch:wrong"); plain "y:mismatch" when that
+        cannot be told (a record without the output's dtype or ULP data)."""
         if self.status == Status.CRASH:
             how = self.signal or ("" if self.exit_code is None else str(self.exit_code))
             return {f"crash:{how}"}
@@ -101,7 +111,11 @@ class Outcome:
         out = set()
         for name, m in self.outputs.items():
             if not m["passed"]:
-                out.add(f"{name}:{'nonfinite' if m['nonfinite_mismatches'] else 'mismatch'}")
+                if m["nonfinite_mismatches"]:
+                    out.add(f"{name}:nonfinite")
+                    continue
+                how = error_class(m, self.dtypes.get(name))
+                out.add(f"{name}:mismatch" + (f":{how}" if how else ""))
         return out
 
     def worst_over_allowed(self) -> float:
@@ -126,6 +140,10 @@ class Outcome:
                 out[name] = getattr(self, name)
         if self.features:
             out["features"] = dict(self.features)
+        if self.dtypes:
+            out["dtypes"] = dict(self.dtypes)
+        if self.error_frames:
+            out["error_frames"] = [dict(f) for f in self.error_frames]
         return out
 
     @classmethod
@@ -136,11 +154,99 @@ class Outcome:
                    outputs={name: Metrics.from_dict(m) for name, m in (d.get("outputs") or {}).items()},
                    error=d.get("error"), seconds=float(d.get("seconds") or 0.0),
                    features={k: float(v) for k, v in (d.get("features") or {}).items()},
+                   dtypes={str(k): str(v) for k, v in (d.get("dtypes") or {}).items()},
+                   error_frames=[dict(f) for f in d.get("error_frames") or []] or None,
                    **{name: d.get(name) for name in ERROR_FIELDS})
 
 
 # The fields that classify an unjudged outcome (see `Outcome`).
 ERROR_FIELDS = ("error_type", "signal", "exit_code", "timeout")
+
+# An error outcome's text: "Type: message", then this line and the kernel's last frames as
+# Python prints them (`  File "f.py", line 3, in fn`), so that the corpus keeps them (`kfuzz
+# corpus show` reads them back).
+FRAMES_HEADER = "Traceback (kernel frames, most recent call last):"
+MAX_FRAMES = 6
+# The calling machinery between run_case and the kernel: left out of a kernel's frames.
+_CALLER_FILES = frozenset({__file__, registry.__file__})
+
+
+def error_frames(exc: BaseException) -> list[dict[str, Any]]:
+    """The last MAX_FRAMES frames of the traceback of `exc` raised inside a kernel (kfuzz's
+    calling frames left out), outermost first: [{"file", "line", "function"}]."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    start = 0
+    while start < len(frames) and frames[start].filename in _CALLER_FILES:
+        start += 1
+    return [{"file": f.filename, "line": int(f.lineno or 0), "function": f.name}
+            for f in frames[start:][-MAX_FRAMES:]]
+
+
+def error_text(exc: BaseException, frames: Sequence[Mapping[str, Any]]) -> str:
+    """An error outcome's text: "Type: message" (at most 1500 characters), then FRAMES_HEADER
+    and one line per frame, as Python's traceback prints them."""
+    text = f"{type(exc).__name__}: {exc}"[:1500]
+    if not frames:
+        return text
+    return "\n".join([text, FRAMES_HEADER] + [
+        f'  File "{f["file"]}", line {f["line"]}, in {f["function"]}' for f in frames])
+
+
+# Bounds of the error classes (`error_class`): units in the last place of the output dtype,
+# and the relative error (ULPs times the dtype's epsilon).
+ROUNDING_ULPS = 4.0
+PRECISION_RELATIVE = 1 / 16
+ERROR_CLASSES = ("rounding", "precision", "wrong")
+
+
+def _ulps(point: Mapping[str, Any], dtype: torch.dtype) -> float:
+    """A worst point's distance from its reference in ULPs of `dtype` at the reference (the
+    subnormal step below the normals), as `kfuzz.compare` counts them."""
+    info = torch.finfo(dtype)
+    magnitude = max(abs(float(point["expected"])), info.tiny)
+    return float(point["diff"]) / math.ldexp(info.eps, math.frexp(magnitude)[1] - 1)
+
+
+def error_class(metrics: Mapping[str, Any], dtype: str | None) -> str | None:
+    """How far a failing output is from its reference, one of ERROR_CLASSES: "rounding" (its
+    bad elements at most ROUNDING_ULPS units in the last place of the output dtype off: an
+    extra rounding, a rounding mode), "precision" (further, but within a relative
+    PRECISION_RELATIVE, i.e. ULPs x eps(dtype) <= 1/16: lost bits, a low-precision
+    accumulator), "wrong" (beyond that, or infinite: a masked element, a wrong index, a
+    missing scale). An integer output that mismatches is "wrong".
+
+    The distance is `max_ulp` in exact and ulp mode (every element that differs, or is over
+    the bound, is bad there); in allclose mode the largest over the worst points (bad
+    elements only: an element within atol can be many ULPs off a tiny reference). None when
+    it cannot be told: a passing output, a non-finite mismatch (bucketed apart), a record
+    without ULP data, or no dtype (`Outcome.dtypes`)."""
+    if metrics.get("passed", True) or metrics.get("nonfinite_mismatches") or not dtype:
+        return None
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype):
+        return None
+    if not torch_dtype.is_floating_point:
+        return "wrong"
+    mode = (metrics.get("comparator") or {}).get("mode")
+    points = metrics.get("worst_points") or []
+    try:
+        if mode == "allclose" and points:
+            ulps = max(_ulps(p, torch_dtype) for p in points)
+        elif metrics.get("max_ulp") is not None:
+            ulps = float(metrics["max_ulp"])  # "inf" (stored form) reads as inf
+        else:
+            return None
+    except (KeyError, TypeError, ValueError):
+        return None
+    if math.isnan(ulps):
+        return None
+    if ulps <= ROUNDING_ULPS:
+        return "rounding"
+    if ulps * torch.finfo(torch_dtype).eps <= PRECISION_RELATIVE:
+        return "precision"
+    return "wrong"
 
 
 def contract_outcome(exc: ContractViolation) -> Outcome:
@@ -319,8 +425,9 @@ def run_case(
     except KfuzzError:
         raise  # e.g. KernelUnavailable: the kernel cannot run here at all, a configuration error
     except Exception as exc:  # the kernel's fault, to be reported, not a kfuzz crash
-        return Outcome(Status.ERROR, error=f"{type(exc).__name__}: {exc}"[:2000],
-                       error_type=type(exc).__name__, seconds=time.perf_counter() - start)
+        frames = error_frames(exc)
+        return Outcome(Status.ERROR, error=error_text(exc, frames), error_type=type(exc).__name__,
+                       seconds=time.perf_counter() - start, error_frames=frames or None)
     try:
         with torch.no_grad():
             ref = _call(target, "oracle", oracle,
@@ -367,7 +474,10 @@ def run_case(
                 outputs[name] = compare(actual[name], expected[name],
                                         with_overrides(target.comparators[name], job.comparator))
     features = _features(target, cpu_inputs, actual, expected)
-    return Outcome(status, outputs, seconds=time.perf_counter() - start, features=features)
+    dtypes = ({name: str(actual[name].dtype).removeprefix("torch.") for name in outputs}
+              if status == Status.FAIL else {})
+    return Outcome(status, outputs, seconds=time.perf_counter() - start, features=features,
+                   dtypes=dtypes)
 
 
 def _features(target: Target, inputs: Mapping[str, torch.Tensor],
@@ -395,8 +505,7 @@ class InProcessExecutor:
         Raises UnknownTarget, UnknownVariant, BadCallable, PluginError."""
         key = (job.target, job.kernel, job.oracle)
         if key not in self._resolved:
-            for plugin in job.plugins:
-                registry.load_plugin(plugin)
+            registry.load_recorded_plugins(job.plugins)  # each through its stand-in
             target = registry.get(job.target)
             self._resolved[key] = (
                 target,

@@ -29,6 +29,21 @@ def fingerprint(target: str, kernel: str, oracle: str, case: Mapping[str, Any]) 
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def signature(outcome: Outcome) -> str | None:
+    """A failure's signature, what one bug keeps across seeds and nights: the outcome's
+    buckets (`Outcome.buckets`), sorted and comma-separated: per failing output its failure
+    kind and error class (e.g. "y:mismatch:wrong", "y:nonfinite"), or the exception type,
+    crash signal, timeout or contract breach. Nothing else of the case is stable enough: the
+    dtype a shrunk case keeps and the value regimes still on in it differ from seed to seed
+    for one kernel (README, "How it works"). None when a mismatch has no error class (an
+    outcome without its outputs' dtypes or ULP data, as older records are): too coarse to
+    tell bugs apart."""
+    buckets = sorted(outcome.buckets())
+    if not buckets or any(b.count(":") == 1 and b.endswith(":mismatch") for b in buckets):
+        return None
+    return ",".join(buckets)
+
+
 @dataclass
 class Finding:
     """A failing case with what produced it. kind: a `Kind` (a word such as "shrunk" is
@@ -46,6 +61,10 @@ class Finding:
     device: str = "cpu"
     shrink: dict[str, Any] = field(default_factory=dict)
     replaces: str | None = None
+    # The id of the corpus row this finding went to (`CorpusStore.record_findings`): its own
+    # fingerprint, or that of the open finding with its signature (or the open peak) it
+    # updated. None until stored.
+    stored_as: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         self.kind = Kind(self.kind)
@@ -58,6 +77,11 @@ class Finding:
     def fingerprint(self) -> str:
         """See `fingerprint`."""
         return fingerprint(self.target, self.kernel, self.oracle, self.case)
+
+    @property
+    def signature(self) -> str | None:
+        """See `signature`."""
+        return signature(self.outcome)
 
     @property
     def failure(self) -> Failure:

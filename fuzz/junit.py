@@ -3,13 +3,16 @@
 One <testcase> per finding of a run (a failure each; a campaign with no finding gives one
 passing testcase, so that a clean run is not read as "no tests"), and one per replayed finding
 (still failing: a failure; fixed: a pass; could not be run: an error). Test names are the
-readable ids the pytest plugin uses too: `target[kernel-oracle-id]`.
+readable ids the pytest plugin uses too: `target[kernel-oracle-id]`. Times: a run's testcases
+share their campaign's seconds (`finding_seconds`); a replayed finding's is its replay's own
+time when the result carries `seconds`, else a share of the replay's wall time when given.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
@@ -70,6 +73,26 @@ def _clean(text: Any) -> str:
     return _NOT_XML.sub("?", str(text))
 
 
+def check_writable(path: str | Path) -> None:
+    """Raise KfuzzError (the message `write_junit` gives) unless a file could be written at
+    `path`: called before a run, so that a bad --junit path fails in a second, not after the
+    budget is spent."""
+    target = Path(path)
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    problem = None
+    if target.is_dir():
+        problem = "it is a directory"
+    elif not parent.is_dir():
+        problem = f"{str(parent)!r} is not a directory"
+    elif not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        problem = "permission denied"
+    if problem:
+        raise KfuzzError(f"--junit {str(path)!r}: cannot write it ({problem}); "
+                         "pass a writable file path")
+
+
 def write_junit(path: str | Path, suite: str, cases: Sequence[JunitCase]) -> Path:
     """Write `cases` as one <testsuite> named `suite` inside <testsuites>, to `path`
     (parents created). Returns the path. Raises KfuzzError when it cannot be written."""
@@ -110,27 +133,50 @@ def _percent(ratio: Any) -> str:
     return "-" if ratio is None else f"{100 * float(ratio):.4g}%"
 
 
+def _shrink_seconds(finding: Any) -> float | None:
+    seconds = (finding.shrink or {}).get("seconds")
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds >= 0:
+        return float(seconds)
+    return None
+
+
+def finding_seconds(result: Any) -> list[float]:
+    """The seconds of each finding's testcase in a campaign (a `CampaignResult`): the
+    campaign's search time (its seconds less the findings' shrink seconds) split evenly over
+    its findings, plus each finding's own shrink seconds where known. They add up to the
+    campaign's seconds, so the suite's time is the run's."""
+    findings = list(result.findings)
+    if not findings:
+        return []
+    shrink = [_shrink_seconds(f) for f in findings]
+    total = max(float(result.seconds or 0.0), 0.0)
+    search = max(total - sum(s or 0.0 for s in shrink), 0.0)
+    return [search / len(findings) + (s or 0.0) for s in shrink]
+
+
 def run_cases(results: Iterable[Any]) -> list[JunitCase]:
     """Testcases for a run's campaigns (`kfuzz.search.CampaignResult`s): one failure per
-    finding, one pass per campaign that found nothing."""
+    finding, one pass per campaign that found nothing. Times: `finding_seconds`, or the
+    campaign's seconds for its one passing testcase."""
     cases = []
     for result in results:
         classname = f"kfuzz.run.{result.target}"
-        for finding in result.findings:
+        for finding, seconds in zip(result.findings, finding_seconds(result), strict=True):
             outcome = finding.outcome
             shrink = finding.shrink or {}
             cases.append(JunitCase(
                 classname=classname,
                 name=finding_name(finding.target, finding.kernel, finding.oracle,
-                                  finding.fingerprint),
+                                  finding.stored_as or finding.fingerprint),
                 outcome="failure",
                 kind=finding.failure,
                 message=f"{finding.kind} finding: mismatch ratio "
                         f"{_percent(outcome.worst_ratio())}",
                 text=f"case: {json.dumps(finding.case)}\n\n"
                      + outputs_text(outcome.outputs, outcome.error),
-                seconds=outcome.seconds,
-                properties={"fingerprint": finding.fingerprint, "kind": finding.kind,
+                seconds=seconds,
+                properties={"fingerprint": finding.stored_as or finding.fingerprint,
+                            "kind": finding.kind,
                             "seed": str(result.seed),
                             **({"shrunk_size": str(shrink["size_after"])}
                                if "size_after" in shrink else {})},
@@ -145,15 +191,33 @@ def run_cases(results: Iterable[Any]) -> list[JunitCase]:
     return cases
 
 
-def replay_cases(results: Iterable[Any], details: Mapping[str, str] | None = None) -> list[JunitCase]:
+def _own_seconds(result: Any) -> float | None:
+    seconds = getattr(result, "seconds", None)
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds >= 0:
+        return float(seconds)
+    return None
+
+
+def replay_cases(results: Iterable[Any], details: Mapping[str, str] | None = None, *,
+                 seconds: float | None = None) -> list[JunitCase]:
     """Testcases for replayed findings (`kfuzz.replay.ReplayResult`s). details: fingerprint ->
-    the text of its latest replay (see `replay_details`), shown under a failure."""
+    the text of its latest replay (see `replay_details`), shown under a failure. A testcase's
+    time is its replay's own `seconds` where the result has one; seconds: the wall time of
+    the whole replay, of which the results without their own time share what the others did
+    not use, evenly."""
     details = details or {}
+    results = list(results)
+    own = [_own_seconds(r) for r in results]
+    missing = sum(s is None for s in own)
+    share = 0.0
+    if seconds is not None and missing:
+        share = max(float(seconds) - sum(s or 0.0 for s in own), 0.0) / missing
     cases = []
-    for r in results:
+    for r, mine in zip(results, own, strict=True):
         case = JunitCase(
             classname=f"kfuzz.replay.{r.target}",
             name=finding_name(r.target, r.kernel, r.oracle, r.fingerprint),
+            seconds=share if mine is None else mine,
             properties={"fingerprint": r.fingerprint},
         )
         if r.status == "fail":

@@ -6,8 +6,11 @@ corpora they have, as often as they like, in any order:
 
 - findings: one row per fingerprint. first_seen is the earliest, last_seen the latest, and
   the columns of a sighting (metrics, mismatch ratio, error, versions, last_run, ...) come
-  from the row seen last. status comes from the row whose latest event (sighting or replay)
-  is the most recent; kind is the best (shrunk > peak > raw). Ties keep the --into row.
+  from the row seen last, with its case (and size, shrink record, signature) when that row
+  holds another one (a smaller case or a worse peak replaced its first). Rows of two corpora
+  with one signature but different fingerprints stay two rows. status comes from the row
+  whose latest event (sighting or replay) is the most recent; kind is the best (shrunk >
+  peak > raw). Ties keep the --into row.
 - times_seen: every corpus counts its own sightings once. Each merged corpus keeps, per
   fingerprint, the count contributed by each origin corpus (table `merge_sightings`), and a
   merge takes the larger count per origin, never the sum of two copies: merging A into B and
@@ -42,6 +45,8 @@ from kfuzz.errors import CorpusError
 # Columns that describe one sighting: taken together from the row seen last.
 SIGHTING_COLUMNS = ("failure", "metrics", "error", "error_type", "signal", "exit_code", "timeout",
                     "mismatch_ratio", "device", "versions", "plugins")
+# Columns that describe a row's case, besides its sighting's: taken with the case.
+CASE_COLUMNS = ("case", "size", "shrink", "signature")
 REPLAY_KEY = ("fingerprint", "at", "status", "kernel", "oracle", "mismatch_ratio", "metrics",
               "error")
 RUN_KEY = ("started", "argv", "versions", "targets", "seed", "profile")
@@ -222,11 +227,15 @@ def _merge_finding(db: sqlite_utils.Database, src: dict[str, Any], counts: dict[
     if str(src.get("last_seen") or "") > str(mine.get("last_seen") or ""):
         update.update({c: src.get(c) for c in SIGHTING_COLUMNS if c in columns},
                       last_seen=src["last_seen"], last_run=src["last_run"])
+        if src.get("case") != mine.get("case"):
+            # The source's row took another case (a smaller shrunk case or a worse peak of
+            # its signature): its metrics describe that one, so it comes along.
+            update.update({c: src.get(c) for c in CASE_COLUMNS if c in columns})
     if _latest_event(src) > _latest_event(mine):
         update["status"] = src.get("status")
     if KIND_RANK.get(src.get("kind") or "", -1) > KIND_RANK.get(mine.get("kind") or "", -1):
         update["kind"] = src["kind"]
-    for column in ("shrink", "size", "comparator"):
+    for column in ("shrink", "size", "comparator", "signature"):
         if mine.get(column) is None and src.get(column) is not None:
             update[column] = src[column]
     update = {k: v for k, v in update.items() if mine.get(k) != v}

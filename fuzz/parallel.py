@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 
+from kfuzz.errors import KfuzzError
 from kfuzz.runner import CampaignRun, ExecutorSpec, RunContext, run_one
 from kfuzz.search import CampaignConfig
 
@@ -66,8 +67,14 @@ def run_parallel(configs: Sequence[CampaignConfig], context: RunContext) -> list
     context_mp = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=context.workers, mp_context=context_mp) as pool:
         threads = max(1, (os.cpu_count() or 1) // min(context.workers, len(jobs)))
-        futures = [pool.submit(_run_one, c, context.executor, context.db, context.run_id,
-                               context.skip_unavailable, threads) for c in jobs]
+        futures = {pool.submit(_run_one, c, context.executor, context.db, context.run_id,
+                               context.skip_unavailable, threads): c for c in jobs}
         for future in as_completed(futures):
-            context.finished(future.result())
+            try:
+                run = future.result()
+            except KfuzzError as exc:
+                if not context.keep_going:
+                    raise
+                run = CampaignRun(futures[future], failed=str(exc))
+            context.finished(run)
     return context.runs

@@ -4,10 +4,12 @@
 
 collects one test per stored finding, named `target[kernel-oracle-shortid]`, and replays it
 through `kfuzz.replay` (so the replay is recorded in the corpus, as `kfuzz replay` does, unless
---kfuzz-no-record): a finding that still fails fails its test, one that passes now (fixed)
-passes. A finding that cannot be run (unknown target, malformed row) fails with the reason.
-Every item carries the marker `kfuzz`, so `-m kfuzz` selects only these. Collection only
-reads the file.
+--kfuzz-no-record, which only reads it: a committed or read-only corpus): a finding that still
+fails fails its test, one that passes now (fixed) passes. A finding that cannot be run here
+(unknown target, a recorded plugin that is not where it was, malformed row) is a test *error*
+with the reason (it is replayed in the test's setup). A --kfuzz-plugin stands in for a recorded
+plugin of the same file or module name. Every item carries the marker `kfuzz`, so `-m kfuzz`
+selects only these. Collection only reads the file.
 
 Without --kfuzz-db the plugin does nothing, and importing it imports neither torch nor the
 engine: it is loaded into every pytest run in an environment where kfuzz is installed.
@@ -15,7 +17,6 @@ engine: it is loaded into every pytest run in an environment where kfuzz is inst
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kfuzz-device", metavar="cpu|cuda", default="cpu",
                     help="where kernels run (default cpu)")
     group.addoption("--kfuzz-plugin", metavar="FILE_OR_MODULE", action="append",
-                    help="import a module that registers targets (repeatable)")
+                    help="import a module that registers targets (repeatable); it stands in "
+                    "for a plugin a finding recorded under the same file or module name")
     group.addoption("--kfuzz-no-record", action="store_true",
-                    help="replay a temporary copy of the corpus, leaving the file unchanged "
-                    "(for a committed corpus)")
+                    help="record no replay: the corpus is only read and left unchanged (for a "
+                    "committed or read-only corpus)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -74,14 +76,6 @@ def _read_findings(path: Path, target: str | None) -> list[dict[str, Any]]:
         return list(store.findings(target=target))
 
 
-def _copy_database(source: Path, target: Path) -> None:
-    """A consistent copy, even while another process writes the source."""
-    from kfuzz.corpus import CorpusStore
-
-    with CorpusStore(source, read_only=True) as store:
-        store.copy_to(target)
-
-
 class FindingFailed(Exception):
     """A replayed finding still fails, or could not be run."""
 
@@ -98,8 +92,7 @@ class CorpusFile(pytest.File):
 
         config = self.config
         try:
-            for plugin in config.getoption("kfuzz_plugin") or []:
-                registry.load_plugin(plugin)
+            registry.load_plugins(config.getoption("kfuzz_plugin") or [])  # stand-ins too
             rows = _read_findings(self.path, config.getoption("kfuzz_target"))
         except KfuzzError as exc:
             raise self.CollectError(f"kfuzz: {exc}") from None
@@ -114,21 +107,19 @@ class CorpusFile(pytest.File):
             yield item
 
     def setup(self) -> None:
-        """Open the corpus (or, with --kfuzz-no-record, a temporary copy of it) once for all
-        of its findings' replays."""
+        """Open the corpus once for all of its findings' replays (read-only with
+        --kfuzz-no-record)."""
         from kfuzz.corpus import CorpusStore
         from kfuzz.errors import KfuzzError
         from kfuzz.executor import InProcessExecutor
 
-        path = self.path
-        if self.config.getoption("kfuzz_no_record"):
-            self.copy_dir = tempfile.TemporaryDirectory(prefix="kfuzz-replay-")
-            path = Path(self.copy_dir.name) / self.path.name
-            _copy_database(self.path, path)
         try:
-            self.store = CorpusStore(path)
-        except KfuzzError as exc:
-            raise FindingFailed(f"kfuzz: {exc}") from None
+            self.store = CorpusStore(
+                self.path, read_only=self.config.getoption("kfuzz_no_record"),
+                fix="pass --kfuzz-no-record to replay without recording, or copy it somewhere "
+                "writable and pass --kfuzz-db COPY")
+        except KfuzzError as exc:  # each finding's test an error with this one line
+            pytest.fail(f"kfuzz: {exc}", pytrace=False)
         self.executor = InProcessExecutor()
 
     def teardown(self) -> None:
@@ -136,9 +127,6 @@ class CorpusFile(pytest.File):
         store = getattr(self, "store", None)
         if store is not None:
             store.close()
-        copy_dir = getattr(self, "copy_dir", None)
-        if copy_dir is not None:
-            copy_dir.cleanup()
 
 
 class FindingItem(pytest.Item):
@@ -148,27 +136,37 @@ class FindingItem(pytest.Item):
         super().__init__(**kwargs)
         self.fingerprint = fingerprint
 
-    def runtest(self) -> None:
-        """Replay the finding and record the replay. Raises FindingFailed when it still
-        fails or cannot be run."""
-        from kfuzz.junit import replay_details
+    def setup(self) -> None:
+        """Replay the finding (recording the replay unless --kfuzz-no-record). One that
+        cannot be replayed here fails the setup: pytest reports it as an error, not as a
+        failing finding."""
         from kfuzz.replay import replay
 
+        super().setup()
         corpus = self.parent
         if not isinstance(corpus, CorpusFile):
             raise TypeError(f"a kfuzz finding belongs to a corpus file, not {corpus!r}")
-        result = replay(
+        self.result = replay(
             corpus.store, finding_id=self.fingerprint,
             kernel=self.config.getoption("kfuzz_kernel"),
             device=self.config.getoption("kfuzz_device"), executor=corpus.executor,
+            record=not self.config.getoption("kfuzz_no_record"),
         )[0]
+        if self.result.status == "error":
+            pytest.fail(f"finding {self.fingerprint[:12]} could not be replayed: "
+                        f"{self.result.error}", pytrace=False)
+
+    def runtest(self) -> None:
+        """The replay's verdict. Raises FindingFailed when the finding still fails."""
+        from kfuzz.junit import outputs_text
+
+        corpus = self.parent
+        assert isinstance(corpus, CorpusFile)
+        result = self.result
         if result.status == "pass":
             return
-        if result.status == "error":
-            raise FindingFailed(f"finding {self.fingerprint[:12]} could not be replayed: "
-                                f"{result.error}")
         stored = "-" if result.stored_ratio is None else f"{100 * result.stored_ratio:.4g}%"
-        detail = replay_details(corpus.store, [self.fingerprint]).get(self.fingerprint, "")
+        detail = outputs_text(result.outputs, result.error)
         raise FindingFailed(
             f"finding {self.fingerprint[:12]} still fails: {result.target} kernel "
             f"{result.kernel} vs {result.oracle}, mismatch ratio "

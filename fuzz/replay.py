@@ -9,10 +9,12 @@ own status alone.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kfuzz import targets as registry
 from kfuzz.corpus import CorpusStore, decode_row
 from kfuzz.enums import Failure, ReplayStatus
 from kfuzz.errors import ContractViolation, CorpusError, KfuzzError, did_you_mean
@@ -31,7 +33,8 @@ STATUS_WORDS = {ReplayStatus.FAIL: "still failing", ReplayStatus.PASS: "fixed",
 @dataclass
 class ReplayResult:
     """One replayed finding. substitute: replayed with another kernel or oracle than the
-    finding's own (its status was left alone)."""
+    finding's own (its status was left alone). outputs: the replay's metrics by output name
+    (what `kfuzz.junit.outputs_text` shows), left out of `to_dict`."""
 
     fingerprint: str
     target: str
@@ -42,11 +45,16 @@ class ReplayResult:
     stored_ratio: float | None = None
     error: str | None = None
     substitute: bool = False
+    outputs: dict[str, Any] | None = field(default=None, repr=False)
+    # Wall time of the replay (decoding, the kernel, the oracle, the comparison).
+    seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        return dict(self.__dict__, status=self.status.value, id=self.fingerprint[:12],
-                    verdict=STATUS_WORDS[self.status])
+        out = dict(self.__dict__, status=self.status.value, id=self.fingerprint[:12],
+                   verdict=STATUS_WORDS[self.status])
+        del out["outputs"]
+        return out
 
 
 def replay(
@@ -60,10 +68,14 @@ def replay(
     executor: Executor | None = None,
     progress: Callable[[int, int], None] | None = None,
     case_timeout: float | None = None,
+    record: bool = True,
 ) -> list[ReplayResult]:
     """Replay the stored findings (all, one target's, or one by id prefix) with their stored
     kernel and oracle, or `kernel`/`oracle` instead (a substitute replay), and record each
-    result. A finding that cannot be run gets status "error" and the others go on. Crash and
+    result (unless not `record`: then the store may be read-only and nothing is written).
+    Each finding loads the plugins it recorded, or the `--plugin`s given here that stand in
+    for them (`kfuzz.targets.stand_in`). A finding that cannot be run gets status "error"
+    and the others go on. Crash and
     timeout findings run in a worker process even when `executor` runs in-process; a timeout
     finding gets `case_timeout`, or else the limit it was found with. Raises CorpusError for
     an id that matches no finding, or a target that has none (naming the close ones)."""
@@ -91,10 +103,11 @@ def replay(
                 # A case that crashed or hung once must not take the replaying process down.
                 from kfuzz.runner import make_executor
 
-                isolated = isolated or make_executor(isolate=True)  # type: ignore[assignment]
+                isolated = isolated or make_executor(  # type: ignore[assignment]
+                    isolate=True, plugins=registry.given_plugins())  # the worker's stand-ins
                 isolated.case_timeout = case_timeout or raw.get("timeout") or 60.0
                 use = isolated
-            results.append(_replay_one(store, raw, kernel, oracle, device, use))
+            results.append(_replay_one(store, raw, kernel, oracle, device, use, record))
             if progress:
                 progress(i + 1, len(rows))
     finally:
@@ -105,8 +118,9 @@ def replay(
 
 def _replay_one(
     store: CorpusStore, raw: dict[str, Any], kernel: str | None, oracle: str | None,
-    device: str, executor: Executor,
+    device: str, executor: Executor, record: bool = True,
 ) -> ReplayResult:
+    began = time.perf_counter()
     key = raw["fingerprint"]
     use_kernel = kernel or raw.get("kernel") or "?"
     use_oracle = oracle or raw.get("oracle") or "?"
@@ -129,18 +143,29 @@ def _replay_one(
             outcome = contract_outcome(exc)
     except KfuzzError as exc:
         result.error = str(exc)
-        result.substitute = store.record_replay(
-            key, status=ReplayStatus.ERROR, kernel=use_kernel, oracle=use_oracle, outcome=None,
-            error=result.error)
+        result.seconds = time.perf_counter() - began
+        result.substitute = _record(store, raw, record, status=ReplayStatus.ERROR,
+                                    kernel=use_kernel, oracle=use_oracle, outcome=None,
+                                    error=result.error)
         return result
     result.status = ReplayStatus.FAIL if outcome.failed else ReplayStatus.PASS
     if outcome.error:
         result.error = outcome.error
     result.mismatch_ratio = outcome.worst_ratio()
-    result.substitute = store.record_replay(
-        key, status=result.status, kernel=use_kernel, oracle=use_oracle,
-        outcome=outcome.to_dict(), error=outcome.error)
+    result.outputs = outcome.to_dict()["outputs"]
+    result.seconds = time.perf_counter() - began
+    result.substitute = _record(store, raw, record, status=result.status, kernel=use_kernel,
+                                oracle=use_oracle, outcome=outcome.to_dict(), error=outcome.error)
     return result
+
+
+def _record(store: CorpusStore, raw: dict[str, Any], record: bool, *, kernel: str, oracle: str,
+            **replay: Any) -> bool:
+    """Record one replay of the finding `raw` (unless not `record`); True for a substitute
+    replay (another kernel or oracle than the finding's own)."""
+    if record:
+        return store.record_replay(raw["fingerprint"], kernel=kernel, oracle=oracle, **replay)
+    return kernel != raw.get("kernel") or oracle != raw.get("oracle")
 
 
 def exit_code(results: list[ReplayResult], *, accept_errors: bool = False) -> int:

@@ -7,7 +7,10 @@ histograms) and the mismatch ratio across runs and replays, as PNG plots (`kfuzz
 The corpus stores metrics, not tensors; the per-element errors behind the histograms are
 recomputed by running each plotted finding's stored case again through the executor
 (`kfuzz.executor.case_outputs`: same materialise, kernel and oracle path as a replay). That run
-is not recorded as a replay: a report only reads. The files written:
+is not recorded as a replay: a report only reads. Error, crash, timeout and contract findings
+have no element errors and are not rerun (a crash would take the report down, a timeout hang
+it): each gets a panel naming its failure instead, and a place off the trend's ratio axis. The
+files written:
 
     DIR/index.html   the page (no script, no external resource)
     DIR/summary.md   the same tables in Markdown, with links to the plots
@@ -19,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -32,6 +36,22 @@ from kfuzz.errors import KfuzzError
 
 DEFAULT_MAX_PLOTS = 8
 SHORT_ID = 12
+# Failures with no mismatch ratio: what each is called on the page, and why it has no
+# histogram. Their cases are not rerun for the report (a crash would take the report down
+# with it, a timeout would hang it; `kfuzz replay` runs those in a worker).
+UNJUDGED_WORDS = {"contract": "contract breach", "crash": "crash", "error": "error",
+                  "timeout": "timeout"}
+UNJUDGED_NOTES = {
+    "contract": "The kernel broke its output contract, a failure of its own: its outputs "
+                "were not compared, so there are no element errors to plot.",
+    "crash": "The kernel took its process down: there are no outputs, so no element errors "
+             "to plot.",
+    "error": "The kernel raised: there are no outputs, so no element errors to plot.",
+    "timeout": "The kernel ran past the time limit: there are no outputs, so no element "
+               "errors to plot.",
+}
+UNJUDGED_RERUN = ("Not rerun for this report; `kfuzz replay` reruns it (crashes and timeouts "
+                  "in a worker process).")
 
 
 @dataclass
@@ -103,7 +123,16 @@ class _Finding:
     def id(self) -> str:
         return str(self.row["fingerprint"])[:SHORT_ID]
 
+    @property
+    def unjudged(self) -> str | None:
+        """The failure ("contract", "crash", "error", "timeout") of a finding with no
+        mismatch ratio, else None."""
+        failure = str(self.row.get("failure"))
+        return failure if failure in UNJUDGED_WORDS else None
+
     def now_ratio(self) -> float | None:
+        if self.unjudged:
+            return None
         if self.now_error is not None:
             return 1.0 if self.now_error.startswith("kernel or oracle raised") else None
         if not self.now:
@@ -138,8 +167,7 @@ def _recompute(item: _Finding, device: str) -> dict[str, Any] | None:
     job = Job(row["target"], row["kernel"], row["oracle"], row["case"], row.get("comparator"),
               device, plugins=tuple(row.get("plugins") or ()))
     try:
-        for plugin in job.plugins:  # the ones the finding recorded
-            registry.load_plugin(plugin)
+        registry.load_recorded_plugins(job.plugins)  # the finding's, or their stand-ins
         target = registry.get(row["target"])
         actual, expected = case_outputs(job)
         errors, metrics = {}, {}
@@ -175,36 +203,102 @@ def _gather(store: CorpusStore) -> tuple[dict[str, list[_Finding]], list[dict[st
     return dict(sorted(by_target.items())), store.runs()
 
 
+def _replay_unjudged(replay: dict[str, Any]) -> str | None:
+    """What a replay with no mismatch ratio was ("not run": it could not be replayed), or
+    None for one with a ratio."""
+    if replay.get("status") == "error":
+        return "not run"
+    if replay.get("mismatch_ratio") is not None:
+        return None
+    text = str(replay.get("error") or "")
+    for prefix, word in (("Contract:", "contract"), ("Crash:", "crash"),
+                         ("Timeout:", "timeout")):
+        if text.startswith(prefix):
+            return word
+    return "error"
+
+
+def _trend_data(target: str, items: list[_Finding], runs: list[dict[str, Any]],
+                limit: int) -> tuple[dict[str, list[tuple[dt.datetime, float]]], list[Any]]:
+    """(kernel -> [(run start, the worst ratio that run saw on target with that kernel)],
+    the `plots.TrendPoint`s of the first `limit` findings: each sighting under the finding's
+    kernel and each replay under the kernel it ran with, a substitute's included)."""
+    from kfuzz.plots import TrendPoint
+
+    worst: dict[str, dict[dt.datetime, float]] = defaultdict(dict)
+    for run in runs:
+        started = _time(run.get("started"))
+        if started is None:
+            continue
+        for campaign in _campaigns(run):
+            if campaign.get("target") != target:
+                continue
+            # Seed shards of one target in one run: the worst of them.
+            by_time = worst[str(campaign.get("kernel") or "?")]
+            ratio = float(campaign.get("peak_ratio") or 0.0)
+            by_time[started] = max(ratio, by_time.get(started, 0.0))
+    run_lines = {kernel: sorted(by_time.items()) for kernel, by_time in worst.items()}
+    points = []
+    for item in items[:limit]:
+        row = item.row
+        seen = _time(row.get("last_seen"))
+        if seen and (item.unjudged or row.get("mismatch_ratio") is not None):
+            points.append(TrendPoint(
+                seen, str(row.get("kernel")), item.id, "seen",
+                None if item.unjudged else float(row["mismatch_ratio"]), item.unjudged))
+        for replay in item.replays:
+            at = _time(replay.get("at"))
+            if at:
+                what = _replay_unjudged(replay)
+                points.append(TrendPoint(
+                    at, str(replay.get("kernel")), item.id, "replay",
+                    None if what else float(replay["mismatch_ratio"]), what))
+    return run_lines, points
+
+
 def _trend_points(target: str, items: list[_Finding], runs: list[dict[str, Any]],
                   limit: int) -> tuple[list[tuple[dt.datetime, float]],
                                        dict[str, list[tuple[dt.datetime, float, str]]]]:
-    run_points = []
-    for run in runs:
-        started = _time(run.get("started"))
-        for campaign in run["results"] or []:
-            if isinstance(campaign, dict) and campaign.get("target") == target and started:
-                run_points.append((started, float(campaign.get("peak_ratio") or 0.0)))
-    finding_points: dict[str, list[tuple[dt.datetime, float, str]]] = {}
-    for item in items[:limit]:
-        # One line per kernel: the finding's own, and each kernel it was replayed with instead.
-        lines: dict[str, list[tuple[dt.datetime, float, str]]] = defaultdict(list)
-        own = f"{item.id} {item.row.get('kernel')}"
-        seen = _time(item.row.get("last_seen"))
-        if seen and item.row.get("mismatch_ratio") is not None:
-            lines[own].append((seen, float(item.row["mismatch_ratio"]), "seen"))
-        for replay in item.replays:
-            at = _time(replay.get("at"))
-            if at and replay.get("mismatch_ratio") is not None:
-                lines[f"{item.id} {replay.get('kernel')}"].append(
-                    (at, float(replay["mismatch_ratio"]), "replay"))
-        finding_points.update(lines)
-    return run_points, finding_points
+    """`_trend_data` in the shape it had before the trend drew a line per kernel: (every
+    run's worst ratio on target, "id kernel" -> [(time, ratio, "seen"|"replay")] for the
+    points with a ratio). Kept for the callers of that shape (tests/test_portable.py)."""
+    run_lines, points = _trend_data(target, items, runs, limit)
+    tracks: dict[str, list[tuple[dt.datetime, float, str]]] = defaultdict(list)
+    for p in points:
+        if p.ratio is not None:
+            tracks[f"{p.finding} {p.kernel}"].append((p.at, p.ratio, p.source))
+    return sorted(x for line in run_lines.values() for x in line), dict(tracks)
 
 
 # -- writing -----------------------------------------------------------------------------------
 
 def _pct(ratio: Any) -> str:
     return "-" if ratio is None else f"{100 * float(ratio):.4g}%"
+
+
+def _stored_ratio(item: _Finding) -> str:
+    """The stored mismatch ratio; a finding with none (its row says 100% by convention)
+    reads as what it is."""
+    return f"- ({item.unjudged})" if item.unjudged else _pct(item.row.get("mismatch_ratio"))
+
+
+def _failure_headline(row: dict[str, Any]) -> tuple[str, str]:
+    """(headline, detail) for a finding with no mismatch ratio: "contract breach: <breach>:
+    <message>", "crash: killed by SIGSEGV", "error: ValueError: <message>", "timeout: no
+    result after 60s"; the detail is what the stored message has beyond the headline (a
+    crash's stderr, the rest of a traceback)."""
+    failure = str(row.get("failure"))
+    error = str(row.get("error") or "").strip()
+    first, _, rest = error.partition("\n")
+    for prefix in ("Contract: ", "Crash: ", "Timeout: "):
+        if first.startswith(prefix):
+            first = first[len(prefix):]
+    if failure == "crash" and (row.get("signal") or row.get("exit_code") is not None):
+        first = (f"killed by {row['signal']}" if row.get("signal")
+                 else f"exited with status {row['exit_code']}")
+        rest = error
+    headline = f"{UNJUDGED_WORDS[failure]}: {first or row.get('error_type') or 'no message stored'}"
+    return headline, rest.strip()
 
 
 def _worst_points(row: dict[str, Any]) -> list[list[str]]:
@@ -222,7 +316,8 @@ def _worst_points(row: dict[str, Any]) -> list[list[str]]:
 FINDING_HEADERS = ["id", "status", "kind", "failure", "kernel", "oracle", "ratio stored",
                    "ratio now", "seen", "first seen", "last seen", "last replay"]
 POINT_HEADERS = ["output", "index", "actual", "expected", "diff", "allowed"]
-RUN_HEADERS = ["run", "started", "profile", "seed", "targets", "examples", "findings", "status"]
+RUN_HEADERS = ["run", "started", "profile", "seed", "budget", "examples", "targets", "findings",
+               "status"]
 
 
 def _finding_cells(item: _Finding) -> list[str]:
@@ -231,15 +326,83 @@ def _finding_cells(item: _Finding) -> list[str]:
     if row.get("last_replay"):
         replay = f"{replay} ({row['last_replay']})"
     return [item.id, str(row.get("status")), str(row.get("kind")), str(row.get("failure")),
-            str(row.get("kernel")), str(row.get("oracle")), _pct(row.get("mismatch_ratio")),
+            str(row.get("kernel")), str(row.get("oracle")), _stored_ratio(item),
             _pct(item.now_ratio()), str(row.get("times_seen")), str(row.get("first_seen")),
             str(row.get("last_seen")), replay]
 
 
+def _campaigns(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The entries of a run's stored results that ran a campaign (not skipped or failed)."""
+    return [c for c in run.get("results") or [] if isinstance(c, dict)
+            and c.get("state", "run") == "run" and "skipped" not in c and "failed" not in c]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _argv_budget(argv: Any) -> float | None:
+    """The value of `--budget` (or `--budget=S`, or an abbreviation argparse accepts, such as
+    `--bud`) in a run's stored argv, or None."""
+    if not isinstance(argv, list):
+        return None
+    words = [str(w) for w in argv]
+    for i, word in enumerate(words):
+        name, eq, value = word.partition("=")
+        if len(name) >= 4 and "--budget".startswith(name):
+            return _number(value) if eq else _number(words[i + 1]) if i + 1 < len(words) else None
+    return None
+
+
+def _seconds(value: float) -> str:
+    text = f"{value:g}" if value < 1 else f"{value:.1f}".rstrip("0").rstrip(".")
+    return f"{text} s"
+
+
+def run_budget(run: dict[str, Any]) -> str:
+    """A run's time budget as the runs table shows it: `--budget` from its argv, and with
+    several targets the share each got (the `budget` its results store per target), e.g.
+    "60 s (ops.a 30 s, ops.b 29 s)"; the shares alone where argv has no `--budget`; "-" for
+    a run bounded by examples only."""
+    entries = [c for c in run.get("results") or [] if isinstance(c, dict)]
+    known: list[tuple[str, float]] = []
+    for entry in entries:
+        share = _number(entry.get("budget"))
+        if share is not None:
+            known.append((str(entry.get("target")), share))
+    total = _argv_budget(run.get("argv"))
+    if len({b for _, b in known}) == 1 and len(known) == len(entries):
+        each = _seconds(known[0][1]) + (" each" if len(known) > 1 else "")
+    else:
+        each = ", ".join(f"{t} {_seconds(b)}" for t, b in known)
+    if total is None:
+        return each or "-"
+    return _seconds(total) + (f" ({each})" if each and len(entries) > 1 else "")
+
+
+def run_seed(run: dict[str, Any]) -> str:
+    """The run's seed, else the seeds its campaigns ran with."""
+    if run.get("seed") is not None:
+        return str(run["seed"])
+    seeds = list(dict.fromkeys(str(c["seed"]) for c in _campaigns(run) if c.get("seed") is not None))
+    return ", ".join(seeds) or "-"
+
+
 def _run_cells(run: dict[str, Any]) -> list[str]:
-    return [str(run["id"]), str(run.get("started")), str(run.get("profile")),
-            str(run.get("seed")), ", ".join(map(str, run.get("targets") or [])),
-            str(run.get("examples")), str(run.get("findings")), str(run.get("status"))]
+    examples = run.get("examples")
+    if examples is None:
+        counts = [c.get("examples") for c in _campaigns(run)]
+        examples = sum(int(n) for n in counts if isinstance(n, int)) if counts else None
+    return [str(run["id"]), str(run.get("started")), str(run.get("profile")), run_seed(run),
+            run_budget(run), "-" if examples is None else str(examples),
+            ", ".join(map(str, run.get("targets") or [])), str(run.get("findings")),
+            str(run.get("status"))]
 
 
 def _html_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -266,6 +429,7 @@ th { background: #eee; }
 img { max-width: 100%; border: 1px solid #ddd; }
 pre { background: #f6f6f6; padding: 0.5em; white-space: pre-wrap; font-size: 0.85em; }
 .open { color: #a00; } .fixed { color: #070; } .note { color: #666; }
+.failure { color: #a00; font-weight: bold; }
 """
 
 
@@ -296,15 +460,23 @@ def write_report(store: CorpusStore, out_dir: str | Path, *, device: str = "cpu"
     for target, items in by_target.items():
         files.findings += len(items)
         slug = _slug(target)
-        run_points, finding_points = _trend_points(target, items, runs, max_plots)
+        run_lines, points = _trend_data(target, items, runs, max_plots)
         trend = plots.ratio_trend(out / "plots" / f"trend-{slug}.png",
-                                  f"{target}: mismatch ratio across runs and replays",
-                                  run_points, finding_points)
+                                  f"{target}: mismatch ratio across runs and replays, "
+                                  "by kernel", run_lines, points)
         files.plots.append(trend)
         details_html, details_md = [], []
         for item in items[:max_plots]:
-            errors = _recompute(item, device)
-            if errors is not None:
+            if item.unjudged:
+                # Not rerun: nothing to compare, and a crash or hang would end the report.
+                headline, detail = _failure_headline(item.row)
+                path = plots.failure_panel(
+                    out / "plots" / f"errors-{slug}-{item.id}.png",
+                    f"{target} {item.id}: {item.row.get('kernel')} vs {item.row.get('oracle')}",
+                    headline, detail, f"{UNJUDGED_NOTES[item.unjudged]} {UNJUDGED_RERUN}")
+                files.plots.append(path)
+                item.plot = f"plots/{path.name}"
+            elif (errors := _recompute(item, device)) is not None:
                 captions = {}
                 for name, data in errors.items():
                     first = (item.now or {}).get(name, {}).get("message", "").split("\n")[0]
@@ -372,8 +544,10 @@ def _summary_line(store: CorpusStore, by_target: dict[str, list[_Finding]],
 
 def _finding_title(item: _Finding) -> str:
     row = item.row
+    ratio = "no mismatch ratio" if item.unjudged else \
+        f"stored ratio {_pct(row.get('mismatch_ratio'))}"
     return (f"{item.id}: {row.get('kernel')} vs {row.get('oracle')}, {row.get('status')}, "
-            f"{row.get('kind')} {row.get('failure')}, stored ratio {_pct(row.get('mismatch_ratio'))}")
+            f"{row.get('kind')} {row.get('failure')}, {ratio}")
 
 
 def _finding_html(item: _Finding) -> str:
@@ -387,7 +561,12 @@ def _finding_html(item: _Finding) -> str:
     points = _worst_points(row)
     if points:
         parts.append("<p>Worst points when stored:</p>" + _html_table(POINT_HEADERS, points))
-    if item.plot:
+    if item.unjudged:
+        headline = esc(_failure_headline(row)[0])
+        parts.append(f'<p class="failure">{headline}</p>')
+        if item.plot:
+            parts.append(f'<img src="{esc(item.plot)}" alt="{headline}">')
+    elif item.plot:
         parts.append(f'<img src="{esc(item.plot)}" alt="error histograms of {esc(item.id)}">')
     elif item.now_error:
         parts.append(f'<p class="note">Not replayed for this report: {esc(item.now_error)}</p>')
@@ -400,7 +579,11 @@ def _finding_md(item: _Finding) -> str:
     points = _worst_points(row)
     if points:
         lines.append("Worst points when stored:\n\n" + _md_table(POINT_HEADERS, points) + "\n")
-    if item.plot:
+    if item.unjudged:
+        lines.append(f"**{_failure_headline(row)[0]}**\n")
+        if item.plot:
+            lines.append(f"![failure panel of {item.id}]({item.plot})\n")
+    elif item.plot:
         lines.append(f"![error histograms of {item.id}]({item.plot})\n")
     elif item.now_error:
         lines.append(f"Not replayed for this report: {item.now_error}\n")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -140,15 +141,32 @@ class _Watched:
         """The inner executor belongs to the caller."""
 
 
+# Why a target ran no case: the run's budget was spent before its turn, or its share ended
+# before its first case did.
+NO_TIME = "no time left: the run's budget was spent before this target's turn"
+NO_CASE = "no case ran within its share of the budget ({:.1f}s)"
+
+
 @dataclass
 class CampaignRun:
-    """One campaign of a run: its config, its result (None when it was skipped), the closest
-    call it saw, and why it was skipped (a kernel that cannot run here)."""
+    """One campaign of a run: its config, its result (None when it did not start), the
+    closest call it saw, why it was skipped (a kernel that cannot run here, no time left, no
+    case run) and why it failed (a configuration problem of this target alone, in a run of
+    several). See `state`."""
 
     config: CampaignConfig
     result: CampaignResult | None = None
     closest: Closest | None = None
     skipped: str | None = None
+    failed: str | None = None
+
+    @property
+    def state(self) -> str:
+        """"run" (it ran cases), "skipped" or "failed": a target that ran no case is never
+        a pass."""
+        if self.failed is not None:
+            return "failed"
+        return "skipped" if self.skipped is not None else "run"
 
 
 def run_one(config: CampaignConfig, executor: Executor, *,
@@ -157,6 +175,8 @@ def run_one(config: CampaignConfig, executor: Executor, *,
     """Run one campaign on `executor` (see `kfuzz.search.run_campaign`), watching for the
     closest call. With skip_unavailable, a kernel that cannot run here (KernelUnavailable)
     makes a skipped CampaignRun instead of an error."""
+    if config.ends_at is not None and time.time() >= config.ends_at:
+        return CampaignRun(config, skipped=NO_TIME)
     watched = _Watched(executor)
     try:
         result = run_campaign(config, executor=watched, on_finding=on_finding, progress=progress)
@@ -164,7 +184,10 @@ def run_one(config: CampaignConfig, executor: Executor, *,
         if not skip_unavailable:
             raise
         return CampaignRun(config, skipped=str(exc))
-    watched.complete_closest()
+    if result.examples == 0:
+        return CampaignRun(config, result, skipped=NO_CASE.format(result.seconds))
+    if config.ends_at is None or time.time() < config.ends_at:
+        watched.complete_closest()
     return CampaignRun(config, result, watched.closest)
 
 
@@ -174,8 +197,10 @@ def run_one(config: CampaignConfig, executor: Executor, *,
 class RunContext:
     """What a runner needs besides the campaigns. store/db: where findings go (None: nowhere);
     budget: the run's whole time budget, which the sequential runner re-splits as campaigns
-    end; address: the Ray cluster; runs: every CampaignRun so far, in completion order (kept
-    when the run is interrupted)."""
+    end (each campaign's `ends_at` is the run's end); address: the Ray cluster; runs: every
+    CampaignRun so far, in completion order (kept when the run is interrupted). keep_going:
+    a target whose campaign raises a configuration error is recorded as failed and the run
+    goes on (a run of several targets)."""
 
     executor: ExecutorSpec = ExecutorSpec()
     workers: int = 1
@@ -183,6 +208,7 @@ class RunContext:
     run_id: int | None = None
     budget: float | None = None
     skip_unavailable: bool = False
+    keep_going: bool = False
     address: str | None = None
     progress: ProgressFn | None = None
     on_done: Callable[[CampaignRun], object] | None = None
@@ -219,12 +245,19 @@ def run_sequential(configs: Sequence[CampaignConfig], context: RunContext) -> li
     executor = context.executor.build()
     try:
         for i, config in enumerate(configs):
-            if context.budget:
-                spent = sum(r.result.seconds for r in context.runs if r.result)
-                left = (context.budget - spent) / (len(configs) - i)
-                config = dataclasses.replace(config, budget=max(left, 0.001))
-            run = run_one(config, executor, on_finding=context.record, progress=context.progress,
-                          skip_unavailable=context.skip_unavailable)
+            if config.ends_at is not None:
+                # Each target's share of what is left: a target that ends early (or a skipped
+                # one) leaves its time to the rest, one that overran takes it from them.
+                share = (config.ends_at - time.time()) / (len(configs) - i)
+                if share > 0:
+                    config = dataclasses.replace(config, budget=share, time_limit=share)
+            try:
+                run = run_one(config, executor, on_finding=context.record,
+                              progress=context.progress, skip_unavailable=context.skip_unavailable)
+            except KfuzzError as exc:
+                if not context.keep_going:
+                    raise
+                run = CampaignRun(config, failed=str(exc))
             context.finished(run)
             if run.result is not None and run.result.stopped == "interrupted":
                 break
@@ -270,23 +303,32 @@ class RunOptions:
 
 @dataclass
 class RunReport:
-    """What a run did. status: "done", "interrupted" or "error" (a configuration problem
-    stopped it; the error was raised)."""
+    """What a run did: every selected target as a CampaignRun (run, skipped or failed).
+    status: "done", "interrupted" or "error" (a configuration problem stopped it; the error
+    was raised). budget: the run's budget in seconds (None: none)."""
 
     runs: list[CampaignRun]
     status: str = "done"
     run_id: int | None = None
     db: str | None = None
+    budget: float | None = None
 
     @property
     def campaigns(self) -> list[CampaignResult]:
-        """The campaigns that ran, in completion order."""
-        return [r.result for r in self.runs if r.result is not None]
+        """The campaigns that ran cases, in completion order."""
+        return [r.result for r in self.runs if r.result is not None and r.state == "run"]
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
-        """(target, why) for each target left out because it cannot run here."""
-        return [(r.config.target, r.skipped) for r in self.runs if r.skipped is not None]
+        """(target, why) for each target that ran no case: its kernel cannot run here, or the
+        budget left it no time."""
+        return [(r.config.target, r.skipped) for r in self.runs if r.state == "skipped"]
+
+    @property
+    def failed(self) -> list[tuple[str, str]]:
+        """(target, the error) for each target whose campaign a configuration problem
+        stopped, in a run of several targets."""
+        return [(r.config.target, r.failed) for r in self.runs if r.failed is not None]
 
     @property
     def findings(self) -> list[Finding]:
@@ -294,21 +336,31 @@ class RunReport:
         return [f for c in self.campaigns for f in c.findings]
 
     def exit_code(self) -> int:
-        """1 with findings, else 130 when interrupted, else 0."""
-        if self.findings:
-            return 1
-        return 130 if self.status == "interrupted" else 0
+        """130 when interrupted (findings so far are kept), else 2 when a target failed, else
+        1 with findings, else 0."""
+        if self.status == "interrupted":
+            return 130
+        if self.failed:
+            return 2
+        return 1 if self.findings else 0
 
     def results(self) -> list[dict[str, Any]]:
-        """Per campaign a JSON-able summary (with its closest call), per skipped target its
-        reason: what the runs table stores and `--json` prints."""
+        """Per selected target a JSON-able summary: its state ("run", "skipped", "failed"),
+        its share of the budget, and the campaign's summary with its closest call, or the
+        reason it was skipped or failed: what the runs table stores and `--json` prints."""
         out = []
         for run in self.runs:
-            if run.result is None:
-                out.append({"target": run.config.target, "skipped": run.skipped})
-            else:
+            entry: dict[str, Any] = {"target": run.config.target, "state": run.state}
+            if run.result is not None:
                 closest = run.closest.to_dict() if run.closest else None
-                out.append({**run.result.to_dict(), "closest": closest})
+                entry.update(run.result.to_dict(), closest=closest)
+            if run.skipped is not None:
+                entry["skipped"] = run.skipped
+            if run.failed is not None:
+                entry["failed"] = run.failed
+            if run.config.time_limit is not None:
+                entry["budget"] = round(run.config.time_limit, 3)
+            out.append(entry)
         return out
 
 
@@ -380,6 +432,16 @@ def _check_callables(campaign: CampaignConfig, names: Sequence[str], in_worker: 
             if not registry.get(target_name).kernels:
                 raise OptionError("kernel", None, f": target {target_name!r} has no kernel of "
                                   "its own; pass one (--kernel module:function)")
+    # An unknown kernel or oracle is refused before the corpus is opened (a run refused at
+    # set-up writes nothing); one that cannot run here is the campaign's to skip.
+    for target_name in names:
+        target = registry.get(target_name)
+        for role, name in (("kernel", campaign.kernel or target.default_kernel),
+                           ("oracle", campaign.oracle or target.default_oracle)):
+            try:
+                registry.resolve(target, role, name)
+            except KernelUnavailable:
+                pass
 
 
 def plan(options: RunOptions) -> tuple[list[CampaignConfig], ExecutorSpec]:
@@ -405,18 +467,23 @@ def plan(options: RunOptions) -> tuple[list[CampaignConfig], ExecutorSpec]:
     if seed is None and (options.workers > 1 or ray):
         # One seed for every shard, so that they derive distinct ones from it.
         seed = profile.fixed_seed if profile.fixed_seed is not None else random.randrange(2**32)
-    # With workers the campaigns run side by side, each with the budget they share.
+    # With workers the campaigns run side by side, each with the budget they share (the
+    # sequential runner shares what is left as each campaign ends). A campaign's share bounds
+    # its shrinking too.
     budget = template.budget
     share = budget and budget * min(options.workers, len(names)) / len(names)
     configs = [dataclasses.replace(template, target=name, seed=seed, budget=share or None,
+                                   time_limit=share or None,
                                    comparator=comparator_overrides(template.comparator))
                for name in names]
     if template.pins:
         from kfuzz.pins import check_pins
+        from kfuzz.search import HypothesisStorage
 
-        for config in configs:
-            target = registry.get(config.target)
-            check_pins(target, template.pins, config.max_numel or target.max_numel)
+        with HypothesisStorage():  # the check draws cases: no .hypothesis/ in the cwd
+            for config in configs:
+                target = registry.get(config.target)
+                check_pins(target, template.pins, config.max_numel or target.max_numel)
     spec = ExecutorSpec(isolate=isolate,
                         case_timeout=options.case_timeout or (DEFAULT_CASE_TIMEOUT if isolate
                                                               else None),
@@ -424,17 +491,30 @@ def plan(options: RunOptions) -> tuple[list[CampaignConfig], ExecutorSpec]:
     return configs, spec
 
 
+def reserve(budget: float) -> float:
+    """Seconds of a run's budget kept back for what follows the campaigns (the closest
+    call's metrics, storing the run, the summary)."""
+    return min(1.0, 0.05 * budget)
+
+
 def run(options: RunOptions, *, db: str | Path | None = None, argv: Sequence[str] = (),
         progress: ProgressFn | None = None,
-        on_done: Callable[[CampaignRun], object] | None = None) -> RunReport:
+        on_done: Callable[[CampaignRun], object] | None = None,
+        started: float | None = None) -> RunReport:
     """Fuzz what `options` asks for and store findings in the corpus at `db` (None: nowhere),
     recording the run (with `argv`) in its runs table. Returns the RunReport; a run stopped
-    by Ctrl-C returns with status "interrupted" and what it had. Raises KfuzzError for
-    configuration problems, before the corpus is touched when they can be seen up front."""
+    by Ctrl-C returns with status "interrupted" and what it had. With a budget, the whole
+    run (search, shrinking, storing) ends within it, counted from `started` (a `time.time()`;
+    default: now). Raises KfuzzError for configuration problems, before the corpus is touched
+    when they can be seen up front."""
     from kfuzz.corpus import CorpusStore
 
+    started = time.time() if started is None else started
     configs, spec = plan(options)
     template = options.campaign
+    if template.budget:
+        ends_at = started + template.budget - reserve(template.budget)
+        configs = [dataclasses.replace(c, ends_at=ends_at) for c in configs]
     store = CorpusStore(db) if db is not None else None
     run_id = None
     if store is not None:
@@ -442,11 +522,13 @@ def run(options: RunOptions, *, db: str | Path | None = None, argv: Sequence[str
                                  targets=[c.target for c in configs], device=template.device)
     context = RunContext(executor=spec, workers=options.workers, store=store, run_id=run_id,
                          budget=template.budget, skip_unavailable=options.all,
-                         address=options.ray_address, progress=progress, on_done=on_done)
-    report = RunReport(context.runs, run_id=run_id, db=None if db is None else str(db))
+                         keep_going=len(configs) > 1, address=options.ray_address,
+                         progress=progress, on_done=on_done)
+    report = RunReport(context.runs, run_id=run_id, db=None if db is None else str(db),
+                       budget=template.budget)
     try:
         runner_for(options.workers, options.ray or bool(options.ray_address))(configs, context)
-        if any(c.stopped == "interrupted" for c in report.campaigns):
+        if any(r.result is not None and r.result.stopped == "interrupted" for r in report.runs):
             report.status = "interrupted"
     except KeyboardInterrupt:
         report.status = "interrupted"
@@ -459,7 +541,11 @@ def run(options: RunOptions, *, db: str | Path | None = None, argv: Sequence[str
                              examples=sum(c.examples for c in report.campaigns),
                              findings=len(report.findings), results=report.results())
             store.close()
-    if options.all and not report.campaigns and report.skipped:
+    if not report.campaigns and report.skipped and not report.failed \
+            and report.status == "done":
+        # Nothing was fuzzed: never a pass.
         reasons = "; ".join(f"{t}: {why}" for t, why in report.skipped)
-        raise KfuzzError(f"--all: no target can run here ({reasons})")
+        fix = "; give it a larger --budget" if any(
+            r.skipped in (NO_TIME,) or (r.result is not None) for r in report.runs) else ""
+        raise KfuzzError(f"{'--all: ' if options.all else ''}no target ran ({reasons}){fix}")
     return report

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings, target
+from hypothesis import HealthCheck, Phase, Verbosity, find, given, settings, target
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from kfuzz import targets as registry
@@ -61,7 +61,12 @@ class CampaignConfig:
     pins: case fields held at fixed values (e.g. {"shape": [4, 64, 512]}); the search and the
     shrinker vary only the other fields.
     exclude: value regimes left out of the search (names of `kfuzz.strategies.EXCLUDABLE`, e.g.
-    "overflow"): regimes a kernel does not promise to handle."""
+    "overflow"): regimes a kernel does not promise to handle.
+    time_limit (seconds): a bound on the campaign's whole wall time, search and shrinking
+    together (`budget` bounds the search alone); a shrink still running at the limit stores
+    the smallest failing case it has. `kfuzz run --budget` sets both to the target's share.
+    ends_at: a wall-clock time (`time.time()`) by which the campaign ends, whatever else it
+    has left: the end of the whole run, the same in every worker process."""
 
     target: str
     kernel: str | None = None
@@ -77,6 +82,8 @@ class CampaignConfig:
     shrink_seconds: float | None = None
     pins: Mapping[str, Any] | None = None
     exclude: Sequence[str] = ()
+    time_limit: float | None = None
+    ends_at: float | None = None
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -91,8 +98,10 @@ class CampaignConfig:
         if unknown:
             raise OptionError("exclude", unknown[0],
                               f" is not a value regime; choose from {', '.join(EXCLUDABLE)}")
-        if self.budget is not None and self.budget <= 0:
-            raise OptionError("budget", self.budget, " must be a positive number of seconds")
+        for name in ("budget", "time_limit"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise OptionError(name, value, " must be a positive number of seconds")
 
 
 @dataclass
@@ -217,6 +226,46 @@ ProgressFn = Callable[[dict[str, Any]], None]
 FindingFn = Callable[[Finding], object]
 
 
+class HypothesisStorage:
+    """While it is entered, Hypothesis keeps its files in kfuzz's cache directory
+    ($XDG_CACHE_HOME/kfuzz/hypothesis, else ~/.cache/kfuzz/hypothesis), not in `.hypothesis/`
+    of the working directory: kfuzz keeps no example database (database=None), but Hypothesis
+    caches the constants it reads from local source files there while it generates
+    (`hypothesis.internal.constants_ast`). A place the user chose (HYPOTHESIS_STORAGE_DIRECTORY,
+    or `set_hypothesis_home_dir`) is left alone, and the previous one comes back on exit, for
+    the user's own Hypothesis tests in the same process. Re-entrant."""
+
+    def __enter__(self) -> None:
+        import os
+        from pathlib import Path
+
+        from hypothesis import configuration
+
+        self.previous: Any = None
+        self.changed = False
+        setter = getattr(configuration, "set_hypothesis_home_dir", None)
+        if setter is None or os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+            return
+        self.previous = getattr(configuration, "__hypothesis_home_directory", None)
+        default = getattr(configuration, "__hypothesis_home_directory_default", None)
+        if self.previous is not None and self.previous != default:
+            return  # chosen by the user, or by an enclosing HypothesisStorage
+        try:
+            cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        except RuntimeError:  # no home directory
+            import tempfile
+
+            cache = Path(tempfile.gettempdir()) / f"kfuzz-{os.getuid()}"
+        setter(cache / "kfuzz" / "hypothesis")
+        self.changed = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.changed:
+            from hypothesis import configuration
+
+            configuration.set_hypothesis_home_dir(self.previous)
+
+
 def run_campaign(
     config: CampaignConfig,
     *,
@@ -228,7 +277,8 @@ def run_campaign(
     it exists (a raw failure first, then its shrunk case, then the run's peak), so a caller
     that stores them loses nothing if the run dies. Raises KfuzzError for configuration
     problems (unknown names, a kernel breaking its output contract)."""
-    return _Campaign(config, executor or InProcessExecutor(), on_finding, progress).run()
+    with HypothesisStorage():
+        return _Campaign(config, executor or InProcessExecutor(), on_finding, progress).run()
 
 
 class _Campaign:
@@ -278,7 +328,12 @@ class _Campaign:
         self.shrink_steps = 0
         self.smallest: tuple[int, dict[str, Any], Outcome] | None = None
         self.start = 0.0
+        # The search's deadline (budget), and the campaign's (time_limit), which bounds
+        # shrinking too.
         self.deadline = float("inf")
+        self.limit = float("inf")
+        # The size of the simplest case of the space (see _floor).
+        self.floor: int | None = None
         self.last_progress = 0.0
         # Drawn cases run this campaign, by key: how often Hypothesis drew each (see _test).
         self.seen: dict[str, int] = {}
@@ -319,7 +374,9 @@ class _Campaign:
             if now > self.shrink_deadline:
                 raise _Stop()
         else:
-            if now > self.deadline or self._examples_left() <= 0:
+            # A campaign that started runs at least one example: one that ran none is not a
+            # pass (the run reports it as skipped).
+            if self._examples_left() <= 0 or (now > self.deadline and self.result.examples):
                 raise _Stop()
             self.round_calls += 1
             # No case runs twice. Hypothesis draws repeats (a later round's small examples, or
@@ -339,33 +396,38 @@ class _Campaign:
                     return
                 self.seen[key] = 1
             cases = cases[: int(min(self._examples_left(), len(cases)))]
-            self.result.examples += len(cases)
-            self.round_new += len(cases)
         try:
-            outcomes = self._evaluate(cases)
+            outcomes = self._evaluate_in_time(cases)
         except KfuzzError as exc:
             raise _Abort(exc) from None
+        cases = cases[: len(outcomes)]
+        if not self.shrinking:
+            self.result.examples += len(cases)
+            self.round_new += len(cases)
         self.batcher.observe(len(cases))
         if len(self.seen) > SEEN_LIMIT:
             self.seen.clear()
         self._judge(cases, outcomes, now)
 
-    def _catch_interrupts(self) -> Any:
-        """Note Ctrl-C as well as raising KeyboardInterrupt, so that an interrupt raised where
-        Python ignores exceptions (a garbage-collector callback, such as Hypothesis' own) still
-        stops the campaign at its next case. Returns the handler to restore (None off the main
-        thread, where handlers cannot be set)."""
+    def _catch_interrupts(self) -> dict[int, Any]:
+        """Note Ctrl-C (and SIGTERM, where the caller made it raise KeyboardInterrupt as the
+        CLI does) as well as raising KeyboardInterrupt, so that an interrupt raised where
+        Python ignores exceptions (a garbage-collector callback, such as Hypothesis' own)
+        still stops the campaign at its next case. Returns the handlers to restore (none off
+        the main thread, where handlers cannot be set)."""
         if threading.current_thread() is not threading.main_thread():
-            return None
-        previous = signal.getsignal(signal.SIGINT)
-        if previous is not signal.default_int_handler:
-            return None  # the caller handles interrupts its own way
+            return {}
 
         def interrupted(signum: int, frame: Any) -> None:
             self.interrupted = True
             raise KeyboardInterrupt
 
-        signal.signal(signal.SIGINT, interrupted)
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            if handler is signal.default_int_handler:  # else the caller's own way stands
+                previous[signum] = handler
+                signal.signal(signum, interrupted)
         return previous
 
     def _evaluate(self, cases: list[dict[str, Any]]) -> list[Outcome]:
@@ -375,6 +437,7 @@ class _Campaign:
         outcome, a finding to shrink and store like any other."""
         if self.interrupted:
             raise KeyboardInterrupt
+        self._report_progress(time.perf_counter())
         try:
             outcomes = self.executor.evaluate([self._job(c) for c in cases])
         except ContractViolation:
@@ -383,6 +446,27 @@ class _Campaign:
             outcomes = [self._evaluate_one(c) for c in cases]
         if any(o.status in (Status.PASS, Status.FAIL) for o in outcomes):
             self.contract_met = True
+        return outcomes
+
+    def _evaluate_in_time(self, cases: list[dict[str, Any]]) -> list[Outcome]:
+        """`_evaluate` a batch of cases, as many as fit before the deadline (the shrink's, or
+        the search's): with one, the first case, then as many more as the time per case so
+        far says fit, so that a batch of large cases cannot overrun a budget. The outcomes of
+        the cases run, in order."""
+        deadline = self.shrink_deadline if self.shrinking else self.deadline
+        if len(cases) == 1 or deadline == math.inf:
+            return self._evaluate(cases)
+        outcomes: list[Outcome] = []
+        chunk = 1
+        while len(outcomes) < len(cases):
+            began = time.perf_counter()
+            part = cases[len(outcomes): len(outcomes) + chunk]
+            outcomes += self._evaluate(part)
+            now = time.perf_counter()
+            if now >= deadline:
+                break
+            per_case = max((now - began) / len(part), 1e-6)
+            chunk = max(1, int((deadline - now) / per_case))
         return outcomes
 
     def _evaluate_one(self, case: dict[str, Any]) -> Outcome:
@@ -405,7 +489,7 @@ class _Campaign:
                      sum(m["mismatches"] for m in outcome.outputs.values()))
             if outcome.status == "fail" and (self.peak is None or worst > self.peak[0]):
                 self.peak = (worst, case, outcome)
-            if new_failure is None and outcome.buckets() - self.known:
+            if new_failure is None and self._is_new(outcome):
                 new_failure = (case, outcome)
         for label, score in scores.items():
             target(score, label=label)
@@ -413,6 +497,15 @@ class _Campaign:
         if new_failure is not None:
             self._on_new_failure(*new_failure)
             raise _Failed(sorted(new_failure[1].buckets() - self.known))
+
+    def _is_new(self, outcome: Outcome) -> bool:
+        """Whether `outcome` fails in a bucket not yet known this campaign; while a failure is
+        being shrunk, in one of the buckets it was first seen in (a shrink must not end in
+        another bug: that one is searched for on its own)."""
+        new = outcome.buckets() - self.known
+        if self.shrinking and self.raw is not None:
+            new &= self.raw.outcome.buckets()
+        return bool(new)
 
     def _on_new_failure(self, case: dict[str, Any], outcome: Outcome) -> None:
         if not self.shrinking:
@@ -422,7 +515,7 @@ class _Campaign:
             # Hypothesis' pass gets half of the shrink time, the size-directed pass the rest.
             # (Giving Hypothesis less on large cases made them shrink worse: its first steps
             # switch off whole regimes, such as the production size, in one move.)
-            self.shrink_deadline = self.shrink_started + self.shrink_seconds / 2
+            self.shrink_deadline = min(self.shrink_started + self.shrink_seconds / 2, self.limit)
             self.raw = self._finding(case, outcome, "raw")
             self.on_finding(self.raw)
             self.shrink_steps = 0
@@ -450,19 +543,26 @@ class _Campaign:
 
     def run(self) -> CampaignResult:
         self.start = time.perf_counter()
+        if self.config.time_limit:
+            self.limit = self.start + self.config.time_limit
+        if self.config.ends_at:
+            self.limit = min(self.limit, self.start + self.config.ends_at - time.time())
+        self.deadline = self.limit
         if self.config.budget:
-            self.deadline = self.start + self.config.budget
+            self.deadline = min(self.deadline, self.start + self.config.budget)
         previous = self._catch_interrupts()
         try:
             while self._examples_left() > 0 and time.perf_counter() < self.deadline:
                 if not self._round():
                     break
+            else:  # the examples or the time ran out between rounds (after a shrink)
+                self.result.stopped = "examples" if self._examples_left() <= 0 else "budget"
         except KeyboardInterrupt:
             self.result.stopped = "interrupted"
             self._store_candidate(complete=False, reduce=False)
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         self._store_peak()
         self.result.seconds = time.perf_counter() - self.start
         self.result.batch, self.result.batch_mean = self.batcher.last, self.batcher.mean
@@ -528,7 +628,7 @@ class _Campaign:
         hypothesis_size = self.target.case_size(case)
         steps: list[str] = []
         if reduce:
-            end = self.shrink_started + self.shrink_seconds
+            end = min(self.shrink_started + self.shrink_seconds, self.limit)
             starts = [(case, outcome)]
             if self.smallest is not None and self.smallest[0] < hypothesis_size:
                 starts.insert(0, self.smallest[1:])
@@ -585,6 +685,10 @@ class _Campaign:
         tries = 0
         while time.perf_counter() < end:
             size = self.target.case_size(case)
+            if size <= 2 * self._floor():
+                # Within 2x of the simplest case of the space, the smallest there is: a
+                # smaller failure cannot be worth the wait (and a case at the floor has none).
+                break
             seed = self.seed + tries
             tries += 1
             give_up = min(end, time.perf_counter() + self.shrink_seconds * SMALLER_PATIENCE)
@@ -597,6 +701,21 @@ class _Campaign:
                 label = f"a smaller failure drawn ({self.target.case_size(found[0])} elements)"
                 case, outcome, steps = reduced[0], reduced[1], [*steps, label, *reduced[2]]
         return case, outcome, steps
+
+    def _floor(self) -> int:
+        """The size of the simplest case of the campaign's space (pins and exclusions kept),
+        which the strategies order to be its smallest: a failure that small needs no search
+        for a smaller one. 0 when it cannot be found."""
+        if self.floor is None:
+            try:
+                simplest = find(self._cases(self.max_numel), lambda case: True,
+                                settings=settings(database=None, max_examples=100,
+                                                  suppress_health_check=list(HealthCheck),
+                                                  verbosity=Verbosity.quiet))
+                self.floor = self.target.case_size(simplest)
+            except Exception:  # no case at all (an unsatisfiable pin): nothing to skip
+                self.floor = 0
+        return self.floor
 
     def _redraw_smaller(
         self, case: dict[str, Any], wanted: set[str], deadline: float, *, seed: int

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,15 +35,36 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-class Progress:
-    """One self-overwriting status line on stderr, only when stderr is a terminal."""
+# Seconds between two progress lines when stderr is not a terminal (a CI log).
+LOG_EVERY = 15.0
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
+
+class Progress:
+    """Progress on stderr: on a terminal, one self-overwriting status line (when `enabled`);
+    elsewhere (a CI log), a plain line at least every LOG_EVERY seconds while cases run and,
+    once the run has gone on that long, one as each target ends: a long run is never silent."""
+
+    def __init__(self, enabled: bool, *, every: float = LOG_EVERY) -> None:
+        self.terminal = sys.stderr.isatty()
+        self.enabled = enabled and self.terminal
+        # KFUZZ_LOG_EVERY (seconds) sets the interval of a log's progress lines.
+        self.every = float(os.environ.get("KFUZZ_LOG_EVERY") or every)
+        self.last = self.started = time.monotonic()
 
     def __call__(self, info: dict[str, Any]) -> None:
-        if not self.enabled:
+        if self.terminal:
+            if self.enabled:
+                sys.stderr.write("\r\033[K" + self.line(info))
+                sys.stderr.flush()
             return
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            print(f"kfuzz: {self.line(info)}", file=sys.stderr, flush=True)
+
+    @staticmethod
+    def line(info: dict[str, Any]) -> str:
+        """One progress line: target, examples, findings, time left (or spent), shrinking."""
         parts = [info["target"], f"{info['examples']} examples"]
         if info.get("max_examples"):
             parts[-1] += f"/{info['max_examples']}"
@@ -52,27 +75,41 @@ class Progress:
             parts.append(f"{info['elapsed']:.0f}s")
         if info.get("shrinking"):
             parts.append("shrinking")
-        sys.stderr.write("\r\033[K" + "  ".join(parts))
-        sys.stderr.flush()
+        return "  ".join(parts)
 
-    def done(self, *_: Any) -> None:
-        """Clear the line."""
+    def done(self, run: Any = None) -> None:
+        """Clear the line; in a log, say how the target `run` (a CampaignRun) ended."""
         if self.enabled:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
+        if self.terminal or run is None or time.monotonic() - self.started < self.every:
+            return  # a run short enough to need no log lines gets none
+        self.last = time.monotonic()
+        target = run.config.target
+        if run.state != "run":
+            why = run.skipped if run.failed is None else run.failed
+            print(f"kfuzz: {target} {run.state}: {why}", file=sys.stderr, flush=True)
+        else:
+            r = run.result
+            print(f"kfuzz: {target} done: {r.examples} examples, {len(r.findings)} findings, "
+                  f"{r.seconds:.1f}s", file=sys.stderr, flush=True)
 
 
 def finding_summary(finding: Finding) -> dict[str, Any]:
     """A finding as `kfuzz run --json` prints it."""
     outputs = finding.outcome.outputs
     return {
-        "id": short(finding.fingerprint),
+        # The corpus row it went to (`kfuzz corpus show ID`): another finding's when it
+        # updated an open one with its signature; "fingerprint" is its own case's.
+        "id": short(finding.stored_as or finding.fingerprint),
         "fingerprint": finding.fingerprint,
+        "stored_as": finding.stored_as,
         "target": finding.target,
         "kernel": finding.kernel,
         "oracle": finding.oracle,
         "kind": finding.kind,
         "failure": finding.failure,
+        "signature": finding.signature,
         "case": finding.case,
         "comparator": {name: m.get("comparator") for name, m in outputs.items()},
         "metrics": {name: {k: m.get(k) for k in METRIC_KEYS} for name, m in outputs.items()},
@@ -83,10 +120,15 @@ def finding_summary(finding: Finding) -> dict[str, Any]:
 
 def run_document(report: RunReport) -> dict[str, Any]:
     """The `kfuzz run --json` document."""
+    results = report.results()
     return {
-        "run": report.run_id, "db": report.db,
-        "campaigns": [r for r in report.results() if "skipped" not in r],
+        "run": report.run_id, "db": report.db, "status": report.status,
+        "budget": report.budget, "exit_code": report.exit_code(),
+        "targets": [{k: r[k] for k in ("target", "state", "skipped", "failed", "examples")
+                     if k in r} for r in results],
+        "campaigns": [r for r in results if r["state"] == "run"],
         "skipped": [{"target": t, "reason": why} for t, why in report.skipped],
+        "failed": [{"target": t, "error": why} for t, why in report.failed],
         "findings": [finding_summary(f) for f in report.findings],
     }
 
@@ -101,15 +143,22 @@ def run_text(report: RunReport) -> str:
         rows.append([r.target, r.kernel, r.oracle, str(r.examples), rate,
                      str(len(r.findings)), f"{r.seconds:.1f}s", str(r.seed)])
     parts = [table(rows, ["target", "kernel", "oracle", "examples", "rate", "findings", "time",
-                          "seed"])]
+                          "seed"])] if rows else []
     closest = [run.closest for run in report.runs if run.result is not None and run.closest]
     if closest:
         parts.append(table([_closest_row(c) for c in closest],
                            ["closest call", "output", "worst/allowed", "ratio", "max ulp",
                             "rel-L2", "case"]))
     if report.skipped:
-        parts.append("skipped (cannot run here):\n" + "\n".join(
+        parts.append("skipped (ran no case):\n" + "\n".join(
             f"  {target}: {why}" for target, why in report.skipped))
+    if report.failed:
+        parts.append("failed (could not be fuzzed):\n" + "\n".join(
+            f"  {target}: {why}" for target, why in report.failed))
+    if report.status == "interrupted":
+        parts.append(f"interrupted: the run was stopped before it ended; the "
+                     f"{len(report.findings)} finding(s) found so far are "
+                     + ("kept" if report.db is None else f"stored in {report.db}"))
     if not report.findings:
         parts.append("no findings")
         return "\n\n".join(parts)
@@ -120,7 +169,7 @@ def run_text(report: RunReport) -> str:
         if f.shrink:
             shrink = (f"{f.shrink['size_before']}->{f.shrink['size_after']} in "
                       f"{f.shrink['seconds']:.1f}s" + ("" if f.shrink["complete"] else " (cut)"))
-        rows.append([short(f.fingerprint), f.kind, f.failure, f.target,
+        rows.append([short(f.stored_as or f.fingerprint), f.kind, f.failure, f.target,
                      ratio(f.outcome.worst_ratio()), str(size or "-"), shrink])
     parts.append(table(rows, ["id", "kind", "failure", "target", "ratio", "size", "shrink"]))
     if report.db is not None:

@@ -266,6 +266,89 @@ def loaded_plugins() -> list[str]:
     return list(_PLUGINS)
 
 
+# The plugins a user gave in this process (`load_plugins`), in their stored form: each stands in
+# for a recorded plugin of the same file name or module name (`stand_in`).
+_GIVEN: list[str] = []
+
+
+def load_plugins(specs: Iterable[str]) -> None:
+    """Load the plugins a user gave (`--plugin`, pytest's `--kfuzz-plugin`). Each one also
+    stands in for a plugin a stored finding recorded under the same file name or module name
+    (see `stand_in`), so that a corpus made under another checkout path replays here. Raises
+    PluginError."""
+    from kfuzz.references import normal_plugin
+
+    for spec in specs:
+        load_plugin(spec)
+        key = normal_plugin(spec)
+        if key not in _GIVEN:
+            _GIVEN.append(key)
+
+
+def given_plugins() -> list[str]:
+    """The plugins `load_plugins` loaded in this process, in their stored form (for a worker
+    process, which must know them as stand-ins too)."""
+    return list(_GIVEN)
+
+
+def _plugin_stem(spec: str) -> str:
+    """A plugin's bare name: a file's name without .py, a module's last dotted part."""
+    return Path(spec).stem if spec.endswith(".py") else spec.rpartition(".")[2]
+
+
+def stand_in(recorded: str, given: Iterable[str] | None = None) -> str:
+    """The plugin to load for `recorded`, a plugin a stored finding recorded (in its stored
+    form): the given plugin of the same file name, or of the same module name (a file
+    `x/name.py` and a module `pkg.name` share a name), else `recorded` itself. Two module
+    names share a name only when equal. `given`: plugin specs as typed (default: those
+    `load_plugins` loaded here). Imports nothing. Raises PluginError when two given plugins
+    stand in for one recorded plugin."""
+    from kfuzz.references import normal_plugin
+
+    pool = list(_GIVEN) if given is None else list(dict.fromkeys(normal_plugin(g) for g in given))
+    if recorded in pool:
+        return recorded
+    stem = _plugin_stem(recorded)
+    matches = [g for g in pool if (g.endswith(".py") or recorded.endswith(".py"))
+               and _plugin_stem(g) == stem]
+    if len(matches) > 1:
+        raise PluginError(
+            f"plugins {' and '.join(map(repr, matches))} both stand in for the recorded plugin "
+            f"{recorded!r}; pass only one of them"
+        )
+    return matches[0] if matches else recorded
+
+
+def load_recorded_plugins(recorded: Iterable[str]) -> None:
+    """Load the plugins a stored finding recorded, each through its stand-in (`stand_in`):
+    what replay, report, the pytest plugin and exported scripts call. Raises PluginError; for a
+    recorded file that does not exist here, or a recorded module that cannot be found, one that
+    names it and the fix (--plugin with its new path)."""
+    for spec in recorded:
+        use = stand_in(spec)
+        if use == spec and use not in _PLUGINS:
+            _check_recorded(spec)
+        load_plugin(use)
+
+
+def _check_recorded(spec: str) -> None:
+    """Raise PluginError naming the fix when the recorded plugin `spec` cannot be found here."""
+    fix = (f"pass --plugin NEW/PATH/{_plugin_stem(spec)}.py (pytest: --kfuzz-plugin) to load "
+           "it from where it is now")
+    if spec.endswith(".py"):
+        if not Path(spec).is_file():
+            raise PluginError(f"plugin file {spec!r} recorded with the finding does not exist; "
+                              f"{fix}")
+        return
+    try:
+        found = importlib.util.find_spec(spec) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise PluginError(f"plugin module {spec!r} recorded with the finding cannot be found; "
+                          f"install it, or {fix}")
+
+
 def _import_plugin(spec: str) -> Any:
     path = Path(spec)
     try:

@@ -28,8 +28,7 @@ def serve(conn: Any, stderr_path: str, sys_path: list[str], plugins: list[str]) 
     for entry in reversed(sys_path):
         if entry not in sys.path:
             sys.path.insert(0, entry)
-    for plugin in plugins:
-        registry.load_plugin(plugin)
+    registry.load_plugins(plugins)  # as given: stand-ins for recorded plugins here too
     executor = InProcessExecutor()
     conn.send_bytes(json.dumps({"ready": True}).encode())
     while True:

@@ -1,8 +1,8 @@
-"""Kernels with one seeded fault each, for measuring how well a fuzzer finds faults.
+"""Kernels with seeded faults, for measuring how well a fuzzer finds faults.
 
 Every kernel here is a correct kernel (FP32 arithmetic, one final rounding, or the tiled
-sparse-attention emulation) with exactly one fault of a kind kernel teams meet, so that a case
-fails only where that fault shows:
+sparse-attention emulation) with exactly one fault of a kind kernel teams meet (one kernel,
+last below, with two), so that a case fails only where that fault shows:
 
 - `softmax_no_max`: softmax without subtracting the row max (exp overflows past x = 88.7 and
   underflows below about -103 in FP32, giving inf/inf or 0/0);
@@ -34,6 +34,14 @@ rates are in bench/seeded.py), each needing a shape or value that random tests s
 - `rope_fp16_head128_neox`: the FP16 head-dim-128 fast path pairs dims as NeoX (rotate-half)
   instead of interleaved.
 
+Two faults of different kinds on one output, for telling root causes apart (each its own
+failure signature, `kfuzz.findings.signature`):
+
+- `softmax_tail_mask_bf16_store`: a tiled softmax whose tail-tile mask drops a row's last
+  element (a row longer than one tile whose length is not a multiple of it: output 0 there,
+  wrong by the whole probability) and whose FP16 outputs go through a BF16 staging buffer
+  (rounded twice: at most 4 FP16 ULPs off, on every FP16 case).
+
 The low-precision rsqrt fault is `kfuzz.kernels.deepseek_v4.q_norm_rope` with `inv_root="rsqrt_hw"`.
 `window_attn` is also the correct sliding-window kernel, and with `compute=torch.float64` the
 reference the `faults.window_attn` target compares against.
@@ -62,6 +70,9 @@ BF16_ACCUMULATOR_LANES = 8
 MASK_VALUE = -1e4
 # Rows of (token, head) pairs per program of `rope_rows_tail_one`'s launch grid.
 ROPE_ROWS_PER_BLOCK = 128
+# Elements per tile of `softmax_tail_mask_bf16_store` (a vector of 8 FP32 lanes): rows longer
+# than one tile are walked tile by tile.
+SOFTMAX_TILE = 8
 
 
 def softmax_no_max(x: Tensor) -> Tensor:
@@ -94,6 +105,40 @@ def softmax_max_init_zero(x: Tensor) -> Tensor:
     m = torch.clamp(xf.amax(dim=-1, keepdim=True), min=0.0)
     e = torch.exp(xf - m)
     return (e / e.sum(dim=-1, keepdim=True)).to(x.dtype)
+
+
+def softmax_tail_mask_bf16_store(x: Tensor, *, tile: int = SOFTMAX_TILE) -> Tensor:
+    """Softmax over the last axis in FP32, rounded once, except for two faults of different
+    kinds on the one output:
+
+    - masking: a row longer than one tile is walked tile by tile, and the tail tile's mask is
+      `lane < n % tile - 1` instead of `lane < n % tile`, so when n % tile != 0 the row's last
+      element is taken for padding (an additive -inf mask): left out of the max and the sum,
+      its output 0, the others normalised without it. A row of at most one tile takes the
+      single-tile path, which masks right. Shows when n > tile and n % tile != 0, unless the
+      last element's probability is below what the comparator notices (a relative error of
+      1 there: a "wrong" finding). A +inf or NaN there still makes the row NaN, as it should.
+    - rounding: the result is stored through a BF16 staging buffer, so an FP16 output is
+      rounded to BF16 first, then to FP16: up to 4 FP16 ULPs off the correctly rounded
+      value (a "rounding" finding, on FP16 cases of any shape); BF16 outputs are unaffected.
+
+    Takes: ``x`` [..., n] floating tensor; ``tile`` >= 1.
+    Returns: tensor of x's shape and dtype.
+    Raises: ValueError when ``tile`` < 1.
+    """
+    if tile < 1:
+        raise ValueError(f"tile must be >= 1, got {tile!r}")
+    n = x.shape[-1]
+    # An additive mask, 0 on the lanes read and -inf on padding (so a padding lane holding +inf
+    # or NaN gives NaN, as the row does without the fault).
+    mask = torch.zeros(n, dtype=torch.float32, device=x.device)
+    if n > tile and n % tile:
+        mask[-1] = float("-inf")  # the fault: the tail mask stops one lane short
+    xf = x.float() + mask
+    e = torch.exp(xf - xf.amax(dim=-1, keepdim=True))
+    p = e / e.sum(dim=-1, keepdim=True)
+    # The fault: the store path of BF16 outputs is used for every dtype.
+    return p.to(torch.bfloat16).to(x.dtype)
 
 
 def _bf16_sum_of_squares(x: Tensor, lanes: int) -> Tensor:

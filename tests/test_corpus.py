@@ -262,5 +262,5 @@ def test_replay_gives_a_timeout_finding_its_stored_limit(store):
     assert store.get(key)["timeout"] == 1.5 and store.get(key)["failure"] == "timeout"
     start = time.monotonic()
     result, = replay(store)
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 120  # the stored 1.5 s limit ended it
     assert result.status == "fail" and result.error == "Timeout: no result after 1.5s"

@@ -53,7 +53,7 @@ def test_abort_and_hang(isolated):
     assert hung.status == "timeout" and hung.error == "Timeout: no result after 3s"
     assert hung.timeout == 3 and hung.buckets() == {"timeout:"}
     assert aborted.signal == "SIGABRT"
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 60  # the 3 s limit ended it, not the test's timeout
     assert isolated.evaluate([_job("crash_hang", shape=[1, 5])])[0].status in ("pass", "fail")
 
 
@@ -191,9 +191,9 @@ def test_ctrl_c_stops_cleanly_and_keeps_findings(tmp_path):
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1, err
+    assert proc.returncode == 130, err  # interrupted, whatever was found before
     doc = json.loads(out)
-    assert doc["campaigns"][0]["stopped"] == "interrupted"
+    assert doc["campaigns"][0]["stopped"] == "interrupted" and doc["status"] == "interrupted"
     assert "Traceback" not in err
     conn = sqlite3.connect(db)
     assert conn.execute("select status from runs").fetchone()[0] == "interrupted"

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from types import SimpleNamespace
 
 import pytest
-from kfuzz.junit import JunitCase, finding_name, run_cases, write_junit
+from kfuzz.enums import ReplayStatus
+from kfuzz.executor import Outcome
+from kfuzz.findings import Finding
+from kfuzz.junit import JunitCase, finding_name, replay_cases, run_cases, write_junit
+from kfuzz.replay import ReplayResult
 from kfuzz.search import CampaignResult
 
 
@@ -34,6 +39,13 @@ def test_run_writes_one_failing_testcase_per_finding(kfuzz, db_path, tmp_path):
         assert "Mismatched elements:" in failure.text
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
         assert props["fingerprint"] == f["fingerprint"]
+    # The campaign's seconds are shared out over its testcases: each has a time, and they add
+    # up to the campaign's (the suite's time is the run's).
+    (campaign,) = run.json()["campaigns"]
+    times = [float(c.get("time")) for c in cases.values()]
+    assert all(t > 0 for t in times)
+    assert sum(times) == pytest.approx(campaign["seconds"], abs=0.01)
+    assert float(suite.get("time")) == pytest.approx(campaign["seconds"], abs=0.01)
 
 
 def test_replay_marks_still_failing_as_failures_and_fixed_as_passes(kfuzz, db_path, tmp_path):
@@ -108,3 +120,50 @@ def test_unwritable_junit_path_is_one_line_exit_2(kfuzz, db_path, tmp_path):
     assert res.code == 2
     assert res.err.startswith(f"kfuzz: error: --junit '{blocker / 'x.xml'}': cannot write it")
     assert res.err.count("\n") == 1
+
+
+def _finding(n: int, shrink: dict | None = None) -> Finding:
+    return Finding("ops.softmax", "eager_lowp", "fp64", {"shape": [1, n]}, Outcome("fail"),
+                   kind="shrunk" if shrink else "peak", shrink=shrink or {})
+
+
+def test_run_testcases_share_the_campaign_seconds_with_their_own_shrink_time(tmp_path):
+    # 10 s: 2 + 3 s of shrinking, 5 s of search shared by the three findings.
+    result = CampaignResult("ops.softmax", "eager_lowp", "fp64", seed=1, examples=50,
+                            seconds=10.0, findings=[_finding(2, {"seconds": 2.0}),
+                                                    _finding(3, {"seconds": 3.0}), _finding(4)])
+    path = write_junit(tmp_path / "x.xml", "kfuzz.run", run_cases([result]))
+    suite, cases = _suite(path)
+    names = [finding_name("ops.softmax", "eager_lowp", "fp64", f.fingerprint)
+             for f in result.findings]
+    assert [cases[n].get("time") for n in names] == ["3.667", "4.667", "1.667"]
+    assert suite.get("time") == "10.000"
+
+
+def test_run_testcase_times_without_shrink_seconds_split_the_campaign_evenly(tmp_path):
+    result = CampaignResult("ops.softmax", "eager_lowp", "fp64", seed=1, seconds=3.0,
+                            findings=[_finding(2), _finding(3)])
+    assert [c.seconds for c in run_cases([result])] == [1.5, 1.5]
+    # Shrink seconds past the campaign's (a clock that disagrees): no negative search share.
+    over = CampaignResult("ops.softmax", "eager_lowp", "fp64", seed=1, seconds=1.0,
+                          findings=[_finding(2, {"seconds": 4.0}), _finding(3)])
+    assert [c.seconds for c in run_cases([over])] == [4.0, 0.0]
+
+
+def _replayed(key: str, status: ReplayStatus = ReplayStatus.FAIL) -> ReplayResult:
+    return ReplayResult(key * 16, "ops.softmax", "eager_lowp", "fp64", status,
+                        mismatch_ratio=0.5, stored_ratio=0.5)
+
+
+def test_replay_testcase_times_are_each_replays_own_or_a_share_of_the_whole(tmp_path):
+    timed = [SimpleNamespace(**{**_replayed("a").__dict__, "seconds": 0.25}),
+             SimpleNamespace(**{**_replayed("b").__dict__, "seconds": 1.5})]
+    assert [c.seconds for c in replay_cases(timed)] == [0.25, 1.5]
+    # Results without their own time share what the timed ones left of the replay's seconds.
+    mixed = [timed[0], _replayed("c", ReplayStatus.PASS), _replayed("d", ReplayStatus.ERROR)]
+    path = write_junit(tmp_path / "r.xml", "kfuzz.replay", replay_cases(mixed, seconds=2.25))
+    suite, cases = _suite(path)
+    assert sorted(c.get("time") for c in cases.values()) == ["0.250", "1.000", "1.000"]
+    assert suite.get("time") == "2.250"
+    # Nothing measured and no wall time given: 0, as before.
+    assert [c.seconds for c in replay_cases([_replayed("e")])] == [0.0]

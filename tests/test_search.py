@@ -253,11 +253,14 @@ def test_structures_just_below_the_size_are_drawn_from_the_case_space():
     assert len({json.dumps(case, sort_keys=True) for case in band}) == len(band)
 
 
-def test_kinds_of_redraw_that_gave_smaller_failures_get_more_of_the_draws():
+def test_kinds_of_redraw_that_gave_smaller_failures_get_more_of_the_draws(monkeypatch):
     import time
 
     from kfuzz import search
     from kfuzz.materialise import stamp
+
+    # A count of draws, not a time, ends the redraws: the shares hold on a loaded machine.
+    monkeypatch.setattr(search, "REDRAWS", 300)
 
     config = CampaignConfig(target="ops.softmax", seed=0, batch=1)
     campaign = search._Campaign(config, InProcessExecutor(), None, None)
@@ -265,7 +268,7 @@ def test_kinds_of_redraw_that_gave_smaller_failures_get_more_of_the_draws():
     campaign.redraw_record = {(0, "fresh"): [0, 3]}
     wide = stamp({"shape": [4, 256], "dtype": "float32",
                   "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
-    got = campaign._redraw_smaller(wide, {"no such bucket"}, time.perf_counter() + 2, seed=0)
+    got = campaign._redraw_smaller(wide, {"no such bucket"}, time.perf_counter() + 600, seed=0)
     assert got is None
     draws = {kind: record[0] for kind, record in campaign.redraw_record.items()}
     assert set(draws) == {(0, "own"), (0, "fresh"), (0, "near"), (1, "own"), (1, "case"),
@@ -300,9 +303,10 @@ def test_the_value_settings_that_came_closest_to_failing_are_drawn_again(monkeyp
     campaign.near_misses = [((0.001, 0.1), {"x": {"kind": "uniform", "low": 7.0, "high": 8.0}})]
     seen = []
     monkeypatch.setattr(campaign, "_witness", lambda case, wanted: seen.append(case))
+    monkeypatch.setattr(search, "REDRAWS", 140)  # a count of draws, not a time
     wide = stamp({"shape": [4, 256], "dtype": "float32",
                   "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
-    campaign._redraw_smaller(wide, {"no such bucket"}, time.perf_counter() + 1, seed=0)
+    campaign._redraw_smaller(wide, {"no such bucket"}, time.perf_counter() + 600, seed=0)
     near = [c for c in seen if c["x"].get("low") == 7.0]
     assert len(near) >= len(seen) // 7 - 1 and len({c["seed"] for c in near}) > 1
     assert all(c["shape"][0] * c["shape"][1] < 1024 for c in near)

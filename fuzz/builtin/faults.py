@@ -5,7 +5,9 @@ Each target's default kernel is `reference`, a correct kernel that passes the de
 comparator on every case of the target's case space; every other kernel is `reference` with
 one fault of `kfuzz.kernels.faults`. So any case on which a fault kernel fails shows that fault.
 
-- `faults.softmax`: the case space, inputs, oracle and comparator of `ops.softmax`.
+- `faults.softmax`: the case space, inputs, oracle and comparator of `ops.softmax`; its
+  `tail_mask_bf16_store` kernel has two faults of different kinds on one output (a masking
+  bug and a rounding bug: two findings, two signatures).
 - `faults.rmsnorm`: those of `ops.rmsnorm`, less the `edge` value distributions (the FP32
   reference itself overflows x**2 near the BF16 maximum, a fault of its own).
 - `faults.sparse_attn`: the case space and inputs of `dsv4.sparse_attn`, with the post-fix
@@ -49,13 +51,19 @@ register(replace(
     in_all=False,
     name="faults.softmax",
     doc="ops.softmax with seeded faults: FP32 softmax without the max subtraction, with "
-        "the row max started at 0",
+        "the row max started at 0, with a tail mask one lane short plus a BF16 store (two "
+        "root causes on one output)",
     kernels={
         "reference": _variant("reference", k.softmax_fp32, "torch softmax in FP32, rounded once"),
         "no_max": _variant("no_max", f.softmax_no_max,
                            "fault: exp(x) / sum(exp(x)) in FP32, no max subtraction"),
         "max_init_zero": _variant("max_init_zero", f.softmax_max_init_zero,
                                   "fault: the row max starts at 0 instead of -inf"),
+        "tail_mask_bf16_store": _variant(
+            "tail_mask_bf16_store", f.softmax_tail_mask_bf16_store,
+            f"two faults: rows over {f.SOFTMAX_TILE} elements, not a multiple of "
+            f"{f.SOFTMAX_TILE}, lose their last element to the tail mask; FP16 outputs are "
+            "rounded to BF16 first"),
     },
     default_kernel="reference",
 ))
