@@ -34,11 +34,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kfuzz.executor import InProcessExecutor, Job, Outcome
-from kfuzz.findings import Finding
-from kfuzz.materialise import stamp
-from kfuzz.search import CampaignConfig, run_campaign
-from kfuzz.targets import get
+from kfuzz.cases.materialise import stamp
+from kfuzz.execute.executor import InProcessExecutor, Job, Outcome
+from kfuzz.execute.findings import Finding
+from kfuzz.search.campaign import CampaignConfig, run_campaign
+from kfuzz.targets.registry import get
 
 from bench import common
 from bench.samplers import sampler

@@ -28,9 +28,9 @@ from typing import Any
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
-from kfuzz.executor import InProcessExecutor, Job
-from kfuzz.materialise import generator
-from kfuzz.targets import Target, get
+from kfuzz.cases.materialise import generator
+from kfuzz.execute.executor import InProcessExecutor, Job
+from kfuzz.targets.registry import Target, get
 
 PAIRS = (("eager_lowp", "compiled_lowp"), ("eager_fp32", "compiled_fp32"))
 

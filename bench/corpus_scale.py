@@ -7,7 +7,7 @@
 3. upsert, one call per finding (`record_finding`, as a campaign stores findings as they
    come), on the same N rows; then again with `PRAGMA synchronous = NORMAL` (a what-if: the
    store leaves SQLite's FULL, which syncs the log at every commit);
-4. replay: `kfuzz.replay.replay` of R small stored cases (each run again and its replay
+4. replay: `kfuzz.store.replay.replay` of R small stored cases (each run again and its replay
    recorded);
 5. list: `kfuzz corpus list` on a corpus of L rows, run as a subprocess with its output sent
    to /dev/null (Python start-up and imports included; measured alone as `kfuzz corpus list`
@@ -31,10 +31,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kfuzz.corpus import CorpusStore
-from kfuzz.executor import InProcessExecutor, Job
-from kfuzz.findings import Finding
-from kfuzz.replay import replay
+from kfuzz.execute.executor import InProcessExecutor, Job
+from kfuzz.execute.findings import Finding
+from kfuzz.store.corpus import CorpusStore
+from kfuzz.store.replay import replay
 
 from bench import common
 

@@ -1,5 +1,5 @@
 """New draws per case: how many of a round's cases are independent draws, in a fresh round
-(`kfuzz.fresh`: every example drawn anew) and in a round of Hypothesis' own generation (new
+(`kfuzz.search.fresh`: every example drawn anew) and in a round of Hypothesis' own generation (new
 examples, up to five mutations of each, then hill-climbing on the feedback scores from half of
 the round on).
 
@@ -20,12 +20,12 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings, target
 from hypothesis import seed as hypothesis_seed
-from kfuzz.executor import InProcessExecutor, Job
-from kfuzz.findings import canonical_json
-from kfuzz.fresh import fresh_settings
-from kfuzz.materialise import stamp
-from kfuzz.search import ROUND_EXAMPLES, feedback
-from kfuzz.targets import get
+from kfuzz.cases.materialise import stamp
+from kfuzz.execute.executor import InProcessExecutor, Job
+from kfuzz.execute.findings import canonical_json
+from kfuzz.search.campaign import ROUND_EXAMPLES, feedback
+from kfuzz.search.fresh import fresh_settings
+from kfuzz.targets.registry import get
 
 from bench import common
 

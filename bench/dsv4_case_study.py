@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import torch
-from kfuzz.executor import InProcessExecutor, Job
+from kfuzz.cases.materialise import generator
+from kfuzz.execute.executor import InProcessExecutor, Job
 from kfuzz.kernels.deepseek_v4.diagnose import exp_weight_ties
-from kfuzz.materialise import generator
-from kfuzz.search import CampaignConfig, run_campaign
-from kfuzz.targets import get
+from kfuzz.search.campaign import CampaignConfig, run_campaign
+from kfuzz.targets.registry import get
 
 EXACT = {"mode": "exact", "max_ratio": 0.0}
 PYPTO = None  # the targets' default comparator: allclose(atol=1e-4, rtol=1/128), 0.5%

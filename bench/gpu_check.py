@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from kfuzz.corpus import CorpusStore, versions
 from kfuzz.errors import KfuzzError
-from kfuzz.search import CampaignConfig, run_campaign
-from kfuzz.targets import get
+from kfuzz.search.campaign import CampaignConfig, run_campaign
+from kfuzz.store.corpus import CorpusStore, versions
+from kfuzz.targets.registry import get
 
 EXACT = {"mode": "exact", "max_ratio": 0.0}
 
@@ -125,8 +125,8 @@ def inputs_on_device(device: str, cases: int = 30) -> dict[str, Any]:
     """Cases per second of one production-size dsv4.sparse_attn case run on `device` (kernel
     tile64 against the tile-64 golden, both on the device), with its inputs built on the host
     and copied (a version-1 case) and built on the device itself (version 2), alternating."""
-    from kfuzz.executor import InProcessExecutor, Job
-    from kfuzz.materialise import stamp
+    from kfuzz.cases.materialise import stamp
+    from kfuzz.execute.executor import InProcessExecutor, Job
 
     ex = InProcessExecutor()
     rates: dict[str, list[float]] = {"host_then_copy": [], "built_on_device": []}

@@ -12,7 +12,7 @@ Three shapes, as the throughput issue names them: [1, 8] (small), [24, 1024] (me
 2. plain loop (the honest baseline): what a user writes without kfuzz: per case seed, inputs
    from a `torch.Generator` (`torch.randn`), the kernel, a float64 oracle, and a count of
    elements outside `atol + rtol * |expected|` (torch's BF16 tolerances).
-3. executor loop: the very jobs kfuzz ran, in order, through `kfuzz.executor.run_case`
+3. executor loop: the very jobs kfuzz ran, in order, through `kfuzz.execute.executor.run_case`
    (materialise, kernel, oracle, compare): what kfuzz's search costs on top of its executor.
 
 The three alternate in one process, 5 runs each; each ratio is taken per run and reported as
@@ -35,13 +35,13 @@ import torch
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
-from kfuzz import strategies as fst
-from kfuzz.executor import InProcessExecutor, Job, Outcome, run_case
+from kfuzz.cases import strategies as fst
+from kfuzz.cases.materialise import generator_for, stamp
+from kfuzz.execute.executor import InProcessExecutor, Job, Outcome, run_case
 from kfuzz.kernels.ops import rmsnorm_fp32
-from kfuzz.materialise import generator_for, stamp
 from kfuzz.oracles.ops import rmsnorm_fp64
-from kfuzz.search import CampaignConfig, run_campaign
-from kfuzz.targets import get
+from kfuzz.search.campaign import CampaignConfig, run_campaign
+from kfuzz.targets.registry import get
 
 from bench import common
 
@@ -190,7 +190,7 @@ def _bare_given(strategy: Any, examples: int, seed: int) -> float:
 # kfuzz's test function: Hypothesis gives its own wrapper the test's code name and place, so
 # the two cannot be told apart in a profile; the own-time shares by package cover kfuzz.)
 PROFILE_PARTS = {
-    "drawing the case (Hypothesis + fuzz/strategies.py)": "control.py:prep_args_kwargs_from_strategies",
+    "drawing the case (Hypothesis + fuzz/cases/strategies.py)": "control.py:prep_args_kwargs_from_strategies",
     "Hypothesis mutating earlier examples (runs tests too)": "engine.py:generate_mutations_from",
     "hypothesis.target()": "control.py:target",
 }

@@ -64,7 +64,7 @@ def overhead(doc: dict[str, Any]) -> str:
            "case seed, inputs from a `torch.Generator`, the kernel, a float64 oracle and a "
            "count of elements outside `atol + rtol * |expected|`. The executor loop runs "
            "exactly the cases the kfuzz campaign ran, in the same process, through "
-           "`kfuzz.executor.run_case`. Ratio = kfuzz cases/s / loop cases/s, the median of "
+           "`kfuzz.execute.executor.run_case`. Ratio = kfuzz cases/s / loop cases/s, the median of "
            "the per-run ratios. Batch = cases per Hypothesis example: auto (the default) follows "
            "the drawn case's size; mean = cases per example over the campaign.", ""]
     rows = []
@@ -305,7 +305,7 @@ def corpus_scale(doc: dict[str, Any]) -> str:
                    _f(s["upsert_one_by_one_sync_normal"], 3),
                    _f(1e3 * s["upsert_one_by_one_sync_normal"] / n, 3)]]
                  if "upsert_one_by_one_sync_normal" in s else []),
-               [f"replay {doc['replays']} small stored cases (`kfuzz.replay.replay`, each "
+               [f"replay {doc['replays']} small stored cases (`kfuzz.store.replay.replay`, each "
                 f"replay recorded)", _f(doc["replay_seconds"], 3),
                 _f(1e3 * doc["replay_seconds"] / doc["replays"], 3)],
                [f"`kfuzz corpus list` on {doc['list_rows']} rows, output to /dev/null",
@@ -410,7 +410,7 @@ def workers(doc: dict[str, Any]) -> str:
     return "\n".join([
         "## 5. --workers: one process or two", "",
         _provenance(doc, f"medians of {doc['runs']} alternating runs of " + (
-            f"the library's run path (`kfuzz.runner.run`, what `kfuzz run {' '.join(doc['targets'])} "
+            f"the library's run path (`kfuzz.run.runner.run`, what `kfuzz run {' '.join(doc['targets'])} "
             f"--max-examples {doc['examples']} --compare exact` calls), a fresh corpus each, in "
             "one warm process after an untimed warm-up run"
             if doc.get("method") == "library" else
@@ -439,7 +439,7 @@ def startup(doc: dict[str, Any]) -> str:
         "", _table(["command", "median s", "/ import sqlite_utils", "each run, s"], rows), "",
         "The corpus commands, `--help` and `targets --names` import neither torch, Triton nor "
         "Hypothesis (tests/test_startup.py checks it); built-in targets are registered on first "
-        "use, each module of `kfuzz.builtin` when a target of it is named. `import torch` is "
+        "use, each module of `kfuzz.targets.builtin` when a target of it is named. `import torch` is "
         "what every command paid before.",
     ])
 
@@ -464,7 +464,7 @@ def draws(doc: dict[str, Any]) -> str:
         "five mutations (a part copied over another part with the same label) and, from half "
         "of the round on, hill-climbs the feedback scores: most of its cases change one or two "
         "fields of an earlier one. The search alternates the two kinds of round, fresh first "
-        "(`fuzz/fresh.py`).", "",
+        "(`fuzz/search/fresh.py`).", "",
         _table(["target", "new draws, fresh", "new draws, Hypothesis",
                 "new configurations, fresh", "new configurations, Hypothesis"], rows),
     ])

@@ -4,12 +4,12 @@ Each sampler draws every field of a case independently and uniformly from the ra
 target's Hypothesis strategy allows (same fields, same bounds, same max_numel caps, drawn in
 the same order), with none of Hypothesis' preferences: no bias toward small or boundary
 values, no extra weight on the largest size, no search guided by `hypothesis.target`. The
-cases go through the same materialise / kernel / oracle / compare path (`kfuzz.executor`),
+cases go through the same materialise / kernel / oracle / compare path (`kfuzz.execute.executor`),
 built by the same (position-stable) materialisation as the cases kfuzz draws.
 
 The space sampled is the *base* case space, what a hand-written random test draws: shapes,
 dtypes, distribution kinds and their parameters, index sets, seeds. kfuzz's swarm flags (the
-value regimes of `kfuzz.strategies.value_regimes`, per-channel weights, late positions, the
+value regimes of `kfuzz.cases.strategies.value_regimes`, per-channel weights, late positions, the
 attention score and sink regimes) are part of its search and are not sampled here.
 """
 
@@ -19,8 +19,8 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from kfuzz.materialise import stamp
-from kfuzz.strategies import DISTRIBUTION_KINDS, EDGES, MAX_SEED
+from kfuzz.cases.materialise import stamp
+from kfuzz.cases.strategies import DISTRIBUTION_KINDS, EDGES, MAX_SEED
 
 Sampler = Callable[[random.Random], dict[str, Any]]
 
@@ -32,7 +32,7 @@ def _scale(rng: random.Random, lo: int, hi: int) -> float:
 def distribution(rng: random.Random, kinds: Sequence[str] = DISTRIBUTION_KINDS,
                  min_scale_exp: int = -8, max_scale_exp: int = 8,
                  edges: Sequence[str] = EDGES) -> dict[str, Any]:
-    """A value distribution as `kfuzz.strategies.distributions(kinds=..., min_scale_exp=...,
+    """A value distribution as `kfuzz.cases.strategies.distributions(kinds=..., min_scale_exp=...,
     max_scale_exp=...)` describes it, each field uniform in its range."""
     kind = rng.choice(list(kinds))
     lo, hi = min_scale_exp, max_scale_exp

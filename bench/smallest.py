@@ -15,9 +15,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kfuzz.executor import InProcessExecutor, Job
-from kfuzz.materialise import stamp
-from kfuzz.targets import get
+from kfuzz.cases.materialise import stamp
+from kfuzz.execute.executor import InProcessExecutor, Job
+from kfuzz.targets.registry import get
 
 from bench import common
 from bench.seeded import FAULTS, Fault, by_name

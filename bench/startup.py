@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kfuzz.corpus import CorpusStore
+from kfuzz.store.corpus import CorpusStore
 
 from bench import common
 from bench.corpus_scale import findings

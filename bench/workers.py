@@ -1,6 +1,6 @@
 """--workers: wall time of a run on two targets with one worker process and with two.
 
-Calls the library's run path (`kfuzz.runner.run`, what `kfuzz run` calls) with a fresh corpus
+Calls the library's run path (`kfuzz.run.runner.run`, what `kfuzz run` calls) with a fresh corpus
 each run, alternating workers=1 and workers=2 after one untimed warm-up run, and reports the
 median wall time of each and their ratio. Worker processes start (and import torch) inside the
 timed run; the calling process is already warm, as a long-lived session or a second command
@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from kfuzz.runner import RunOptions, run
-from kfuzz.search import CampaignConfig
+from kfuzz.run.runner import RunOptions, run
+from kfuzz.search.campaign import CampaignConfig
 
 from bench.common import median, parser, write
 

@@ -18,19 +18,19 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "fuzz": "kfuzz.api", "check": "kfuzz.api", "run_case": "kfuzz.api", "Result": "kfuzz.api",
-    "target": "kfuzz.declare", "tensor": "kfuzz.declare",
+    "target": "kfuzz.targets.declare", "tensor": "kfuzz.targets.declare",
     "Target": "kfuzz.targets", "Variant": "kfuzz.targets", "OutputSpec": "kfuzz.targets",
-    "register": "kfuzz.targets", "Comparator": "kfuzz.comparator", "KfuzzError": "kfuzz.errors",
+    "register": "kfuzz.targets", "Comparator": "kfuzz.judge.comparator", "KfuzzError": "kfuzz.errors",
 }
 __all__ = ["Comparator", "KfuzzError", "OutputSpec", "Result", "Target", "Variant", "check", "fuzz",
            "register", "run_case", "target", "tensor"]
 
 if TYPE_CHECKING:
     from kfuzz.api import Result, check, fuzz, run_case
-    from kfuzz.comparator import Comparator
-    from kfuzz.declare import target, tensor
     from kfuzz.errors import KfuzzError
-    from kfuzz.targets import OutputSpec, Target, Variant, register
+    from kfuzz.judge.comparator import Comparator
+    from kfuzz.targets.declare import target, tensor
+    from kfuzz.targets.registry import OutputSpec, Target, Variant, register
 
 
 def __getattr__(name: str) -> Any:

@@ -5,7 +5,7 @@
 
 Hypothesis' `@given` is the model: one call, callables in. `target` is a registered name or a
 `Target` (e.g. from `kfuzz.target`); `kernel` and `oracle` a variant name, a "module:function"
-reference, or any callable with the target's signature. Both go through `kfuzz.runner.run`,
+reference, or any callable with the target's signature. Both go through `kfuzz.run.runner.run`,
 the path `kfuzz run` takes, so a finding here is the finding the command line would store.
 """
 
@@ -31,9 +31,9 @@ RUN_OPTIONS = ("isolate", "case_timeout", "workers", "plugins")
 @dataclass
 class Result:
     """What `fuzz` did. findings: each failing case found (shrunk ones, then the worst case
-    seen), a `kfuzz.findings.Finding` with its case, outcome (metrics per output), kind and
+    seen), a `kfuzz.execute.findings.Finding` with its case, outcome (metrics per output), kind and
     shrink info. examples: cases run, shrinking not counted. closest: the case that came
-    nearest to failing (or failed worst), a `kfuzz.runner.Closest`, even when nothing failed.
+    nearest to failing (or failed worst), a `kfuzz.run.runner.Closest`, even when nothing failed.
     stopped: "examples", "budget", "exhausted" or "interrupted". run_id: its row in the
     corpus's runs table (None without db)."""
 
@@ -87,8 +87,8 @@ class Result:
         again: `import kfuzz`, a comment for each thing they cannot name (a target declared in
         this process, a kernel or oracle without an importable name, passed as the variable
         `kernel` or `oracle`), `kfuzz.run_case(...)` and `kfuzz.fuzz(...)`."""
-        from kfuzz import targets as registry
-        from kfuzz.declare import declared
+        from kfuzz.targets import registry
+        from kfuzz.targets.declare import declared
 
         lines = ["import kfuzz"]
         plugins = registry.plugins_for(self.target)
@@ -146,8 +146,8 @@ def _callable_source(role: str, name: str, target: str) -> tuple[str, str | None
     of a module loaded from a file by path as "/abs/file.py:function"; a callable no other
     process can name (a lambda, a closure, a nested function) as the variable `role`, with a
     comment saying so."""
-    from kfuzz import targets as registry
-    from kfuzz.references import normal_reference
+    from kfuzz.targets import registry
+    from kfuzz.targets.references import normal_reference
 
     module, sep, attr = name.rpartition(":")
     if registry.is_local(name):
@@ -171,7 +171,7 @@ def _callable_source(role: str, name: str, target: str) -> tuple[str, str | None
 def _file_reference(fn: Any) -> str | None:
     """"/abs/file.py:function" for a function defined at the top level of a Python file
     whose module cannot be imported by name (loaded by path), else None."""
-    from kfuzz.references import normal_reference
+    from kfuzz.targets.references import normal_reference
 
     qualname = getattr(fn, "__qualname__", None)
     if not isinstance(qualname, str) or "<" in qualname or not callable(fn):
@@ -213,8 +213,8 @@ def _imports_file(module: str, file: str) -> bool:
 
 
 def _target_name(target: Any) -> str:
-    from kfuzz import targets as registry
-    from kfuzz.declare import mark_declared
+    from kfuzz.targets import registry
+    from kfuzz.targets.declare import mark_declared
 
     if isinstance(target, str):
         registry.get(target)  # UnknownTarget now, not mid-run
@@ -229,7 +229,7 @@ def _target_name(target: Any) -> str:
 
 
 def _variant_name(role: str, value: Any) -> str | None:
-    from kfuzz import targets as registry
+    from kfuzz.targets import registry
 
     if value is None or isinstance(value, str):
         return value
@@ -258,8 +258,8 @@ def fuzz(target: Any, *, kernel: str | Callable[..., Any] | None,
     plugins (modules or files registering targets, for worker processes).
     Raises KfuzzError (a subclass naming the problem) for anything that cannot run, and
     TypeError for an unknown option."""
-    from kfuzz.runner import RunOptions, comparator_overrides, run
-    from kfuzz.search import CampaignConfig, HypothesisStorage
+    from kfuzz.run.runner import RunOptions, comparator_overrides, run
+    from kfuzz.search.campaign import CampaignConfig, HypothesisStorage
 
     unknown = sorted(set(options) - set(CAMPAIGN_OPTIONS) - set(RUN_OPTIONS))
     if unknown:
@@ -304,11 +304,11 @@ def run_case(target: Any, case: Mapping[str, Any], *, kernel: str | Callable[...
              oracle: str | Callable[..., Any] | None = None, comparator: Any = None,
              device: str = "cpu") -> Any:
     """Run and judge one case, exactly as a campaign would, and return its
-    `kfuzz.executor.Outcome` (status, metrics per output, error). Raises KfuzzError for a
+    `kfuzz.execute.executor.Outcome` (status, metrics per output, error). Raises KfuzzError for a
     case or callable that does not fit the target."""
-    from kfuzz import targets as registry
-    from kfuzz.executor import InProcessExecutor, Job
-    from kfuzz.runner import check_device, comparator_overrides
+    from kfuzz.execute.executor import InProcessExecutor, Job
+    from kfuzz.run.runner import check_device, comparator_overrides
+    from kfuzz.targets import registry
 
     check_device(device)
     name = _target_name(target)

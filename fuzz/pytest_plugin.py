@@ -3,7 +3,7 @@
     pytest --kfuzz-db corpus/corpus.db [--kfuzz-target T] [--kfuzz-kernel K]
 
 collects one test per stored finding, named `target[kernel-oracle-shortid]`, and replays it
-through `kfuzz.replay` (so the replay is recorded in the corpus, as `kfuzz replay` does, unless
+through `kfuzz.store.replay` (so the replay is recorded in the corpus, as `kfuzz replay` does, unless
 --kfuzz-no-record, which only reads it: a committed or read-only corpus): a finding that still
 fails fails its test, one that passes now (fixed) passes. A finding that cannot be run here
 (unknown target, a recorded plugin that is not where it was, malformed row) is a test *error*
@@ -70,7 +70,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 def _read_findings(path: Path, target: str | None) -> list[dict[str, Any]]:
     """The findings rows that name the tests, read without writing to the file (collection
     alone must leave a committed corpus unchanged). Raises CorpusError."""
-    from kfuzz.corpus import CorpusStore
+    from kfuzz.store.corpus import CorpusStore
 
     with CorpusStore(path, read_only=True) as store:
         return list(store.findings(target=target))
@@ -86,9 +86,9 @@ class CorpusFile(pytest.File):
     def collect(self) -> Any:
         """Open the corpus and yield its findings. A corpus that cannot be read is a
         collection error with kfuzz's one-line message."""
-        from kfuzz import targets as registry
         from kfuzz.errors import KfuzzError
-        from kfuzz.junit import finding_name
+        from kfuzz.present.junit import finding_name
+        from kfuzz.targets import registry
 
         config = self.config
         try:
@@ -109,9 +109,9 @@ class CorpusFile(pytest.File):
     def setup(self) -> None:
         """Open the corpus once for all of its findings' replays (read-only with
         --kfuzz-no-record)."""
-        from kfuzz.corpus import CorpusStore
         from kfuzz.errors import KfuzzError
-        from kfuzz.executor import InProcessExecutor
+        from kfuzz.execute.executor import InProcessExecutor
+        from kfuzz.store.corpus import CorpusStore
 
         try:
             self.store = CorpusStore(
@@ -140,7 +140,7 @@ class FindingItem(pytest.Item):
         """Replay the finding (recording the replay unless --kfuzz-no-record). One that
         cannot be replayed here fails the setup: pytest reports it as an error, not as a
         failing finding."""
-        from kfuzz.replay import replay
+        from kfuzz.store.replay import replay
 
         super().setup()
         corpus = self.parent
@@ -158,7 +158,7 @@ class FindingItem(pytest.Item):
 
     def runtest(self) -> None:
         """The replay's verdict. Raises FindingFailed when the finding still fails."""
-        from kfuzz.junit import outputs_text
+        from kfuzz.present.junit import outputs_text
 
         corpus = self.parent
         assert isinstance(corpus, CorpusFile)

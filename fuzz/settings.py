@@ -1,6 +1,6 @@
 """Run settings that the command line shows without importing the engine: the search profiles
 and the default case timeout. Kept free of torch and Hypothesis, so that `kfuzz --help` and the
-corpus commands start fast (`kfuzz.cli_parser` imports this, never `kfuzz.search`)."""
+corpus commands start fast (`kfuzz.cli.parser` imports this, never `kfuzz.search`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ DEFAULT_CASE_TIMEOUT = 60.0
 @dataclass(frozen=True)
 class Profile:
     """Search settings by use: `ci` (reproducible, short), `dev` (desk), `nightly` (long).
-    batch None: chosen while running (`kfuzz.batch.BatchSizer`)."""
+    batch None: chosen while running (`kfuzz.search.batch.BatchSizer`)."""
 
     max_examples: int
     shrink_seconds: float

@@ -35,7 +35,7 @@ rates are in bench/seeded.py), each needing a shape or value that random tests s
   instead of interleaved.
 
 Two faults of different kinds on one output, for telling root causes apart (each its own
-failure signature, `kfuzz.findings.signature`):
+failure signature, `kfuzz.execute.findings.signature`):
 
 - `softmax_tail_mask_bf16_store`: a tiled softmax whose tail-tile mask drops a row's last
   element (a row longer than one tile whose length is not a multiple of it: output 0 there,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import settings
-from kfuzz.cli import main
+from kfuzz.cli.app import main
 
 # No example database for the tests' own @given and find(): an example saved by one test (a
 # strategy is cached, so two tests can share one) must not decide what another one finds.

@@ -17,8 +17,7 @@ QUICK = {"max_examples": 40, "seed": 1, "shrink_seconds": 5}
 @pytest.fixture(autouse=True)
 def _registry_restored(monkeypatch):
     """Targets declared by a test live only as long as the test."""
-    from kfuzz import declare
-    from kfuzz import targets as registry
+    from kfuzz.targets import declare, registry
 
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry.all_targets()))
     monkeypatch.setattr(declare, "_DECLARED", set(declare._DECLARED))
@@ -166,7 +165,7 @@ def test_declaring_a_builtin_name_is_refused_and_redeclaring_replaces():
     first = kfuzz.target("test.again", inputs={"x": kfuzz.tensor("n")}, oracle=gelu_fp64)
     second = kfuzz.target("test.again", inputs={"x": kfuzz.tensor("n")}, oracle=gelu_fp64)
     assert first is not second
-    from kfuzz import targets as registry
+    from kfuzz.targets import registry
 
     assert registry.get("test.again") is second
 

@@ -16,9 +16,10 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from kfuzz.runner import NO_TIME, CampaignRun, RunReport, run_one
-from kfuzz.search import CampaignConfig, CampaignResult
-from kfuzz.summary import run_document, run_text
+import pytest
+from kfuzz.present.summary import run_document, run_text
+from kfuzz.run.runner import NO_TIME, CampaignRun, RunReport, run_one
+from kfuzz.search.campaign import CampaignConfig, CampaignResult
 
 KFUZZ = [sys.executable, "-m", "kfuzz.cli"]
 
@@ -144,6 +145,7 @@ def test_sigterm_stops_a_run_that_says_interrupted_everywhere(tmp_path):
         assert conn.execute("select status from runs").fetchone()[0] == "interrupted"
 
 
+@pytest.mark.slow
 def test_a_log_gets_progress_lines_when_stderr_is_not_a_terminal(tmp_path):
     # stderr is a pipe here, as in every CI log: a line at least every LOG_EVERY seconds
     # while cases run (KFUZZ_LOG_EVERY shortens it for the test), and one per target.

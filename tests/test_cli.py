@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from kfuzz.cli import build_parser
+from kfuzz.cli.app import build_parser
 
 FIND = ["--compare", "exact", "--max-ratio", "0.005", "--max-examples", "60", "--seed", "7"]
 
@@ -253,6 +253,7 @@ def test_targets_named_are_the_only_ones_listed(kfuzz):
     assert "did you mean 'ops.rmsnorm'?" in bad.err and bad.err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_output_shape_wrong_only_at_some_sizes_is_a_shrunk_contract_finding(kfuzz, db_path,
                                                                             tmp_path):
     kernel = tmp_path / "kern" / "k.py"

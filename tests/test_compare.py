@@ -1,4 +1,4 @@
-"""Tests for kfuzz.compare: hand-checked mismatch counts, metrics, verdicts and settings."""
+"""Tests for kfuzz.judge.compare: hand-checked mismatch counts, metrics, verdicts and settings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from kfuzz.compare import (
+from kfuzz.judge.compare import (
     MODES,
     TOLERANCES,
     Comparator,

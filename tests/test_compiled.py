@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from kfuzz import targets
 from kfuzz.kernels import ops
 from kfuzz.kernels.compiled import Compiled, _fresh_function, compiled, shape_class
+from kfuzz.targets import registry as targets
 
 
 def _x(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:

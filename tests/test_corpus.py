@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import sqlite_utils
-from kfuzz.corpus import CorpusStore, migrations
 from kfuzz.enums import Failure, Kind, ReplayStatus, Status
 from kfuzz.errors import CorpusError
-from kfuzz.executor import Outcome
-from kfuzz.findings import Finding
-from kfuzz.replay import replay
+from kfuzz.execute.executor import Outcome
+from kfuzz.execute.findings import Finding
+from kfuzz.store.corpus import CorpusStore, migrations
+from kfuzz.store.replay import replay
 
 CASE = {"shape": [1, 4], "dtype": "bfloat16", "x": {"kind": "normal", "scale": 1.0},
         "eps": 1e-6, "seed": 3}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from kfuzz.search import CampaignConfig, run_campaign
+from kfuzz.search.campaign import CampaignConfig, run_campaign
 
 PROD = {"shape": [4, 64, 512]}
 EXACT = {"mode": "exact", "max_ratio": 0.005}
@@ -54,9 +54,9 @@ def test_some_sparse_attention_cases_are_production_sized_with_production_values
     # A rounding tie among tens of thousands of exp weights needs a production-sized case whose
     # weights spread: unit-normal q, kv and sinks, not a regime that leaves a handful of them.
     from hypothesis import given, settings
-    from kfuzz.builtin.dsv4 import HEAD_DIMS
-    from kfuzz.strategies import largest_shape
-    from kfuzz.targets import get
+    from kfuzz.cases.strategies import largest_shape
+    from kfuzz.targets.builtin.dsv4 import HEAD_DIMS
+    from kfuzz.targets.registry import get
 
     target = get("dsv4.sparse_attn")
     largest = largest_shape(*HEAD_DIMS, max_numel=target.max_numel)
@@ -80,7 +80,7 @@ def test_some_sparse_attention_cases_are_production_sized_with_production_values
 def test_rope_cases_always_admit_a_position_other_than_zero(name):
     # Position 0 is the identity: a case whose every position is 0 tests nothing.
     from hypothesis import given, settings
-    from kfuzz.targets import get
+    from kfuzz.targets.registry import get
 
     target = get(name)
     seen = []

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 from kfuzz import run_case
-from kfuzz.compare import Comparator
-from kfuzz.corpus import CorpusStore
-from kfuzz.findings import Finding
+from kfuzz.execute.findings import Finding
+from kfuzz.judge.compare import Comparator
+from kfuzz.store.corpus import CorpusStore
 
 # A dsv4.q_norm_rope case on which the low-precision rsqrt model differs from the float64
 # reference in about 0.11% of the BF16 outputs: over exact's zero, within the target's 0.5%.

@@ -9,10 +9,11 @@ import sys
 
 import pytest
 import torch
-from kfuzz import run_case, targets
-from kfuzz.corpus import CorpusStore
-from kfuzz.executor import materialise_case
-from kfuzz.findings import Finding
+from kfuzz import run_case
+from kfuzz.execute.executor import materialise_case
+from kfuzz.execute.findings import Finding
+from kfuzz.store.corpus import CorpusStore
+from kfuzz.targets import registry as targets
 
 BF16 = {"shape": [2, 8], "dtype": "bfloat16", "x": {"kind": "normal", "scale": 1.0},
         "seed": 1, "materialise": 2}

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from kfuzz.corpus import CorpusStore
-from kfuzz.executor import Job
-from kfuzz.isolation import IsolatedExecutor
+from kfuzz.execute.executor import Job
+from kfuzz.execute.isolation import IsolatedExecutor
+from kfuzz.store.corpus import CorpusStore
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = {"shape": [2, 8], "dtype": "bfloat16", "x": {"kind": "normal", "scale": 1.0}, "seed": 1}
@@ -71,7 +71,7 @@ def test_contract_breaches_are_findings_of_their_own(isolated, kernel, kind):
 
 
 def test_identity_kernel_returning_its_input_is_an_alias_breach():
-    from kfuzz.executor import InProcessExecutor
+    from kfuzz.execute.executor import InProcessExecutor
 
     job = Job("ops.softmax", "tests.helpers_kernels:identity", "fp64", CASE)
     out = InProcessExecutor().evaluate([job])[0]
@@ -88,6 +88,7 @@ def test_isolated_worker_reports_configuration_errors_as_such(isolated):
                                "fp64", CASE)])
 
 
+@pytest.mark.slow
 def test_campaign_over_crashing_hanging_kernel_runs_to_budget(kfuzz, db_path):
     res = kfuzz("run", "ops.softmax", "--kernel", "tests.faulty_kernels:crash_hang",
                 "--isolate", "--case-timeout", "1", "--max-examples", "60", "--compare", "exact",
@@ -115,9 +116,9 @@ def test_campaign_over_crashing_hanging_kernel_runs_to_budget(kfuzz, db_path):
 
 WRITER = """
 import sys
-from kfuzz.corpus import CorpusStore
-from kfuzz.executor import Outcome
-from kfuzz.findings import Finding
+from kfuzz.store.corpus import CorpusStore
+from kfuzz.execute.executor import Outcome
+from kfuzz.execute.findings import Finding
 store = CorpusStore(sys.argv[1])
 worker = int(sys.argv[2])
 metrics = {"mismatch_ratio": 1.0, "mismatches": 1, "numel": 1, "passed": False,
@@ -150,6 +151,7 @@ def _rows(db: Path) -> dict[str, str]:
         return {}
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_run_loses_no_committed_finding(tmp_path):
     for attempt in range(10):
         db = tmp_path / f"killed{attempt}.db"

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 from kfuzz.enums import ReplayStatus
-from kfuzz.executor import Outcome
-from kfuzz.findings import Finding
-from kfuzz.junit import JunitCase, finding_name, replay_cases, run_cases, write_junit
-from kfuzz.replay import ReplayResult
-from kfuzz.search import CampaignResult
+from kfuzz.execute.executor import Outcome
+from kfuzz.execute.findings import Finding
+from kfuzz.present.junit import JunitCase, finding_name, replay_cases, run_cases, write_junit
+from kfuzz.search.campaign import CampaignResult
+from kfuzz.store.replay import ReplayResult
 
 
 def _suite(path):
@@ -54,7 +54,7 @@ def test_replay_marks_still_failing_as_failures_and_fixed_as_passes(kfuzz, db_pa
     failing = tmp_path / "replay.xml"
     assert kfuzz("replay", "--db", db_path, "--junit", failing).code == 1
     suite, cases = _suite(failing)
-    assert suite.get("name") == "kfuzz.replay"
+    assert suite.get("name") == "kfuzz.store.replay"
     assert int(suite.get("failures")) == int(suite.get("tests")) == len(cases) >= 1
     message = next(iter(cases.values())).find("failure").get("message")
     assert message.startswith("still failing: mismatch ratio ")
@@ -67,7 +67,7 @@ def test_replay_marks_still_failing_as_failures_and_fixed_as_passes(kfuzz, db_pa
 
 
 def test_replay_error_is_a_junit_error(kfuzz, db_path, tmp_path):
-    from kfuzz.corpus import CorpusStore
+    from kfuzz.store.corpus import CorpusStore
 
     store = CorpusStore(db_path)
     store.db.execute("insert into findings (fingerprint, target, kernel, oracle, \"case\", "
@@ -161,7 +161,7 @@ def test_replay_testcase_times_are_each_replays_own_or_a_share_of_the_whole(tmp_
     assert [c.seconds for c in replay_cases(timed)] == [0.25, 1.5]
     # Results without their own time share what the timed ones left of the replay's seconds.
     mixed = [timed[0], _replayed("c", ReplayStatus.PASS), _replayed("d", ReplayStatus.ERROR)]
-    path = write_junit(tmp_path / "r.xml", "kfuzz.replay", replay_cases(mixed, seconds=2.25))
+    path = write_junit(tmp_path / "r.xml", "kfuzz.store.replay", replay_cases(mixed, seconds=2.25))
     suite, cases = _suite(path)
     assert sorted(c.get("time") for c in cases.values()) == ["0.250", "1.000", "1.000"]
     assert suite.get("time") == "2.250"

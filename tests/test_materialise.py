@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kfuzz.cases.materialise import dtype_of, generator, sparse_indices, values
 from kfuzz.errors import CaseError
-from kfuzz.materialise import dtype_of, generator, sparse_indices, values
 
 DISTS = [
     {"kind": "normal", "scale": 4.0},

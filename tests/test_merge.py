@@ -7,11 +7,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from kfuzz.corpus import CorpusStore
 from kfuzz.errors import CorpusError
-from kfuzz.executor import Outcome
-from kfuzz.findings import Finding
-from kfuzz.merge import merge_corpora
+from kfuzz.execute.executor import Outcome
+from kfuzz.execute.findings import Finding
+from kfuzz.store.corpus import CorpusStore
+from kfuzz.store.merge import merge_corpora
 
 CASE = {"shape": [1, 4], "dtype": "bfloat16", "x": {"kind": "normal", "scale": 1.0},
         "eps": 1e-6, "seed": 3}

@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import torch
 from hypothesis import strategies as st
-from kfuzz.compare import Comparator, Metrics
-from kfuzz.executor import Job, Outcome, run_case
-from kfuzz.targets import OutputSpec, Target, Variant
+from kfuzz.execute.executor import Job, Outcome, run_case
+from kfuzz.judge.compare import Comparator, Metrics
+from kfuzz.targets.registry import OutputSpec, Target, Variant
 
 
 def _two_outputs() -> Target:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from kfuzz.parallel import shard
-from kfuzz.search import CampaignConfig
+from kfuzz.run.parallel import shard
+from kfuzz.search.campaign import CampaignConfig
 
 
 def test_two_workers_two_targets_one_corpus(kfuzz, db_path):

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from kfuzz.corpus import CorpusStore
 from kfuzz.enums import Status
-from kfuzz.executor import Outcome
-from kfuzz.findings import Finding, fingerprint
-from kfuzz.references import normal_plugin, normal_reference
+from kfuzz.execute.executor import Outcome
+from kfuzz.execute.findings import Finding, fingerprint
+from kfuzz.store.corpus import CorpusStore
+from kfuzz.targets.references import normal_plugin, normal_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = {"shape": [2, 8], "dtype": "bfloat16", "x": {"kind": "normal", "scale": 1.0},
@@ -26,7 +26,7 @@ FIND = ["--compare", "exact", "--max-ratio", "0.005", "--max-examples", "10", "-
 KERNEL_FILE = "from kfuzz.kernels.ops import rmsnorm_lowp as rms  # every op in BF16\n"
 PLUGIN_FILE = """from dataclasses import replace
 
-from kfuzz import targets
+from kfuzz.targets import registry as targets
 
 targets.register(replace(targets.get("ops.rmsnorm"), name="{name}"))
 """
@@ -84,6 +84,7 @@ def test_a_file_of_an_installed_package_is_stored_as_its_module_name(tmp_path, m
     assert normal_reference(f"{ops.__file__}:rmsnorm_fp32") == "kfuzz.kernels.ops:rmsnorm_fp32"
 
 
+@pytest.mark.slow
 def test_a_kernel_file_finding_replays_and_exports_from_other_directories(dirs):
     db = dirs["mine"] / "corpus.db"
     run = kfuzz_at(dirs["mine"], "run", "ops.rmsnorm", "--kernel", "mykernels.py:rms", *FIND,
@@ -118,6 +119,7 @@ def test_a_kernel_file_finding_replays_and_exports_from_other_directories(dirs):
 # --- recorded plugins -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_plugin_target_finding_replays_reports_and_exports_without_plugin_flags(dirs, tmp_path):
     (dirs["mine"] / "myplugin.py").write_text(PLUGIN_FILE.format(name="my.rmsnorm"))
     db = tmp_path / "corpus.db"
@@ -221,7 +223,7 @@ def test_replay_with_another_kernel_leaves_the_finding_alone(kfuzz, db_path):
 def test_report_trend_files_another_kernels_replays_under_that_kernel(db_path):
     import datetime as dt
 
-    from kfuzz.report import _Finding, _trend_points
+    from kfuzz.present.report import _Finding, _trend_points
 
     row = {"fingerprint": "ab" * 32, "kernel": "eager_lowp", "last_seen": "2025-01-01T00:00:00",
            "mismatch_ratio": 0.5}

@@ -7,11 +7,9 @@ import hashlib
 
 import pytest
 import torch
-from kfuzz import counter, targets
-from kfuzz.counter import CounterGenerator, Field, HostField, ScalarField, pow2
-from kfuzz.errors import CaseError
-from kfuzz.materialise import (
+from kfuzz.cases.materialise import (
     VERSION_KEY,
+    counter,
     generator,
     generator_for,
     integers,
@@ -19,6 +17,9 @@ from kfuzz.materialise import (
     stamp,
     values,
 )
+from kfuzz.cases.materialise.counter import CounterGenerator, Field, HostField, ScalarField, pow2
+from kfuzz.errors import CaseError
+from kfuzz.targets import registry as targets
 
 NORMAL = {"kind": "normal", "scale": 1.0}
 INDEX = {"n_rows": 50, "k": 16, "n_valid": 12, "window": 4, "ragged": True, "duplicates": False,

@@ -8,15 +8,17 @@ import sys
 import textwrap
 
 import pytest
-from kfuzz import targets as registry
-from kfuzz.corpus import CorpusStore
 from kfuzz.errors import KfuzzError
-from kfuzz.parallel import shard
-from kfuzz.search import CampaignConfig, run_campaign
+from kfuzz.run.parallel import shard
+from kfuzz.search.campaign import CampaignConfig, run_campaign
+from kfuzz.store.corpus import CorpusStore
+from kfuzz.targets import registry
 
 # Long enough that shrinking always completes, so that a loaded machine cannot end a shrink
 # early in one run and not in the other.
 SHRINK_SECONDS = 600.0
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +50,8 @@ def _in_process(configs, workers, db_path):
 
 
 def _on_ray(configs, workers, db_path, plugins=()):
-    from kfuzz.ray_runner import run_on_ray
-    from kfuzz.runner import ExecutorSpec, RunContext
+    from kfuzz.run.ray import run_on_ray
+    from kfuzz.run.runner import ExecutorSpec, RunContext
 
     with CorpusStore(db_path) as store:
         run_id = store.start_run(argv=[], profile="dev", seed=None, targets=[])
@@ -86,9 +88,9 @@ PLUGIN = textwrap.dedent('''
     import torch
     from hypothesis import strategies as st
 
-    from kfuzz.compare import Comparator
-    from kfuzz.materialise import values
-    from kfuzz.targets import OutputSpec, Target, Variant, register
+    from kfuzz.judge.compare import Comparator
+    from kfuzz.cases.materialise import values
+    from kfuzz.targets.registry import OutputSpec, Target, Variant, register
     import raytest_kernels  # found only through the driver's sys.path
 
     register(Target(

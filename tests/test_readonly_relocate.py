@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from kfuzz.errors import PluginError
-from kfuzz.targets import stand_in
+from kfuzz.targets.registry import stand_in
 
 BUILD = ["--kernel", "eager_lowp", "--compare", "exact", "--max-examples", "30",
          "--shrink-seconds", "1", "--seed", "1"]
@@ -32,7 +32,7 @@ NO_DAC = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner,-
 RO_MOUNT = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" "$0" && exec "$@"'
 PLUGIN_FILE = """from dataclasses import replace
 
-from kfuzz import targets
+from kfuzz.targets import registry as targets
 
 targets.register(replace(targets.get("ops.softmax"), name="moved.softmax"))
 """
@@ -145,6 +145,7 @@ def read_only(request: pytest.FixtureRequest, tmp_path: Path,
 # --- read-only corpora --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_read_commands_work_on_a_read_only_corpus_and_write_nothing(read_only, built, tmp_path):
     ro, work, ids = read_only, tmp_path / "work", built[1]
     ro.lock()
@@ -205,6 +206,7 @@ def test_transactions_left_in_the_wal_file_are_read(read_only, tmp_path, shm):
     assert _snapshot(ro.folder) == before
 
 
+@pytest.mark.slow
 def test_write_commands_on_a_read_only_corpus_are_refused_and_change_nothing(read_only, built,
                                                                               tmp_path):
     ro, work, ids = read_only, tmp_path / "work", built[1]
@@ -295,6 +297,7 @@ def moved(tmp_path: Path) -> dict[str, object]:
     return {**dirs, "db": db, "ids": ids, "old": old, "new": dirs["b"] / "myplugin.py"}
 
 
+@pytest.mark.slow
 def test_a_moved_plugin_stands_in_for_the_recorded_one(moved, tmp_path):
     work, db, old, new = moved["work"], moved["db"], moved["old"], moved["new"]
     some = moved["ids"][0]

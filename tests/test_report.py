@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from kfuzz.cli import main
-from kfuzz.compare import Comparator
-from kfuzz.corpus import CorpusStore
-from kfuzz.report import _Finding, _trend_data, element_errors, run_budget, run_seed
+from kfuzz.cli.app import main
+from kfuzz.judge.compare import Comparator
+from kfuzz.present.report import _Finding, _trend_data, element_errors, run_budget, run_seed
+from kfuzz.store.corpus import CorpusStore
 
 FIND = ["--compare", "exact", "--max-ratio", "0.005", "--max-examples", "20"]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -29,7 +29,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def _png_text(path: Path) -> str:
-    """What the PNG says it shows (its Description, which kfuzz.plots writes)."""
+    """What the PNG says it shows (its Description, which kfuzz.present.plots writes)."""
     from PIL import Image
 
     with Image.open(path) as image:
@@ -57,6 +57,7 @@ def report(tmp_path_factory):
     return {"db": db, "out": out, "replays": replays}
 
 
+@pytest.mark.slow
 def test_page_and_summary_show_every_target_with_loadable_plots(report):
     out = report["out"]
     page = (out / "index.html").read_text()
@@ -198,7 +199,7 @@ def test_missing_matplotlib_is_one_line_exit_2(kfuzz, db_path, tmp_path, monkeyp
     CorpusStore(db_path).close()
     import kfuzz as package
 
-    monkeypatch.delitem(sys.modules, "kfuzz.plots", raising=False)
+    monkeypatch.delitem(sys.modules, "kfuzz.present.plots", raising=False)
     monkeypatch.delattr(package, "plots", raising=False)
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.ticker"):
         monkeypatch.setitem(sys.modules, name, None)  # None makes `import` raise ImportError
@@ -269,7 +270,7 @@ def _assert_readable_log_axis(ax):
          "hundreds", "tiny"],
 )
 def test_error_histograms_have_log_axes_with_labels_that_do_not_touch(low, high):
-    plots = pytest.importorskip("kfuzz.plots")
+    plots = pytest.importorskip("kfuzz.present.plots")
     import numpy as np
 
     values = np.geomspace(low, high, 300)
@@ -286,7 +287,7 @@ def test_error_histograms_have_log_axes_with_labels_that_do_not_touch(low, high)
 
 
 def test_a_bound_far_from_the_errors_is_named_not_drawn_and_a_near_one_is_drawn():
-    plots = pytest.importorskip("kfuzz.plots")
+    plots = pytest.importorskip("kfuzz.present.plots")
     import numpy as np
 
     errors = {"y": {"abs": np.linspace(2.0, 4.0, 50), "rel": np.linspace(0.01, 0.05, 50),
@@ -308,13 +309,13 @@ def test_a_bound_far_from_the_errors_is_named_not_drawn_and_a_near_one_is_drawn(
 
 
 def test_tick_text_is_short():
-    plots = pytest.importorskip("kfuzz.plots")
+    plots = pytest.importorskip("kfuzz.present.plots")
     assert [plots.tick_text(v) for v in (0.00015, 0.00049, 1e-4, 2.5e-5, 0.015, 2.5, 1100, 3e6)] \
         == ["1.5e-4", "4.9e-4", "1e-4", "2.5e-5", "0.015", "2.5", "1100", "3e6"]
 
 
 def test_exact_outputs_say_so_and_nothing_else():
-    plots = pytest.importorskip("kfuzz.plots")
+    plots = pytest.importorskip("kfuzz.present.plots")
     import numpy as np
 
     zeros = np.zeros(4)
@@ -326,7 +327,7 @@ def test_exact_outputs_say_so_and_nothing_else():
 
 
 def test_failure_panel_shows_a_stored_message_as_written():
-    plots = pytest.importorskip("kfuzz.plots")
+    plots = pytest.importorskip("kfuzz.present.plots")
     fig = plots.failure_figure("t", "error: ValueError: costs $5 and $x^{", "tail\x1b[31m")
     fig.draw_without_rendering()  # a "$" is not parsed as mathtext
     assert [t.get_text() for t in fig.texts] == [
@@ -334,13 +335,13 @@ def test_failure_panel_shows_a_stored_message_as_written():
 
 
 def _points(*rows):
-    plots = pytest.importorskip("kfuzz.plots")
+    plots = pytest.importorskip("kfuzz.present.plots")
     t0 = dt.datetime(2026, 1, 1)
     return [plots.TrendPoint(t0 + dt.timedelta(hours=h), *rest) for h, *rest in rows]
 
 
 def test_trend_draws_one_run_line_per_kernel_and_keeps_unjudged_off_the_ratio_axis():
-    plots = pytest.importorskip("kfuzz.plots")
+    plots = pytest.importorskip("kfuzz.present.plots")
     from matplotlib.dates import date2num
 
     t0 = dt.datetime(2026, 1, 1)

@@ -16,9 +16,9 @@ import kfuzz
 import pytest
 import torch
 from kfuzz.api import py_literal
-from kfuzz.corpus import CorpusStore
-from kfuzz.executor import FRAMES_HEADER, Job, Outcome
-from kfuzz.findings import Finding
+from kfuzz.execute.executor import FRAMES_HEADER, Job, Outcome
+from kfuzz.execute.findings import Finding
+from kfuzz.store.corpus import CorpusStore
 
 QUICK = {"max_examples": 30, "seed": 1, "shrink_seconds": 5}
 SOFTMAX = {"shape": [2, 8], "dtype": "bfloat16", "x": {"kind": "normal", "scale": 1.0},
@@ -29,8 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def _registry_restored(monkeypatch):
     """Targets declared by a test live only as long as the test."""
-    from kfuzz import declare
-    from kfuzz import targets as registry
+    from kfuzz.targets import declare, registry
 
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry.all_targets()))
     monkeypatch.setattr(declare, "_DECLARED", set(declare._DECLARED))
@@ -217,7 +216,7 @@ kfuzz.target("test.plugged", inputs={"x": kfuzz.tensor("rows cols", dtypes=["bfl
 def test_a_target_from_a_plugin_is_loaded_again_by_the_lines(tmp_path):
     plugin = tmp_path / "plugged.py"
     plugin.write_text(PLUGIN_FILE)
-    from kfuzz import targets as registry
+    from kfuzz.targets import registry
 
     registry.load_plugin(str(plugin))
     try:
@@ -258,7 +257,7 @@ def _expected_frames(path):
 
 
 def test_an_error_keeps_the_kernels_frames_in_process_and_isolated(raising):
-    from kfuzz.isolation import IsolatedExecutor
+    from kfuzz.execute.isolation import IsolatedExecutor
 
     kernel = f"{raising}:kernel"
     here = kfuzz.run_case("ops.softmax", SOFTMAX, kernel=kernel)
@@ -301,8 +300,8 @@ def kfuzz_run_case_error(path):
 
 
 def test_the_show_parser_reads_the_executors_header():
-    from kfuzz.cli_corpus import FRAMES_HEADER as shown_header
-    from kfuzz.cli_corpus import error_frames
+    from kfuzz.cli.corpus import FRAMES_HEADER as shown_header
+    from kfuzz.cli.corpus import error_frames
 
     assert shown_header == FRAMES_HEADER
     assert error_frames("RuntimeError: x\nsome stderr") == ("RuntimeError: x\nsome stderr", [])

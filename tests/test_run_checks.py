@@ -130,12 +130,13 @@ def test_unknown_devices_are_one_line_errors(kfuzz, tmp_path, device, message):
 def _run_without_triton(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
     # A machine without the triton extra: the package cannot be found or imported.
     code = ("import sys; sys.modules['triton'] = None\n"
-            "from kfuzz.cli import main\n"
+            "from kfuzz.cli.app import main\n"
             f"sys.exit(main({list(argv)!r}))")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
                           timeout=600)
 
 
+@pytest.mark.slow
 def test_run_all_skips_what_cannot_run_here_and_says_why(tmp_path):
     proc = _run_without_triton("run", "--all", "--max-examples", "2", "--shrink-seconds", "1",
                                "--seed", "0", "--db", "c.db", "--json", "--junit", "j.xml",

@@ -7,13 +7,13 @@ import sqlite3
 
 import pytest
 from kfuzz.errors import KfuzzError
-from kfuzz.executor import InProcessExecutor, Job, Outcome
-from kfuzz.runner import RunOptions, _Watched, closeness, make_executor, run, select_targets
-from kfuzz.search import CampaignConfig
+from kfuzz.execute.executor import InProcessExecutor, Job, Outcome
+from kfuzz.run.runner import RunOptions, _Watched, closeness, make_executor, run, select_targets
+from kfuzz.search.campaign import CampaignConfig
 
 
 def test_one_function_builds_every_kind_of_executor():
-    from kfuzz.isolation import IsolatedExecutor
+    from kfuzz.execute.isolation import IsolatedExecutor
 
     assert isinstance(make_executor(), InProcessExecutor)
     isolated = make_executor(isolate=True)

@@ -7,14 +7,14 @@ import math
 
 import pytest
 import torch
-from kfuzz import targets
-from kfuzz.builtin.real import fa_checked
-from kfuzz.corpus import CorpusStore
-from kfuzz.executor import Outcome
-from kfuzz.findings import Finding
+from kfuzz.execute.executor import Outcome
+from kfuzz.execute.findings import Finding
 from kfuzz.kernels.availability import Unavailable
 from kfuzz.kernels.sdpa import sdpa
 from kfuzz.oracles.sdpa import fa_rule_ratio, sdpa_fp64, sdpa_lowp
+from kfuzz.store.corpus import CorpusStore
+from kfuzz.targets import registry as targets
+from kfuzz.targets.builtin.real import fa_checked
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

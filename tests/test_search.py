@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from kfuzz.batch import BatchSizer
 from kfuzz.errors import ContractViolation
-from kfuzz.executor import InProcessExecutor, Job
-from kfuzz.search import CampaignConfig, run_campaign
+from kfuzz.execute.executor import InProcessExecutor, Job
+from kfuzz.search.batch import BatchSizer
+from kfuzz.search.campaign import CampaignConfig, run_campaign
 
 
 def _run(**kw):
@@ -36,6 +36,7 @@ def test_same_seed_same_campaign():
     assert a.examples == b.examples == 60
 
 
+@pytest.mark.slow
 def test_search_continues_after_a_finding_and_stores_distinct_buckets():
     # A kernel that is wrong on y for every case and raises on wide rows: two buckets.
     result, _ = _run(target="ops.softmax", kernel="tests.helpers_kernels:softmax_two_faults",
@@ -118,7 +119,7 @@ def test_a_budget_run_reaches_hypothesis_targeting_phase_and_runs_no_case_twice(
     # A budget run goes in rounds of ROUND_EXAMPLES, each with Hypothesis' targeting phase
     # (which climbs the feedback scores); a later round's repeats of earlier cases are skipped.
     from hypothesis.internal.conjecture import engine
-    from kfuzz import search
+    from kfuzz.search import campaign as search
 
     phases = []
     original = engine.ConjectureRunner.optimise_targets
@@ -150,7 +151,8 @@ def _new_draw_share(cases):
 def test_rounds_alternate_fresh_draws_and_hypothesis_generation(monkeypatch):
     # The first round draws every example anew; the second is Hypothesis' own generation,
     # where most cases are mutations of an earlier one or hill-climbing steps.
-    from kfuzz import fresh, search
+    from kfuzz.search import campaign as search
+    from kfuzz.search import fresh
 
     assert fresh.AVAILABLE and fresh.fresh_settings() == {"backend": "kfuzz-fresh"}
     monkeypatch.setattr(search, "ROUND_EXAMPLES", 80)
@@ -167,7 +169,7 @@ def test_rounds_alternate_fresh_draws_and_hypothesis_generation(monkeypatch):
 def _store_shrunk(cases, shrink_seconds):
     """The shrunk finding stored after Hypothesis passed through `cases` (failures, in order)
     on a softmax that is wrong on wide or one-sided rows."""
-    from kfuzz import search
+    from kfuzz.search import campaign as search
 
     config = CampaignConfig(target="ops.softmax",
                             kernel="tests.helpers_kernels:softmax_wrong_when_wide_or_one_sided",
@@ -182,10 +184,11 @@ def _store_shrunk(cases, shrink_seconds):
     return stored[-1]
 
 
+@pytest.mark.slow
 def test_the_size_pass_also_starts_from_the_smallest_failure_hypothesis_passed_through():
     # Hypothesis keeps the simplest choices, not the smallest case: here it ends on a plain
     # normal at 512 columns after passing through a one-sided failure at 40.
-    from kfuzz.materialise import stamp
+    from kfuzz.cases.materialise import stamp
 
     one_sided = stamp({"shape": [2, 40], "dtype": "bfloat16",
                        "x": {"kind": "uniform", "low": 0.0, "high": 1.0}, "seed": 3})
@@ -197,10 +200,11 @@ def test_the_size_pass_also_starts_from_the_smallest_failure_hypothesis_passed_t
     assert "smallest failure Hypothesis passed through" in shrunk.shrink["reductions"][0]
 
 
+@pytest.mark.slow
 def test_a_smaller_failure_with_other_values_is_searched_for_after_the_reductions():
     # Cut down, the wide normal case stops at 400 columns; a one-sided case fails from 20, and
     # no reduction of the normal one reaches it: the search for a smaller failure does.
-    from kfuzz.materialise import stamp
+    from kfuzz.cases.materialise import stamp
 
     wide = stamp({"shape": [4, 1024], "dtype": "bfloat16",
                   "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
@@ -215,8 +219,8 @@ def test_values_are_redrawn_at_a_smaller_size_of_the_case_in_hand(monkeypatch):
     # the space below the size here: the cuts alone).
     import time
 
-    from kfuzz import search
-    from kfuzz.materialise import stamp
+    from kfuzz.cases.materialise import stamp
+    from kfuzz.search import campaign as search
 
     monkeypatch.setattr(search, "BAND", 0)
 
@@ -240,8 +244,8 @@ def test_values_are_redrawn_at_a_smaller_size_of_the_case_in_hand(monkeypatch):
 def test_structures_just_below_the_size_are_drawn_from_the_case_space():
     import time
 
-    from kfuzz import search
-    from kfuzz.targets import get
+    from kfuzz.search import campaign as search
+    from kfuzz.targets.registry import get
 
     config = CampaignConfig(target="dsv4.sparse_attn", seed=0, batch=1)
     campaign = search._Campaign(config, InProcessExecutor(), None, None)
@@ -256,8 +260,8 @@ def test_structures_just_below_the_size_are_drawn_from_the_case_space():
 def test_kinds_of_redraw_that_gave_smaller_failures_get_more_of_the_draws(monkeypatch):
     import time
 
-    from kfuzz import search
-    from kfuzz.materialise import stamp
+    from kfuzz.cases.materialise import stamp
+    from kfuzz.search import campaign as search
 
     # A count of draws, not a time, ends the redraws: the shares hold on a loaded machine.
     monkeypatch.setattr(search, "REDRAWS", 300)
@@ -282,9 +286,9 @@ def test_kinds_of_redraw_that_gave_smaller_failures_get_more_of_the_draws(monkey
 def test_the_value_settings_that_came_closest_to_failing_are_drawn_again(monkeypatch):
     import time
 
-    from kfuzz import search
-    from kfuzz.executor import Outcome
-    from kfuzz.materialise import stamp
+    from kfuzz.cases.materialise import stamp
+    from kfuzz.execute.executor import Outcome
+    from kfuzz.search import campaign as search
 
     config = CampaignConfig(target="ops.softmax", seed=0, batch=1)
     campaign = search._Campaign(config, InProcessExecutor(), None, None)
@@ -315,7 +319,7 @@ def test_the_value_settings_that_came_closest_to_failing_are_drawn_again(monkeyp
 def test_an_interrupt_swallowed_where_python_ignores_exceptions_still_stops_the_campaign():
     # Ctrl-C raised inside a garbage-collector callback is printed and dropped by Python; the
     # handler's note of it stops the campaign at its next case all the same.
-    from kfuzz import search
+    from kfuzz.search import campaign as search
 
     class Noting(InProcessExecutor):
         calls = 0

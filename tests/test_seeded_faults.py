@@ -10,13 +10,13 @@ import random
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
-from kfuzz.executor import InProcessExecutor, Job
+from kfuzz.cases.materialise import VERSION, VERSION_KEY, generator, generator_for
+from kfuzz.execute.executor import InProcessExecutor, Job
 from kfuzz.kernels import faults as f
 from kfuzz.kernels.deepseek_v4 import sparse_attn
 from kfuzz.kernels.ops import rmsnorm_fp32, rope_fp32
-from kfuzz.materialise import VERSION, VERSION_KEY, generator, generator_for
-from kfuzz.search import CampaignConfig, run_campaign
-from kfuzz.targets import get
+from kfuzz.search.campaign import CampaignConfig, run_campaign
+from kfuzz.targets.registry import get
 
 from bench.samplers import SAMPLERS, sampler
 from bench.seeded import FAULTS

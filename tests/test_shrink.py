@@ -9,13 +9,13 @@ import pytest
 import torch
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
-from kfuzz import strategies as fst
-from kfuzz.compare import Comparator
-from kfuzz.executor import InProcessExecutor
-from kfuzz.materialise import dtype_of, stamp, values
-from kfuzz.search import CampaignConfig, feedback, run_campaign
-from kfuzz.shrink import reductions, shrink, sizes
-from kfuzz.targets import OutputSpec, Target, Variant, get, register
+from kfuzz.cases import strategies as fst
+from kfuzz.cases.materialise import dtype_of, stamp, values
+from kfuzz.execute.executor import InProcessExecutor
+from kfuzz.judge.compare import Comparator
+from kfuzz.search.campaign import CampaignConfig, feedback, run_campaign
+from kfuzz.shrink.passes import reductions, shrink, sizes
+from kfuzz.targets.registry import OutputSpec, Target, Variant, get, register
 
 
 def test_sides_shrink_to_the_smallest_size_that_satisfies():
@@ -150,7 +150,7 @@ def test_the_pass_reaches_the_smallest_case_of_a_threshold_fault():
                   "x": {"kind": "normal", "scale": 1.0, "shift": 2.0}, "seed": 11})
 
     def fails(c):
-        from kfuzz.materialise import generator_for
+        from kfuzz.cases.materialise import generator_for
 
         return bool((target.inputs(c, generator_for(c))["x"].float() > 3.5).any())
 
@@ -167,7 +167,7 @@ def test_the_pass_lowers_two_sizes_together_when_the_failure_needs_their_differe
     # The full-window fault shows only at S = window + 1: neither S nor the window can shrink
     # alone, both together can.
     from kfuzz.errors import KfuzzError
-    from kfuzz.executor import Job
+    from kfuzz.execute.executor import Job
 
     target = get("faults.window_attn")
     case = stamp({"shape": [15, 1, 1], "tokens": 1, "window": 14,
@@ -224,15 +224,16 @@ LAYERNORM = Target(
 @pytest.fixture
 def layernorm_registered(monkeypatch):
     """test.layernorm in the registry for one test only."""
-    from kfuzz import targets as registry
+    from kfuzz.targets import registry
 
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry.all_targets()))
     register(LAYERNORM)
 
 
+@pytest.mark.slow
 def test_a_user_layernorm_shrinks_within_twice_its_smallest_failing_case(layernorm_registered):
     ex = InProcessExecutor()
-    from kfuzz.executor import Job
+    from kfuzz.execute.executor import Job
 
     smallest = None
     for hidden in range(1, 33):
@@ -258,7 +259,7 @@ def test_a_user_layernorm_shrinks_within_twice_its_smallest_failing_case(layerno
 def test_feedback_climbs_headroom_and_ulps_as_well_as_the_ratio():
     case = stamp({"shape": [2, 64], "dtype": "bfloat16", "x": {"kind": "normal", "scale": 1.0},
                   "eps": 1e-6, "seed": 0})
-    from kfuzz.executor import Job
+    from kfuzz.execute.executor import Job
 
     outcome = InProcessExecutor().evaluate([Job("ops.rmsnorm", "eager_lowp", "fp64", case)])[0]
     scores = feedback(outcome)
@@ -267,7 +268,7 @@ def test_feedback_climbs_headroom_and_ulps_as_well_as_the_ratio():
 
 
 def test_targets_report_features_the_search_climbs():
-    from kfuzz.executor import Job, Outcome
+    from kfuzz.execute.executor import Job, Outcome
 
     case = stamp({"shape": [1, 2, 64], "index": {"n_rows": 300, "k": 256, "n_valid": 256,
                   "window": 0, "ragged": False, "duplicates": False, "sorted": False,
@@ -285,7 +286,7 @@ def test_targets_report_features_the_search_climbs():
 def test_the_pass_cuts_inside_an_axis_and_keeps_the_failing_element_wherever_it_sits():
     # One element over the threshold, far from the origin on both axes: a cut from the end
     # loses it; cuts from the front and inside the axes keep it, bit for bit.
-    from kfuzz.materialise import COORDS_VERSION, VERSION_KEY, generator_for
+    from kfuzz.cases.materialise import COORDS_VERSION, VERSION_KEY, generator_for
 
     target = get("ops.softmax")
     case = stamp({"shape": [16, 256], "dtype": "float32", "x": {"kind": "normal", "scale": 1.0},
@@ -309,7 +310,7 @@ def test_cache_rows_no_index_names_go_while_the_slots_per_token_stay():
     # A failure that needs the token's own rows and its 12 slots (a kernel whose matmul
     # blocking depends on K, say): the cache rows no index names are cut from inside the
     # cache, and cutting them does not take k down with n_rows.
-    from kfuzz.materialise import generator_for
+    from kfuzz.cases.materialise import generator_for
 
     target = get("dsv4.sparse_attn")
     case = {**_sparse_case([1, 1, 64], n_rows=40, k=12, window=0), "seed": 3}

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from kfuzz.corpus import CorpusStore
-from kfuzz.executor import Outcome, error_class
-from kfuzz.findings import Finding, signature
+from kfuzz.execute.executor import Outcome, error_class
+from kfuzz.execute.findings import Finding, signature
 from kfuzz.kernels.faults import SOFTMAX_TILE
+from kfuzz.store.corpus import CorpusStore
 
 ROOT = Path(__file__).resolve().parents[1]
 KFUZZ = [sys.executable, "-m", "kfuzz.cli"]
@@ -95,7 +95,7 @@ def test_buckets_and_signature_carry_the_error_class():
     # Through the worker pipe and back, with metrics as `compare` makes them: 1.0 against
     # 1.0625 is 8 BF16 ULPs (1/16).
     import torch
-    from kfuzz.compare import Comparator, compare
+    from kfuzz.judge.compare import Comparator, compare
 
     live = compare(torch.tensor([1.0, 1.0625], dtype=torch.bfloat16), torch.tensor([1.0, 1.0]),
                    Comparator(mode="exact"))
@@ -227,7 +227,7 @@ def test_rows_without_a_signature_are_matched_by_fingerprint_only(db_path):
 
 
 def test_merge_carries_the_signature_and_a_replaced_case_with_its_metrics(tmp_path):
-    from kfuzz.merge import merge_corpora
+    from kfuzz.store.merge import merge_corpora
 
     a, b = tmp_path / "a.db", tmp_path / "b.db"
     first, smaller = _finding(cols=8, seed=1), _finding(cols=2, seed=3, ratio=1.0)
@@ -273,6 +273,7 @@ SOFTMAX_LOWP = ["run", "ops.softmax", "--kernel", "eager_lowp", "--compare", "ex
                 "--max-examples", "100", "--shrink-seconds", "1"]
 
 
+@pytest.mark.slow
 def test_four_nights_of_one_buggy_kernel_leave_one_finding_per_signature(tmp_path):
     db = tmp_path / "nightly.db"
     for seed in (1, 2, 3, 4):

@@ -1,5 +1,5 @@
 """Fast start-up: commands that need no kernel import neither torch, Triton nor Hypothesis, and
-built-in targets are registered lazily, by name, from `kfuzz.builtin.MODULES`.
+built-in targets are registered lazily, by name, from `kfuzz.targets.builtin.MODULES`.
 
 Each import check runs in a fresh interpreter: this test process has imported torch already."""
 
@@ -13,9 +13,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from kfuzz import targets as registry
-from kfuzz.builtin import BUILTIN, MODULES
 from kfuzz.errors import UnknownTarget
+from kfuzz.targets import registry
+from kfuzz.targets.builtin import BUILTIN, MODULES
 
 DATA = Path(__file__).resolve().parent / "data"
 HEAVY = ("torch", "triton", "hypothesis")
@@ -24,7 +24,7 @@ HEAVY = ("torch", "triton", "hypothesis")
 # imported as JSON on stderr's last line (stdout is the command's own).
 CLI_PROBE = textwrap.dedent("""
     import json, sys
-    from kfuzz.cli import main
+    from kfuzz.cli.app import main
     try:
         code = main(sys.argv[1:])
     except SystemExit as exc:  # --help
@@ -47,7 +47,7 @@ def corpus(tmp_path: Path) -> tuple[Path, str]:
     """A copy of the test corpus and the fingerprint of one of its findings."""
     db = tmp_path / "corpus.db"
     shutil.copy(DATA / "corpus.db", db)
-    from kfuzz.corpus import CorpusStore
+    from kfuzz.store.corpus import CorpusStore
 
     with CorpusStore(db, read_only=True) as store:
         fingerprint = next(store.findings(limit=1))["fingerprint"]
@@ -87,8 +87,8 @@ def test_kernel_commands_do_import_torch():
 def test_manifest_lists_what_each_module_registers():
     code = textwrap.dedent("""
         import importlib, json, sys
-        from kfuzz import targets
-        from kfuzz.builtin import MODULES
+        from kfuzz.targets import registry as targets
+        from kfuzz.targets.builtin import MODULES
 
         registered = {}
         original = targets.register
@@ -106,7 +106,7 @@ def test_manifest_lists_what_each_module_registers():
     registered, _ = _probe(code)
     assert {m: sorted(n) for m, n in registered.items()} == {
         m: sorted(n) for m, n in MODULES.items()
-    }, "a module of kfuzz.builtin registers other targets than kfuzz.builtin.MODULES lists"
+    }, "a module of kfuzz.targets.builtin registers other targets than kfuzz.targets.builtin.MODULES lists"
     assert len(BUILTIN) == sum(len(n) for n in MODULES.values())  # no name listed twice
 
 
@@ -115,20 +115,20 @@ def test_get_imports_only_the_module_of_that_target(tmp_path):
     # recorded as coming from the plugin.
     (tmp_path / "mine.py").write_text(textwrap.dedent("""
         from dataclasses import replace
-        from kfuzz.targets import get, register
+        from kfuzz.targets.registry import get, register
 
         register(replace(get("ops.softmax"), name="mine.softmax"))
     """))
     code = textwrap.dedent("""
         import json, sys
-        from kfuzz import targets
+        from kfuzz.targets import registry as targets
         names = targets.names()
-        before = [m for m in ("torch", "kfuzz.builtin.ops") if m in sys.modules]
+        before = [m for m in ("torch", "kfuzz.targets.builtin.ops") if m in sys.modules]
         added = targets.load_plugin("mine.py")
         targets.get("dsv4.q_norm_rope")  # dsv4 imports ops, and nothing else
         print(json.dumps({
             "names": names, "before": before, "added": added,
-            "loaded": sorted(m for m in sys.modules if m.startswith("kfuzz.builtin.")),
+            "loaded": sorted(m for m in sys.modules if m.startswith("kfuzz.targets.builtin.")),
             "triton": "triton" in sys.modules,
             "softmax_plugins": targets.plugins_for("ops.softmax"),
             "mine_plugins": targets.plugins_for("mine.softmax"),
@@ -138,7 +138,7 @@ def test_get_imports_only_the_module_of_that_target(tmp_path):
     report, _ = _probe(code, cwd=tmp_path)
     assert report["names"] == sorted(BUILTIN)
     assert report["before"] == []
-    assert report["loaded"] == ["kfuzz.builtin.dsv4", "kfuzz.builtin.ops"]
+    assert report["loaded"] == ["kfuzz.targets.builtin.dsv4", "kfuzz.targets.builtin.ops"]
     assert report["triton"] is False
     assert report["added"] == ["mine.softmax"]
     assert report["softmax_plugins"] == [] and len(report["mine_plugins"]) == 1
@@ -148,8 +148,8 @@ def test_get_imports_only_the_module_of_that_target(tmp_path):
 def test_targets_names_lists_the_plugin_targets_without_torch(tmp_path):
     # A target needs no torch to be declared: its callables import what they use when called.
     (tmp_path / "light.py").write_text(textwrap.dedent("""
-        from kfuzz.comparator import Comparator
-        from kfuzz.targets import OutputSpec, Target, Variant, register
+        from kfuzz.judge.comparator import Comparator
+        from kfuzz.targets.registry import OutputSpec, Target, Variant, register
 
         def double(x):
             return x * 2
@@ -181,10 +181,10 @@ def test_a_builtin_name_registered_again_is_refused_before_first_use():
     code = textwrap.dedent("""
         import json, sys
         from dataclasses import replace
-        from kfuzz import targets
+        from kfuzz.targets import registry as targets
         from kfuzz.errors import PluginError
         clone = replace(targets.get("ops.softmax"), name="dsv4.q_norm_rope")
-        loaded = "kfuzz.builtin.dsv4" in sys.modules
+        loaded = "kfuzz.targets.builtin.dsv4" in sys.modules
         try:
             targets.register(clone)
             error = None

@@ -8,7 +8,7 @@ import math
 import pytest
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
-from kfuzz import strategies as fst
+from kfuzz.cases import strategies as fst
 
 
 @settings(max_examples=200, deadline=None)

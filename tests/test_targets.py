@@ -5,15 +5,15 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from kfuzz import targets as registry
 from kfuzz.errors import BadCallable, PluginError, UnknownTarget, UnknownVariant
+from kfuzz.targets import registry
 
 PLUGIN = textwrap.dedent('''
     import torch
     from hypothesis import strategies as st
-    from kfuzz.compare import Comparator
-    from kfuzz.materialise import values
-    from kfuzz.targets import OutputSpec, Target, Variant, register
+    from kfuzz.judge.compare import Comparator
+    from kfuzz.cases.materialise import values
+    from kfuzz.targets.registry import OutputSpec, Target, Variant, register
 
     def double(x):
         return x * 2

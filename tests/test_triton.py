@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from kfuzz import targets
 from kfuzz.errors import KernelUnavailable
 from kfuzz.kernels import triton as ktriton
 from kfuzz.kernels.deepseek_v4 import round_to_bf16, sparse_attn
 from kfuzz.oracles.deepseek_v4 import sparse_attn_tiled
+from kfuzz.targets import registry as targets
 
 needs_triton = pytest.mark.skipif(
     importlib.util.find_spec("triton") is None,

@@ -19,13 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kfuzz import targets as registry  # noqa: E402
-from kfuzz.corpus import CorpusStore  # noqa: E402
-from kfuzz.executor import Job, run_case  # noqa: E402
-from kfuzz.findings import Finding  # noqa: E402
+from kfuzz.execute.executor import Job, run_case  # noqa: E402
+from kfuzz.execute.findings import Finding  # noqa: E402
 from kfuzz.kernels.ops import rmsnorm_lowp  # noqa: E402
-from kfuzz.replay import replay  # noqa: E402
-from kfuzz.targets import Variant  # noqa: E402
+from kfuzz.store.corpus import CorpusStore  # noqa: E402
+from kfuzz.store.replay import replay  # noqa: E402
+from kfuzz.targets import registry as registry  # noqa: E402
+from kfuzz.targets.registry import Variant  # noqa: E402
 
 FIXED_KERNEL = "tests.data.corpus_kernels:rmsnorm"
 COMPARATOR = {"mode": "exact", "max_ratio": 0.005}

@@ -1,0 +1,244 @@
+"""The `kfuzz corpus` subcommands: list, rm, show, export and merge (see `kfuzz.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from kfuzz.errors import KfuzzError
+from kfuzz.judge.comparator import Comparator, ComparatorError
+from kfuzz.present.summary import ratio as _ratio
+from kfuzz.present.summary import short as _short
+from kfuzz.present.summary import table as _table
+from kfuzz.store.corpus import CorpusStore, json_safe
+
+
+def _check_filter_values(store: CorpusStore, args: argparse.Namespace) -> None:
+    """Raise CorpusError for a --target or --kernel that no stored finding has, naming the
+    closest one that some finding has."""
+    from kfuzz.errors import CorpusError, did_you_mean
+
+    for column in ("target", "kernel"):
+        value = getattr(args, column, None)
+        if not value:
+            continue
+        known = store.distinct(column)
+        if value not in known:
+            raise CorpusError(
+                f"no finding has {column} {value!r} in {str(store.path)!r}"
+                + (f"; {column}s with findings: {', '.join(known)}" if known else " (it is empty)")
+                + did_you_mean(value, known)
+            )
+
+
+def _selected(store: CorpusStore, args: argparse.Namespace) -> Any:
+    """The findings rows that --target/--kernel/--status/--failure/--kind select."""
+    _check_filter_values(store, args)
+    return store.findings(target=args.target, kernel=args.kernel, status=args.status,
+                          failure=getattr(args, "failure", None), kind=getattr(args, "kind", None),
+                          limit=getattr(args, "limit", None))
+
+
+def cmd_corpus_list(args: argparse.Namespace) -> int:
+    """List stored findings."""
+    store = CorpusStore(args.db, read_only=True)
+    rows = _selected(store, args)
+    if args.json:
+        out = sys.stdout
+        out.write('{"findings": [')
+        for i, row in enumerate(rows):
+            out.write(("," if i else "") + "\n  " + json.dumps(
+                {k: json_safe(row.get(k)) for k in ("fingerprint", "status", "kind", "failure",
+                                         "signature", "target", "kernel", "oracle",
+                                         "mismatch_ratio", "size", "times_seen", "first_seen",
+                                         "last_seen")}))
+        out.write("\n]}\n")
+        return 0
+    headers = ["id", "status", "kind", "failure", "target", "kernel", "oracle", "ratio", "size",
+               "seen", "last_seen", "signature"]
+    # A row stored before signatures existed has none ("-").
+    table = [[_short(r["fingerprint"]), r["status"], r["kind"], r["failure"], r["target"],
+              r["kernel"], r["oracle"], _ratio(r["mismatch_ratio"]), str(r["size"]),
+              str(r["times_seen"]), r["last_seen"], r.get("signature") or "-"] for r in rows]
+    print(_table(table, headers) if table else "no findings")
+    return 0
+
+
+def cmd_corpus_rm(args: argparse.Namespace) -> int:
+    """Delete findings (with their replays) by id, or all that --target/--kernel/--status
+    select."""
+    filters = [f"--{name}" for name in ("target", "kernel", "status") if getattr(args, name)]
+    if args.ids and filters:
+        raise KfuzzError(f"give finding ids or {'/'.join(filters)}, not both")
+    if not args.ids and not filters:
+        raise KfuzzError("name the findings to remove: their ids, or --target/--kernel/--status "
+                         "(see `kfuzz corpus list`)")
+    store = CorpusStore(args.db, create=False)
+    if args.ids:
+        keys = [store.resolve_id(i) for i in args.ids]  # every id checked before any is removed
+    else:
+        keys = [r["fingerprint"] for r in _selected(store, args)]
+        if not keys:
+            raise KfuzzError(f"no finding matches {' '.join(filters)} in {args.db!r}; nothing removed")
+    removed = store.delete(keys)
+    if args.json:
+        print(json.dumps({"db": str(args.db), "removed": keys}, indent=2))
+    else:
+        print(f"removed {removed} finding{'s' if removed != 1 else ''} from {args.db}: "
+              + " ".join(_short(k) for k in keys))
+    return 0
+
+
+# What `kfuzz.execute.executor.error_text` puts between an error's message and the kernel's frames
+# (its FRAMES_HEADER; this module imports no torch), and how it writes one frame.
+FRAMES_HEADER = "Traceback (kernel frames, most recent call last):"
+_FRAME = re.compile(r'^  File "(?P<file>.*)", line (?P<line>\d+), in (?P<function>.*)$')
+
+
+def error_frames(error: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """(the message, the kernel's frames [{"file", "line", "function"}], outermost first) of
+    a stored error text that ends with them (`kfuzz.execute.executor.error_text`); (error, []) for
+    any other text, None included."""
+    if not isinstance(error, str):
+        return error, []
+    message, sep, tail = error.rpartition("\n" + FRAMES_HEADER + "\n")
+    if not sep:
+        return error, []
+    frames = []
+    for line in tail.splitlines():
+        found = _FRAME.match(line)
+        if found is None:
+            return error, []
+        frames.append({"file": found["file"], "line": int(found["line"]),
+                       "function": found["function"]})
+    return message, frames
+
+
+def cmd_corpus_show(args: argparse.Namespace) -> int:
+    """Show one finding in full."""
+    store = CorpusStore(args.db, read_only=True)
+    row = store.get(store.resolve_id(args.id))
+    row["replays"] = [
+        {k: r.get(k) for k in ("at", "status", "kernel", "oracle", "mismatch_ratio", "error",
+                               "substitute")}
+        for r in store.replays(row["fingerprint"], newest_first=True, limit=20)]
+    error, frames = error_frames(row.get("error"))
+    if frames:
+        row["error_frames"] = frames
+    if args.json:
+        print(json.dumps(row, indent=2))
+        return 0
+    for key in ("fingerprint", "target", "kernel", "oracle", "kind", "failure", "signature",
+                "status",
+                "first_seen", "last_seen", "times_seen", "last_replay", "last_replay_status",
+                "size", "device"):
+        if row.get(key) is not None:
+            print(f"{key:19} {row[key]}")
+    if error is not None:
+        print(f"{'error':19} " + str(error).replace("\n", "\n" + " " * 20))
+    for i, frame in enumerate(frames):
+        print(f"{'kernel frames' if i == 0 else '':19} File \"{frame['file']}\", line "
+              f"{frame['line']}, in {frame['function']}"
+              + (" (raised here)" if i == len(frames) - 1 else ""))
+    print(f"{'mismatch_ratio':19} {_ratio(row.get('mismatch_ratio'))}")
+    print(f"{'case':19} {json.dumps(row['case'])}")
+    if row.get("comparator"):
+        print(f"{'comparator':19} {json.dumps(row['comparator'])}")
+    if row.get("shrink"):
+        print(f"{'shrink':19} {json.dumps(row['shrink'])}")
+    print(f"{'versions':19} {json.dumps(row.get('versions'))}")
+    if row.get("plugins"):
+        print(f"{'plugins':19} {json.dumps(row['plugins'])}")
+    for name, metrics in (row.get("metrics") or {}).items():
+        try:
+            described = Comparator.from_dict(metrics["comparator"]).describe()
+        except (KeyError, TypeError, ComparatorError):
+            described = "comparator not recorded"  # a hand-written or damaged record
+        print(f"\noutput {name}: {described}")
+        print(metrics.get("message", ""))
+        for point in metrics.get("worst_points", []):
+            print(f"  at {point['index']}: actual {point['actual']} expected "
+                  f"{point['expected']} diff {point['diff']} allowed {point['allowed']}")
+    for replay in row["replays"]:
+        print(f"replayed {replay['at']}: {replay['status']} with {replay['kernel']} "
+              f"({_ratio(replay['mismatch_ratio'])})"
+              + (" [another kernel or oracle]" if replay.get("substitute") else ""))
+    return 0
+
+
+def _writable(flag: str, value: str, force: bool) -> Path:
+    """The path `value` of option `flag` checked for writing: not a directory, in a directory
+    that exists, not an existing file unless `force`. Raises KfuzzError (one line)."""
+    out = Path(value)
+    if out.is_dir():
+        raise KfuzzError(f"{flag} {value!r} is a directory; pass a file path")
+    if out.exists() and not force:
+        raise KfuzzError(f"{flag} {value!r} exists; pass --force to overwrite it")
+    if not out.parent.is_dir():
+        raise KfuzzError(f"{flag} {value!r}: no directory {str(out.parent)!r}; create it first")
+    return out
+
+
+def cmd_corpus_export(args: argparse.Namespace) -> int:
+    """Write a standalone reproducer script for one finding (stdout or -o), and with --inputs
+    the case's input values as a .npz (then the script only with -o)."""
+    from kfuzz.present.export import reproducer
+
+    store = CorpusStore(args.db, read_only=True)
+    row = store.get(store.resolve_id(args.id))
+    script = reproducer(row, args.plugin or [])  # a --plugin stands in for a recorded one
+    out = _writable("-o", args.out, args.force) if args.out else None
+    inputs = _writable("--inputs", args.inputs, args.force) if args.inputs else None
+    if out is not None and inputs is not None and out.resolve() == inputs.resolve():
+        raise KfuzzError(f"-o and --inputs name one file, {args.out!r}; give two")
+    if inputs is not None:
+        from kfuzz.present.export import INPUTS_META, input_arrays, write_npz
+        from kfuzz.targets import registry as targets
+
+        targets.load_plugins(args.plugin or [])  # stand-ins for the recorded plugins
+        arrays = input_arrays(row)
+        try:
+            write_npz(args.inputs, arrays)
+        except OSError as exc:
+            raise KfuzzError(f"--inputs {args.inputs!r}: cannot write it ({exc.strerror})") from None
+        meta = json.loads(arrays[INPUTS_META].item())["inputs"]
+        described = ", ".join(
+            f"{name} {m['dtype']}{list(m['shape'])}"
+            + (f" (as {m['stored_as']} bits)" if m["stored_as"] != m["dtype"] else "")
+            for name, m in meta.items())
+        print(f"wrote {args.inputs}: {described}; metadata under {INPUTS_META!r}",
+              file=sys.stderr)
+    if out is not None:
+        try:
+            out.write_text(script)
+            os.chmod(out, 0o755)
+        except OSError as exc:
+            raise KfuzzError(f"-o {args.out!r}: cannot write it ({exc.strerror})") from None
+        print(f"wrote {args.out}; run it with: python {args.out}", file=sys.stderr)
+    elif inputs is None:
+        sys.stdout.write(script)
+    return 0
+
+
+def cmd_corpus_merge(args: argparse.Namespace) -> int:
+    """Merge corpora into --into, idempotently."""
+    from kfuzz.store.merge import check_sources, merge_corpora
+
+    check_sources(args.sources)  # before --into is created, so a bad source leaves no file
+    store = CorpusStore(args.into, fix="copy it somewhere writable and pass --into COPY")
+    stats = merge_corpora(store, args.sources)
+    total = store.count()
+    if args.json:
+        print(json.dumps({"into": str(args.into), "findings": total,
+                          "sources": [s.to_dict() for s in stats]}, indent=2))
+        return 0
+    rows = [[s.source, str(s.findings_added), str(s.findings_updated), str(s.replays_added),
+             str(s.runs_added)] for s in stats]
+    print(_table(rows, ["source", "new findings", "updated", "replays added", "runs added"]))
+    print(f"\n{args.into}: {total} findings")
+    return 0

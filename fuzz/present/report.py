@@ -1,0 +1,590 @@
+"""`kfuzz report --out DIR`: a static HTML page and a Markdown summary of a corpus.
+
+Per target: the findings (status, kind, failure, stored mismatch ratio and the ratio now), the
+worst points stored with each finding, error distributions (absolute, relative and ULP
+histograms) and the mismatch ratio across runs and replays, as PNG plots (`kfuzz.present.plots`).
+
+The corpus stores metrics, not tensors; the per-element errors behind the histograms are
+recomputed by running each plotted finding's stored case again through the executor
+(`kfuzz.execute.executor.case_outputs`: same materialise, kernel and oracle path as a replay). That run
+is not recorded as a replay: a report only reads. Error, crash, timeout and contract findings
+have no element errors and are not rerun (a crash would take the report down, a timeout hang
+it): each gets a panel naming its failure instead, and a place off the trend's ratio axis. The
+files written:
+
+    DIR/index.html   the page (no script, no external resource)
+    DIR/summary.md   the same tables in Markdown, with links to the plots
+    DIR/plots/*.png
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from kfuzz.errors import KfuzzError
+from kfuzz.judge.compare import Comparator, compare
+from kfuzz.store.corpus import CorpusStore, decode_row, now
+
+DEFAULT_MAX_PLOTS = 8
+SHORT_ID = 12
+# Failures with no mismatch ratio: what each is called on the page, and why it has no
+# histogram. Their cases are not rerun for the report (a crash would take the report down
+# with it, a timeout would hang it; `kfuzz replay` runs those in a worker).
+UNJUDGED_WORDS = {"contract": "contract breach", "crash": "crash", "error": "error",
+                  "timeout": "timeout"}
+UNJUDGED_NOTES = {
+    "contract": "The kernel broke its output contract, a failure of its own: its outputs "
+                "were not compared, so there are no element errors to plot.",
+    "crash": "The kernel took its process down: there are no outputs, so no element errors "
+             "to plot.",
+    "error": "The kernel raised: there are no outputs, so no element errors to plot.",
+    "timeout": "The kernel ran past the time limit: there are no outputs, so no element "
+               "errors to plot.",
+}
+UNJUDGED_RERUN = ("Not rerun for this report; `kfuzz replay` reruns it (crashes and timeouts "
+                  "in a worker process).")
+
+
+@dataclass
+class ReportFiles:
+    """What `write_report` wrote."""
+
+    html: Path
+    markdown: Path
+    plots: list[Path] = field(default_factory=list)
+    findings: int = 0
+    targets: int = 0
+
+
+def element_errors(actual: torch.Tensor, expected: torch.Tensor,
+                   comparator: Comparator) -> dict[str, Any]:
+    """Per-element errors of one output, as `kfuzz.judge.compare.compare` sees them: the reference
+    rounded to the output dtype when the comparator says so, both promoted to float64.
+
+    Returns {"abs", "rel", "ulp": 1-d float64 numpy arrays over the pairs finite on both
+    sides (rel over those with a nonzero reference; ulp empty for a non-floating output),
+    "nonfinite": the count of pairs left out, "bounds": {"abs", "rel", "ulp": the
+    comparator's bound for that measure, or None}}. Raises ShapeMismatch (from compare's
+    rules) when the shapes differ."""
+    if actual.shape != expected.shape:
+        from kfuzz.judge.compare import ShapeMismatch
+
+        raise ShapeMismatch(f"shapes differ: actual {tuple(actual.shape)}, "
+                            f"expected {tuple(expected.shape)}")
+    dtype = actual.dtype
+    cmp = comparator.resolved(dtype)
+    if (cmp.round_expected and dtype.is_floating_point and expected.is_floating_point()
+            and expected.dtype != dtype):
+        expected = expected.to(dtype)
+    a = actual.detach().cpu().reshape(-1).to(torch.float64)
+    e = expected.detach().cpu().reshape(-1).to(torch.float64)
+    finite = torch.isfinite(a) & torch.isfinite(e)
+    a, e = a[finite], e[finite]
+    diff = (a - e).abs()
+    nonzero = e != 0
+    rel = diff[nonzero] / e[nonzero].abs()
+    if dtype.is_floating_point:
+        info = torch.finfo(dtype)
+        # The spacing of dtype at |e|: eps * 2**(exponent - 1), where |e| = m * 2**exponent
+        # with m in [0.5, 1); clamping to the smallest normal gives the subnormal step.
+        _, exponent = torch.frexp(e.abs().clamp_min(info.tiny))
+        ulp = diff / torch.ldexp(torch.full_like(e, info.eps), exponent - 1)
+    else:
+        ulp = torch.empty(0, dtype=torch.float64)
+    bounds: dict[str, float | None] = {"abs": None, "rel": None, "ulp": None}
+    if cmp.mode == "allclose":
+        bounds.update(abs=cmp.atol or None, rel=cmp.rtol or None)
+    elif cmp.mode == "ulp":
+        bounds["ulp"] = cmp.ulp
+    return {"abs": diff.numpy(), "rel": rel.numpy(), "ulp": ulp.numpy(),
+            "nonfinite": int((~finite).sum()), "bounds": bounds}
+
+
+# -- gathering ---------------------------------------------------------------------------------
+
+@dataclass
+class _Finding:
+    row: dict[str, Any]
+    replays: list[dict[str, Any]]
+    now: dict[str, dict[str, Any]] | None = None
+    now_error: str | None = None
+    plot: str | None = None
+
+    @property
+    def id(self) -> str:
+        return str(self.row["fingerprint"])[:SHORT_ID]
+
+    @property
+    def unjudged(self) -> str | None:
+        """The failure ("contract", "crash", "error", "timeout") of a finding with no
+        mismatch ratio, else None."""
+        failure = str(self.row.get("failure"))
+        return failure if failure in UNJUDGED_WORDS else None
+
+    def now_ratio(self) -> float | None:
+        if self.unjudged:
+            return None
+        if self.now_error is not None:
+            return 1.0 if self.now_error.startswith("kernel or oracle raised") else None
+        if not self.now:
+            return None
+        return max(m["mismatch_ratio"] for m in self.now.values())
+
+
+def _time(text: Any) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        stamp = dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return stamp.replace(tzinfo=None)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def _recompute(item: _Finding, device: str) -> dict[str, Any] | None:
+    """Run the finding's case again; fill item.now (metrics) and return the errors by
+    output, or record why it could not run."""
+    from kfuzz.execute.executor import Job, case_outputs, with_overrides
+    from kfuzz.targets import registry
+
+    row = item.row
+    if not isinstance(row.get("case"), dict):
+        item.now_error = "stored case is not a JSON object"
+        return None
+    job = Job(row["target"], row["kernel"], row["oracle"], row["case"], row.get("comparator"),
+              device, plugins=tuple(row.get("plugins") or ()))
+    try:
+        registry.load_recorded_plugins(job.plugins)  # the finding's, or their stand-ins
+        target = registry.get(row["target"])
+        actual, expected = case_outputs(job)
+        errors, metrics = {}, {}
+        for name in target.outputs:
+            comparator = with_overrides(target.comparators[name], row.get("comparator"))
+            metrics[name] = compare(actual[name], expected[name], comparator).to_dict()
+            errors[name] = element_errors(actual[name], expected[name], comparator)
+    except KfuzzError as exc:
+        item.now_error = str(exc)
+        return None
+    except Exception as exc:  # the kernel's or oracle's own exception: part of the report
+        item.now_error = f"kernel or oracle raised {type(exc).__name__}: {exc}"[:500]
+        return None
+    item.now = metrics
+    return errors
+
+
+def _gather(store: CorpusStore) -> tuple[dict[str, list[_Finding]], list[dict[str, Any]]]:
+    replays: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in store.replays():
+        replays[r["fingerprint"]].append(r)
+    by_target: dict[str, list[_Finding]] = defaultdict(list)
+    for raw in store.findings():
+        try:
+            row = decode_row(raw)
+        except KfuzzError as exc:
+            row = dict(raw, case=None, metrics=None, comparator=None, _error=str(exc))
+        by_target[str(row.get("target"))].append(_Finding(row, replays.get(raw["fingerprint"], [])))
+    for items in by_target.values():
+        # Open before fixed, then the worst first.
+        items.sort(key=lambda f: (f.row.get("status") != "open",
+                                  -(f.row.get("mismatch_ratio") or 0.0), f.row["fingerprint"]))
+    return dict(sorted(by_target.items())), store.runs()
+
+
+def _replay_unjudged(replay: dict[str, Any]) -> str | None:
+    """What a replay with no mismatch ratio was ("not run": it could not be replayed), or
+    None for one with a ratio."""
+    if replay.get("status") == "error":
+        return "not run"
+    if replay.get("mismatch_ratio") is not None:
+        return None
+    text = str(replay.get("error") or "")
+    for prefix, word in (("Contract:", "contract"), ("Crash:", "crash"),
+                         ("Timeout:", "timeout")):
+        if text.startswith(prefix):
+            return word
+    return "error"
+
+
+def _trend_data(target: str, items: list[_Finding], runs: list[dict[str, Any]],
+                limit: int) -> tuple[dict[str, list[tuple[dt.datetime, float]]], list[Any]]:
+    """(kernel -> [(run start, the worst ratio that run saw on target with that kernel)],
+    the `plots.TrendPoint`s of the first `limit` findings: each sighting under the finding's
+    kernel and each replay under the kernel it ran with, a substitute's included)."""
+    from kfuzz.present.plots import TrendPoint
+
+    worst: dict[str, dict[dt.datetime, float]] = defaultdict(dict)
+    for run in runs:
+        started = _time(run.get("started"))
+        if started is None:
+            continue
+        for campaign in _campaigns(run):
+            if campaign.get("target") != target:
+                continue
+            # Seed shards of one target in one run: the worst of them.
+            by_time = worst[str(campaign.get("kernel") or "?")]
+            ratio = float(campaign.get("peak_ratio") or 0.0)
+            by_time[started] = max(ratio, by_time.get(started, 0.0))
+    run_lines = {kernel: sorted(by_time.items()) for kernel, by_time in worst.items()}
+    points = []
+    for item in items[:limit]:
+        row = item.row
+        seen = _time(row.get("last_seen"))
+        if seen and (item.unjudged or row.get("mismatch_ratio") is not None):
+            points.append(TrendPoint(
+                seen, str(row.get("kernel")), item.id, "seen",
+                None if item.unjudged else float(row["mismatch_ratio"]), item.unjudged))
+        for replay in item.replays:
+            at = _time(replay.get("at"))
+            if at:
+                what = _replay_unjudged(replay)
+                points.append(TrendPoint(
+                    at, str(replay.get("kernel")), item.id, "replay",
+                    None if what else float(replay["mismatch_ratio"]), what))
+    return run_lines, points
+
+
+def _trend_points(target: str, items: list[_Finding], runs: list[dict[str, Any]],
+                  limit: int) -> tuple[list[tuple[dt.datetime, float]],
+                                       dict[str, list[tuple[dt.datetime, float, str]]]]:
+    """`_trend_data` in the shape it had before the trend drew a line per kernel: (every
+    run's worst ratio on target, "id kernel" -> [(time, ratio, "seen"|"replay")] for the
+    points with a ratio). Kept for the callers of that shape (tests/test_portable.py)."""
+    run_lines, points = _trend_data(target, items, runs, limit)
+    tracks: dict[str, list[tuple[dt.datetime, float, str]]] = defaultdict(list)
+    for p in points:
+        if p.ratio is not None:
+            tracks[f"{p.finding} {p.kernel}"].append((p.at, p.ratio, p.source))
+    return sorted(x for line in run_lines.values() for x in line), dict(tracks)
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+def _pct(ratio: Any) -> str:
+    return "-" if ratio is None else f"{100 * float(ratio):.4g}%"
+
+
+def _stored_ratio(item: _Finding) -> str:
+    """The stored mismatch ratio; a finding with none (its row says 100% by convention)
+    reads as what it is."""
+    return f"- ({item.unjudged})" if item.unjudged else _pct(item.row.get("mismatch_ratio"))
+
+
+def _failure_headline(row: dict[str, Any]) -> tuple[str, str]:
+    """(headline, detail) for a finding with no mismatch ratio: "contract breach: <breach>:
+    <message>", "crash: killed by SIGSEGV", "error: ValueError: <message>", "timeout: no
+    result after 60s"; the detail is what the stored message has beyond the headline (a
+    crash's stderr, the rest of a traceback)."""
+    failure = str(row.get("failure"))
+    error = str(row.get("error") or "").strip()
+    first, _, rest = error.partition("\n")
+    for prefix in ("Contract: ", "Crash: ", "Timeout: "):
+        if first.startswith(prefix):
+            first = first[len(prefix):]
+    if failure == "crash" and (row.get("signal") or row.get("exit_code") is not None):
+        first = (f"killed by {row['signal']}" if row.get("signal")
+                 else f"exited with status {row['exit_code']}")
+        rest = error
+    headline = f"{UNJUDGED_WORDS[failure]}: {first or row.get('error_type') or 'no message stored'}"
+    return headline, rest.strip()
+
+
+def _worst_points(row: dict[str, Any]) -> list[list[str]]:
+    out = []
+    for name, metrics in (row.get("metrics") or {}).items():
+        if not isinstance(metrics, dict):
+            continue
+        for point in metrics.get("worst_points", []):
+            out.append([name, str(tuple(point.get("index", []))), str(point.get("actual")),
+                        str(point.get("expected")), str(point.get("diff")),
+                        str(point.get("allowed"))])
+    return out
+
+
+FINDING_HEADERS = ["id", "status", "kind", "failure", "kernel", "oracle", "ratio stored",
+                   "ratio now", "seen", "first seen", "last seen", "last replay"]
+POINT_HEADERS = ["output", "index", "actual", "expected", "diff", "allowed"]
+RUN_HEADERS = ["run", "started", "profile", "seed", "budget", "examples", "targets", "findings",
+               "status"]
+
+
+def _finding_cells(item: _Finding) -> list[str]:
+    row = item.row
+    replay = row.get("last_replay_status") or "-"
+    if row.get("last_replay"):
+        replay = f"{replay} ({row['last_replay']})"
+    return [item.id, str(row.get("status")), str(row.get("kind")), str(row.get("failure")),
+            str(row.get("kernel")), str(row.get("oracle")), _stored_ratio(item),
+            _pct(item.now_ratio()), str(row.get("times_seen")), str(row.get("first_seen")),
+            str(row.get("last_seen")), replay]
+
+
+def _campaigns(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The entries of a run's stored results that ran a campaign (not skipped or failed)."""
+    return [c for c in run.get("results") or [] if isinstance(c, dict)
+            and c.get("state", "run") == "run" and "skipped" not in c and "failed" not in c]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _argv_budget(argv: Any) -> float | None:
+    """The value of `--budget` (or `--budget=S`, or an abbreviation argparse accepts, such as
+    `--bud`) in a run's stored argv, or None."""
+    if not isinstance(argv, list):
+        return None
+    words = [str(w) for w in argv]
+    for i, word in enumerate(words):
+        name, eq, value = word.partition("=")
+        if len(name) >= 4 and "--budget".startswith(name):
+            return _number(value) if eq else _number(words[i + 1]) if i + 1 < len(words) else None
+    return None
+
+
+def _seconds(value: float) -> str:
+    text = f"{value:g}" if value < 1 else f"{value:.1f}".rstrip("0").rstrip(".")
+    return f"{text} s"
+
+
+def run_budget(run: dict[str, Any]) -> str:
+    """A run's time budget as the runs table shows it: `--budget` from its argv, and with
+    several targets the share each got (the `budget` its results store per target), e.g.
+    "60 s (ops.a 30 s, ops.b 29 s)"; the shares alone where argv has no `--budget`; "-" for
+    a run bounded by examples only."""
+    entries = [c for c in run.get("results") or [] if isinstance(c, dict)]
+    known: list[tuple[str, float]] = []
+    for entry in entries:
+        share = _number(entry.get("budget"))
+        if share is not None:
+            known.append((str(entry.get("target")), share))
+    total = _argv_budget(run.get("argv"))
+    if len({b for _, b in known}) == 1 and len(known) == len(entries):
+        each = _seconds(known[0][1]) + (" each" if len(known) > 1 else "")
+    else:
+        each = ", ".join(f"{t} {_seconds(b)}" for t, b in known)
+    if total is None:
+        return each or "-"
+    return _seconds(total) + (f" ({each})" if each and len(entries) > 1 else "")
+
+
+def run_seed(run: dict[str, Any]) -> str:
+    """The run's seed, else the seeds its campaigns ran with."""
+    if run.get("seed") is not None:
+        return str(run["seed"])
+    seeds = list(dict.fromkeys(str(c["seed"]) for c in _campaigns(run) if c.get("seed") is not None))
+    return ", ".join(seeds) or "-"
+
+
+def _run_cells(run: dict[str, Any]) -> list[str]:
+    examples = run.get("examples")
+    if examples is None:
+        counts = [c.get("examples") for c in _campaigns(run)]
+        examples = sum(int(n) for n in counts if isinstance(n, int)) if counts else None
+    return [str(run["id"]), str(run.get("started")), str(run.get("profile")), run_seed(run),
+            run_budget(run), "-" if examples is None else str(examples),
+            ", ".join(map(str, run.get("targets") or [])), str(run.get("findings")),
+            str(run.get("status"))]
+
+
+def _html_table(headers: list[str], rows: list[list[str]]) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1300px; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 0.85em; }
+th, td { border: 1px solid #bbb; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }
+th { background: #eee; }
+img { max-width: 100%; border: 1px solid #ddd; }
+pre { background: #f6f6f6; padding: 0.5em; white-space: pre-wrap; font-size: 0.85em; }
+.open { color: #a00; } .fixed { color: #070; } .note { color: #666; }
+.failure { color: #a00; font-weight: bold; }
+"""
+
+
+def write_report(store: CorpusStore, out_dir: str | Path, *, device: str = "cpu",
+                 max_plots: int = DEFAULT_MAX_PLOTS) -> ReportFiles:
+    """Write the report for `store` into `out_dir` (created; files in it replaced).
+    max_plots: at most this many findings per target get error histograms and a line in the
+    trend plot (open ones first, then the worst). Returns what was written. Raises
+    KfuzzError when out_dir is not a writable directory or matplotlib is missing."""
+    try:
+        from kfuzz.present import plots
+    except ImportError:
+        raise KfuzzError(
+            "kfuzz report draws its plots with matplotlib, which is not installed; "
+            "pip install 'kfuzz[report]'"
+        ) from None
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise KfuzzError(f"--out {str(out_dir)!r} is a file; pass a directory for the report")
+    try:
+        (out / "plots").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KfuzzError(f"--out {str(out_dir)!r}: cannot create it ({exc.strerror})") from None
+    by_target, runs = _gather(store)
+    files = ReportFiles(out / "index.html", out / "summary.md", targets=len(by_target))
+    html_parts: list[str] = []
+    md_parts: list[str] = []
+    for target, items in by_target.items():
+        files.findings += len(items)
+        slug = _slug(target)
+        run_lines, points = _trend_data(target, items, runs, max_plots)
+        trend = plots.ratio_trend(out / "plots" / f"trend-{slug}.png",
+                                  f"{target}: mismatch ratio across runs and replays, "
+                                  "by kernel", run_lines, points)
+        files.plots.append(trend)
+        details_html, details_md = [], []
+        for item in items[:max_plots]:
+            if item.unjudged:
+                # Not rerun: nothing to compare, and a crash or hang would end the report.
+                headline, detail = _failure_headline(item.row)
+                path = plots.failure_panel(
+                    out / "plots" / f"errors-{slug}-{item.id}.png",
+                    f"{target} {item.id}: {item.row.get('kernel')} vs {item.row.get('oracle')}",
+                    headline, detail, f"{UNJUDGED_NOTES[item.unjudged]} {UNJUDGED_RERUN}")
+                files.plots.append(path)
+                item.plot = f"plots/{path.name}"
+            elif (errors := _recompute(item, device)) is not None:
+                captions = {}
+                for name, data in errors.items():
+                    first = (item.now or {}).get(name, {}).get("message", "").split("\n")[0]
+                    extra = f"; {data['nonfinite']} non-finite pairs not shown" \
+                        if data["nonfinite"] else ""
+                    captions[name] = f"now: {first}{extra}"
+                    data["caption"] = captions[name]
+                path = plots.error_histograms(
+                    out / "plots" / f"errors-{slug}-{item.id}.png",
+                    f"{target} {item.id}: {item.row['kernel']} vs {item.row['oracle']}, "
+                    f"errors now (case replayed for this report)", errors)
+                files.plots.append(path)
+                item.plot = f"plots/{path.name}"
+            details_html.append(_finding_html(item))
+            details_md.append(_finding_md(item))
+        skipped = len(items) - min(len(items), max_plots)
+        note = f"{skipped} more finding(s) listed above without plots (--max-plots {max_plots})." \
+            if skipped else ""
+        table_rows = [_finding_cells(i) for i in items]
+        html_parts.append(
+            f'<section id="{html.escape(slug)}"><h2>{html.escape(target)}</h2>'
+            f'<img src="plots/{trend.name}" alt="{html.escape(target)} mismatch ratio trend">'
+            f"{_html_table(FINDING_HEADERS, table_rows)}"
+            + (f'<p class="note">{html.escape(note)}</p>' if note else "")
+            + "".join(details_html) + "</section>"
+        )
+        md_parts.append(
+            f"## {target}\n\n![{target} mismatch ratio trend](plots/{trend.name})\n\n"
+            f"{_md_table(FINDING_HEADERS, table_rows)}\n\n" + (f"{note}\n\n" if note else "")
+            + "\n".join(details_md)
+        )
+    header = _summary_line(store, by_target, runs)
+    run_rows = [_run_cells(r) for r in runs]
+    nav = " · ".join(f'<a href="#{html.escape(_slug(t))}">{html.escape(t)}</a>' for t in by_target)
+    page = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>kfuzz report</title><style>{STYLE}</style></head><body>"
+        f"<h1>kfuzz report</h1><p>{html.escape(header)}</p>"
+        + (f"<p>{nav}</p>" if nav else "<p>No findings.</p>")
+        + "<h2>Runs</h2>" + (_html_table(RUN_HEADERS, run_rows) if run_rows else "<p>none</p>")
+        + "".join(html_parts) + "</body></html>\n"
+    )
+    markdown = (
+        f"# kfuzz report\n\n{header}\n\n## Runs\n\n"
+        + (_md_table(RUN_HEADERS, run_rows) if run_rows else "none") + "\n\n"
+        + ("\n".join(md_parts) if md_parts else "No findings.\n")
+    )
+    files.html.write_text(page, encoding="utf-8")
+    files.markdown.write_text(markdown, encoding="utf-8")
+    return files
+
+
+def _summary_line(store: CorpusStore, by_target: dict[str, list[_Finding]],
+                  runs: list[dict[str, Any]]) -> str:
+    rows = [i.row for items in by_target.values() for i in items]
+    status: dict[str, int] = defaultdict(int)
+    for row in rows:
+        status[str(row.get("status"))] += 1
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(status.items()))
+    replays = store.count_replays()
+    return (f"Corpus {store.path}, report made {now()}: {len(rows)} finding(s)"
+            + (f" ({counts})" if counts else "") + f" on {len(by_target)} target(s); "
+            f"{len(runs)} run(s), {replays} replay(s).")
+
+
+def _finding_title(item: _Finding) -> str:
+    row = item.row
+    ratio = "no mismatch ratio" if item.unjudged else \
+        f"stored ratio {_pct(row.get('mismatch_ratio'))}"
+    return (f"{item.id}: {row.get('kernel')} vs {row.get('oracle')}, {row.get('status')}, "
+            f"{row.get('kind')} {row.get('failure')}, {ratio}")
+
+
+def _finding_html(item: _Finding) -> str:
+    esc = html.escape
+    row = item.row
+    parts = [f'<h3 id="f-{esc(item.id)}" class="{esc(str(row.get("status")))}">'
+             f"{esc(_finding_title(item))}</h3>",
+             f"<pre>case {esc(json.dumps(row.get('case')))}"
+             + (f"\ncomparator {esc(json.dumps(row.get('comparator')))}"
+                if row.get("comparator") else "") + "</pre>"]
+    points = _worst_points(row)
+    if points:
+        parts.append("<p>Worst points when stored:</p>" + _html_table(POINT_HEADERS, points))
+    if item.unjudged:
+        headline = esc(_failure_headline(row)[0])
+        parts.append(f'<p class="failure">{headline}</p>')
+        if item.plot:
+            parts.append(f'<img src="{esc(item.plot)}" alt="{headline}">')
+    elif item.plot:
+        parts.append(f'<img src="{esc(item.plot)}" alt="error histograms of {esc(item.id)}">')
+    elif item.now_error:
+        parts.append(f'<p class="note">Not replayed for this report: {esc(item.now_error)}</p>')
+    return "".join(parts)
+
+
+def _finding_md(item: _Finding) -> str:
+    row = item.row
+    lines = [f"### {_finding_title(item)}\n", f"case `{json.dumps(row.get('case'))}`\n"]
+    points = _worst_points(row)
+    if points:
+        lines.append("Worst points when stored:\n\n" + _md_table(POINT_HEADERS, points) + "\n")
+    if item.unjudged:
+        lines.append(f"**{_failure_headline(row)[0]}**\n")
+        if item.plot:
+            lines.append(f"![failure panel of {item.id}]({item.plot})\n")
+    elif item.plot:
+        lines.append(f"![error histograms of {item.id}]({item.plot})\n")
+    elif item.now_error:
+        lines.append(f"Not replayed for this report: {item.now_error}\n")
+    return "\n".join(lines)

@@ -1,0 +1,377 @@
+"""Size-directed shrinking: structured reductions of a decoded case, after Hypothesis' own pass.
+
+Hypothesis shrinks the choice sequence behind a case, which is not the same as the case's size:
+a failure found at [64, 8192] can come back with its 8192 intact. This pass works on the case
+itself. It tries, in order, reductions that remove the most elements (each drawn dimension set
+to its smallest size, halved, cut by a quarter down to a 32nd, decremented; the target's own
+reductions, such as fewer cache rows; other integer fields that size the inputs; a dimension
+and another integer lowered together, keeping their difference), then simplifications (each
+value regime switched off, each flag off, each distribution replaced by a plain normal, scales
+to 1, the seed to 0), then each size cut from the front and inside its axes, and last a
+smaller shape with other seeds. A candidate is kept only when it still fails in the same
+failure bucket and is no larger; the pass restarts after every kept candidate and ends at a
+fixed point or at its deadline. Because inputs are position-stable
+(kfuzz.cases.materialise), a smaller shape keeps every surviving element, and a cut elsewhere than at
+an axis's end keeps them too (version 3, the coordinates of each axis), so the failing elements
+survive the cut wherever they sit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from kfuzz.cases.materialise import (
+    COORDS_KEY,
+    COORDS_VERSION,
+    MODIFIERS,
+    VERSION_KEY,
+    coords_of,
+    generator_for,
+)
+from kfuzz.cases.materialise.counter import CounterGenerator
+from kfuzz.cases.strategies import DISTRIBUTION_KINDS, Dim, smaller_steps
+from kfuzz.execute.findings import canonical_json
+from kfuzz.targets.registry import Target
+
+# Fields the pass leaves alone: the materialisation version, the coordinates (moved only with
+# a size, by `_inner_cuts`) and the seed (only set to 0).
+_FIXED = {VERSION_KEY, COORDS_KEY, "seed"}
+
+
+@dataclass
+class ShrinkResult:
+    """The smallest case reached, how it was reached and how long it took."""
+
+    case: dict[str, Any]
+    steps: list[str] = field(default_factory=list)
+    tried: int = 0
+    complete: bool = True
+
+
+def _dims(target: Target, shape: list[int]) -> list[int | Dim]:
+    if target.dims is not None and len(target.dims) == len(shape):
+        return list(target.dims)
+    return [Dim(1, max(shape + [1]))] * len(shape)
+
+
+
+def is_distribution(value: Any) -> bool:
+    return isinstance(value, dict) and value.get("kind") in DISTRIBUTION_KINDS
+
+
+def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Candidate reductions of `case`, biggest first, as (label, candidate)."""
+    # Drawn dimensions, then other integer fields only where they size the inputs (m, k, n of
+    # a matmul, say): a field such as a rotary dimension or a window is a choice of the case
+    # space, not a size.
+    def all_of() -> Iterator[tuple[str, dict[str, Any]]]:
+        for label, smaller in sizes(target, case):
+            for candidate, new in smaller:
+                yield f"{label}->{new}", candidate
+        if target.reductions is not None:
+            yield from target.reductions(case)
+        yield from _coupled(target, case)
+        yield from _simplifications(case)
+        yield from _inner_cuts(target, case)
+        yield from _reseeded(target, case)
+
+    # A target's own reductions may repeat a size cut (fewer cache rows, say): try each once.
+    seen: set[str] = set()
+    for label, candidate in all_of():
+        key = canonical_json(candidate)
+        if key not in seen:
+            seen.add(key)
+            yield label, candidate
+
+
+def _integer_fields(case: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], int]]:
+    """(label, path, value) of every integer of `case` a coupled cut may lower: the other
+    shape entries, top-level integers and integers one level down (e.g. index.window), but
+    not the seed, the materialisation version or a distribution's parameters."""
+    shape = case.get("shape")
+    if isinstance(shape, list):
+        for i, size in enumerate(shape):
+            if isinstance(size, int):
+                yield f"shape[{i}]", ("shape", i), size
+    for key, value in case.items():
+        if key in _FIXED or key == "shape":
+            continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            yield key, (key,), value
+        elif isinstance(value, dict) and not is_distribution(value):
+            for sub, inner in value.items():
+                if isinstance(inner, int) and not isinstance(inner, bool):
+                    yield f"{key}.{sub}", (key, sub), inner
+
+
+def _with(case: dict[str, Any], path: tuple[Any, ...], value: int) -> dict[str, Any]:
+    head, *rest = path
+    if not rest:
+        return {**case, head: value}
+    inner = case[head]
+    if isinstance(inner, list):
+        return {**case, head: [value if j == rest[0] else v for j, v in enumerate(inner)]}
+    return {**case, head: {**inner, rest[0]: value}}
+
+
+def _coupled(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Two sizes lowered together by the same amount, for failures that need a relation
+    between them (S = window + 1, M = N, k = n_rows): a drawn dimension cut as above, with
+    another integer of the case cut by the same number, so that their difference stays."""
+    shape = case.get("shape")
+    if not (isinstance(shape, list) and all(isinstance(s, int) for s in shape)):
+        return
+    specs = _dims(target, shape)
+    for i, spec in enumerate(specs):
+        if isinstance(spec, int):
+            continue
+        for new in smaller_steps(shape[i], spec.smallest, spec.multiple_of):
+            cut = shape[i] - new
+            moved = _with(case, ("shape", i), new)
+            for label, path, value in _integer_fields(case):
+                if path == ("shape", i) or value - cut < 0:
+                    continue
+                if path[0] == "shape":
+                    other = specs[path[1]]
+                    if isinstance(other, int) or (value - cut < other.smallest
+                                                  or (value - cut) % other.multiple_of):
+                        continue
+                yield (f"shape[{i}] {shape[i]}->{new} with {label} {value}->{value - cut}",
+                       _with(moved, path, value - cut))
+
+
+# Seeds tried with a smaller size once nothing else shrinks the case: at a dimension's
+# smallest size and at half its size (a rare value, an outlier or a failing element among a
+# few, may need tens of seeds; the pass tries them last and stops at its deadline).
+RESEEDS = (64, 64)
+
+
+def _reseeded(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A smaller size with other seeds: when the failing elements sit far from the origin
+    (row 20 of 21, say), no cut keeps them, but many faults show on some element of almost
+    any seed's values. Each drawn dimension (or integer field that sizes the inputs) at its
+    smallest, then at half, with seeds 0..63."""
+    seed = case.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        return
+    for label, smaller in sizes(target, case):
+        for candidate, seeds in zip(smaller, RESEEDS, strict=False):
+            for other in range(seeds):
+                if other != seed:
+                    yield f"{label}->{candidate[1]} with seed {other}", {**candidate[0], "seed": other}
+
+
+def sizes(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, list[tuple[dict, int]]]]:
+    """Per size of `case` (a drawn dimension of its shape, or an integer field, top-level or
+    one level down such as an index set's cache rows, whose cut makes the case smaller): its
+    label and the smaller cases, biggest cut first, as (case, size)."""
+    for label, _path, _value, smaller in _size_cuts(target, case):
+        yield label, smaller
+
+
+def _size_cuts(
+    target: Target, case: dict[str, Any]
+) -> Iterator[tuple[str, tuple[Any, ...], int, list[tuple[dict, int]]]]:
+    """`sizes`, with each size's path in the case and value."""
+    shape = case.get("shape")
+    if isinstance(shape, list) and all(isinstance(s, int) for s in shape):
+        for i, spec in enumerate(_dims(target, shape)):
+            if isinstance(spec, int):
+                continue
+            yield f"shape[{i}] {shape[i]}", ("shape", i), shape[i], [
+                ({**case, "shape": [*shape[:i], new, *shape[i + 1:]]}, new)
+                for new in smaller_steps(shape[i], spec.smallest, spec.multiple_of)]
+    try:
+        size = target.case_size(case)
+    except Exception:  # not a case of this target
+        return
+    for label, path, value in _integer_fields(case):
+        if path[0] == "shape":
+            continue
+        smaller = []
+        for new in smaller_steps(value, 1):
+            plain = _with(case, path, new)
+            try:
+                # A size is a field whose own cut makes the case smaller.
+                if target.case_size(plain) < size:
+                    smaller.append((_with_bounds(plain, path, value, new), new))
+            except Exception:  # a candidate outside the case space
+                continue
+        if smaller:
+            yield f"{label} {value}", path, value, smaller
+
+
+# Cuts inside an axis: blocks of each size a cut from the end would remove, at every multiple
+# of the block's length, while there are at most this many positions (each a run of the case).
+INNER_POSITIONS = 16
+
+
+def _inner_cuts(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each size cut elsewhere than at its end: the first elements of the axes it sizes
+    dropped, then blocks inside them, every other element kept bit for bit (a version-3
+    case's coordinates: `kfuzz.cases.materialise`). A failing head, row or cache row far from the
+    origin survives such a cut where a cut from the end would lose it, and a cache row no
+    index names can go while the rows around it stay. Which axes of which inputs a size
+    sets is read off the case's inputs, built at the size and at its smallest cut: an axis
+    of a field that shrank by exactly the cut. Nothing for a case whose inputs are not
+    position-stable (version 1, or a target drawing its own values)."""
+    fields = _fields_made(target, case)
+    if not fields:
+        return
+    coords = coords_of(case)
+    for label, path, value, smaller in _size_cuts(target, case):
+        if not smaller:
+            continue
+        # Each cut as it is, then with the fields it bounds brought down with it (`sizes`):
+        # dropping a cache row no index names need not change the slots per token.
+        variants = [[(_with(case, path, new), new) for _, new in smaller], smaller]
+        for cuts in _unique(variants):
+            cut, new = cuts[-1]
+            links = _linked_axes(fields, _fields_made(target, cut), value - new)
+            if links:
+                yield from _places(label, value, cuts, links, coords)
+
+
+def _places(
+    label: str, value: int, cuts: list[tuple[dict, int]],
+    links: list[tuple[str, str, int, tuple[int, ...]]], coords: dict[str, dict[str, list[Any]]],
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The cuts of one size (`cuts`, biggest first) made at the front of the axes `links`
+    names, then at each multiple of the block inside them."""
+    blocks = [(value - new, candidate) for candidate, new in cuts]
+    places = [(0, b, c) for b, c in blocks]  # from the front, biggest block first
+    places += [(at, b, c) for b, c in blocks if value // b <= INNER_POSITIONS
+               for at in range(b, value - b, b)]
+    for at, drop, candidate in places:
+        moved = {name: dict(subs) for name, subs in coords.items()}
+        for name, sub, axis, shape in links:
+            axes = list(moved.setdefault(name, {}).get(sub, [0] * len(shape)))
+            axes[axis] = _without(axes[axis], shape[axis], at, drop)
+            moved[name][sub] = axes
+        where = "from the front" if at == 0 else f"at {at}"
+        yield (f"{label}->{value - drop} {where}",
+               {**candidate, VERSION_KEY: COORDS_VERSION, COORDS_KEY: moved})
+
+
+def _unique(items: list[Any]) -> list[Any]:
+    return [c for i, c in enumerate(items) if c not in items[:i]]
+
+
+def _without(axis: int | list[int], length: int, at: int, drop: int) -> int | list[int]:
+    """The coordinates of an axis of `length` elements (a first coordinate, or a list) with
+    `drop` elements from position `at` removed: still a first coordinate when they were the
+    first ones."""
+    if isinstance(axis, int):
+        if at == 0:
+            return axis + drop
+        axis = list(range(axis, axis + length))
+    kept = list(axis[:length])
+    return kept[:at] + kept[at + drop:]
+
+
+def _fields_made(target: Target, case: dict[str, Any]) -> dict[tuple[str, str], tuple[int, ...]]:
+    """(input, field) -> shape of every position-stable field `case`'s inputs are built
+    from; empty where they are not position-stable or cannot be built."""
+    try:
+        gen = generator_for(case)
+        if not isinstance(gen, CounterGenerator):
+            return {}
+        gen.fields = []
+        target.inputs(case, gen)
+    except Exception:  # a case the target cannot build: no cuts inside its axes
+        return {}
+    return {(name, sub): shape for name, sub, shape in gen.fields}
+
+
+def _linked_axes(
+    at_size: dict[tuple[str, str], tuple[int, ...]], cut: dict[tuple[str, str], tuple[int, ...]],
+    by: int,
+) -> list[tuple[str, str, int, tuple[int, ...]]]:
+    """(input, field, axis, shape) of each axis that is `by` shorter in `cut` than in
+    `at_size`, the field's other axes unchanged."""
+    links = []
+    for (name, sub), shape in at_size.items():
+        other = cut.get((name, sub))
+        if other is None or len(other) != len(shape):
+            continue
+        changed = [a for a, (x, y) in enumerate(zip(shape, other, strict=True)) if x != y]
+        if len(changed) == 1 and shape[changed[0]] - other[changed[0]] == by:
+            links.append((name, sub, changed[0], shape))
+    return links
+
+
+def _with_bounds(cut: dict[str, Any], path: tuple[Any, ...], value: int, new: int) -> dict[str, Any]:
+    """`cut`, a case whose integer at `path` was lowered from `value` to `new`, with the fields
+    it bounds: in a description one level down (an index set, say), a sibling integer that was
+    at most `value` and is above `new` comes down to `new` with it (valid slots and window
+    within k), so that the cut keeps the relation."""
+    if len(path) == 2:
+        inner = dict(cut[path[0]])
+        for sub, other in inner.items():
+            if (sub != path[1] and isinstance(other, int) and not isinstance(other, bool)
+                    and new < other <= value):
+                inner[sub] = new
+        return {**cut, path[0]: inner}
+    return cut
+
+
+def _simplifications(case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for key, value in case.items():
+        if is_distribution(value):
+            for mod in MODIFIERS:
+                if mod in value:
+                    yield f"{key}.{mod} off", {**case, key: {k: v for k, v in value.items() if k != mod}}
+            mods = {k: v for k, v in value.items() if k in MODIFIERS}
+            plain = {"kind": "normal", "scale": float(value.get("scale", 1.0)), **mods}
+            if value.get("kind") != "normal":
+                yield f"{key} -> normal", {**case, key: plain}
+            elif value.get("scale") != 1.0:
+                yield f"{key}.scale -> 1", {**case, key: {**value, "scale": 1.0}}
+        elif isinstance(value, dict):
+            for sub, flag in value.items():
+                if flag is True:
+                    yield f"{key}.{sub} off", {**case, key: {**value, sub: False}}
+        elif value is True:
+            yield f"{key} off", {**case, key: False}
+    if case.get("seed", 0) != 0:
+        yield "seed -> 0", {**case, "seed": 0}
+
+
+def shrink(
+    target: Target,
+    case: dict[str, Any],
+    still_fails: Callable[[dict[str, Any]], bool],
+    *,
+    deadline: float,
+) -> ShrinkResult:
+    """Reduce `case` while `still_fails(candidate)` holds and the candidate is no larger
+    (`Target.case_size`), to a fixed point or until `time.perf_counter()` passes `deadline`.
+    `still_fails` must answer True only for a failure in the bucket being shrunk. A candidate
+    that does not fit the target (its inputs cannot be built) is skipped."""
+    result = ShrinkResult(dict(case))
+    size = target.case_size(result.case)
+    progress = True
+    while progress:
+        progress = False
+        for label, candidate in reductions(target, result.case):
+            if time.perf_counter() > deadline:
+                result.complete = False
+                return result
+            if candidate == result.case:
+                continue
+            try:
+                new_size = target.case_size(candidate)
+            except Exception:  # the candidate is outside the target's case space
+                continue
+            if new_size > size:
+                continue
+            result.tried += 1
+            if still_fails(candidate):
+                result.case, size = candidate, new_size
+                result.steps.append(label)
+                progress = True
+                break
+    return result

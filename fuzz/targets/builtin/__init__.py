@@ -1,0 +1,22 @@
+"""Built-in targets, registered lazily, by name.
+
+`MODULES` names, for each module of this package, the targets that importing it registers, so
+that every built-in target's name is known without importing torch, and `kfuzz.targets.get`
+imports only the module a name needs (`kfuzz.targets.all_targets` imports them all). A module
+that registers a target must list it here; tests/test_startup.py checks every list against
+what its module registers.
+"""
+
+from __future__ import annotations
+
+MODULES: dict[str, tuple[str, ...]] = {
+    "kfuzz.targets.builtin.ops": ("ops.rmsnorm", "ops.softmax", "ops.rope"),
+    "kfuzz.targets.builtin.dsv4": ("dsv4.sparse_attn", "dsv4.q_norm_rope"),
+    "kfuzz.targets.builtin.real": ("triton.rmsnorm", "triton.softmax", "triton.sparse_attn", "ops.sdpa",
+                           "ops.sdpa_fa"),
+    "kfuzz.targets.builtin.faults": ("faults.softmax", "faults.rmsnorm", "faults.sparse_attn",
+                             "faults.window_attn", "faults.rope"),
+}
+
+# Target name -> the module whose import registers it.
+BUILTIN: dict[str, str] = {name: module for module, names in MODULES.items() for name in names}

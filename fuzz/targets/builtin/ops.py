@@ -1,0 +1,197 @@
+"""The `ops.*` targets: RMSNorm, softmax and RoPE in BF16/FP16/FP32.
+
+Default comparator, for every output: allclose with torch.testing's per-dtype tolerances
+(BF16 rtol 1.6e-2, FP16 rtol 1e-3, FP32 rtol 1.3e-6; atol 1e-5) against the float64 oracle
+rounded to the output dtype, max_ratio 0. Why: a kernel that computes in FP32 and rounds once
+is within half an ULP of that reference (plus FP32 noise), and those tolerances allow about
+two ULPs at the top of a binade, so any element outside them means the kernel lost more
+precision than one final rounding explains. The FP32-upcast variants pass it; the variants
+that round every intermediate to BF16/FP16 are expected to fail it on some inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from hypothesis import strategies as st
+from kfuzz.cases import strategies as fst
+from kfuzz.cases.materialise import dtype_of, integers, values
+from kfuzz.judge.compare import Comparator
+from kfuzz.kernels import ops as k
+from kfuzz.kernels.compiled import compiled
+from kfuzz.oracles import ops as o
+from kfuzz.targets.registry import OutputSpec, Target, Variant, register
+
+# The dtypes where "compute in the input dtype" and "upcast to FP32" differ; for FP32 inputs
+# both variants are the same computation. BF16 first: what kernel teams ship.
+LOW_PRECISION = ("bfloat16", "float16")
+COMPARATOR_DOC = __doc__.split("Default comparator, for every output: ")[1].strip()
+OPS_MAX_NUMEL = 1 << 18
+
+
+def _lowp_fp32(lowp: Any, fp32: Any, what: str) -> dict[str, Variant]:
+    return {
+        "eager_lowp": Variant("eager_lowp", lowp, f"{what}, every op in the input dtype"),
+        "eager_fp32": Variant("eager_fp32", fp32, f"{what}, upcast to FP32, one final rounding"),
+        # Compiled lazily, once per shape class (kfuzz.kernels.compiled), so listing targets and
+        # fuzzing eager variants never pay for Inductor.
+        **{f"compiled_{kind}": Variant(
+            f"compiled_{kind}", compiled(fn),
+            f"eager_{kind} compiled by torch.compile (Inductor, dynamic shapes)")
+           for kind, fn in (("lowp", lowp), ("fp32", fp32))},
+    }
+
+
+def _same_as_x(output: str):
+    def expect(case: dict[str, Any]) -> dict[str, OutputSpec]:
+        return {output: OutputSpec(tuple(case["shape"]), dtype_of(case["dtype"]))}
+
+    return expect
+
+
+# -- ops.rmsnorm ------------------------------------------------------------------------------
+
+ROWS_DIMS = (fst.Dim(1, 64), fst.Dim(1, 8192))
+DEFAULT_WEIGHT = {"kind": "normal", "scale": 0.125}
+
+
+def _rmsnorm_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({
+        "shape": fst.shapes(*ROWS_DIMS, max_numel=max_numel),
+        "dtype": fst.dtypes(LOW_PRECISION),
+        "x": fst.distributions(),
+        "eps": st.sampled_from([1e-6, 1e-5]),
+        "seed": fst.seeds(),
+    }, optional={
+        # Per-channel weights: 1 + N(0, 0.125^2) unless drawn (distinct and extreme ones).
+        "weight": fst.distributions(kinds=("normal", "log_uniform", "uniform"), min_scale_exp=-4,
+                                    max_scale_exp=4, regimes=()),
+    })
+
+
+def _rmsnorm_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    dtype = dtype_of(case["dtype"])
+    hidden = case["shape"][-1]
+    # x first: a version-1 case draws its tensors in this order.
+    x = values(gen, case["shape"], dtype, case["x"], name="x")
+    weight = values(gen, [hidden], torch.float64, case.get("weight", DEFAULT_WEIGHT), name="weight")
+    return {"x": x, "weight": (weight if "weight" in case else weight.add(1.0)).to(dtype)}
+
+
+RMSNORM = register(Target(
+    name="ops.rmsnorm",
+    doc="RMSNorm over the last axis with a weight: y = x / sqrt(mean(x^2) + eps) * weight",
+    signature="fn(x, weight, *, eps: float) -> y",
+    cases=_rmsnorm_cases,
+    inputs=_rmsnorm_inputs,
+    params=lambda case: {"eps": case["eps"]},
+    expect=_same_as_x("y"),
+    kernels=_lowp_fp32(k.rmsnorm_lowp, k.rmsnorm_fp32, "torch eager RMSNorm"),
+    oracles={"fp64": Variant("fp64", o.rmsnorm_fp64, "float64 RMSNorm")},
+    comparators={"y": Comparator()},
+    default_kernel="eager_lowp",
+    default_oracle="fp64",
+    inputs_doc={
+        "x": "[rows, hidden] bfloat16|float16",
+        "weight": "[hidden] same dtype as x, about 1 +- 0.125",
+    },
+    outputs_doc={"y": "[rows, hidden] same dtype as x"},
+    comparator_doc=COMPARATOR_DOC,
+    max_numel=OPS_MAX_NUMEL,
+    size=lambda case: case["shape"][0] * case["shape"][1] + case["shape"][1],
+    dims=ROWS_DIMS,
+))
+
+
+# -- ops.softmax ------------------------------------------------------------------------------
+
+def _softmax_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({
+        "shape": fst.shapes(*ROWS_DIMS, max_numel=max_numel),
+        "dtype": fst.dtypes(LOW_PRECISION),
+        "x": fst.distributions(kinds=("normal", "uniform", "outliers", "constant_rows")),
+        "seed": fst.seeds(),
+    })
+
+
+SOFTMAX = register(Target(
+    name="ops.softmax",
+    doc="Softmax over the last axis",
+    signature="fn(x) -> y",
+    cases=_softmax_cases,
+    inputs=lambda case, gen: {
+        "x": values(gen, case["shape"], dtype_of(case["dtype"]), case["x"], name="x")
+    },
+    expect=_same_as_x("y"),
+    kernels=_lowp_fp32(k.softmax_lowp, k.softmax_fp32, "torch eager softmax"),
+    oracles={"fp64": Variant("fp64", o.softmax_fp64, "float64 softmax")},
+    comparators={"y": Comparator()},
+    default_kernel="eager_lowp",
+    default_oracle="fp64",
+    inputs_doc={"x": "[rows, cols] bfloat16|float16 logits"},
+    outputs_doc={"y": "[rows, cols] same dtype as x"},
+    comparator_doc=COMPARATOR_DOC,
+    max_numel=OPS_MAX_NUMEL,
+    size=lambda case: case["shape"][0] * case["shape"][1],
+    dims=ROWS_DIMS,
+))
+
+
+# -- ops.rope ---------------------------------------------------------------------------------
+
+ROPE_DIMS = (fst.Dim(1, 64), fst.Dim(1, 16), fst.Dim(2, 256, multiple_of=2))
+
+
+def late_positions() -> st.SearchStrategy[bool]:
+    """A swarm flag: positions drawn from the last 16 below max_position (one case in four)."""
+    return st.integers(0, 3).map(lambda v: v == 3)
+
+
+def positions(gen: torch.Generator, case: dict[str, Any], tokens: int) -> torch.Tensor:
+    """[tokens] int64 positions in [0, max_position), or in its last 16 with late_positions."""
+    top = int(case["max_position"])
+    low = max(0, top - 16) if case.get("late_positions") else 0
+    return integers(gen, (tokens,), low, top, name="positions")
+
+
+def _rope_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({
+        "shape": fst.shapes(*ROPE_DIMS, max_numel=max_numel),
+        "dtype": fst.dtypes(LOW_PRECISION),
+        "x": fst.distributions(kinds=("normal", "uniform", "log_uniform")),
+        # At least 2: with every position 0 RoPE is the identity and the case tests nothing.
+        "max_position": st.integers(1, 16).map(lambda e: 2**e),
+        "base": st.sampled_from([10000.0, 500000.0]),
+        "seed": fst.seeds(),
+    }, optional={"late_positions": late_positions()})
+
+
+def _rope_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    x = values(gen, case["shape"], dtype_of(case["dtype"]), case["x"], name="x")
+    return {"x": x, "positions": positions(gen, case, case["shape"][0])}
+
+
+register(Target(
+    name="ops.rope",
+    doc="Rotary position embedding on interleaved (even, odd) pairs of the last axis",
+    signature="fn(x, positions, *, base: float) -> y",
+    cases=_rope_cases,
+    inputs=_rope_inputs,
+    params=lambda case: {"base": case["base"]},
+    expect=_same_as_x("y"),
+    kernels=_lowp_fp32(k.rope_lowp, k.rope_fp32, "torch eager RoPE"),
+    oracles={"fp64": Variant("fp64", o.rope_fp64, "float64 RoPE, float64 angles")},
+    comparators={"y": Comparator()},
+    default_kernel="eager_lowp",
+    default_oracle="fp64",
+    inputs_doc={
+        "x": "[tokens, heads, dim] bfloat16|float16, dim even",
+        "positions": "[tokens] int64 in [0, max_position)",
+    },
+    outputs_doc={"y": "[tokens, heads, dim] same dtype as x"},
+    comparator_doc=COMPARATOR_DOC,
+    max_numel=OPS_MAX_NUMEL,
+    size=lambda case: case["shape"][0] * case["shape"][1] * case["shape"][2] + case["shape"][0],
+    dims=ROPE_DIMS,
+))

@@ -1,0 +1,408 @@
+"""Targets for real kernels: Triton (`triton.*`) and torch's SDPA backends (`ops.sdpa*`).
+
+Triton kernels follow their tensors: with `--device cuda` they run compiled on the GPU; on the
+CPU they run in Triton's interpreter (TRITON_INTERPRET=1 is set by `kfuzz.kernels.triton` on a
+machine without CUDA). Without the `triton` extra the `triton.*` targets are still listed,
+their kernels marked unavailable, and running one stops with a one-line error.
+
+A kernel that cannot run on the device asked for (no triton, a CUDA-only SDPA backend on a
+CPU) raises `KernelUnavailable` naming the kernel, the device and the fix: `kfuzz run` stops
+with exit status 2, `kfuzz replay` marks that finding "error" and goes on.
+
+Comparators:
+- `triton.rmsnorm`, `triton.softmax`: round-to-nearest check. Each output must lie within
+  0.51 ULP (of the output dtype) of the unrounded float64 result. Why: a kernel computing in
+  FP32 and rounding once to nearest is within 0.5 ULP plus FP32 noise (under 1e-3 ULP at
+  these sizes); a kernel that truncates is up to 1 ULP off, so about half its elements fail.
+- `triton.sparse_attn`: exact against the post-fix tiled golden with the same tile, 5%
+  budget. Why: the kernel mirrors the golden's tiling and casts, so only the FP32 summation
+  order of its dot products separates them; that moves an exp weight across a BF16 rounding
+  boundary now and then, and with it the outputs of that head. Measured in the interpreter
+  over 120 drawn cases: 98 identical, at most 0.86% of outputs differing (a targeted search
+  reached 2.3%); rounding the exp weights and outputs by truncation instead differs in a
+  median 40% of outputs.
+- `ops.sdpa`: allclose(atol=1e-2, rtol=1e-2) against the float64 result rounded to the
+  output dtype. Why: on an H100 the flash, efficient and cuDNN backends all pass it while
+  about 5% of their BF16 outputs fail torch's default BF16 tolerance (DESIGN.md).
+- `ops.sdpa_fa`: FlashAttention's rule as a target. Its kernels run an SDPA backend and
+  return each element's error against float64 as a fraction of what the rule allows (twice
+  the worst error of a plain low-precision implementation, plus a rounding-noise floor; see
+  `kfuzz.oracles.sdpa.fa_rule_ratio`); the oracle is zero and an element fails above 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from hypothesis import strategies as st
+from kfuzz.cases import strategies as fst
+from kfuzz.cases.materialise import dtype_of, values
+from kfuzz.errors import KernelUnavailable
+from kfuzz.judge.compare import Comparator
+from kfuzz.kernels import ops as eager
+from kfuzz.kernels import triton as ktriton
+from kfuzz.kernels.availability import Unavailable
+from kfuzz.kernels.deepseek_v4 import sparse_attn as sparse_attn_emulation
+from kfuzz.kernels.sdpa import sdpa
+from kfuzz.oracles import ops as o
+from kfuzz.oracles.sdpa import fa_rule_ratio, sdpa_fp64, sdpa_lowp
+from kfuzz.targets.builtin.dsv4 import (
+    SPARSE_INPUTS_DOC,
+    SPARSE_ORACLES,
+    SPARSE_OUTPUTS_DOC,
+    sparse_cases,
+    sparse_inputs,
+    sparse_size,
+)
+from kfuzz.targets.registry import OutputSpec, Target, Variant, register
+
+LOW_PRECISION = ("bfloat16", "float16")
+ROUND_TO_NEAREST = Comparator(mode="ulp", ulp=0.51, round_expected=False)
+ROUND_TO_NEAREST_DOC = ("ulp(0.51) against the unrounded float64 result: a kernel that rounds "
+                        "its FP32 result to nearest is within 0.5 ULP plus FP32 noise; one that "
+                        "truncates is up to 1 ULP off")
+TILED_EXACT = Comparator(mode="exact", max_ratio=0.05)
+SDPA_TOLERANCE = Comparator(mode="allclose", atol=1e-2, rtol=1e-2)
+FA_RULE = Comparator(mode="allclose", atol=1.0, rtol=0.0, round_expected=False)
+FA_FACTOR = 2.0
+OPS_MAX_NUMEL = 1 << 18
+
+
+def _device_of(kwargs: dict[str, Any]) -> str:
+    for value in kwargs.values():
+        if isinstance(value, torch.Tensor):
+            return str(value.device)
+    return "?"
+
+
+def _guarded(target: str, kernel: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """fn, with `kfuzz.kernels.availability.Unavailable` turned into KernelUnavailable naming the
+    target, kernel and device."""
+
+    def call(**kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except Unavailable as exc:
+            raise KernelUnavailable(
+                f"{target} kernel {kernel!r} cannot run on {_device_of(kwargs)}: {exc}"
+            ) from None
+
+    call.__name__ = call.__qualname__ = kernel
+    return call
+
+
+def _variant(target: str, name: str, fn: Callable[..., Any], doc: str, **params: Any) -> Variant:
+    return Variant(name, _guarded(target, name, fn), doc, params)
+
+
+# -- Triton: lazy, so that listing targets neither needs nor imports triton -------------------
+
+def _triton_fn(module: str, function: str) -> Callable[..., Any]:
+    def call(**kwargs: Any) -> Any:
+        return getattr(ktriton.load(module), function)(**kwargs)
+
+    return call
+
+
+def _triton_doc(doc: str) -> str:
+    reason = ktriton.unavailable_reason()
+    return doc if reason is None else f"{doc} (unavailable: {reason})"
+
+
+def _triton_variant(target: str, name: str, module: str, doc: str, **params: Any) -> Variant:
+    return _variant(target, name, _triton_fn(module, module), _triton_doc(doc), **params)
+
+
+def _row_cases(
+    kinds: tuple[str, ...], extra: dict[str, st.SearchStrategy[Any]]
+) -> Callable[[int], st.SearchStrategy[dict[str, Any]]]:
+    # The ops.rmsnorm / ops.softmax case space without the "edge" distribution: BF16 values
+    # near the overflow edge overflow x*x in any FP32 kernel (ops.rmsnorm's eager_fp32 too),
+    # which is ops.rmsnorm's finding, not a question about casts or inverse roots.
+    def cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
+        return st.fixed_dictionaries({
+            "shape": fst.shapes(fst.Dim(1, 64), fst.Dim(1, 8192), max_numel=max_numel),
+            "dtype": fst.dtypes(LOW_PRECISION),
+            "x": fst.distributions(kinds=kinds),
+            **extra,
+            "seed": fst.seeds(),
+        })
+
+    return cases
+
+
+def _rmsnorm_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    dtype = dtype_of(case["dtype"])
+    return {
+        "x": values(gen, case["shape"], dtype, case["x"]),
+        "weight": values(gen, [case["shape"][-1]], torch.float64,
+                         {"kind": "normal", "scale": 0.125}).add(1.0).to(dtype),
+    }
+
+
+def _same_as_x(case: dict[str, Any]) -> dict[str, OutputSpec]:
+    return {"y": OutputSpec(tuple(case["shape"]), dtype_of(case["dtype"]))}
+
+
+INV_ROOT_DOCS = {
+    "rsqrt": "tl.rsqrt",
+    "recip_sqrt": "1 / tl.sqrt",
+    "ieee": "div_rn(1, sqrt_rn(x)), IEEE-rounded",
+}
+
+
+def _rmsnorm_kernels() -> dict[str, Variant]:
+    out = {}
+    for root, root_doc in INV_ROOT_DOCS.items():
+        for cast, suffix, cast_doc in (("kernel", "", "cast to the output dtype in the kernel"),
+                                       ("torch", "_torchcast", "FP32 store, cast by torch")):
+            name = root + suffix
+            out[name] = _triton_variant("triton.rmsnorm", name, "rmsnorm",
+                                        f"Triton RMSNorm, inverse root {root_doc}, {cast_doc}",
+                                        inv_root=root, cast=cast)
+    out["eager_fp32"] = Variant("eager_fp32", eager.rmsnorm_fp32,
+                                "torch eager RMSNorm in FP32, one final rounding")
+    return out
+
+
+register(Target(
+    name="triton.rmsnorm",
+    doc="Triton RMSNorm over the last axis with a weight (compiled on CUDA, interpreted on CPU)",
+    signature="fn(x, weight, *, eps: float) -> y",
+    cases=_row_cases(("normal", "uniform", "log_uniform", "outliers", "constant_rows"),
+                     {"eps": st.sampled_from([1e-6, 1e-5])}),
+    inputs=_rmsnorm_inputs,
+    params=lambda case: {"eps": case["eps"]},
+    expect=_same_as_x,
+    kernels=_rmsnorm_kernels(),
+    oracles={"fp64": Variant("fp64", o.rmsnorm_fp64, "float64 RMSNorm")},
+    comparators={"y": ROUND_TO_NEAREST},
+    default_kernel="rsqrt",
+    default_oracle="fp64",
+    inputs_doc={
+        "x": "[rows, hidden] bfloat16|float16",
+        "weight": "[hidden] same dtype as x, about 1 +- 0.125",
+    },
+    outputs_doc={"y": "[rows, hidden] same dtype as x"},
+    comparator_doc=ROUND_TO_NEAREST_DOC,
+    max_numel=OPS_MAX_NUMEL,
+    size=lambda case: case["shape"][0] * case["shape"][1] + case["shape"][1],
+))
+
+
+register(Target(
+    name="triton.softmax",
+    doc="Triton softmax over the last axis (compiled on CUDA, interpreted on CPU)",
+    signature="fn(x) -> y",
+    cases=_row_cases(("normal", "uniform", "outliers", "constant_rows"), {}),
+    inputs=lambda case, gen: {"x": values(gen, case["shape"], dtype_of(case["dtype"]), case["x"])},
+    expect=_same_as_x,
+    kernels={
+        "incast": _triton_variant("triton.softmax", "incast", "softmax",
+                                  "Triton softmax in FP32, cast to the output dtype in the kernel",
+                                  cast="kernel"),
+        "torchcast": _triton_variant("triton.softmax", "torchcast", "softmax",
+                                     "Triton softmax in FP32, FP32 store, cast by torch",
+                                     cast="torch"),
+        "eager_fp32": Variant("eager_fp32", eager.softmax_fp32,
+                              "torch eager softmax in FP32, one final rounding"),
+    },
+    oracles={"fp64": Variant("fp64", o.softmax_fp64, "float64 softmax")},
+    comparators={"y": ROUND_TO_NEAREST},
+    default_kernel="incast",
+    default_oracle="fp64",
+    inputs_doc={"x": "[rows, cols] bfloat16|float16 logits"},
+    outputs_doc={"y": "[rows, cols] same dtype as x"},
+    comparator_doc=ROUND_TO_NEAREST_DOC,
+    max_numel=OPS_MAX_NUMEL,
+    size=lambda case: case["shape"][0] * case["shape"][1],
+))
+
+
+TILES = (64, 32, 128)
+
+
+def _sparse_kernels() -> dict[str, Variant]:
+    out = {}
+    for tile in TILES:
+        for rounding, suffix, doc in (
+            ("bits", "", "BF16 rounding to nearest even by integer ops on the FP32 bits"),
+            ("cast", "_cast", "BF16 rounding by Triton's .to(tl.bfloat16)"),
+        ):
+            name = f"triton{tile}{suffix}"
+            out[name] = _triton_variant("triton.sparse_attn", name, "sparse_attn",
+                                        f"Triton tiled sparse attention, tile {tile}, {doc}",
+                                        tile=tile, rounding=rounding)
+    out["emulation64"] = Variant("emulation64", sparse_attn_emulation,
+                                 "torch emulation of the NPU kernel, tile 64", {"tile": 64})
+    return out
+
+
+register(Target(
+    name="triton.sparse_attn",
+    doc="Triton DeepSeek-V4 sparse decode attention with the numerics of its torch emulation "
+        "(compiled on CUDA, interpreted on CPU); same case space as dsv4.sparse_attn",
+    signature="fn(q, kv, indices, sink) -> out",
+    cases=sparse_cases,
+    inputs=sparse_inputs,
+    expect=lambda case: {"out": OutputSpec(tuple(case["shape"]), torch.bfloat16)},
+    kernels=_sparse_kernels(),
+    oracles=SPARSE_ORACLES,
+    comparators={"out": TILED_EXACT},
+    default_kernel="triton64",
+    default_oracle="tiled64",
+    inputs_doc=SPARSE_INPUTS_DOC,
+    outputs_doc=SPARSE_OUTPUTS_DOC,
+    comparator_doc="exact against the tiled golden of the same tile, 5% budget: only the FP32 "
+                   "summation order of the dot products may separate kernel and golden",
+    max_numel=1 << 21,
+    size=sparse_size,
+))
+
+
+# -- ops.sdpa and ops.sdpa_fa -----------------------------------------------------------------
+
+HEAD_DIMS = (64, 128, 32, 16, 8, 256, 80, 96)
+
+
+def _sdpa_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
+    @st.composite
+    def cases(draw: st.DrawFn) -> dict[str, Any]:
+        head_dim = draw(st.sampled_from(HEAD_DIMS))
+        # q is [B, H, Lq, D] and k, v are [B, H, Lk, D]: both stay within max_numel.
+        b, h, q_len = draw(fst.shapes(fst.Dim(1, 4), fst.Dim(1, 16), fst.Dim(1, 512),
+                                      max_numel=max(max_numel // head_dim, 1)))
+        k_len = draw(fst.sides(min_side=1, max_side=max(min(512, max_numel // (b * h * head_dim)), 1)))
+        return {
+            "shape": [b, h, q_len, k_len, head_dim],
+            "dtype": draw(fst.dtypes(LOW_PRECISION)),
+            "causal": draw(st.booleans()),
+            # Logits reach about +-16 standard deviations (peaked softmax, many rescales in an
+            # online softmax); values stay near 1 so that one absolute tolerance fits them.
+            # No outliers: their 2**16 magnitudes overflow FP16 inputs to inf. (Uniform draws
+            # are offset by up to 64, so k and v are normal.)
+            "q": draw(fst.distributions(kinds=("normal", "uniform"), min_scale_exp=-4,
+                                        max_scale_exp=4)),
+            "kv": draw(fst.distributions(kinds=("normal",), min_scale_exp=-4, max_scale_exp=0)),
+            "seed": draw(fst.seeds()),
+        }
+
+    return cases()
+
+
+def _sdpa_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    b, h, q_len, k_len, d = case["shape"]
+    dtype = dtype_of(case["dtype"])
+    return {
+        "q": values(gen, [b, h, q_len, d], dtype, case["q"]),
+        "k": values(gen, [b, h, k_len, d], dtype, case["kv"]),
+        "v": values(gen, [b, h, k_len, d], dtype, case["kv"]),
+    }
+
+
+def _sdpa_params(case: dict[str, Any]) -> dict[str, Any]:
+    return {"causal": bool(case["causal"]), "scale": 1.0 / math.sqrt(case["shape"][-1])}
+
+
+def _sdpa_out_shape(case: dict[str, Any]) -> tuple[int, ...]:
+    b, h, q_len, _, d = case["shape"]
+    return (b, h, q_len, d)
+
+
+BACKEND_DOCS = {
+    "math": "SDPBackend.MATH (CPU and CUDA)",
+    "flash": "SDPBackend.FLASH_ATTENTION (CUDA; torch's CPU flash kernel on the CPU)",
+    "efficient": "SDPBackend.EFFICIENT_ATTENTION (CUDA only)",
+    "cudnn": "SDPBackend.CUDNN_ATTENTION (CUDA only)",
+}
+SDPA_INPUTS_DOC = {
+    "q": "[B, H, Lq, D] bfloat16|float16, D in {8, 16, 32, 64, 80, 96, 128, 256}",
+    "k": "[B, H, Lk, D] same dtype",
+    "v": "[B, H, Lk, D] same dtype",
+}
+
+
+def _sdpa_size(case: dict[str, Any]) -> int:
+    b, h, q_len, k_len, d = case["shape"]
+    return b * h * (q_len + 2 * k_len) * d
+
+
+register(Target(
+    name="ops.sdpa",
+    doc="scaled_dot_product_attention with one backend at a time (causal = top-left aligned)",
+    signature="fn(q, k, v, *, causal: bool, scale: float) -> out",
+    cases=_sdpa_cases,
+    inputs=_sdpa_inputs,
+    params=_sdpa_params,
+    expect=lambda case: {"out": OutputSpec(_sdpa_out_shape(case), dtype_of(case["dtype"]))},
+    kernels={name: _variant("ops.sdpa", name, sdpa, f"torch SDPA, {doc}", backend=name)
+             for name, doc in BACKEND_DOCS.items()},
+    oracles={
+        "fp64": Variant("fp64", sdpa_fp64, "float64 attention"),
+        "lowp": Variant("lowp", sdpa_lowp, "plain attention, every step rounded to the input "
+                        "dtype (FlashAttention's low-precision reference)"),
+    },
+    comparators={"out": SDPA_TOLERANCE},
+    default_kernel="flash",
+    default_oracle="fp64",
+    inputs_doc=SDPA_INPUTS_DOC,
+    outputs_doc={"out": "[B, H, Lq, D] same dtype as q"},
+    comparator_doc="allclose(atol=1e-2, rtol=1e-2) against float64 rounded to the output "
+                   "dtype: what flash, efficient and cuDNN pass on an H100",
+    max_numel=OPS_MAX_NUMEL,
+    size=_sdpa_size,
+))
+
+
+def fa_checked(kernel: Callable[..., torch.Tensor], *, factor: float = FA_FACTOR
+               ) -> Callable[..., torch.Tensor]:
+    """An `ops.sdpa_fa` kernel: run an attention kernel and judge it by FlashAttention's rule.
+
+    Takes: kernel, fn(q, k, v, *, causal, scale) -> out with `ops.sdpa`'s signature (an SDPA
+    backend, or your own kernel in a plugin target); factor, the rule's multiple of the plain
+    low-precision implementation's worst error.
+    Returns: fn(q, k, v, *, causal, scale) -> float64 [B, H, Lq, D] on the inputs' device,
+    each element's error against float64 as a fraction of what the rule allows (above 1
+    breaks it). The references are computed on the CPU from the same inputs.
+    Raises: (when called) what `kernel` raises.
+    """
+
+    def ratio(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool,
+              scale: float) -> torch.Tensor:
+        out = kernel(q, k, v, causal=causal, scale=scale)
+        cpu = (q.cpu(), k.cpu(), v.cpu())
+        reference = sdpa_fp64(*cpu, causal=causal, scale=scale)
+        baseline = sdpa_lowp(*cpu, causal=causal, scale=scale)
+        return fa_rule_ratio(out.cpu(), reference, baseline, factor=factor).to(out.device)
+
+    return ratio
+
+
+register(Target(
+    name="ops.sdpa_fa",
+    doc="scaled_dot_product_attention judged by FlashAttention's rule: error vs float64 at "
+        "most 2x that of a plain low-precision implementation, plus a rounding-noise floor",
+    signature="fn(q, k, v, *, causal: bool, scale: float) -> ratio (error / allowed error)",
+    cases=_sdpa_cases,
+    inputs=_sdpa_inputs,
+    params=_sdpa_params,
+    expect=lambda case: {"ratio": OutputSpec(_sdpa_out_shape(case), torch.float64)},
+    kernels={name: _variant("ops.sdpa_fa", name, fa_checked(functools.partial(sdpa, backend=name)),
+                            f"{doc}, error as a fraction of the FlashAttention rule's bound")
+             for name, doc in BACKEND_DOCS.items()},
+    oracles={"zero": Variant("zero", lambda q, k, v, *, causal, scale: torch.zeros(
+        q.shape, dtype=torch.float64), "the ideal: no error")},
+    comparators={"ratio": FA_RULE},
+    default_kernel="flash",
+    default_oracle="zero",
+    inputs_doc=SDPA_INPUTS_DOC,
+    outputs_doc={"ratio": "[B, H, Lq, D] float64 |out - fp64| / (2 max|lowp - fp64| + floor)"},
+    comparator_doc="allclose(atol=1, rtol=0), unrounded: an element fails when its error "
+                   "exceeds the FlashAttention rule's bound; --atol F --rtol 0 allows F times it",
+    max_numel=OPS_MAX_NUMEL,
+    size=_sdpa_size,
+))
