@@ -27,9 +27,10 @@ from kfuzz.search.campaign import ROUND_EXAMPLES, feedback
 from kfuzz.search.fresh import fresh_settings
 from kfuzz.targets.registry import get
 
-from bench import common
+from bench import common, faults
 
 TARGETS = ("ops.rmsnorm", "ops.rope", "faults.window_attn", "dsv4.sparse_attn")
+faults.load()  # faults.window_attn: a plugin, not built in
 
 
 def _fields(case: dict[str, Any]) -> dict[str, str]:

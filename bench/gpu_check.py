@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from kfuzz.errors import KfuzzError
 from kfuzz.search.campaign import CampaignConfig, run_campaign
-from kfuzz.store.corpus import CorpusStore, versions
+from kfuzz.store.corpus import CorpusStore
+from kfuzz.store.rows import versions
 from kfuzz.targets.registry import get
 
 EXACT = {"mode": "exact", "max_ratio": 0.0}

@@ -12,6 +12,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import faults
+
+# The faults.* targets are a plugin, not built in: every user of FAULTS needs them registered.
+faults.load()
+
 NORMAL = {"kind": "normal", "scale": 1.0}
 # The DeepSeek-V4 decode index set at production size (bench/dsv4_case_study.py).
 PROD_INDEX = {"n_rows": 4096, "k": 512, "n_valid": 512, "window": 128, "ragged": False,
@@ -188,7 +193,7 @@ FAULTS: list[Fault] = [
           "case of under 200 outputs fails as soon as one does", _q_production, _q_grid),
     Fault("window_off_by_one", "faults.window_attn", "window_off_by_one", "reference",
           "more keys than the window (S > window)", _window_production, _window_grid),
-    # Beyond the list: a rare-value fault from pypto-lib's history (DESIGN.md), the
+    # One more: a rare-value fault from pypto-lib's history (docs/case-study.md), the
     # exp weights rounded half away from zero where the golden rounds half to even. Only an
     # exp weight on an exact BF16 tie shows it, about one in 65536 weights.
     Fault("round_half_away", "dsv4.sparse_attn", "tile64_away", "tile64",

@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from kfuzz.run.runner import RunOptions, run
+from kfuzz.run.plan import RunOptions
+from kfuzz.run.runner import run
 from kfuzz.search.campaign import CampaignConfig
 
 from bench.common import median, parser, write

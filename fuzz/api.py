@@ -33,7 +33,7 @@ class Result:
     """What `fuzz` did. findings: each failing case found (shrunk ones, then the worst case
     seen), a `kfuzz.execute.findings.Finding` with its case, outcome (metrics per output), kind and
     shrink info. examples: cases run, shrinking not counted. closest: the case that came
-    nearest to failing (or failed worst), a `kfuzz.run.runner.Closest`, even when nothing failed.
+    nearest to failing (or failed worst), a `kfuzz.run.campaigns.Closest`, even when nothing failed.
     stopped: "examples", "budget", "exhausted" or "interrupted". run_id: its row in the
     corpus's runs table (None without db)."""
 
@@ -258,7 +258,8 @@ def fuzz(target: Any, *, kernel: str | Callable[..., Any] | None,
     plugins (modules or files registering targets, for worker processes).
     Raises KfuzzError (a subclass naming the problem) for anything that cannot run, and
     TypeError for an unknown option."""
-    from kfuzz.run.runner import RunOptions, comparator_overrides, run
+    from kfuzz.run.plan import RunOptions, comparator_overrides
+    from kfuzz.run.runner import run
     from kfuzz.search.campaign import CampaignConfig, HypothesisStorage
 
     unknown = sorted(set(options) - set(CAMPAIGN_OPTIONS) - set(RUN_OPTIONS))
@@ -307,7 +308,7 @@ def run_case(target: Any, case: Mapping[str, Any], *, kernel: str | Callable[...
     `kfuzz.execute.executor.Outcome` (status, metrics per output, error). Raises KfuzzError for a
     case or callable that does not fit the target."""
     from kfuzz.execute.executor import InProcessExecutor, Job
-    from kfuzz.run.runner import check_device, comparator_overrides
+    from kfuzz.run.plan import check_device, comparator_overrides
     from kfuzz.targets import registry
 
     check_device(device)

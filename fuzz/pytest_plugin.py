@@ -141,6 +141,7 @@ class FindingItem(pytest.Item):
         cannot be replayed here fails the setup: pytest reports it as an error, not as a
         failing finding."""
         from kfuzz.store.replay import replay
+        from kfuzz.store.rows import short_id
 
         super().setup()
         corpus = self.parent
@@ -153,25 +154,27 @@ class FindingItem(pytest.Item):
             record=not self.config.getoption("kfuzz_no_record"),
         )[0]
         if self.result.status == "error":
-            pytest.fail(f"finding {self.fingerprint[:12]} could not be replayed: "
+            pytest.fail(f"finding {short_id(self.fingerprint)} could not be replayed: "
                         f"{self.result.error}", pytrace=False)
 
     def runtest(self) -> None:
         """The replay's verdict. Raises FindingFailed when the finding still fails."""
         from kfuzz.present.junit import outputs_text
+        from kfuzz.present.text import percent
+        from kfuzz.store.rows import short_id
 
         corpus = self.parent
         assert isinstance(corpus, CorpusFile)
         result = self.result
         if result.status == "pass":
             return
-        stored = "-" if result.stored_ratio is None else f"{100 * result.stored_ratio:.4g}%"
         detail = outputs_text(result.outputs, result.error)
         raise FindingFailed(
-            f"finding {self.fingerprint[:12]} still fails: {result.target} kernel "
+            f"finding {short_id(self.fingerprint)} still fails: {result.target} kernel "
             f"{result.kernel} vs {result.oracle}, mismatch ratio "
-            f"{100 * (result.mismatch_ratio or 0):.4g}% (stored {stored})\n\n{detail}\n\n"
-            f"details: kfuzz corpus show {self.fingerprint[:12]} --db {corpus.path}"
+            f"{percent(result.mismatch_ratio or 0)} (stored {percent(result.stored_ratio)})"
+            f"\n\n{detail}\n\n"
+            f"details: kfuzz corpus show {short_id(self.fingerprint)} --db {corpus.path}"
         )
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:

@@ -1,6 +1,7 @@
-"""Run settings that the command line shows without importing the engine: the search profiles
-and the default case timeout. Kept free of torch and Hypothesis, so that `kfuzz --help` and the
-corpus commands start fast (`kfuzz.cli.parser` imports this, never `kfuzz.search`)."""
+"""Run settings that the command line shows without importing the engine: the search profiles,
+the default case timeout and the low-precision dtypes targets draw by default. Kept free of
+torch and Hypothesis, so that `kfuzz --help` and the corpus commands start fast (`kfuzz.cli`
+imports this, never `kfuzz.search`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ from dataclasses import dataclass
 
 # Seconds a case may run in an isolated worker before it is a timeout finding.
 DEFAULT_CASE_TIMEOUT = 60.0
+
+# The dtypes targets draw their inputs in by default: where computing in the input dtype and
+# upcasting to FP32 differ (for FP32 inputs both are the same computation). BF16 first: what
+# kernel teams ship, and where shrinking heads.
+LOW_PRECISION = ("bfloat16", "float16")
 
 
 @dataclass(frozen=True)

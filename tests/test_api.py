@@ -46,6 +46,7 @@ def gelu_rounded_once(x):
     return torch.nn.functional.gelu(x.double()).to(x.dtype)
 
 
+@pytest.mark.slow
 def test_fuzz_finds_and_shrinks_a_faulty_function_on_a_builtin_target():
     result = kfuzz.fuzz("ops.rmsnorm", kernel=rmsnorm_without_eps_in_input_dtype, **QUICK)
     assert result.failed and result.examples == 40
@@ -193,6 +194,7 @@ def test_a_kernel_that_does_not_fit_the_signature_fails_before_the_search():
     assert "expected fn(x, weight, *, eps), got rms(x, w, eps)" in str(info.value)
 
 
+@pytest.mark.slow
 def test_db_none_stores_nothing_and_db_stores_the_run_and_findings(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     kfuzz.fuzz("ops.softmax", kernel="eager_lowp", comparator="exact", **QUICK)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 from kfuzz.present.summary import run_document, run_text
-from kfuzz.run.runner import NO_TIME, CampaignRun, RunReport, run_one
+from kfuzz.run.campaigns import NO_TIME, CampaignRun, run_one
+from kfuzz.run.runner import RunReport
 from kfuzz.search.campaign import CampaignConfig, CampaignResult
 
 KFUZZ = [sys.executable, "-m", "kfuzz.cli"]

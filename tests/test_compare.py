@@ -7,16 +7,9 @@ import math
 
 import pytest
 import torch
-from kfuzz.judge.compare import (
-    MODES,
-    TOLERANCES,
-    Comparator,
-    ComparatorError,
-    Metrics,
-    ShapeMismatch,
-    Tolerance,
-    compare,
-)
+from kfuzz.judge.comparator import MODES, Comparator, ComparatorError
+from kfuzz.judge.compare import Metrics, ShapeMismatch, compare
+from kfuzz.judge.tolerance import TOLERANCES, Tolerance
 
 NAN = math.nan
 INF = math.inf

@@ -13,8 +13,9 @@ from kfuzz.enums import Failure, Kind, ReplayStatus, Status
 from kfuzz.errors import CorpusError
 from kfuzz.execute.executor import Outcome
 from kfuzz.execute.findings import Finding
-from kfuzz.store.corpus import CorpusStore, migrations
+from kfuzz.store.corpus import CorpusStore
 from kfuzz.store.replay import replay
+from kfuzz.store.schema import migrations
 
 CASE = {"shape": [1, 4], "dtype": "bfloat16", "x": {"kind": "normal", "scale": 1.0},
         "eps": 1e-6, "seed": 3}

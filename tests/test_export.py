@@ -7,7 +7,7 @@ import sys
 
 from kfuzz import run_case
 from kfuzz.execute.findings import Finding
-from kfuzz.judge.compare import Comparator
+from kfuzz.judge.comparator import Comparator
 from kfuzz.store.corpus import CorpusStore
 
 # A dsv4.q_norm_rope case on which the low-precision rsqrt model differs from the float64

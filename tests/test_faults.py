@@ -131,6 +131,7 @@ for i in range(250):
 """
 
 
+@pytest.mark.slow
 def test_four_processes_250_findings_each_exactly_1000_rows(tmp_path):
     db = tmp_path / "shared.db"
     CorpusStore(db).close()

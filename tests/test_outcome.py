@@ -8,7 +8,8 @@ from dataclasses import replace
 import torch
 from hypothesis import strategies as st
 from kfuzz.execute.executor import Job, Outcome, run_case
-from kfuzz.judge.compare import Comparator, Metrics
+from kfuzz.judge.comparator import Comparator
+from kfuzz.judge.compare import Metrics
 from kfuzz.targets.registry import OutputSpec, Target, Variant
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
 from kfuzz.run.parallel import shard
 from kfuzz.search.campaign import CampaignConfig
 
 
+@pytest.mark.slow
 def test_two_workers_two_targets_one_corpus(kfuzz, db_path):
     res = kfuzz("run", "ops.rmsnorm", "ops.softmax", "--workers", "2", "--max-examples", "40",
                 "--compare", "exact", "--seed", "4", "--db", db_path, "--json")

@@ -17,7 +17,9 @@ from kfuzz.cases.materialise import (
     stamp,
     values,
 )
-from kfuzz.cases.materialise.counter import CounterGenerator, Field, HostField, ScalarField, pow2
+from kfuzz.cases.materialise.counter import CounterGenerator
+from kfuzz.cases.materialise.distributions import pow2
+from kfuzz.cases.materialise.fields import Field, HostField, ScalarField
 from kfuzz.errors import CaseError
 from kfuzz.targets import registry as targets
 

@@ -50,8 +50,9 @@ def _in_process(configs, workers, db_path):
 
 
 def _on_ray(configs, workers, db_path, plugins=()):
+    from kfuzz.run.campaigns import RunContext
+    from kfuzz.run.executors import ExecutorSpec
     from kfuzz.run.ray import run_on_ray
-    from kfuzz.run.runner import ExecutorSpec, RunContext
 
     with CorpusStore(db_path) as store:
         run_id = store.start_run(argv=[], profile="dev", seed=None, targets=[])
@@ -88,7 +89,7 @@ PLUGIN = textwrap.dedent('''
     import torch
     from hypothesis import strategies as st
 
-    from kfuzz.judge.compare import Comparator
+    from kfuzz.judge.comparator import Comparator
     from kfuzz.cases.materialise import values
     from kfuzz.targets.registry import OutputSpec, Target, Variant, register
     import raytest_kernels  # found only through the driver's sys.path

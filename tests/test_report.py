@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 from kfuzz.cli.app import main
-from kfuzz.judge.compare import Comparator
-from kfuzz.present.report import _Finding, _trend_data, element_errors, run_budget, run_seed
+from kfuzz.judge.comparator import Comparator
+from kfuzz.present.report import _Finding, _trend_data
+from kfuzz.present.rerun import element_errors
+from kfuzz.present.runs import run_budget, run_seed
 from kfuzz.store.corpus import CorpusStore
 
 FIND = ["--compare", "exact", "--max-ratio", "0.005", "--max-examples", "20"]
@@ -79,6 +81,7 @@ def test_page_and_summary_show_every_target_with_loadable_plots(report):
     assert "fail (" in summary and "Worst points when stored" in summary
 
 
+@pytest.mark.slow
 def test_runs_table_shows_each_runs_seed_budget_and_examples(report):
     summary = (report["out"] / "summary.md").read_text()
     lines = re.search(r"## Runs\n\n(.*?)\n\n", summary, re.S).group(1).splitlines()
@@ -197,7 +200,7 @@ def test_bad_report_arguments_are_one_line_exit_2(kfuzz, db_path, tmp_path, argv
 
 def test_missing_matplotlib_is_one_line_exit_2(kfuzz, db_path, tmp_path, monkeypatch):
     CorpusStore(db_path).close()
-    import kfuzz as package
+    import kfuzz.present as package  # a `plots` imported by an earlier test is its attribute
 
     monkeypatch.delitem(sys.modules, "kfuzz.present.plots", raising=False)
     monkeypatch.delattr(package, "plots", raising=False)

@@ -170,6 +170,7 @@ def test_naming_a_target_that_cannot_run_here_stays_an_error(tmp_path):
                                   "cpu: triton is not installed")
 
 
+@pytest.mark.slow
 def test_a_segfault_without_isolate_prints_where_and_a_hint(user, tmp_path):
     ref = user("segv.py", """\
         import ctypes

@@ -8,7 +8,10 @@ import sqlite3
 import pytest
 from kfuzz.errors import KfuzzError
 from kfuzz.execute.executor import InProcessExecutor, Job, Outcome
-from kfuzz.run.runner import RunOptions, _Watched, closeness, make_executor, run, select_targets
+from kfuzz.run.campaigns import _Watched, closeness
+from kfuzz.run.executors import make_executor
+from kfuzz.run.plan import RunOptions, select_targets
+from kfuzz.run.runner import run
 from kfuzz.search.campaign import CampaignConfig
 
 

@@ -29,6 +29,7 @@ def test_finding_is_reported_raw_then_shrunk_then_peak():
     assert result.peak_ratio > 0
 
 
+@pytest.mark.slow
 def test_same_seed_same_campaign():
     a, _ = _run(target="ops.rmsnorm", kernel="eager_lowp", max_examples=60, seed=11)
     b, _ = _run(target="ops.rmsnorm", kernel="eager_lowp", max_examples=60, seed=11)
@@ -166,22 +167,65 @@ def test_rounds_alternate_fresh_draws_and_hypothesis_generation(monkeypatch):
     assert fresh_share >= 0.8 > 0.5 > hypothesis_share, (fresh_share, hypothesis_share)
 
 
-def _store_shrunk(cases, shrink_seconds):
-    """The shrunk finding stored after Hypothesis passed through `cases` (failures, in order)
-    on a softmax that is wrong on wide or one-sided rows."""
-    from kfuzz.search import campaign as search
+# -- the shrink session and the search for a smaller failure, as a campaign builds them -------
 
-    config = CampaignConfig(target="ops.softmax",
-                            kernel="tests.helpers_kernels:softmax_wrong_when_wide_or_one_sided",
-                            seed=0, batch=1, shrink_seconds=shrink_seconds)
-    stored = []
-    campaign = search._Campaign(config, InProcessExecutor(), stored.append, None)
-    for case in cases:
-        outcome = campaign._evaluate([case])[0]
-        assert outcome.failed
-        campaign._on_new_failure(case, outcome)
-    campaign._store_candidate(complete=True)
-    return stored[-1]
+WIDE_OR_ONE_SIDED = "tests.helpers_kernels:softmax_wrong_when_wide_or_one_sided"
+
+
+def _space(target_name, pins=None, seed=0):
+    """The case space a campaign on `target_name` shrinks in: its cases with `pins` held,
+    stamped, drawn anew in fresh draws."""
+    from kfuzz.cases.materialise import stamp
+    from kfuzz.search.fresh import fresh_settings
+    from kfuzz.shrink.space import CaseSpace
+    from kfuzz.targets.registry import get
+
+    target = get(target_name)
+    pins = dict(pins or {})
+
+    def cases(max_numel):
+        return target.cases(max_numel).map(lambda case: stamp({**case, **pins}))
+
+    return CaseSpace(target, cases, max_numel=target.max_numel, pins=pins, seed=seed,
+                     fresh=fresh_settings())
+
+
+def _runner(target_name, kernel=None):
+    """An evaluate callable running cases of `target_name` with `kernel` (the target's default
+    when None) against its default oracle; None for a case that cannot run."""
+    from kfuzz.errors import KfuzzError
+    from kfuzz.targets.registry import get
+
+    target = get(target_name)
+    executor = InProcessExecutor()
+
+    def evaluate(case):
+        job = Job(target_name, kernel or target.default_kernel, target.default_oracle, case)
+        try:
+            return executor.evaluate([job])[0]
+        except KfuzzError:
+            return None
+
+    return evaluate
+
+
+def _shrunk(case, shrink_seconds, passed_through=None):
+    """The session's result for `case` (and the failure Hypothesis passed through) on a
+    softmax that is wrong on wide or one-sided rows, with the time a campaign would give it."""
+    import time
+
+    from kfuzz.shrink.session import ShrinkSession
+
+    evaluate = _runner("ops.softmax", WIDE_OR_ONE_SIDED)
+    outcome = evaluate(case)
+    assert outcome.failed
+    if passed_through is not None:
+        passed_through = (passed_through, evaluate(passed_through))
+        assert passed_through[1].failed
+    session = ShrinkSession(_space("ops.softmax"), evaluate, case, outcome,
+                            deadline=time.perf_counter() + shrink_seconds,
+                            shrink_seconds=shrink_seconds, passed_through=passed_through)
+    return session.run()
 
 
 @pytest.mark.slow
@@ -194,10 +238,9 @@ def test_the_size_pass_also_starts_from_the_smallest_failure_hypothesis_passed_t
                        "x": {"kind": "uniform", "low": 0.0, "high": 1.0}, "seed": 3})
     wide = stamp({"shape": [1, 512], "dtype": "bfloat16",
                   "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
-    shrunk = _store_shrunk([one_sided, wide], shrink_seconds=20)
-    assert shrunk.kind == "shrunk" and shrunk.shrink["size_hypothesis"] == 512
+    shrunk = _shrunk(wide, shrink_seconds=20, passed_through=one_sided)
     assert shrunk.case["shape"] == [1, 20] and shrunk.case["x"]["kind"] == "uniform"
-    assert "smallest failure Hypothesis passed through" in shrunk.shrink["reductions"][0]
+    assert "smallest failure Hypothesis passed through" in shrunk.reductions[0]
 
 
 @pytest.mark.slow
@@ -205,12 +248,14 @@ def test_a_smaller_failure_with_other_values_is_searched_for_after_the_reduction
     # Cut down, the wide normal case stops at 400 columns; a one-sided case fails from 20, and
     # no reduction of the normal one reaches it: the search for a smaller failure does.
     from kfuzz.cases.materialise import stamp
+    from kfuzz.targets.registry import get
 
     wide = stamp({"shape": [4, 1024], "dtype": "bfloat16",
                   "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
-    shrunk = _store_shrunk([wide], shrink_seconds=30)
-    assert shrunk.shrink["size_after"] <= 40, shrunk.case
-    assert any(step.startswith("a smaller failure drawn") for step in shrunk.shrink["reductions"])
+    shrunk = _shrunk(wide, shrink_seconds=30)
+    assert get("ops.softmax").case_size(shrunk.case) <= 40, shrunk.case
+    assert any(step.startswith("a smaller failure drawn") for step in shrunk.reductions)
+    assert shrunk.passes["redraw"]["successes"] + shrunk.passes["draw"]["successes"] >= 1
 
 
 def test_values_are_redrawn_at_a_smaller_size_of_the_case_in_hand(monkeypatch):
@@ -220,19 +265,18 @@ def test_values_are_redrawn_at_a_smaller_size_of_the_case_in_hand(monkeypatch):
     import time
 
     from kfuzz.cases.materialise import stamp
-    from kfuzz.search import campaign as search
+    from kfuzz.shrink import witnesses
 
-    monkeypatch.setattr(search, "BAND", 0)
+    monkeypatch.setattr(witnesses, "BAND", 0)
 
-    config = CampaignConfig(target="ops.softmax",
-                            kernel="tests.helpers_kernels:softmax_wrong_when_wide_or_one_sided",
-                            seed=0, batch=1, pins={"dtype": "bfloat16"})
-    campaign = search._Campaign(config, InProcessExecutor(), None, None)
+    evaluate = _runner("ops.softmax", WIDE_OR_ONE_SIDED)
     wide = stamp({"shape": [1, 512], "dtype": "bfloat16",
                   "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
-    outcome = campaign._evaluate([wide])[0]
+    outcome = evaluate(wide)
     assert outcome.failed
-    found = campaign._redraw_smaller(wide, outcome.buckets(), time.perf_counter() + 20, seed=0)
+    search = witnesses.WitnessSearch(_space("ops.softmax", pins={"dtype": "bfloat16"}), evaluate,
+                                     outcome.buckets())
+    found = search.redraw_smaller(wide, time.perf_counter() + 600, seed=0)
     assert found is not None
     case, got = found
     # A cut by a quarter or by half, values other than the normal ones the case failed with.
@@ -244,15 +288,14 @@ def test_values_are_redrawn_at_a_smaller_size_of_the_case_in_hand(monkeypatch):
 def test_structures_just_below_the_size_are_drawn_from_the_case_space():
     import time
 
-    from kfuzz.search import campaign as search
+    from kfuzz.shrink import witnesses
     from kfuzz.targets.registry import get
 
-    config = CampaignConfig(target="dsv4.sparse_attn", seed=0, batch=1)
-    campaign = search._Campaign(config, InProcessExecutor(), None, None)
+    search = witnesses.WitnessSearch(_space("dsv4.sparse_attn"), lambda case: None, set())
     size = 3000
-    band = campaign._band(size, time.perf_counter() + 20, seed=0)
+    band = search.band(size, time.perf_counter() + 600, seed=0)
     sizes = [get("dsv4.sparse_attn").case_size(case) for case in band]
-    assert len(band) == search.BAND, len(band)
+    assert len(band) == witnesses.BAND, len(band)
     assert all(size / 2 <= s < size for s in sizes), sizes
     assert len({json.dumps(case, sort_keys=True) for case in band}) == len(band)
 
@@ -261,26 +304,25 @@ def test_kinds_of_redraw_that_gave_smaller_failures_get_more_of_the_draws(monkey
     import time
 
     from kfuzz.cases.materialise import stamp
-    from kfuzz.search import campaign as search
+    from kfuzz.shrink import witnesses
 
     # A count of draws, not a time, ends the redraws: the shares hold on a loaded machine.
-    monkeypatch.setattr(search, "REDRAWS", 300)
+    monkeypatch.setattr(witnesses, "REDRAWS", 300)
 
-    config = CampaignConfig(target="ops.softmax", seed=0, batch=1)
-    campaign = search._Campaign(config, InProcessExecutor(), None, None)
+    search = witnesses.WitnessSearch(_space("ops.softmax"), _runner("ops.softmax"),
+                                     {"no such bucket"})
     # Cuts with fresh values gave three smaller failures so far, the other kinds none.
-    campaign.redraw_record = {(0, "fresh"): [0, 3]}
+    search.record[("cut", "fresh")] = witnesses.KindRecord(draws=0, halvings=3)
     wide = stamp({"shape": [4, 256], "dtype": "float32",
                   "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
-    got = campaign._redraw_smaller(wide, {"no such bucket"}, time.perf_counter() + 600, seed=0)
+    got = search.redraw_smaller(wide, time.perf_counter() + 600, seed=0)
     assert got is None
-    draws = {kind: record[0] for kind, record in campaign.redraw_record.items()}
-    assert set(draws) == {(0, "own"), (0, "fresh"), (0, "near"), (1, "own"), (1, "case"),
-                          (1, "fresh"), (1, "near")}
-    assert draws[(0, "own")] > 20
+    draws = {kind: record.draws for kind, record in search.record.items()}
+    assert set(draws) == set(witnesses.KINDS)
+    assert draws[("cut", "own")] > 20
     for kind, n in draws.items():
-        share = 4 if kind == (0, "fresh") else 1
-        assert abs(n - share * draws[(0, "own")]) <= share, draws
+        share = 4 if kind == ("cut", "fresh") else 1
+        assert abs(n - share * draws[("cut", "own")]) <= share, draws
 
 
 def test_the_value_settings_that_came_closest_to_failing_are_drawn_again(monkeypatch):
@@ -288,29 +330,32 @@ def test_the_value_settings_that_came_closest_to_failing_are_drawn_again(monkeyp
 
     from kfuzz.cases.materialise import stamp
     from kfuzz.execute.executor import Outcome
-    from kfuzz.search import campaign as search
-
-    config = CampaignConfig(target="ops.softmax", seed=0, batch=1)
-    campaign = search._Campaign(config, InProcessExecutor(), None, None)
+    from kfuzz.shrink import witnesses
 
     def outcome(ratio, headroom):
         return Outcome(status="pass", outputs={"y": {"mismatch_ratio": ratio,
                                                      "worst_over_allowed": headroom}})
 
+    search = witnesses.WitnessSearch(_space("ops.softmax"), _runner("ops.softmax"),
+                                     {"no such bucket"})
     # Kept: the largest mismatch ratio first, then the largest error against what is allowed.
     for i, (ratio, headroom) in enumerate([(0.0, 0.5), (0.001, 0.1), (0.0, 0.9)] * 4):
-        campaign._note_near_miss(outcome(ratio, headroom), {"x": {"kind": "normal", "scale": i}})
-    scores = [score for score, _ in campaign.near_misses]
-    assert len(scores) == search.NEAR_MISSES and scores[:4] == [(0.001, 0.1)] * 4
+        search.note_near_miss(outcome(ratio, headroom), {"x": {"kind": "normal", "scale": i}})
+    scores = [score for score, _ in search.near_misses]
+    assert len(scores) == witnesses.NEAR_MISSES and scores[:4] == [(0.001, 0.1)] * 4
     assert scores[4:] == [(0.0, 0.9)] * 4
     # Near draws carry those settings, with seeds of their own, on structures below the size.
-    campaign.near_misses = [((0.001, 0.1), {"x": {"kind": "uniform", "low": 7.0, "high": 8.0}})]
     seen = []
-    monkeypatch.setattr(campaign, "_witness", lambda case, wanted: seen.append(case))
-    monkeypatch.setattr(search, "REDRAWS", 140)  # a count of draws, not a time
+
+    def recording(case):
+        seen.append(case)  # and cannot run: no near miss of its own
+
+    search = witnesses.WitnessSearch(_space("ops.softmax"), recording, {"no such bucket"})
+    search.note_near_miss(outcome(0.001, 0.1), {"x": {"kind": "uniform", "low": 7.0, "high": 8.0}})
+    monkeypatch.setattr(witnesses, "REDRAWS", 140)  # a count of draws, not a time
     wide = stamp({"shape": [4, 256], "dtype": "float32",
                   "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
-    campaign._redraw_smaller(wide, {"no such bucket"}, time.perf_counter() + 600, seed=0)
+    search.redraw_smaller(wide, time.perf_counter() + 600, seed=0)
     near = [c for c in seen if c["x"].get("low") == 7.0]
     assert len(near) >= len(seen) // 7 - 1 and len({c["seed"] for c in near}) > 1
     assert all(c["shape"][0] * c["shape"][1] < 1024 for c in near)
@@ -319,19 +364,21 @@ def test_the_value_settings_that_came_closest_to_failing_are_drawn_again(monkeyp
 def test_an_interrupt_swallowed_where_python_ignores_exceptions_still_stops_the_campaign():
     # Ctrl-C raised inside a garbage-collector callback is printed and dropped by Python; the
     # handler's note of it stops the campaign at its next case all the same.
-    from kfuzz.search import campaign as search
+    import signal
 
-    class Noting(InProcessExecutor):
+    class Swallowing(InProcessExecutor):
         calls = 0
 
         def evaluate(self, jobs):
-            Noting.calls += 1
-            if Noting.calls == 5:
-                campaign.interrupted = True  # as the SIGINT handler does before raising
+            Swallowing.calls += 1
+            if Swallowing.calls == 5:
+                try:
+                    signal.raise_signal(signal.SIGINT)
+                except KeyboardInterrupt:
+                    pass  # dropped, as Python drops it in a callback
             return super().evaluate(jobs)
 
     config = CampaignConfig(target="ops.softmax", kernel="eager_fp32", budget=60, seed=0,
                             batch=1)
-    campaign = search._Campaign(config, Noting(), None, None)
-    result = campaign.run()
+    result = run_campaign(config, executor=Swallowing())
     assert result.stopped == "interrupted" and result.examples <= 6  # the next case is not run

@@ -1,4 +1,4 @@
-"""Seeded-fault kernels and targets (kernels/faults.py, fuzz/builtin/faults.py) and the uniform
+"""Seeded-fault kernels and targets (bench/faults/, a plugin) and the uniform
 samplers of their case spaces (bench/samplers.py): each fault shows on its smallest known case
 and nowhere it cannot, and each correct kernel passes."""
 
@@ -12,21 +12,24 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from kfuzz.cases.materialise import VERSION, VERSION_KEY, generator, generator_for
 from kfuzz.execute.executor import InProcessExecutor, Job
-from kfuzz.kernels import faults as f
 from kfuzz.kernels.deepseek_v4 import sparse_attn
 from kfuzz.kernels.ops import rmsnorm_fp32, rope_fp32
 from kfuzz.search.campaign import CampaignConfig, run_campaign
 from kfuzz.targets.registry import get
 
+from bench.faults import kernels as f
+from bench.faults import load as load_faults
 from bench.samplers import SAMPLERS, sampler
 from bench.seeded import FAULTS
+
+load_faults()  # the faults.* targets
 
 NORMAL = {"kind": "normal", "scale": 1.0}
 INDEX = {"n_rows": 1, "k": 1, "n_valid": 1, "window": 0, "ragged": False, "duplicates": False,
          "sorted": False, "out_of_range": False}
 
 # The smallest failing case of each fault (bench/smallest.py found them; each reasoned in
-# kernels/faults.py), and its size.
+# bench/faults/kernels.py), and its size.
 SMALLEST = {
     "softmax_no_max": ({"shape": [1, 1], "dtype": "bfloat16", "x": {"kind": "normal",
                         "scale": 64.0}, "seed": 0}, 1),

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from kfuzz.cases import strategies as fst
 from kfuzz.cases.materialise import dtype_of, stamp, values
 from kfuzz.execute.executor import InProcessExecutor
-from kfuzz.judge.compare import Comparator
+from kfuzz.judge.comparator import Comparator
 from kfuzz.search.campaign import CampaignConfig, feedback, run_campaign
+from kfuzz.shrink.cuts import index_set_reductions
 from kfuzz.shrink.passes import reductions, shrink, sizes
 from kfuzz.targets.registry import OutputSpec, Target, Variant, get, register
 
@@ -97,7 +98,7 @@ def test_a_campaign_never_draws_an_excluded_regime():
 
 def test_index_set_reductions_keep_slots_within_k_and_may_share_rows():
     case = {"index": {"n_rows": 100, "k": 70, "n_valid": 70, "window": 64, "duplicates": False}}
-    labels = dict(fst.index_set_reductions("index")(case))
+    labels = dict(index_set_reductions("index")(case))
     shared = labels["index.n_rows 100->2 sharing rows"]["index"]
     assert shared["duplicates"] and shared["n_rows"] == 2
     for candidate in labels.values():
@@ -169,6 +170,9 @@ def test_the_pass_lowers_two_sizes_together_when_the_failure_needs_their_differe
     from kfuzz.errors import KfuzzError
     from kfuzz.execute.executor import Job
 
+    from bench.faults import load
+
+    load()  # faults.window_attn: a plugin
     target = get("faults.window_attn")
     case = stamp({"shape": [15, 1, 1], "tokens": 1, "window": 14,
                   "x": {"kind": "normal", "scale": 1.0}, "seed": 0})

@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from kfuzz.execute.executor import Outcome, error_class
+from kfuzz.execute.executor import Outcome
 from kfuzz.execute.findings import Finding, signature
-from kfuzz.kernels.faults import SOFTMAX_TILE
+from kfuzz.judge.error_class import error_class
 from kfuzz.store.corpus import CorpusStore
+
+from bench.faults.kernels import SOFTMAX_TILE
 
 ROOT = Path(__file__).resolve().parents[1]
 KFUZZ = [sys.executable, "-m", "kfuzz.cli"]
@@ -95,7 +97,8 @@ def test_buckets_and_signature_carry_the_error_class():
     # Through the worker pipe and back, with metrics as `compare` makes them: 1.0 against
     # 1.0625 is 8 BF16 ULPs (1/16).
     import torch
-    from kfuzz.judge.compare import Comparator, compare
+    from kfuzz.judge.comparator import Comparator
+    from kfuzz.judge.compare import compare
 
     live = compare(torch.tensor([1.0, 1.0625], dtype=torch.bfloat16), torch.tensor([1.0, 1.0]),
                    Comparator(mode="exact"))
@@ -114,8 +117,9 @@ def test_buckets_and_signature_carry_the_error_class():
 
 def test_the_two_fault_softmax_masks_the_tail_and_rounds_fp16_through_bf16():
     import torch
-    from kfuzz.kernels.faults import softmax_tail_mask_bf16_store as kernel
     from kfuzz.kernels.ops import softmax_fp32
+
+    from bench.faults.kernels import softmax_tail_mask_bf16_store as kernel
 
     gen = torch.Generator().manual_seed(0)
     for n in (1, SOFTMAX_TILE, 2 * SOFTMAX_TILE, SOFTMAX_TILE + 1, 3 * SOFTMAX_TILE - 1):
@@ -293,10 +297,12 @@ def test_four_nights_of_one_buggy_kernel_leave_one_finding_per_signature(tmp_pat
     assert not [r for r in rows if r["kind"] == "raw"]
 
 
+@pytest.mark.slow
 def test_two_root_causes_on_one_output_are_two_findings(tmp_path):
     db = tmp_path / "two.db"
     code, out, err = _run("run", "faults.softmax", "--kernel", "tail_mask_bf16_store",
-                          "--seed", 1, "--shrink-seconds", 5, "--db", db, "--json")
+                          "--plugin", "bench.faults.targets", "--seed", 1, "--shrink-seconds", 5,
+                          "--db", db, "--json")
     assert code == 1, err
     shrunk = [f for f in json.loads(out)["findings"] if f["kind"] == "shrunk"]
     # The tail mask zeroes an element (wrong), the BF16 store is off by a few FP16 ULPs.
@@ -311,6 +317,7 @@ def test_two_root_causes_on_one_output_are_two_findings(tmp_path):
     assert {stored[f["stored_as"]] for f in shrunk} == {f["signature"] for f in shrunk}
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_with_one_seed_leave_no_raw_row(tmp_path):
     db = tmp_path / "shared.db"
     CorpusStore(db).close()

@@ -94,8 +94,12 @@ def test_manifest_lists_what_each_module_registers():
         original = targets.register
 
         def register(target, **kwargs):
-            module = sys._getframe(1).f_globals["__name__"]
-            registered.setdefault(module, []).append(target.name)
+            # The built-in module declaring it: the innermost caller listed in MODULES (it
+            # may call register through kfuzz.targets.declare).
+            frame = sys._getframe(1)
+            while frame.f_globals["__name__"] not in MODULES:
+                frame = frame.f_back
+            registered.setdefault(frame.f_globals["__name__"], []).append(target.name)
             return original(target, **kwargs)
 
         targets.register = register  # before any built-in module binds it
@@ -143,6 +147,23 @@ def test_get_imports_only_the_module_of_that_target(tmp_path):
     assert report["added"] == ["mine.softmax"]
     assert report["softmax_plugins"] == [] and len(report["mine_plugins"]) == 1
     assert report["names_after"] == sorted([*BUILTIN, "mine.softmax"])
+
+
+def test_registering_a_builtin_leaves_its_referenced_kernels_unimported():
+    # Kernels and oracles given as "module:function" are imported by their first call.
+    code = textwrap.dedent("""
+        import json, sys
+        from kfuzz.targets import registry as targets
+        target = targets.get("dsv4.sparse_attn")
+        lazy = ("kfuzz.kernels.deepseek_v4", "kfuzz.oracles.deepseek_v4", "triton")
+        before = [m for m in lazy if m in sys.modules]
+        target.oracles["fp64"].fn.__signature__  # what a call that does not fit reads
+        print(json.dumps({"before": before, "after": [m for m in lazy if m in sys.modules]}),
+              file=sys.stderr)
+    """)
+    report, _ = _probe(code)
+    assert report["before"] == []
+    assert "kfuzz.oracles.deepseek_v4" in report["after"] and "triton" not in report["after"]
 
 
 def test_targets_names_lists_the_plugin_targets_without_torch(tmp_path):
@@ -204,5 +225,5 @@ def test_a_builtin_name_registered_again_is_refused_before_first_use():
 
 def test_unknown_target_suggests_from_every_name():
     with pytest.raises(UnknownTarget) as info:
-        registry.get("faults.rop")
-    assert "did you mean 'faults.rope'" in str(info.value)
+        registry.get("dsv4.q_norm_rop")
+    assert "did you mean 'dsv4.q_norm_rope'" in str(info.value)

@@ -133,6 +133,7 @@ def test_sparse_attn_in_kernel_cast_truncates_in_the_interpreter():
     ("triton.rmsnorm", "rsqrt", "rsqrt_torchcast"),
     ("triton.softmax", "incast", "torchcast"),
 ])
+@pytest.mark.slow
 def test_in_kernel_bf16_cast_is_found_shrunk_stored_and_torch_cast_passes(
         kfuzz, db_path, target, incast, torchcast):
     run = kfuzz("run", target, "--kernel", incast, "--max-examples", "40", "--seed", "1",

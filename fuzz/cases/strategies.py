@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import bisect
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
+from kfuzz.settings import LOW_PRECISION
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
-LOW_PRECISION = ("bfloat16", "float16")
 DISTRIBUTION_KINDS = ("normal", "uniform", "log_uniform", "outliers", "constant_rows", "edge")
 EDGES = ("overflow", "underflow", "subnormal")
 # Value regimes: optional modifiers of a distribution (`kfuzz.cases.materialise.values` applies them).
@@ -282,8 +282,23 @@ def distributions(
         min_scale_exp <= max_scale_exp,
         f"min_scale_exp={min_scale_exp} > max_scale_exp={max_scale_exp}; swap them",
     )
+    builders = _kind_strategies(min_scale_exp, max_scale_exp, edges)
+    base = st.one_of([builders[k] for k in kinds])
+    if regimes is None:
+        regimes = [r for r in REGIMES if (r != "edge_rows" or "edge" in kinds)
+                   and (r != "ties" or tie_dtypes)]
+    if regimes:
+        base = st.builds(lambda dist, mods: {**dist, **mods}, base,
+                         value_regimes(names=regimes, tie_dtypes=tie_dtypes or LOW_PRECISION,
+                                       edges=edges, max_exp=regime_max_exp))
+    return _with_nonfinite(base) if allow_nonfinite else base
+
+
+def _kind_strategies(min_scale_exp: int, max_scale_exp: int,
+                     edges: Sequence[str]) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
+    """The strategy of each distribution kind (see `distributions`)."""
     scales = _scales(min_scale_exp, max_scale_exp)
-    builders: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+    return {
         "normal": st.fixed_dictionaries({"kind": st.just("normal"), "scale": scales}),
         "uniform": st.builds(
             lambda low, width: {"kind": "uniform", "low": low, "high": low + width},
@@ -315,17 +330,10 @@ def distributions(
             "spread": st.integers(0, 4),
         }),
     }
-    base = st.one_of([builders[k] for k in kinds])
-    if regimes is None:
-        regimes = [r for r in REGIMES if (r != "edge_rows" or "edge" in kinds)
-                   and (r != "ties" or tie_dtypes)]
-    if regimes:
-        base = st.builds(lambda dist, mods: {**dist, **mods}, base,
-                         value_regimes(names=regimes, tie_dtypes=tie_dtypes or LOW_PRECISION,
-                                       edges=edges, max_exp=regime_max_exp))
-    if not allow_nonfinite:
-        return base
 
+
+def _with_nonfinite(base: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
+    """`base` with a "nonfinite" entry {"nan": p, "inf": p} on some descriptions."""
     def add_nonfinite(dist: dict[str, Any], rates: tuple[float, float]) -> dict[str, Any]:
         nan, inf = rates
         if nan == 0 and inf == 0:
@@ -445,53 +453,6 @@ def valid_lengths(*, max_length: int) -> st.SearchStrategy[int]:
     """Valid lengths in [0, max_length], shrinking toward the full length (the common case)."""
     _check(max_length >= 0, f"max_length={max_length} must be >= 0")
     return st.integers(0, max_length).map(lambda gap: max_length - gap)
-
-
-Reductions = Callable[[dict[str, Any]], Iterator[tuple[str, dict[str, Any]]]]
-
-
-def smaller_steps(value: int, floor: int, multiple_of: int = 1) -> list[int]:
-    """Sizes below `value` and at least `floor` (multiples of `multiple_of`) to try when
-    shrinking it, biggest cut first: the floor, half, then cuts of 1/4 down to 1/32 of the
-    value, then one step (a binary-search-like descent rather than one step at a time)."""
-    out: list[int] = []
-    for new in (floor, value // 2, *(value - value // d for d in (4, 8, 16, 32)),
-                value - multiple_of):
-        new -= new % multiple_of
-        if floor <= new < value and new not in out:
-            out.append(new)
-    return out
-
-
-def index_set_reductions(field: str = "index") -> Reductions:
-    """Size-directed reductions (`Target.reductions`) of the `sparse_index_sets` description in
-    `case[field]`: fewer cache rows, fewer slots, fewer valid slots, a shorter window, each
-    cut to its smallest, halved, then by smaller steps down to one; n_valid and window stay
-    within k. Without duplicates every valid slot needs a row of its own: the cache can then
-    shrink only by letting slots share rows, which is tried too (duplicates on, fewer rows)."""
-
-    def reduce(case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-        spec = case.get(field)
-        if not isinstance(spec, dict):
-            return
-        n = spec.get("n_rows")
-        if isinstance(n, int) and not spec.get("duplicates"):
-            for new in dict.fromkeys((1, 2, n // 2)):
-                if 1 <= new < n:
-                    yield (f"{field}.n_rows {n}->{new} sharing rows",
-                           {**case, field: {**spec, "n_rows": new, "duplicates": True}})
-        for key, floor in (("n_rows", 1), ("k", 1), ("n_valid", 0), ("window", 0)):
-            value = spec.get(key)
-            if not isinstance(value, int):
-                continue
-            for new in smaller_steps(value, floor):
-                    smaller = {**spec, key: new}
-                    if key == "k":
-                        smaller["n_valid"] = min(smaller["n_valid"], new)
-                        smaller["window"] = min(smaller["window"], new)
-                    yield f"{field}.{key} {value}->{new}", {**case, field: smaller}
-
-    return reduce
 
 
 # What `regimes_in` can name, and so what a run may exclude.

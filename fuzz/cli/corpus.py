@@ -1,4 +1,5 @@
-"""The `kfuzz corpus` subcommands: list, rm, show, export and merge (see `kfuzz.cli`)."""
+"""`kfuzz corpus`: list, show, export, remove and merge stored findings. Imports no torch:
+these commands only read and write the corpus."""
 
 from __future__ import annotations
 
@@ -8,14 +9,99 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kfuzz.cli.parser import KfuzzParser, db_option, json_option, plugin_option
+from kfuzz.enums import Failure, FindingStatus, Kind
 from kfuzz.errors import KfuzzError
 from kfuzz.judge.comparator import Comparator, ComparatorError
-from kfuzz.present.summary import ratio as _ratio
-from kfuzz.present.summary import short as _short
-from kfuzz.present.summary import table as _table
-from kfuzz.store.corpus import CorpusStore, json_safe
+from kfuzz.present.text import percent, table
+from kfuzz.store.corpus import DEFAULT_DB, CorpusStore
+from kfuzz.store.rows import json_safe, short_id
+
+if TYPE_CHECKING:
+    from kfuzz.cli.parser import Subcommands
+
+
+def add_parser(sub: Subcommands) -> None:
+    """Add the `corpus` command and its subcommands to the subcommands `sub`."""
+    corpus = sub.add_parser("corpus", help="inspect the corpus",
+                            description="Inspect, export, remove and merge stored findings.")
+    csub = corpus.add_subparsers(dest="corpus_command", metavar="SUBCOMMAND",
+                                 parser_class=KfuzzParser)
+    corpus.set_defaults(func=lambda args: corpus.error("choose list, show, export, rm or merge"))
+
+    p = csub.add_parser("list", help="list findings", description="List stored findings, "
+                        "newest first.")
+    db_option(p)
+    _filter_options(p)
+    p.add_argument("--failure", choices=[f.value for f in Failure], help="only this failure")
+    p.add_argument("--kind", choices=[k.value for k in Kind], help="only this kind")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N rows")
+    json_option(p)
+    p.set_defaults(func=cmd_corpus_list)
+
+    p = csub.add_parser("show", help="show one finding", description="Show one finding: "
+                        "case, comparator, metrics, worst points, replays.")
+    p.add_argument("id", metavar="ID", help="fingerprint or a unique prefix")
+    db_option(p)
+    json_option(p)
+    p.set_defaults(func=cmd_corpus_show)
+
+    _add_export(csub)
+
+    p = csub.add_parser("rm", help="remove findings",
+                        description="Remove findings, with their replays, by id or by "
+                        "--target/--kernel/--status.")
+    p.add_argument("ids", nargs="*", metavar="ID", help="fingerprints or unique prefixes")
+    db_option(p)
+    _filter_options(p)
+    json_option(p)
+    p.set_defaults(func=cmd_corpus_rm)
+
+    p = csub.add_parser(
+        "merge", help="merge corpora from several machines",
+        description="Merge corpora into one, idempotently: findings by fingerprint (earliest "
+        "first_seen, latest last_seen, status of the latest event, each corpus's sightings "
+        "counted once), replays and runs without duplicates. Sources are only read.")
+    p.add_argument("sources", nargs="+", metavar="DB", help="corpus databases to merge in")
+    p.add_argument("--into", default=DEFAULT_DB, metavar="PATH",
+                   help=f"corpus to merge into, created if absent (default {DEFAULT_DB})")
+    json_option(p)
+    p.set_defaults(func=cmd_corpus_merge)
+
+
+def _add_export(csub: Subcommands) -> None:
+    """Add `corpus export` to the corpus subcommands `csub`."""
+    p = csub.add_parser("export", help="write a standalone reproducer script",
+                        description="Write a Python script that reproduces one finding with "
+                        "nothing but torch and kfuzz installed, from any directory; with "
+                        "--inputs, the case's input values as a .npz for a reproducer that "
+                        "needs neither.")
+    p.add_argument("id", metavar="ID", help="fingerprint or a unique prefix")
+    db_option(p)
+    p.add_argument("-o", "--out", metavar="FILE", help="write here instead of stdout")
+    p.add_argument("--inputs", metavar="FILE.npz",
+                   help="write the case's input values as a NumPy .npz (then the script only "
+                   "with -o), as kfuzz's executor materialises them, for a reproducer "
+                   "without kfuzz: one array per input, named as the kernel's argument; a "
+                   "dtype NumPy lacks as its raw bits (bfloat16 as uint16, float8 as uint8); "
+                   "key __kfuzz__ holds JSON: each input's dtype, stored_as and shape, the "
+                   "params (keyword arguments), signature, target, kernel, oracle and case. "
+                   "Load with numpy.load(FILE); json.loads(npz['__kfuzz__'].item())")
+    p.add_argument("--force", action="store_true", help="overwrite FILE(s) that exist")
+    plugin_option(p, "the script loads this plugin instead of a recorded one of the same "
+                  "file or module name (a corpus made under another checkout path; the "
+                  "script takes --plugin too); repeatable, not imported here", metavar="FILE")
+    p.set_defaults(func=cmd_corpus_export)
+
+
+def _filter_options(p: argparse.ArgumentParser) -> None:
+    """Add `--target`, `--kernel` and `--status`, which select findings."""
+    p.add_argument("--target", metavar="T", help="only this target's findings")
+    p.add_argument("--kernel", metavar="K", help="only findings of this kernel")
+    p.add_argument("--status", choices=[s.value for s in FindingStatus],
+                   help="only findings of this status")
 
 
 def _check_filter_values(store: CorpusStore, args: argparse.Namespace) -> None:
@@ -62,10 +148,10 @@ def cmd_corpus_list(args: argparse.Namespace) -> int:
     headers = ["id", "status", "kind", "failure", "target", "kernel", "oracle", "ratio", "size",
                "seen", "last_seen", "signature"]
     # A row stored before signatures existed has none ("-").
-    table = [[_short(r["fingerprint"]), r["status"], r["kind"], r["failure"], r["target"],
-              r["kernel"], r["oracle"], _ratio(r["mismatch_ratio"]), str(r["size"]),
+    cells = [[short_id(r["fingerprint"]), r["status"], r["kind"], r["failure"], r["target"],
+              r["kernel"], r["oracle"], percent(r["mismatch_ratio"]), str(r["size"]),
               str(r["times_seen"]), r["last_seen"], r.get("signature") or "-"] for r in rows]
-    print(_table(table, headers) if table else "no findings")
+    print(table(cells, headers) if cells else "no findings")
     return 0
 
 
@@ -90,7 +176,7 @@ def cmd_corpus_rm(args: argparse.Namespace) -> int:
         print(json.dumps({"db": str(args.db), "removed": keys}, indent=2))
     else:
         print(f"removed {removed} finding{'s' if removed != 1 else ''} from {args.db}: "
-              + " ".join(_short(k) for k in keys))
+              + " ".join(short_id(k) for k in keys))
     return 0
 
 
@@ -145,7 +231,7 @@ def cmd_corpus_show(args: argparse.Namespace) -> int:
         print(f"{'kernel frames' if i == 0 else '':19} File \"{frame['file']}\", line "
               f"{frame['line']}, in {frame['function']}"
               + (" (raised here)" if i == len(frames) - 1 else ""))
-    print(f"{'mismatch_ratio':19} {_ratio(row.get('mismatch_ratio'))}")
+    print(f"{'mismatch_ratio':19} {percent(row.get('mismatch_ratio'))}")
     print(f"{'case':19} {json.dumps(row['case'])}")
     if row.get("comparator"):
         print(f"{'comparator':19} {json.dumps(row['comparator'])}")
@@ -166,7 +252,7 @@ def cmd_corpus_show(args: argparse.Namespace) -> int:
                   f"{point['expected']} diff {point['diff']} allowed {point['allowed']}")
     for replay in row["replays"]:
         print(f"replayed {replay['at']}: {replay['status']} with {replay['kernel']} "
-              f"({_ratio(replay['mismatch_ratio'])})"
+              f"({percent(replay['mismatch_ratio'])})"
               + (" [another kernel or oracle]" if replay.get("substitute") else ""))
     return 0
 
@@ -239,6 +325,6 @@ def cmd_corpus_merge(args: argparse.Namespace) -> int:
         return 0
     rows = [[s.source, str(s.findings_added), str(s.findings_updated), str(s.replays_added),
              str(s.runs_added)] for s in stats]
-    print(_table(rows, ["source", "new findings", "updated", "replays added", "runs added"]))
+    print(table(rows, ["source", "new findings", "updated", "replays added", "runs added"]))
     print(f"\n{args.into}: {total} findings")
     return 0

@@ -19,7 +19,9 @@ import torch
 from kfuzz.cases.materialise import generator_for, to_device
 from kfuzz.enums import UNJUDGED, Status
 from kfuzz.errors import BadCallable, CaseError, ContractViolation, KfuzzError, OracleError
-from kfuzz.judge.compare import Comparator, Metrics, ShapeMismatch, compare
+from kfuzz.judge.comparator import Comparator
+from kfuzz.judge.compare import Metrics, ShapeMismatch, compare
+from kfuzz.judge.error_class import error_class
 from kfuzz.targets import registry
 from kfuzz.targets.registry import Target, Variant
 
@@ -192,61 +194,6 @@ def error_text(exc: BaseException, frames: Sequence[Mapping[str, Any]]) -> str:
         return text
     return "\n".join([text, FRAMES_HEADER] + [
         f'  File "{f["file"]}", line {f["line"]}, in {f["function"]}' for f in frames])
-
-
-# Bounds of the error classes (`error_class`): units in the last place of the output dtype,
-# and the relative error (ULPs times the dtype's epsilon).
-ROUNDING_ULPS = 4.0
-PRECISION_RELATIVE = 1 / 16
-ERROR_CLASSES = ("rounding", "precision", "wrong")
-
-
-def _ulps(point: Mapping[str, Any], dtype: torch.dtype) -> float:
-    """A worst point's distance from its reference in ULPs of `dtype` at the reference (the
-    subnormal step below the normals), as `kfuzz.judge.compare` counts them."""
-    info = torch.finfo(dtype)
-    magnitude = max(abs(float(point["expected"])), info.tiny)
-    return float(point["diff"]) / math.ldexp(info.eps, math.frexp(magnitude)[1] - 1)
-
-
-def error_class(metrics: Mapping[str, Any], dtype: str | None) -> str | None:
-    """How far a failing output is from its reference, one of ERROR_CLASSES: "rounding" (its
-    bad elements at most ROUNDING_ULPS units in the last place of the output dtype off: an
-    extra rounding, a rounding mode), "precision" (further, but within a relative
-    PRECISION_RELATIVE, i.e. ULPs x eps(dtype) <= 1/16: lost bits, a low-precision
-    accumulator), "wrong" (beyond that, or infinite: a masked element, a wrong index, a
-    missing scale). An integer output that mismatches is "wrong".
-
-    The distance is `max_ulp` in exact and ulp mode (every element that differs, or is over
-    the bound, is bad there); in allclose mode the largest over the worst points (bad
-    elements only: an element within atol can be many ULPs off a tiny reference). None when
-    it cannot be told: a passing output, a non-finite mismatch (bucketed apart), a record
-    without ULP data, or no dtype (`Outcome.dtypes`)."""
-    if metrics.get("passed", True) or metrics.get("nonfinite_mismatches") or not dtype:
-        return None
-    torch_dtype = getattr(torch, dtype, None)
-    if not isinstance(torch_dtype, torch.dtype):
-        return None
-    if not torch_dtype.is_floating_point:
-        return "wrong"
-    mode = (metrics.get("comparator") or {}).get("mode")
-    points = metrics.get("worst_points") or []
-    try:
-        if mode == "allclose" and points:
-            ulps = max(_ulps(p, torch_dtype) for p in points)
-        elif metrics.get("max_ulp") is not None:
-            ulps = float(metrics["max_ulp"])  # "inf" (stored form) reads as inf
-        else:
-            return None
-    except (KeyError, TypeError, ValueError):
-        return None
-    if math.isnan(ulps):
-        return None
-    if ulps <= ROUNDING_ULPS:
-        return "rounding"
-    if ulps * torch.finfo(torch_dtype).eps <= PRECISION_RELATIVE:
-        return "precision"
-    return "wrong"
 
 
 def contract_outcome(exc: ContractViolation) -> Outcome:

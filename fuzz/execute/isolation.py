@@ -23,6 +23,7 @@ from typing import Any
 from kfuzz import errors
 from kfuzz.enums import Status
 from kfuzz.execute.executor import Job, Outcome
+from kfuzz.settings import DEFAULT_CASE_TIMEOUT
 
 STDERR_TAIL = 2000
 # Device errors leave a CUDA context unusable: the worker is replaced after one.
@@ -116,7 +117,7 @@ class IsolatedExecutor:
     plugins: plugin files or modules the worker loads, as `--plugin` did in this process.
     """
 
-    def __init__(self, *, case_timeout: float | None = 60.0, plugins: Sequence[str] = (),
+    def __init__(self, *, case_timeout: float | None = DEFAULT_CASE_TIMEOUT, plugins: Sequence[str] = (),
                  start_timeout: float = 120.0) -> None:
         if case_timeout is not None and case_timeout <= 0:
             raise errors.KfuzzError(f"--case-timeout {case_timeout} must be > 0 seconds")

@@ -1,2 +1,3 @@
-"""Judging a kernel's outputs against the oracle's: `Comparator` (modes and the tolerance
-table) and the comparison stages and metrics (`compare`)."""
+"""Judging a kernel's outputs against the oracle's: `Comparator` (the settings; `comparator`),
+the per-dtype defaults and ULP spacing (`tolerance`), the comparison stages (`stages`), the
+metrics they produce (`metrics`) and `compare`, which runs the stages (`compare`)."""

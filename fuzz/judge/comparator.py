@@ -2,7 +2,8 @@
 mismatch budget), validated when built, stored as plain JSON.
 
 Kept apart from `kfuzz.judge.compare` (which computes the comparison with torch) so that reading
-and describing stored comparators, as the corpus commands do, imports no torch.
+and describing stored comparators, as the corpus commands do, imports no torch: the tolerance
+table (`kfuzz.judge.tolerance`) is imported only when an output's dtype is resolved.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Comparator:
         mode: "allclose" (bad when |a - e| > atol + rtol * |e|), "exact" (atol = rtol = 0),
             or "ulp" (bad when more than `ulp` units in the last place of the output dtype apart).
         atol, rtol: allclose bounds, given together; None takes both from
-            `kfuzz.judge.compare.TOLERANCES` for the output dtype.
+            `kfuzz.judge.tolerance.TOLERANCES` for the output dtype.
         ulp: the ulp-mode bound; None means 1.
         max_ratio: the verdict fails when more than this fraction of the elements is bad.
         round_expected: round a floating reference to the floating output dtype before comparing,
@@ -162,7 +163,7 @@ class Comparator:
     def resolved(self, dtype: torch.dtype) -> Comparator:
         """Fill in the defaults for an output dtype.
 
-        Allclose takes atol/rtol from `kfuzz.judge.compare.TOLERANCES` (a floating dtype missing from
+        Allclose takes atol/rtol from `kfuzz.judge.tolerance.TOLERANCES` (a floating dtype missing from
         the table takes float64's row); exact gets atol = rtol = 0; ulp gets ulp = 1 when unset.
         Integer and bool outputs become exact whatever was asked, since they have no rounding to
         tolerate.
@@ -184,7 +185,7 @@ class Comparator:
             return replace(self, ulp=DEFAULT_ULP if self.ulp is None else self.ulp)
         if self.atol is None:  # validation guarantees rtol is unset too
             # Only an output's dtype gets here, so torch is loaded already.
-            from kfuzz.judge.compare import tolerance
+            from kfuzz.judge.tolerance import tolerance
 
             tol = tolerance(dtype)
             return replace(self, atol=tol.atol, rtol=tol.rtol)

@@ -11,6 +11,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from kfuzz.store.rows import short_id
+
 TEMPLATE = '''#!/usr/bin/env python3
 # kfuzz reproducer for finding {short}
 #   target {target_c}, kernel {kernel_c}, oracle {oracle_c}
@@ -26,7 +28,7 @@ import json
 import sys
 
 from kfuzz.targets import registry as targets
-from kfuzz.judge.compare import Comparator
+from kfuzz.judge.comparator import Comparator
 from kfuzz.errors import KfuzzError
 from kfuzz.execute.executor import InProcessExecutor, Job, materialise_case
 
@@ -84,7 +86,7 @@ def reproducer(row: dict[str, Any], plugins: Sequence[str] = ()) -> str:
     from kfuzz.targets.registry import stand_in
 
     return TEMPLATE.format(
-        short=row["fingerprint"][:12],
+        short=short_id(row["fingerprint"]),
         target=json.dumps(row["target"]), kernel=json.dumps(row["kernel"]),
         oracle=json.dumps(row["oracle"]),
         target_c=_comment(row["target"]), kernel_c=_comment(row["kernel"]),

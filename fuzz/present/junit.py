@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from kfuzz.errors import KfuzzError
+from kfuzz.present.text import percent
+from kfuzz.store.rows import short_id
 
-SHORT_ID = 12
 # XML 1.0 forbids most control characters even when escaped; a kernel's error message or a
 # stored string may carry them (terminal colour codes, NUL).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -31,15 +32,16 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 def finding_name(target: str, kernel: str, oracle: str, fingerprint: str) -> str:
     """A readable test id for a finding: `target[kernel-oracle-shortid]`. A kernel or oracle
     given as "path/to/file.py:function" is shortened to "file.py:function"."""
+    return f"{target}[{_short_ref(kernel)}-{_short_ref(oracle)}-{short_id(fingerprint)}]"
 
-    def short(ref: str) -> str:
-        module, sep, attr = ref.rpartition(":")
-        if sep and ("/" in module or "\\" in module):
-            module = re.split(r"[\\/]", module)[-1]
-        # "::" separates parts of a pytest node id.
-        return (f"{module}{sep}{attr}" if sep else ref).replace("::", ":")
 
-    return f"{target}[{short(kernel)}-{short(oracle)}-{fingerprint[:SHORT_ID]}]"
+def _short_ref(ref: str) -> str:
+    """A kernel or oracle reference without the directories of its file."""
+    module, sep, attr = ref.rpartition(":")
+    if sep and ("/" in module or "\\" in module):
+        module = re.split(r"[\\/]", module)[-1]
+    # "::" separates parts of a pytest node id.
+    return (f"{module}{sep}{attr}" if sep else ref).replace("::", ":")
 
 
 def outputs_text(outputs: Mapping[str, Any] | None, error: str | None = None) -> str:
@@ -129,10 +131,6 @@ def write_junit(path: str | Path, suite: str, cases: Sequence[JunitCase]) -> Pat
     return target
 
 
-def _percent(ratio: Any) -> str:
-    return "-" if ratio is None else f"{100 * float(ratio):.4g}%"
-
-
 def _shrink_seconds(finding: Any) -> float | None:
     seconds = (finding.shrink or {}).get("seconds")
     if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds >= 0:
@@ -171,7 +169,7 @@ def run_cases(results: Iterable[Any]) -> list[JunitCase]:
                 outcome="failure",
                 kind=finding.failure,
                 message=f"{finding.kind} finding: mismatch ratio "
-                        f"{_percent(outcome.worst_ratio())}",
+                        f"{percent(outcome.worst_ratio())}",
                 text=f"case: {json.dumps(finding.case)}\n\n"
                      + outputs_text(outcome.outputs, outcome.error),
                 seconds=seconds,
@@ -222,8 +220,8 @@ def replay_cases(results: Iterable[Any], details: Mapping[str, str] | None = Non
         )
         if r.status == "fail":
             case.outcome, case.kind = "failure", "still failing"
-            case.message = (f"still failing: mismatch ratio {_percent(r.mismatch_ratio)} "
-                            f"(stored {_percent(r.stored_ratio)})")
+            case.message = (f"still failing: mismatch ratio {percent(r.mismatch_ratio)} "
+                            f"(stored {percent(r.stored_ratio)})")
             case.text = details.get(r.fingerprint, r.error or "")
         elif r.status == "error":
             case.outcome, case.kind = "error", "replay error"
@@ -236,7 +234,7 @@ def replay_cases(results: Iterable[Any], details: Mapping[str, str] | None = Non
 def replay_details(store: Any, fingerprints: Iterable[str]) -> dict[str, str]:
     """fingerprint -> the comparison messages of that finding's latest replay, read from a
     corpus (a `kfuzz.store.corpus.CorpusStore`)."""
-    from kfuzz.store.corpus import latest_replays, replay_outputs
+    from kfuzz.store.rows import latest_replays, replay_outputs
 
     return {key: outputs_text(replay_outputs(row), row.get("error"))
             for key, row in latest_replays(store, list(fingerprints)).items()}

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+from kfuzz.present.text import percent
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -134,6 +135,7 @@ class ShortFormatter(Formatter):
     ("0.5", "1", "20"), else all with exponents ("5e-3", "1e-2", "2e-2")."""
 
     def format_ticks(self, values: Sequence[float]) -> list[str]:
+        """The labels of the ticks at `values`, all in one form."""
         plain = all(_plain(v) for v in values)
         return [tick_text(v, plain) for v in values]
 
@@ -340,8 +342,8 @@ def trend_figure(title: str, runs: Mapping[str, Sequence[tuple[dt.datetime, floa
         ax.plot(date2num(times), [100 * r for r in ratios], marker="s", linewidth=1.8,
                 markersize=5, zorder=2, **styles[kernel])
         lines.append(f"runs with {kernel}: " + ", ".join(
-            f"{t.isoformat(timespec='minutes')} {100 * r:.4g}%" for t, r in zip(times, ratios,
-                                                                                 strict=True)))
+            f"{t.isoformat(timespec='minutes')} {percent(r)}" for t, r in zip(times, ratios,
+                                                                               strict=True)))
     tracks: dict[tuple[str, str], list[TrendPoint]] = defaultdict(list)
     for p in judged:
         tracks[(p.finding, p.kernel)].append(p)
@@ -357,7 +359,7 @@ def trend_figure(title: str, runs: Mapping[str, Sequence[tuple[dt.datetime, floa
                            [100 * float(p.ratio or 0) for p in chosen], color=color,
                            marker=marker, s=28, zorder=3)
         lines.append(f"finding {finding} with {kernel}: " + ", ".join(
-            f"{p.source} {100 * float(p.ratio or 0):.4g}%" for p in track))
+            f"{p.source} {percent(p.ratio or 0)}" for p in track))
     # Mismatch ratios that matter span 0.001% to 100%: linear below 0.01%, log above.
     ax.set_yscale("symlog", linthresh=0.01)
     # A little room below 0 keeps the markers of exact runs and replays whole.
@@ -368,33 +370,8 @@ def trend_figure(title: str, runs: Mapping[str, Sequence[tuple[dt.datetime, floa
     ax.set_xlabel("time (UTC)")
     ax.grid(axis="y", alpha=0.3)
     if strip is not None:
-        for p in unjudged:
-            ax_y = rows.index(str(p.what))
-            strip.scatter(date2num([p.at]), [ax_y], color=styles[p.kernel]["color"],
-                          marker=SOURCE_MARKERS.get(p.source, "o"), s=28, zorder=3)
-        strip.set_yticks(range(len(rows)), rows, fontsize=8)
-        strip.set_ylim(-0.6, len(rows) - 0.4)
-        strip.invert_yaxis()
-        strip.grid(axis="y", alpha=0.3)
-        strip.set_title("no mismatch ratio (kept off the ratio axis below)", fontsize=8,
-                        loc="left")
-        strip.tick_params(axis="x", labelbottom=False)
-        for p in unjudged:
-            lines.append(f"finding {p.finding} with {p.kernel}: {p.source} {p.what}, "
-                         "no mismatch ratio")
-    handles = [Line2D([], [], marker="s" if kernel in runs else None, markersize=5,
-                      linewidth=1.8, label=kernel, **style) for kernel, style in styles.items()]
-    if handles:
-        gray: dict[str, Any] = {"color": "0.35", "linestyle": "none"}
-        handles += [
-            Line2D([], [], marker="s", markersize=5, label="worst case of a run", **gray),
-            Line2D([], [], marker="o", label="finding, seen by a run", **gray),
-            Line2D([], [], marker="x", label="finding, replayed", **gray),
-            Line2D([], [], color="0.35", linestyle=":", label="one finding over time"),
-        ]
-        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                  title="kernel", title_fontsize=7)
-    else:
+        lines += _unjudged_strip(strip, rows, unjudged, styles)
+    if not _trend_legend(ax, runs, styles):
         ax.text(0.5, 0.5, "no runs or replays recorded", ha="center", va="center",
                 transform=ax.transAxes)
         lines.append("no runs or replays recorded")
@@ -403,6 +380,44 @@ def trend_figure(title: str, runs: Mapping[str, Sequence[tuple[dt.datetime, floa
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
     fig.kfuzz_description = "\n".join(lines)  # type: ignore[attr-defined]
     return fig
+
+
+def _unjudged_strip(strip: Any, rows: list[str], unjudged: Sequence[TrendPoint],
+                    styles: Mapping[str, dict[str, Any]]) -> list[str]:
+    """Draw the points with no mismatch ratio on `strip`, one row per kind of failure (`rows`);
+    returns their lines of the plot's description."""
+    for p in unjudged:
+        ax_y = rows.index(str(p.what))
+        strip.scatter(date2num([p.at]), [ax_y], color=styles[p.kernel]["color"],
+                      marker=SOURCE_MARKERS.get(p.source, "o"), s=28, zorder=3)
+    strip.set_yticks(range(len(rows)), rows, fontsize=8)
+    strip.set_ylim(-0.6, len(rows) - 0.4)
+    strip.invert_yaxis()
+    strip.grid(axis="y", alpha=0.3)
+    strip.set_title("no mismatch ratio (kept off the ratio axis below)", fontsize=8,
+                    loc="left")
+    strip.tick_params(axis="x", labelbottom=False)
+    return [f"finding {p.finding} with {p.kernel}: {p.source} {p.what}, no mismatch ratio"
+            for p in unjudged]
+
+
+def _trend_legend(ax: Any, runs: Mapping[str, Any], styles: Mapping[str, dict[str, Any]]) -> bool:
+    """Add the legend of the kernels (`styles`) and the markers to `ax`; False when there is
+    no kernel to show (no runs, no points)."""
+    handles = [Line2D([], [], marker="s" if kernel in runs else None, markersize=5,
+                      linewidth=1.8, label=kernel, **style) for kernel, style in styles.items()]
+    if not handles:
+        return False
+    gray: dict[str, Any] = {"color": "0.35", "linestyle": "none"}
+    handles += [
+        Line2D([], [], marker="s", markersize=5, label="worst case of a run", **gray),
+        Line2D([], [], marker="o", label="finding, seen by a run", **gray),
+        Line2D([], [], marker="x", label="finding, replayed", **gray),
+        Line2D([], [], color="0.35", linestyle=":", label="one finding over time"),
+    ]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              title="kernel", title_fontsize=7)
+    return True
 
 
 def ratio_trend(path: Path, title: str, runs: Mapping[str, Sequence[tuple[dt.datetime, float]]],

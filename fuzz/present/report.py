@@ -6,8 +6,8 @@ histograms) and the mismatch ratio across runs and replays, as PNG plots (`kfuzz
 
 The corpus stores metrics, not tensors; the per-element errors behind the histograms are
 recomputed by running each plotted finding's stored case again through the executor
-(`kfuzz.execute.executor.case_outputs`: same materialise, kernel and oracle path as a replay). That run
-is not recorded as a replay: a report only reads. Error, crash, timeout and contract findings
+(`kfuzz.present.rerun`: same materialise, kernel and oracle path as a replay). That run is not
+recorded as a replay: a report only reads. Error, crash, timeout and contract findings
 have no element errors and are not rerun (a crash would take the report down, a timeout hang
 it): each gets a panel naming its failure instead, and a place off the trend's ratio axis. The
 files written:
@@ -22,20 +22,20 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from kfuzz.errors import KfuzzError
-from kfuzz.judge.compare import Comparator, compare
-from kfuzz.store.corpus import CorpusStore, decode_row, now
+from kfuzz.present.rerun import rerun
+from kfuzz.present.runs import RUN_HEADERS, campaigns, run_cells
+from kfuzz.present.text import html_table, md_table, percent
+from kfuzz.store.corpus import CorpusStore
+from kfuzz.store.rows import decode_row, now, short_id
 
 DEFAULT_MAX_PLOTS = 8
-SHORT_ID = 12
 # Failures with no mismatch ratio: what each is called on the page, and why it has no
 # histogram. Their cases are not rerun for the report (a crash would take the report down
 # with it, a timeout would hang it; `kfuzz replay` runs those in a worker).
@@ -65,50 +65,6 @@ class ReportFiles:
     targets: int = 0
 
 
-def element_errors(actual: torch.Tensor, expected: torch.Tensor,
-                   comparator: Comparator) -> dict[str, Any]:
-    """Per-element errors of one output, as `kfuzz.judge.compare.compare` sees them: the reference
-    rounded to the output dtype when the comparator says so, both promoted to float64.
-
-    Returns {"abs", "rel", "ulp": 1-d float64 numpy arrays over the pairs finite on both
-    sides (rel over those with a nonzero reference; ulp empty for a non-floating output),
-    "nonfinite": the count of pairs left out, "bounds": {"abs", "rel", "ulp": the
-    comparator's bound for that measure, or None}}. Raises ShapeMismatch (from compare's
-    rules) when the shapes differ."""
-    if actual.shape != expected.shape:
-        from kfuzz.judge.compare import ShapeMismatch
-
-        raise ShapeMismatch(f"shapes differ: actual {tuple(actual.shape)}, "
-                            f"expected {tuple(expected.shape)}")
-    dtype = actual.dtype
-    cmp = comparator.resolved(dtype)
-    if (cmp.round_expected and dtype.is_floating_point and expected.is_floating_point()
-            and expected.dtype != dtype):
-        expected = expected.to(dtype)
-    a = actual.detach().cpu().reshape(-1).to(torch.float64)
-    e = expected.detach().cpu().reshape(-1).to(torch.float64)
-    finite = torch.isfinite(a) & torch.isfinite(e)
-    a, e = a[finite], e[finite]
-    diff = (a - e).abs()
-    nonzero = e != 0
-    rel = diff[nonzero] / e[nonzero].abs()
-    if dtype.is_floating_point:
-        info = torch.finfo(dtype)
-        # The spacing of dtype at |e|: eps * 2**(exponent - 1), where |e| = m * 2**exponent
-        # with m in [0.5, 1); clamping to the smallest normal gives the subnormal step.
-        _, exponent = torch.frexp(e.abs().clamp_min(info.tiny))
-        ulp = diff / torch.ldexp(torch.full_like(e, info.eps), exponent - 1)
-    else:
-        ulp = torch.empty(0, dtype=torch.float64)
-    bounds: dict[str, float | None] = {"abs": None, "rel": None, "ulp": None}
-    if cmp.mode == "allclose":
-        bounds.update(abs=cmp.atol or None, rel=cmp.rtol or None)
-    elif cmp.mode == "ulp":
-        bounds["ulp"] = cmp.ulp
-    return {"abs": diff.numpy(), "rel": rel.numpy(), "ulp": ulp.numpy(),
-            "nonfinite": int((~finite).sum()), "bounds": bounds}
-
-
 # -- gathering ---------------------------------------------------------------------------------
 
 @dataclass
@@ -121,7 +77,8 @@ class _Finding:
 
     @property
     def id(self) -> str:
-        return str(self.row["fingerprint"])[:SHORT_ID]
+        """The finding's short id."""
+        return short_id(str(self.row["fingerprint"]))
 
     @property
     def unjudged(self) -> str | None:
@@ -131,6 +88,8 @@ class _Finding:
         return failure if failure in UNJUDGED_WORDS else None
 
     def now_ratio(self) -> float | None:
+        """The worst mismatch ratio of the case run again for this report: 100% when the
+        kernel or oracle raised, None when it was not run or has no ratio."""
         if self.unjudged:
             return None
         if self.now_error is not None:
@@ -157,24 +116,12 @@ def _slug(text: str) -> str:
 def _recompute(item: _Finding, device: str) -> dict[str, Any] | None:
     """Run the finding's case again; fill item.now (metrics) and return the errors by
     output, or record why it could not run."""
-    from kfuzz.execute.executor import Job, case_outputs, with_overrides
-    from kfuzz.targets import registry
-
     row = item.row
     if not isinstance(row.get("case"), dict):
         item.now_error = "stored case is not a JSON object"
         return None
-    job = Job(row["target"], row["kernel"], row["oracle"], row["case"], row.get("comparator"),
-              device, plugins=tuple(row.get("plugins") or ()))
     try:
-        registry.load_recorded_plugins(job.plugins)  # the finding's, or their stand-ins
-        target = registry.get(row["target"])
-        actual, expected = case_outputs(job)
-        errors, metrics = {}, {}
-        for name in target.outputs:
-            comparator = with_overrides(target.comparators[name], row.get("comparator"))
-            metrics[name] = compare(actual[name], expected[name], comparator).to_dict()
-            errors[name] = element_errors(actual[name], expected[name], comparator)
+        metrics, errors = rerun(row, device)
     except KfuzzError as exc:
         item.now_error = str(exc)
         return None
@@ -230,7 +177,7 @@ def _trend_data(target: str, items: list[_Finding], runs: list[dict[str, Any]],
         started = _time(run.get("started"))
         if started is None:
             continue
-        for campaign in _campaigns(run):
+        for campaign in campaigns(run):
             if campaign.get("target") != target:
                 continue
             # Seed shards of one target in one run: the worst of them.
@@ -272,14 +219,10 @@ def _trend_points(target: str, items: list[_Finding], runs: list[dict[str, Any]]
 
 # -- writing -----------------------------------------------------------------------------------
 
-def _pct(ratio: Any) -> str:
-    return "-" if ratio is None else f"{100 * float(ratio):.4g}%"
-
-
 def _stored_ratio(item: _Finding) -> str:
     """The stored mismatch ratio; a finding with none (its row says 100% by convention)
     reads as what it is."""
-    return f"- ({item.unjudged})" if item.unjudged else _pct(item.row.get("mismatch_ratio"))
+    return f"- ({item.unjudged})" if item.unjudged else percent(item.row.get("mismatch_ratio"))
 
 
 def _failure_headline(row: dict[str, Any]) -> tuple[str, str]:
@@ -316,8 +259,6 @@ def _worst_points(row: dict[str, Any]) -> list[list[str]]:
 FINDING_HEADERS = ["id", "status", "kind", "failure", "kernel", "oracle", "ratio stored",
                    "ratio now", "seen", "first seen", "last seen", "last replay"]
 POINT_HEADERS = ["output", "index", "actual", "expected", "diff", "allowed"]
-RUN_HEADERS = ["run", "started", "profile", "seed", "budget", "examples", "targets", "findings",
-               "status"]
 
 
 def _finding_cells(item: _Finding) -> list[str]:
@@ -327,98 +268,8 @@ def _finding_cells(item: _Finding) -> list[str]:
         replay = f"{replay} ({row['last_replay']})"
     return [item.id, str(row.get("status")), str(row.get("kind")), str(row.get("failure")),
             str(row.get("kernel")), str(row.get("oracle")), _stored_ratio(item),
-            _pct(item.now_ratio()), str(row.get("times_seen")), str(row.get("first_seen")),
+            percent(item.now_ratio()), str(row.get("times_seen")), str(row.get("first_seen")),
             str(row.get("last_seen")), replay]
-
-
-def _campaigns(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """The entries of a run's stored results that ran a campaign (not skipped or failed)."""
-    return [c for c in run.get("results") or [] if isinstance(c, dict)
-            and c.get("state", "run") == "run" and "skipped" not in c and "failed" not in c]
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _argv_budget(argv: Any) -> float | None:
-    """The value of `--budget` (or `--budget=S`, or an abbreviation argparse accepts, such as
-    `--bud`) in a run's stored argv, or None."""
-    if not isinstance(argv, list):
-        return None
-    words = [str(w) for w in argv]
-    for i, word in enumerate(words):
-        name, eq, value = word.partition("=")
-        if len(name) >= 4 and "--budget".startswith(name):
-            return _number(value) if eq else _number(words[i + 1]) if i + 1 < len(words) else None
-    return None
-
-
-def _seconds(value: float) -> str:
-    text = f"{value:g}" if value < 1 else f"{value:.1f}".rstrip("0").rstrip(".")
-    return f"{text} s"
-
-
-def run_budget(run: dict[str, Any]) -> str:
-    """A run's time budget as the runs table shows it: `--budget` from its argv, and with
-    several targets the share each got (the `budget` its results store per target), e.g.
-    "60 s (ops.a 30 s, ops.b 29 s)"; the shares alone where argv has no `--budget`; "-" for
-    a run bounded by examples only."""
-    entries = [c for c in run.get("results") or [] if isinstance(c, dict)]
-    known: list[tuple[str, float]] = []
-    for entry in entries:
-        share = _number(entry.get("budget"))
-        if share is not None:
-            known.append((str(entry.get("target")), share))
-    total = _argv_budget(run.get("argv"))
-    if len({b for _, b in known}) == 1 and len(known) == len(entries):
-        each = _seconds(known[0][1]) + (" each" if len(known) > 1 else "")
-    else:
-        each = ", ".join(f"{t} {_seconds(b)}" for t, b in known)
-    if total is None:
-        return each or "-"
-    return _seconds(total) + (f" ({each})" if each and len(entries) > 1 else "")
-
-
-def run_seed(run: dict[str, Any]) -> str:
-    """The run's seed, else the seeds its campaigns ran with."""
-    if run.get("seed") is not None:
-        return str(run["seed"])
-    seeds = list(dict.fromkeys(str(c["seed"]) for c in _campaigns(run) if c.get("seed") is not None))
-    return ", ".join(seeds) or "-"
-
-
-def _run_cells(run: dict[str, Any]) -> list[str]:
-    examples = run.get("examples")
-    if examples is None:
-        counts = [c.get("examples") for c in _campaigns(run)]
-        examples = sum(int(n) for n in counts if isinstance(n, int)) if counts else None
-    return [str(run["id"]), str(run.get("started")), str(run.get("profile")), run_seed(run),
-            run_budget(run), "-" if examples is None else str(examples),
-            ", ".join(map(str, run.get("targets") or [])), str(run.get("findings")),
-            str(run.get("status"))]
-
-
-def _html_table(headers: list[str], rows: list[list[str]]) -> str:
-    esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _md_table(headers: list[str], rows: list[list[str]]) -> str:
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 STYLE = """
@@ -459,74 +310,91 @@ def write_report(store: CorpusStore, out_dir: str | Path, *, device: str = "cpu"
     md_parts: list[str] = []
     for target, items in by_target.items():
         files.findings += len(items)
-        slug = _slug(target)
-        run_lines, points = _trend_data(target, items, runs, max_plots)
-        trend = plots.ratio_trend(out / "plots" / f"trend-{slug}.png",
-                                  f"{target}: mismatch ratio across runs and replays, "
-                                  "by kernel", run_lines, points)
-        files.plots.append(trend)
-        details_html, details_md = [], []
-        for item in items[:max_plots]:
-            if item.unjudged:
-                # Not rerun: nothing to compare, and a crash or hang would end the report.
-                headline, detail = _failure_headline(item.row)
-                path = plots.failure_panel(
-                    out / "plots" / f"errors-{slug}-{item.id}.png",
-                    f"{target} {item.id}: {item.row.get('kernel')} vs {item.row.get('oracle')}",
-                    headline, detail, f"{UNJUDGED_NOTES[item.unjudged]} {UNJUDGED_RERUN}")
-                files.plots.append(path)
-                item.plot = f"plots/{path.name}"
-            elif (errors := _recompute(item, device)) is not None:
-                captions = {}
-                for name, data in errors.items():
-                    first = (item.now or {}).get(name, {}).get("message", "").split("\n")[0]
-                    extra = f"; {data['nonfinite']} non-finite pairs not shown" \
-                        if data["nonfinite"] else ""
-                    captions[name] = f"now: {first}{extra}"
-                    data["caption"] = captions[name]
-                path = plots.error_histograms(
-                    out / "plots" / f"errors-{slug}-{item.id}.png",
-                    f"{target} {item.id}: {item.row['kernel']} vs {item.row['oracle']}, "
-                    f"errors now (case replayed for this report)", errors)
-                files.plots.append(path)
-                item.plot = f"plots/{path.name}"
-            details_html.append(_finding_html(item))
-            details_md.append(_finding_md(item))
-        skipped = len(items) - min(len(items), max_plots)
-        note = f"{skipped} more finding(s) listed above without plots (--max-plots {max_plots})." \
-            if skipped else ""
-        table_rows = [_finding_cells(i) for i in items]
-        html_parts.append(
-            f'<section id="{html.escape(slug)}"><h2>{html.escape(target)}</h2>'
-            f'<img src="plots/{trend.name}" alt="{html.escape(target)} mismatch ratio trend">'
-            f"{_html_table(FINDING_HEADERS, table_rows)}"
-            + (f'<p class="note">{html.escape(note)}</p>' if note else "")
-            + "".join(details_html) + "</section>"
-        )
-        md_parts.append(
-            f"## {target}\n\n![{target} mismatch ratio trend](plots/{trend.name})\n\n"
-            f"{_md_table(FINDING_HEADERS, table_rows)}\n\n" + (f"{note}\n\n" if note else "")
-            + "\n".join(details_md)
-        )
+        section_html, section_md = _target_section(plots, files, target, items, runs,
+                                                   device=device, max_plots=max_plots)
+        html_parts.append(section_html)
+        md_parts.append(section_md)
     header = _summary_line(store, by_target, runs)
-    run_rows = [_run_cells(r) for r in runs]
+    run_rows = [run_cells(r) for r in runs]
     nav = " · ".join(f'<a href="#{html.escape(_slug(t))}">{html.escape(t)}</a>' for t in by_target)
     page = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>kfuzz report</title><style>{STYLE}</style></head><body>"
         f"<h1>kfuzz report</h1><p>{html.escape(header)}</p>"
         + (f"<p>{nav}</p>" if nav else "<p>No findings.</p>")
-        + "<h2>Runs</h2>" + (_html_table(RUN_HEADERS, run_rows) if run_rows else "<p>none</p>")
+        + "<h2>Runs</h2>" + (html_table(RUN_HEADERS, run_rows) if run_rows else "<p>none</p>")
         + "".join(html_parts) + "</body></html>\n"
     )
     markdown = (
         f"# kfuzz report\n\n{header}\n\n## Runs\n\n"
-        + (_md_table(RUN_HEADERS, run_rows) if run_rows else "none") + "\n\n"
+        + (md_table(RUN_HEADERS, run_rows) if run_rows else "none") + "\n\n"
         + ("\n".join(md_parts) if md_parts else "No findings.\n")
     )
     files.html.write_text(page, encoding="utf-8")
     files.markdown.write_text(markdown, encoding="utf-8")
     return files
+
+
+def _target_section(plots: Any, files: ReportFiles, target: str, items: list[_Finding],
+                    runs: list[dict[str, Any]], *, device: str, max_plots: int) -> tuple[str, str]:
+    """One target's section, (HTML, Markdown): its trend plot, its findings table and the
+    details of the first `max_plots` findings with their plots (added to `files.plots`)."""
+    out = files.html.parent
+    slug = _slug(target)
+    run_lines, points = _trend_data(target, items, runs, max_plots)
+    trend = plots.ratio_trend(out / "plots" / f"trend-{slug}.png",
+                              f"{target}: mismatch ratio across runs and replays, "
+                              "by kernel", run_lines, points)
+    files.plots.append(trend)
+    details_html, details_md = [], []
+    for item in items[:max_plots]:
+        path = _finding_plot(plots, out / "plots" / f"errors-{slug}-{item.id}.png", target, item,
+                             device)
+        if path is not None:
+            files.plots.append(path)
+            item.plot = f"plots/{path.name}"
+        details_html.append(_finding_html(item))
+        details_md.append(_finding_md(item))
+    skipped = len(items) - min(len(items), max_plots)
+    note = f"{skipped} more finding(s) listed above without plots (--max-plots {max_plots})." \
+        if skipped else ""
+    table_rows = [_finding_cells(i) for i in items]
+    section_html = (
+        f'<section id="{html.escape(slug)}"><h2>{html.escape(target)}</h2>'
+        f'<img src="plots/{trend.name}" alt="{html.escape(target)} mismatch ratio trend">'
+        f"{html_table(FINDING_HEADERS, table_rows)}"
+        + (f'<p class="note">{html.escape(note)}</p>' if note else "")
+        + "".join(details_html) + "</section>"
+    )
+    section_md = (
+        f"## {target}\n\n![{target} mismatch ratio trend](plots/{trend.name})\n\n"
+        f"{md_table(FINDING_HEADERS, table_rows)}\n\n" + (f"{note}\n\n" if note else "")
+        + "\n".join(details_md)
+    )
+    return section_html, section_md
+
+
+def _finding_plot(plots: Any, path: Path, target: str, item: _Finding,
+                  device: str) -> Path | None:
+    """Draw one finding's plot at `path`: a panel naming the failure of a finding with no
+    mismatch ratio, else the error histograms of its case run again (fills item.now). None
+    when the case could not be run again (item.now_error says why)."""
+    if item.unjudged:
+        # Not rerun: nothing to compare, and a crash or hang would end the report.
+        headline, detail = _failure_headline(item.row)
+        return plots.failure_panel(
+            path, f"{target} {item.id}: {item.row.get('kernel')} vs {item.row.get('oracle')}",
+            headline, detail, f"{UNJUDGED_NOTES[item.unjudged]} {UNJUDGED_RERUN}")
+    errors = _recompute(item, device)
+    if errors is None:
+        return None
+    for name, data in errors.items():
+        first = (item.now or {}).get(name, {}).get("message", "").split("\n")[0]
+        extra = f"; {data['nonfinite']} non-finite pairs not shown" if data["nonfinite"] else ""
+        data["caption"] = f"now: {first}{extra}"
+    return plots.error_histograms(
+        path, f"{target} {item.id}: {item.row['kernel']} vs {item.row['oracle']}, "
+        f"errors now (case replayed for this report)", errors)
 
 
 def _summary_line(store: CorpusStore, by_target: dict[str, list[_Finding]],
@@ -545,7 +413,7 @@ def _summary_line(store: CorpusStore, by_target: dict[str, list[_Finding]],
 def _finding_title(item: _Finding) -> str:
     row = item.row
     ratio = "no mismatch ratio" if item.unjudged else \
-        f"stored ratio {_pct(row.get('mismatch_ratio'))}"
+        f"stored ratio {percent(row.get('mismatch_ratio'))}"
     return (f"{item.id}: {row.get('kernel')} vs {row.get('oracle')}, {row.get('status')}, "
             f"{row.get('kind')} {row.get('failure')}, {ratio}")
 
@@ -560,7 +428,7 @@ def _finding_html(item: _Finding) -> str:
                 if row.get("comparator") else "") + "</pre>"]
     points = _worst_points(row)
     if points:
-        parts.append("<p>Worst points when stored:</p>" + _html_table(POINT_HEADERS, points))
+        parts.append("<p>Worst points when stored:</p>" + html_table(POINT_HEADERS, points))
     if item.unjudged:
         headline = esc(_failure_headline(row)[0])
         parts.append(f'<p class="failure">{headline}</p>')
@@ -578,7 +446,7 @@ def _finding_md(item: _Finding) -> str:
     lines = [f"### {_finding_title(item)}\n", f"case `{json.dumps(row.get('case'))}`\n"]
     points = _worst_points(row)
     if points:
-        lines.append("Worst points when stored:\n\n" + _md_table(POINT_HEADERS, points) + "\n")
+        lines.append("Worst points when stored:\n\n" + md_table(POINT_HEADERS, points) + "\n")
     if item.unjudged:
         lines.append(f"**{_failure_headline(row)[0]}**\n")
         if item.plot:

@@ -1,4 +1,5 @@
-"""What `kfuzz` prints: tables, the progress line, a run's summary and its JSON document."""
+"""What `kfuzz` prints: the progress line, a run's summary and its JSON document, the targets
+listing (formats from `kfuzz.present.text`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from kfuzz.present.text import number, percent, table
+from kfuzz.store.rows import short_id
+
 if TYPE_CHECKING:
     from kfuzz.execute.findings import Finding
     from kfuzz.run.runner import RunReport
@@ -15,24 +19,6 @@ if TYPE_CHECKING:
 METRIC_KEYS = ("mismatches", "numel", "mismatch_ratio", "max_abs", "max_abs_index", "max_rel",
                "worst_index", "rel_l2", "cosine", "nonfinite_actual", "max_ulp",
                "worst_over_allowed")
-
-
-def short(key: str) -> str:
-    """A fingerprint's short id."""
-    return key[:12]
-
-
-def ratio(value: Any) -> str:
-    """A ratio as a percentage, "-" for None."""
-    return "-" if value is None else f"{100 * float(value):.4g}%"
-
-
-def table(rows: list[list[str]], headers: list[str]) -> str:
-    """Left-aligned columns under `headers`."""
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=False))]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
 
 
 # Seconds between two progress lines when stderr is not a terminal (a CI log).
@@ -101,7 +87,7 @@ def finding_summary(finding: Finding) -> dict[str, Any]:
     return {
         # The corpus row it went to (`kfuzz corpus show ID`): another finding's when it
         # updated an open one with its signature; "fingerprint" is its own case's.
-        "id": short(finding.stored_as or finding.fingerprint),
+        "id": short_id(finding.stored_as or finding.fingerprint),
         "fingerprint": finding.fingerprint,
         "stored_as": finding.stored_as,
         "target": finding.target,
@@ -169,8 +155,8 @@ def run_text(report: RunReport) -> str:
         if f.shrink:
             shrink = (f"{f.shrink['size_before']}->{f.shrink['size_after']} in "
                       f"{f.shrink['seconds']:.1f}s" + ("" if f.shrink["complete"] else " (cut)"))
-        rows.append([short(f.stored_as or f.fingerprint), f.kind, f.failure, f.target,
-                     ratio(f.outcome.worst_ratio()), str(size or "-"), shrink])
+        rows.append([short_id(f.stored_as or f.fingerprint), f.kind, f.failure, f.target,
+                     percent(f.outcome.worst_ratio()), str(size or "-"), shrink])
     parts.append(table(rows, ["id", "kind", "failure", "target", "ratio", "size", "shrink"]))
     if report.db is not None:
         parts.append(f"stored in {report.db}; `kfuzz corpus show ID` for details, "
@@ -181,18 +167,10 @@ def run_text(report: RunReport) -> str:
 def _closest_row(c: Any) -> list[str]:
     """One line of headroom: how near the campaign's closest case came to failing."""
     m = c.metrics
-
-    def number(key: str, spec: str) -> str:
-        value = m.get(key)
-        try:
-            return format(float(value), spec)
-        except (TypeError, ValueError):
-            return "-" if value is None else str(value)
-
     case = json.dumps(c.case, sort_keys=True)
-    return [c.target, c.output, number("worst_over_allowed", ".3g"),
-            ratio(float(m.get("mismatch_ratio") or 0.0)), number("max_ulp", ".0f"),
-            number("rel_l2", ".3g"), case if len(case) <= 80 else case[:77] + "..."]
+    return [c.target, c.output, number(m.get("worst_over_allowed"), ".3g"),
+            percent(float(m.get("mismatch_ratio") or 0.0)), number(m.get("max_ulp"), ".0f"),
+            number(m.get("rel_l2"), ".3g"), case if len(case) <= 80 else case[:77] + "..."]
 
 
 def targets_text(described: list[dict[str, Any]]) -> str:

@@ -1,2 +1,4 @@
 """The run path: what `kfuzz run`, `kfuzz.fuzz` and the benchmarks call (`runner.run`): the
-plan, the budget, the runners (this process, worker processes, Ray) and the runs table."""
+plan (`plan`), executors (`executors`), one campaign and the runner interface (`campaigns`),
+and the runners: this process (`campaigns.run_sequential`), worker processes (`parallel`) and
+Ray (`ray`)."""

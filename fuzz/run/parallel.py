@@ -14,7 +14,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 
 from kfuzz.errors import KfuzzError
-from kfuzz.run.runner import CampaignRun, ExecutorSpec, RunContext, run_one
+from kfuzz.run.campaigns import CampaignRun, RunContext, run_one
+from kfuzz.run.executors import ExecutorSpec
 from kfuzz.search.campaign import CampaignConfig
 
 SHARD_SEED_STRIDE = 1_000_003
@@ -62,7 +63,7 @@ def _run_one(config: CampaignConfig, spec: ExecutorSpec, db: str | None, run_id:
 
 def run_parallel(configs: Sequence[CampaignConfig], context: RunContext) -> list[CampaignRun]:
     """Run `configs`, sharded by `shard`, in `context.workers` processes, each writing its
-    findings to the corpus as it finds them. See `kfuzz.run.runner.Runner`."""
+    findings to the corpus as it finds them. See `kfuzz.run.campaigns.Runner`."""
     jobs = shard(configs, context.workers)
     context_mp = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=context.workers, mp_context=context_mp) as pool:

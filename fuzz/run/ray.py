@@ -24,8 +24,9 @@ from typing import Any
 
 from kfuzz.errors import KfuzzError
 from kfuzz.execute.findings import Finding
+from kfuzz.run.campaigns import CampaignRun, RunContext, run_one
+from kfuzz.run.executors import ExecutorSpec
 from kfuzz.run.parallel import shard
-from kfuzz.run.runner import CampaignRun, ExecutorSpec, RunContext, run_one
 from kfuzz.search.campaign import CampaignConfig
 
 MISSING_RAY = "--ray needs the ray extra: pip install -e '.[ray]'"
@@ -115,7 +116,7 @@ def _describe(config: CampaignConfig) -> str:
 def run_on_ray(configs: Sequence[CampaignConfig], context: RunContext) -> list[CampaignRun]:
     """Run `configs`, sharded by `kfuzz.run.parallel.shard` into `context.workers` shards, as Ray
     tasks; store each shard's findings in `context.store` (one transaction per shard, under
-    `context.run_id`) as the shard ends. See `kfuzz.run.runner.Runner`.
+    `context.run_id`) as the shard ends. See `kfuzz.run.campaigns.Runner`.
 
     context.address: a Ray cluster to join ("auto", "HOST:PORT", "ray://HOST:PORT"); None
     joins the one RAY_ADDRESS names or `ray start` last made here, else starts a local instance

@@ -3,16 +3,21 @@
 One Hypothesis example costs milliseconds of drawing and bookkeeping beyond the work itself.
 A batch spreads that over several kernel calls: the drawn case and copies of it with derived
 seeds (`batch_seeds`), each an ordinary case that replays on its own. `BatchSizer` chooses how
-many from the drawn case's size.
+many from the drawn case's size, and `evaluate_within` runs as many of a batch as fit before a
+deadline.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfuzz.targets.registry import Target
+
+if TYPE_CHECKING:
+    from kfuzz.execute.executor import Outcome
 
 
 def batch_seeds(size: int, case: dict[str, Any]) -> list[dict[str, Any]]:
@@ -85,3 +90,27 @@ def case_elements(target: Target, case: dict[str, Any]) -> int | None:
     except Exception:  # a malformed case: the executor will say so
         return None
     return None
+
+
+def evaluate_within(
+    evaluate: Callable[[list[dict[str, Any]]], list[Outcome]], cases: list[dict[str, Any]],
+    deadline: float,
+) -> list[Outcome]:
+    """`evaluate` a batch of cases, as many as fit before `deadline` (`time.perf_counter()`):
+    with one, the first case, then as many more as the time per case so far says fit, so that
+    a batch of large cases cannot overrun a budget. Returns the outcomes of the cases run, in
+    order; raises what `evaluate` raises."""
+    if len(cases) == 1 or deadline == math.inf:
+        return evaluate(cases)
+    outcomes: list[Outcome] = []
+    chunk = 1
+    while len(outcomes) < len(cases):
+        began = time.perf_counter()
+        part = cases[len(outcomes): len(outcomes) + chunk]
+        outcomes += evaluate(part)
+        now = time.perf_counter()
+        if now >= deadline:
+            break
+        per_case = max((now - began) / len(part), 1e-6)
+        chunk = max(1, int((deadline - now) / per_case))
+    return outcomes

@@ -32,8 +32,9 @@ from kfuzz.cases.materialise import (
     generator_for,
 )
 from kfuzz.cases.materialise.counter import CounterGenerator
-from kfuzz.cases.strategies import DISTRIBUTION_KINDS, Dim, smaller_steps
+from kfuzz.cases.strategies import DISTRIBUTION_KINDS, Dim
 from kfuzz.execute.findings import canonical_json
+from kfuzz.shrink.cuts import smaller_steps
 from kfuzz.targets.registry import Target
 
 # Fields the pass leaves alone: the materialisation version, the coordinates (moved only with

@@ -21,17 +21,9 @@ writing, and read as it is when opened read-only.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
-import platform
-import re
-import shlex
-import shutil
 import sqlite3
-import sys
-import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,202 +31,28 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 from kfuzz.enums import FindingStatus, Kind, ReplayStatus
 from kfuzz.errors import CorpusError
-from sqlite_utils.migrations import Migrations
+from kfuzz.store.connect import READ_ONLY_FIX, check_writable, connect_read_only, open_error
+from kfuzz.store.rows import (
+    RUN_JSON_COLUMNS,
+    case_size,
+    decode_row,
+    dumps,
+    loaded_plugins,
+    loads_or,
+    now,
+    plugins_for,
+    short_id,
+    versions,
+)
+from kfuzz.store.schema import TABLES, migrations
 
 if TYPE_CHECKING:
     from kfuzz.execute.findings import Finding
 
 DEFAULT_DB = "corpus/corpus.db"
-JSON_COLUMNS = ("case", "comparator", "metrics", "shrink", "versions", "plugins")
-RUN_JSON_COLUMNS = ("argv", "targets", "versions", "results", "plugins")
 KIND_RANK = {kind.value: kind.rank for kind in Kind}
 # The findings columns of a sighting that describe the run, not the case (`_upsert`).
 SIGHTING_COLUMNS = ("status", "device", "versions", "last_seen", "last_run", "plugins")
-TABLES = ("findings", "runs", "replays")
-
-migrations = Migrations("kfuzz")
-
-
-@migrations()
-def m001_initial(db: sqlite_utils.Database) -> None:
-    db.table("findings").create(
-        {
-            "fingerprint": str, "target": str, "kernel": str, "oracle": str, "kind": str,
-            "failure": str, "status": str, "case": str, "comparator": str, "metrics": str,
-            "error": str, "mismatch_ratio": float, "size": int, "shrink": str, "device": str,
-            "versions": str, "first_seen": str, "last_seen": str, "times_seen": int,
-            "first_run": int, "last_run": int, "last_replay": str, "last_replay_status": str,
-            "last_replay_kernel": str,
-        },
-        pk="fingerprint",
-    )
-    db.table("findings").create_index(["target", "status"])
-    db.table("runs").create(
-        {
-            "id": int, "started": str, "finished": str, "argv": str, "profile": str,
-            "seed": int, "targets": str, "examples": int, "findings": int, "status": str,
-            "versions": str, "results": str,
-        },
-        pk="id",
-    )
-    db.table("replays").create(
-        {
-            "id": int, "fingerprint": str, "at": str, "status": str, "kernel": str,
-            "oracle": str, "mismatch_ratio": float, "metrics": str, "error": str,
-        },
-        pk="id",
-        foreign_keys=[("fingerprint", "findings", "fingerprint")],
-    )
-    db.table("replays").create_index(["fingerprint"])
-
-
-# What classified an error, crash, contract breach or timeout, before it travelled as data:
-# read once from the stored text of rows written by an older kfuzz.
-_LEGACY_ERROR = {
-    "error": re.compile(r"^(?P<error_type>[A-Za-z_][\w.]*):"),
-    "contract": re.compile(r"^Contract: (?P<error_type>[\w-]+):"),
-    "crash": re.compile(r"^Crash: worker (?:killed by (?:signal )?(?P<signal>\w+)|"
-                        r"exited with status (?P<exit_code>-?\d+));"),
-    "timeout": re.compile(r"^Timeout: no result after (?P<timeout>[0-9.e+-]+)s"),
-}
-
-
-@migrations()
-def m002_error_fields(db: sqlite_utils.Database) -> None:
-    """Findings keep the error type, crash signal or exit status, and timeout as columns."""
-    table = db.table("findings")
-    table.add_column("error_type", str)
-    table.add_column("signal", str)
-    table.add_column("exit_code", int)
-    table.add_column("timeout", float)
-    rows = db.query("select fingerprint, failure, error from findings "
-                    "where failure in ('error', 'contract', 'crash', 'timeout')")
-    for row in list(rows):
-        found = _LEGACY_ERROR[row["failure"]].match(row["error"] or "")
-        if found:
-            values = {k: v for k, v in found.groupdict().items() if v is not None}
-            if "exit_code" in values:
-                values["exit_code"] = int(values["exit_code"])
-            if "timeout" in values:
-                values["timeout"] = float(values["timeout"])
-            table.update(row["fingerprint"], values)
-
-
-@migrations()
-def m003_merge_ledger(db: sqlite_utils.Database) -> None:
-    """The tables of `kfuzz.store.merge`, in every corpus; they were a migration set of their own
-    ("kfuzz-merge"), applied only to corpora merged into, whose rows they keep."""
-    if not db.table("merge_meta").exists():
-        db.table("merge_meta").create({"key": str, "value": str}, pk="key")
-    if not db.table("merge_sightings").exists():
-        db.table("merge_sightings").create(
-            {"fingerprint": str, "origin": str, "times_seen": int}, pk=("fingerprint", "origin")
-        )
-    if db.table(Migrations.migrations_table).exists():
-        db.execute(f"delete from {Migrations.migrations_table} where migration_set = 'kfuzz-merge'")
-
-
-def fill_substitute(db: sqlite_utils.Database) -> None:
-    """Mark the replays whose substitute flag is unset: 1 when the replay ran another kernel
-    or oracle than its finding's, else 0."""
-    db.execute(
-        "update replays set substitute = coalesce((select replays.kernel is not f.kernel or "
-        "replays.oracle is not f.oracle from findings f where f.fingerprint = "
-        "replays.fingerprint), 0) where substitute is null"
-    )
-
-
-@migrations()
-def m004_portable_findings(db: sqlite_utils.Database) -> None:
-    """Findings and runs record the plugins they were made with; a replay records whether it
-    used its finding's own kernel and oracle (a substitute replay leaves the finding alone)."""
-    db.table("findings").add_column("plugins", str)
-    db.table("runs").add_column("plugins", str)
-    db.table("replays").add_column("substitute", int)
-    fill_substitute(db)
-
-
-@migrations()
-def m005_signature(db: sqlite_utils.Database) -> None:
-    """Findings keep their failure signature (`kfuzz.execute.findings.signature`): a new shrunk
-    finding with the signature of an open shrunk one updates it instead of adding a row.
-    Rows stored before have none (NULL) and are matched by fingerprint only, as they were."""
-    table = db.table("findings")
-    if "signature" not in {c.name for c in table.columns}:
-        table.add_column("signature", str)
-    table.create_index(["target", "kernel", "oracle", "signature"], if_not_exists=True)
-
-
-def json_safe(value: Any) -> Any:
-    """`value` for json.dumps: binary data (never decoded) becomes a short description."""
-    if isinstance(value, bytes):
-        return f"<{len(value)} bytes of binary data>"
-    return value
-
-
-def now() -> str:
-    """The current UTC time, ISO 8601 with seconds."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def versions(device: str = "cpu") -> dict[str, str]:
-    """Versions of the software a finding was made with."""
-    import torch
-    from kfuzz import __version__
-
-    name = "cpu"
-    if device.startswith("cuda") and torch.cuda.is_available():
-        name = torch.cuda.get_device_name(torch.device(device))
-    found = {
-        "kfuzz": __version__, "torch": torch.__version__, "python": platform.python_version(),
-        "device": name, "machine": platform.machine(),
-    }
-    # Triton's numerics (its CPU interpreter's casts above all) change between releases;
-    # recorded only when a kernel has imported it, so that this never imports it.
-    triton = sys.modules.get("triton")
-    if triton is not None:
-        found["triton"] = str(getattr(triton, "__version__", "?"))
-    return found
-
-
-def _dumps(obj: Any) -> str | None:
-    return None if obj is None else json.dumps(obj, sort_keys=True, allow_nan=False)
-
-
-def decode_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A findings row with its JSON columns parsed. A malformed JSON column raises
-    CorpusError naming the row and the column."""
-    out = dict(row)
-    for column in JSON_COLUMNS:
-        value = out.get(column)
-        if isinstance(value, bytes):
-            # Never unpickled or otherwise interpreted: a blob where JSON belongs is refused.
-            raise CorpusError(
-                f"finding {str(out.get('fingerprint'))[:12]}: column {column!r} holds "
-                f"{len(value)} bytes of binary data, not JSON; delete that row"
-            )
-        if isinstance(value, str):
-            try:
-                out[column] = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise CorpusError(
-                    f"finding {str(out.get('fingerprint'))[:12]}: column {column!r} holds "
-                    f"malformed JSON ({exc.msg}); fix or delete that row"
-                ) from None
-    return out
-
-
-def _loads_or(value: Any, default: Any) -> Any:
-    """A JSON column of a run or replay, or `default` when it is empty, binary or malformed
-    (these rows are history: one bad row must not hide the rest)."""
-    if not isinstance(value, str):
-        return default
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return default
-
-
 class CorpusStore:
     """A corpus database.
 
@@ -244,7 +62,7 @@ class CorpusStore:
             that only read and for corpora that must stay untouched (a merge source, a
             committed corpus). Writing methods then raise CorpusError. A corpus this process
             cannot write (a read-only file, folder or file system) opens read-only as it is,
-            creating no -wal or -shm file beside it (see `_connect_read_only`).
+            creating no -wal or -shm file beside it (see `kfuzz.store.connect`).
         create: False raises CorpusError when the file does not exist (read_only implies it).
             A new corpus is created only in an existing folder (but the default corpus/).
         fix: what to tell the user when the corpus cannot be written (default: copy it
@@ -266,10 +84,10 @@ class CorpusStore:
         if (read_only or not create) and not self.path.exists():
             raise CorpusError(f"no corpus at {str(self.path)!r}; pass --db PATH")
         if not read_only:
-            self._check_writable(fix or READ_ONLY_FIX)
+            check_writable(self.path, fix or READ_ONLY_FIX, default=Path(DEFAULT_DB))
         try:
             if read_only:
-                conn = self._connect_read_only()
+                conn = connect_read_only(self.path)
             else:
                 if self.path == Path(DEFAULT_DB):
                     self.path.parent.mkdir(parents=True, exist_ok=True)  # kfuzz's own folder
@@ -295,70 +113,7 @@ class CorpusStore:
                 self.db.enable_wal()
             migrations.apply(self.db)
         except sqlite3.DatabaseError as exc:
-            raise _open_error(self.path, exc, fix or READ_ONLY_FIX) from None
-
-    def _check_writable(self, fix: str) -> None:
-        """Raise CorpusError, before anything is written, when this process cannot write the
-        corpus: an existing one that is read-only (a corrupt one is reported as corrupt), or a
-        new one whose folder is missing or read-only."""
-        if self.path.exists():
-            reason = _read_only_reason(self.path)
-            if reason is None:
-                return
-            CorpusStore(self.path, read_only=True).close()  # a bad file is named as such first
-            raise CorpusError(f"corpus {str(self.path)!r} is read-only ({reason}); {fix}")
-        folder = self.path.parent
-        if self.path == Path(DEFAULT_DB) and not folder.exists():
-            folder = folder.parent  # the default corpus/ folder is created with the corpus
-        if not folder.is_dir():
-            what = "is not a folder" if folder.exists() else "does not exist"
-            raise CorpusError(
-                f"cannot create corpus {str(self.path)!r}: folder {str(folder)!r} {what}; "
-                f"create it first (mkdir -p {shlex.quote(str(folder))}) or pass --db PATH in "
-                "an existing folder"
-            )
-        if not os.access(folder, os.W_OK | os.X_OK):
-            what = ("is on a read-only file system" if _on_read_only_mount(folder)
-                    else "is not writable")
-            raise CorpusError(
-                f"cannot create corpus {str(self.path)!r}: folder {str(folder)!r} {what}; "
-                "pass --db PATH in a writable folder"
-            )
-
-    def _connect_read_only(self) -> sqlite3.Connection:
-        """A read-only connection. A corpus this process may write is read through SQLite's
-        locks, since a writer may be at work (for a WAL corpus SQLite keeps its -wal and -shm
-        files beside it, creating them if absent). One it cannot write (a read-only file,
-        folder or file system) is read as it is (`immutable`: no lock, no file created), or,
-        when its -wal file holds transactions not yet in the main file, through that -wal
-        file and its -shm index, or else through a private copy of both in memory."""
-        uri = self.path.resolve().as_uri()
-
-        def connect(query: str) -> sqlite3.Connection:
-            return sqlite3.connect(f"{uri}?{query}", uri=True, timeout=60, isolation_level=None)
-
-        if _read_only_reason(self.path) is None:
-            return connect("mode=ro")
-        wal = Path(f"{self.path}-wal")
-        if not (wal.is_file() and wal.stat().st_size > 0):
-            return connect("mode=ro&immutable=1")
-        conn = connect("mode=ro")
-        try:
-            conn.execute("select count(*) from sqlite_master").fetchone()
-            return conn
-        except sqlite3.OperationalError:  # no -shm file, and none can be created
-            conn.close()
-        memory = sqlite3.connect(":memory:", isolation_level=None)
-        with tempfile.TemporaryDirectory(prefix="kfuzz-corpus-") as tmp:
-            copy = Path(tmp) / "corpus.db"
-            shutil.copyfile(self.path, copy)
-            shutil.copyfile(wal, f"{copy}-wal")
-            source = sqlite3.connect(copy, isolation_level=None)  # recovers the -wal file
-            try:
-                source.backup(memory)
-            finally:
-                source.close()
-        return memory
+            raise open_error(self.path, exc, fix or READ_ONLY_FIX) from None
 
     def _check_schema(self) -> None:
         known = {m.name for m in migrations._migrations}
@@ -418,9 +173,9 @@ class CorpusStore:
         with self.transaction():
             table = self.db["runs"]
             table.insert({  # type: ignore[union-attr]
-                "started": now(), "argv": _dumps(argv), "profile": profile, "seed": seed,
-                "targets": _dumps(targets), "status": "running", "examples": 0, "findings": 0,
-                "versions": _dumps(versions(device)), "plugins": _dumps(_loaded_plugins()),
+                "started": now(), "argv": dumps(argv), "profile": profile, "seed": seed,
+                "targets": dumps(targets), "status": "running", "examples": 0, "findings": 0,
+                "versions": dumps(versions(device)), "plugins": dumps(loaded_plugins()),
             })
             return int(table.last_pk)  # type: ignore[union-attr, arg-type]
 
@@ -430,7 +185,7 @@ class CorpusStore:
         with self.transaction():
             self.db["runs"].update(run_id, {  # type: ignore[union-attr]
                 "finished": now(), "status": status, "examples": examples,
-                "findings": findings, "results": _dumps(results),
+                "findings": findings, "results": dumps(results),
             })
 
     def runs(self) -> list[dict[str, Any]]:
@@ -439,7 +194,7 @@ class CorpusStore:
         out = []
         for run in self.db.query("select * from runs order by id"):
             for column in RUN_JSON_COLUMNS:
-                run[column] = _loads_or(run.get(column), {} if column == "versions" else [])
+                run[column] = loads_or(run.get(column), {} if column == "versions" else [])
             out.append(run)
         return out
 
@@ -476,16 +231,16 @@ class CorpusStore:
         key = finding.fingerprint
         table = self.db.table("findings")
         outcome = finding.outcome
-        comparator = _dumps(finding.comparator)
+        comparator = dumps(finding.comparator)
         row = {
             "target": finding.target, "kernel": finding.kernel, "oracle": finding.oracle,
             "failure": finding.failure.value, "status": FindingStatus.OPEN.value,
-            "metrics": _dumps(outcome.to_dict()["outputs"]), "error": outcome.error,
+            "metrics": dumps(outcome.to_dict()["outputs"]), "error": outcome.error,
             "error_type": outcome.error_type, "signal": outcome.signal,
             "exit_code": outcome.exit_code, "timeout": outcome.timeout,
             "mismatch_ratio": outcome.worst_ratio(), "device": finding.device,
-            "versions": _dumps(versions(finding.device)), "last_seen": stamp, "last_run": run_id,
-            "plugins": _dumps(_plugins_for(finding.target)), "signature": finding.signature,
+            "versions": dumps(versions(finding.device)), "last_seen": stamp, "last_run": run_id,
+            "plugins": dumps(plugins_for(finding.target)), "signature": finding.signature,
         }
         existing = list(self.db.query('select kind, times_seen, "case" from findings where '
                                       "fingerprint = ?", [key]))
@@ -502,12 +257,12 @@ class CorpusStore:
             again = 0 if finding.replaces == held else 1
             update = {k: row[k] for k in SIGHTING_COLUMNS}
             update["times_seen"] = (same["times_seen"] or 0) + again
-            size = _case_size(finding)
+            size = case_size(finding)
             if self._better(finding, size, same):
                 update.update({k: v for k, v in row.items() if k not in update},
-                              case=_dumps(finding.case), size=size)
+                              case=dumps(finding.case), size=size)
                 if finding.kind == Kind.SHRUNK:
-                    update["shrink"] = _dumps(finding.shrink or None)
+                    update["shrink"] = dumps(finding.shrink or None)
             table.update(held, update)
             key = held
         elif existing:
@@ -516,18 +271,18 @@ class CorpusStore:
             # A shrunk case that shrank to its own raw case is one sighting, not two.
             again = 0 if finding.replaces == key else 1
             row.update(kind=kind, times_seen=existing[0]["times_seen"] + again)
-            if existing[0]["case"] != _dumps(finding.case):
+            if existing[0]["case"] != dumps(finding.case):
                 # The row's first case, since replaced by a smaller or worse one: a sighting
                 # of the row, whose columns keep describing the case it holds.
                 row = {k: row[k] for k in (*SIGHTING_COLUMNS, "kind", "times_seen")}
             elif finding.shrink:
-                row["shrink"] = _dumps(finding.shrink)
+                row["shrink"] = dumps(finding.shrink)
             table.update(key, row)
         else:
             row.update(
-                fingerprint=key, kind=finding.kind.value, case=_dumps(finding.case),
-                comparator=comparator, shrink=_dumps(finding.shrink or None),
-                size=_case_size(finding), first_seen=stamp, first_run=run_id, times_seen=1,
+                fingerprint=key, kind=finding.kind.value, case=dumps(finding.case),
+                comparator=comparator, shrink=dumps(finding.shrink or None),
+                size=case_size(finding), first_seen=stamp, first_run=run_id, times_seen=1,
             )
             table.insert(row)
         if finding.replaces and finding.replaces != key:
@@ -588,7 +343,7 @@ class CorpusStore:
         """One findings row as stored (JSON columns as text). Raises CorpusError when absent."""
         rows = list(self.db.query("select * from findings where fingerprint = ?", [fingerprint]))
         if not rows:
-            raise CorpusError(f"no finding {fingerprint[:12]!r} in {str(self.path)!r}")
+            raise CorpusError(f"no finding {short_id(fingerprint)!r} in {str(self.path)!r}")
         return rows[0]
 
     def get(self, fingerprint: str) -> dict[str, Any]:
@@ -658,7 +413,7 @@ class CorpusStore:
             self.db["replays"].insert({  # type: ignore[union-attr]
                 "fingerprint": fingerprint, "at": stamp, "status": status.value, "kernel": kernel,
                 "oracle": oracle, "mismatch_ratio": ratio,
-                "metrics": _dumps(outcome.get("outputs") if outcome else None), "error": error,
+                "metrics": dumps(outcome.get("outputs") if outcome else None), "error": error,
                 "substitute": int(substitute),
             })
             if substitute:
@@ -690,84 +445,3 @@ class CorpusStore:
         return self.db["replays"].count
 
 
-# What a write command tells the user about a read-only corpus, unless it knows better (replay:
-# --no-record).
-READ_ONLY_FIX = "copy it somewhere writable and pass --db COPY"
-
-
-def _on_read_only_mount(path: Path) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-
-
-def _read_only_reason(path: Path) -> str | None:
-    """Why this process cannot write the corpus file `path` (which exists) and the -wal and
-    -shm files SQLite keeps beside it, or None when it can. access(2) answers for this
-    process's user (root writes a file whatever its mode) and knows a read-only mount."""
-    folder = path.parent
-    sidecars = [Path(f"{path}{suffix}") for suffix in ("-wal", "-shm")]
-    if os.access(path, os.W_OK) and (os.access(folder, os.W_OK | os.X_OK) or all(
-            os.access(p, os.W_OK) for p in sidecars)):
-        return None
-    if _on_read_only_mount(path):
-        return "on a read-only file system"
-    if not os.access(path, os.W_OK):
-        return "the file is not writable"
-    return f"its folder {str(folder)!r} is not writable"
-
-
-def _open_error(path: Path, exc: sqlite3.DatabaseError, fix: str) -> CorpusError:
-    """The one-line CorpusError for an exception SQLite raised while opening `path`: a file
-    that cannot be read or written is never called corrupt."""
-    name = str(getattr(exc, "sqlite_errorname", ""))
-    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")):
-        reason = _read_only_reason(path) if path.exists() else None
-        if reason is not None or name.startswith("SQLITE_READONLY"):
-            return CorpusError(f"corpus {str(path)!r} is read-only ({reason or exc}); {fix}")
-        return CorpusError(f"corpus {str(path)!r} cannot be opened ({exc}); check the "
-                           "permissions of the file, its -wal and -shm files and its folder")
-    return CorpusError(
-        f"corpus {str(path)!r} is not a usable SQLite database ({exc}); "
-        "restore it from a backup or pass another corpus file"
-    )
-
-
-def _case_size(finding: Finding) -> int | None:
-    """The size of a finding's case by its target (None when the target cannot tell)."""
-    from kfuzz.targets import registry
-
-    try:
-        return registry.get(finding.target).case_size(finding.case)
-    except Exception:
-        return None
-
-
-def _loaded_plugins() -> list[str]:
-    # Read from the registry only when something has imported it (listing a corpus must not
-    # import the targets, and a process that never loaded them loaded no plugin).
-    registry = sys.modules.get("kfuzz.targets")
-    return list(registry.loaded_plugins()) if registry is not None else []
-
-
-def _plugins_for(target: str) -> list[str] | None:
-    registry = sys.modules.get("kfuzz.targets")
-    found = list(registry.plugins_for(target)) if registry is not None else []
-    return found or None
-
-
-def replay_outputs(replay: dict[str, Any]) -> dict[str, Any] | None:
-    """The metrics of a replay row by output name, or None when absent or malformed."""
-    value = _loads_or(replay.get("metrics"), None)
-    return value if isinstance(value, dict) else None
-
-
-def latest_replays(store: CorpusStore, fingerprints: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """fingerprint -> its latest replay row, for those that have one."""
-    out = {}
-    for key in fingerprints:
-        rows = store.replays(key, newest_first=True, limit=1)
-        if rows:
-            out[key] = rows[0]
-    return out

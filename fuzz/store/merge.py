@@ -40,7 +40,8 @@ from typing import Any
 
 import sqlite_utils
 from kfuzz.errors import CorpusError
-from kfuzz.store.corpus import KIND_RANK, CorpusStore, fill_substitute
+from kfuzz.store.corpus import KIND_RANK, CorpusStore
+from kfuzz.store.schema import fill_substitute
 
 # Columns that describe one sighting: taken together from the row seen last.
 SIGHTING_COLUMNS = ("failure", "metrics", "error", "error_type", "signal", "exit_code", "timeout",

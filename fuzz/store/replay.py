@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from kfuzz.enums import Failure, ReplayStatus
 from kfuzz.errors import ContractViolation, CorpusError, KfuzzError, did_you_mean
 from kfuzz.execute.executor import Executor, InProcessExecutor, Job, contract_outcome
-from kfuzz.store.corpus import CorpusStore, decode_row
+from kfuzz.settings import DEFAULT_CASE_TIMEOUT
+from kfuzz.store.corpus import CorpusStore
+from kfuzz.store.rows import decode_row, short_id
 from kfuzz.targets import registry
 from kfuzz.targets.references import normal_reference
 
@@ -51,7 +53,7 @@ class ReplayResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
-        out = dict(self.__dict__, status=self.status.value, id=self.fingerprint[:12],
+        out = dict(self.__dict__, status=self.status.value, id=short_id(self.fingerprint),
                    verdict=STATUS_WORDS[self.status])
         del out["outputs"]
         return out
@@ -101,11 +103,12 @@ def replay(
             if raw.get("failure") in (Failure.CRASH, Failure.TIMEOUT) and isinstance(
                     executor, InProcessExecutor):
                 # A case that crashed or hung once must not take the replaying process down.
-                from kfuzz.run.runner import make_executor
+                from kfuzz.run.executors import make_executor
 
                 isolated = isolated or make_executor(  # type: ignore[assignment]
                     isolate=True, plugins=registry.given_plugins())  # the worker's stand-ins
-                isolated.case_timeout = case_timeout or raw.get("timeout") or 60.0
+                isolated.case_timeout = (case_timeout or raw.get("timeout")
+                                         or DEFAULT_CASE_TIMEOUT)
                 use = isolated
             results.append(_replay_one(store, raw, kernel, oracle, device, use, record))
             if progress:
@@ -129,10 +132,10 @@ def _replay_one(
     try:
         row = decode_row(raw)
         if not isinstance(row.get("case"), dict):
-            raise KfuzzError(f"finding {key[:12]}: stored case is not a JSON object")
+            raise KfuzzError(f"finding {short_id(key)}: stored case is not a JSON object")
         plugins = row.get("plugins") or []
         if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-            raise KfuzzError(f"finding {key[:12]}: stored plugins are not a list of names")
+            raise KfuzzError(f"finding {short_id(key)}: stored plugins are not a list of names")
         # Full metrics for every output: the replay is stored, passing or not.
         job = Job(row["target"], use_kernel, use_oracle, row["case"], row.get("comparator"),
                   device, full_metrics=True, plugins=tuple(plugins))

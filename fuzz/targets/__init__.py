@@ -1,6 +1,7 @@
-"""Targets: the `Target` contract and the registry (`registry`), the declarative helpers
-users and built-ins declare targets with (`declare`), code references (`references`) and the
-built-in targets (`builtin`)."""
+"""Targets: the `Target` contract and the registry (`registry`), the helpers users and
+built-ins declare targets with (`declare`: `target`, `define`; their parts, tensor specs and
+kernel or oracle variants, in `specs`), code references (`references`) and the built-in
+targets (`builtin`)."""
 
 from kfuzz.targets.registry import (
     DEFAULT_MAX_NUMEL,

@@ -13,20 +13,30 @@ dtype is drawn from its choices (inputs offering the same choices, or naming ano
 share one draw), its values from the value regimes of `kfuzz.cases.strategies.distributions`.
 Outputs default to one output "y" with the first input's shape and dtype; the kernel and
 oracle signature, `fn(x, weight, *, eps)`, is derived from the inputs and params. The result
-is an ordinary `kfuzz.targets.Target`, registered under its name; the full `Target` stays for
-targets that need a strategy of their own.
+is an ordinary `kfuzz.targets.Target`, registered under its name.
+
+`target` draws the case and builds the inputs from the specs. `define`, which `target` calls
+and the built-in targets use, takes a case strategy and an input builder of the target's own
+(extra case fields, integer inputs, inputs built from one another) and still derives the
+rest from the specs: the signature, the input and output descriptions, the expected outputs,
+the case size and the default kernel and oracle.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from kfuzz.errors import PluginError
+from kfuzz.targets.specs import INTEGER_DTYPES, Reference, TensorSpec, as_variants, tensor, variant
 
-DEFAULT_DTYPES = ("float32", "bfloat16", "float16")
+if TYPE_CHECKING:
+    from kfuzz.targets.registry import Target
+
+__all__ = ["Reference", "TensorSpec", "declared", "define", "mark_declared", "target", "tensor",
+           "variant"]
+
 DEFAULT_DIM = (1, 1024)
 DEFAULT_MAX_NUMEL = 1 << 18
 RESERVED = ("seed", "materialise")
@@ -44,81 +54,230 @@ def mark_declared(name: str) -> None:
     _DECLARED.add(name)
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """One input or output of a declared target. dims: shape symbols (str) and fixed sizes
-    (int); dtypes: dtype names to draw from, or the name of another input whose dtype it
-    shares; values: a strategy of distribution descriptions (None for outputs)."""
-
-    dims: tuple[str | int, ...]
-    dtypes: tuple[str, ...] | str
-    values: Any = None
-
-    def describe(self) -> str:
-        """E.g. "[rows, cols] bfloat16|float16"."""
-        dtype = (f"same dtype as {self.dtypes}" if isinstance(self.dtypes, str)
-                 else "|".join(self.dtypes))
-        return f"[{', '.join(map(str, self.dims))}] {dtype}"
-
-
-def tensor(shape: str, *, dtypes: Sequence[str] | str | None = None, values: Any = None) -> TensorSpec:
-    """A tensor spec for `target`. shape: space-separated symbols or sizes ("rows cols",
-    "heads 64"; "" for a scalar tensor); dtypes: dtype names, friendliest first (default
-    float32, bfloat16, float16), or another input's name to share its dtype; values: None (all
-    value regimes), a list of distribution kinds ("normal", "edge", ...), one distribution
-    dict, or a Hypothesis strategy of them. Raises PluginError for a bad spec."""
-    from hypothesis import strategies as st
-    from kfuzz.cases import strategies as fst
-
-    dims: list[str | int] = []
-    for token in shape.split():
-        if token.isdigit():
-            dims.append(int(token))
-        elif token.isidentifier():
-            dims.append(token)
-        else:
-            raise PluginError(f"tensor({shape!r}): {token!r} is neither a size nor a symbol; "
-                              "write e.g. tensor(\"rows cols\") or tensor(\"heads 64\")")
-    if isinstance(dtypes, str):
-        if dtypes in fst.DTYPES:
-            raise PluginError(f"tensor({shape!r}, dtypes={dtypes!r}): pass a list, "
-                              f"dtypes=[{dtypes!r}] (a bare name means another input's dtype)")
-        choice: tuple[str, ...] | str = dtypes
-    else:
-        choice = tuple(dtypes or DEFAULT_DTYPES)
-        bad = [d for d in choice if d not in fst.DTYPES]
-        if not choice or bad:
-            raise PluginError(f"tensor({shape!r}): unknown dtype {bad[0] if bad else None!r}; "
-                              f"choose from {', '.join(fst.DTYPES)}")
-    if values is None:
-        strategy = fst.distributions()
-    elif isinstance(values, st.SearchStrategy):
-        strategy = values
-    elif isinstance(values, Mapping):
-        strategy = st.just(dict(values))
-    else:
-        try:
-            strategy = fst.distributions(kinds=tuple(values))
-        except (TypeError, ValueError) as exc:
-            raise PluginError(f"tensor({shape!r}, values={values!r}): {exc}") from None
-    return TensorSpec(tuple(dims), choice, strategy)
-
-
-def _as_variants(role: str, fns: Callable[..., Any] | Mapping[str, Callable[..., Any]] | None,
-                 name: str) -> dict[str, Any]:
-    from kfuzz.targets.registry import Variant
-
-    if fns is None:
-        return {}
-    if callable(fns) and not isinstance(fns, Mapping):
-        fns = {getattr(fns, "__name__", role): fns}
+def dtype_fields(name: str, inputs: Mapping[str, TensorSpec]) -> dict[str, str]:
+    """Input -> the case field holding its dtype: "dtype" for the first distinct list of
+    choices, "<input>_dtype" for each other list; an input naming another input follows it.
+    Raises PluginError for a dtype taken from a non-input or a cycle."""
+    fields: dict[tuple[str, ...], str] = {}
+    for key, spec in inputs.items():
+        if isinstance(spec.dtypes, str) and (spec.dtypes not in inputs or spec.dtypes == key):
+            raise PluginError(f"target {name!r}: input {key!r} takes its dtype from "
+                              f"{spec.dtypes!r}, which is not another input")
+        if isinstance(spec.dtypes, tuple) and spec.dtypes not in fields:
+            fields[spec.dtypes] = "dtype" if not fields else f"{key}_dtype"
     out = {}
-    for key, fn in fns.items():
-        if not callable(fn):
-            raise PluginError(f"target {name!r}: {role} {key!r} is a {type(fn).__name__}, "
-                              "not a callable")
-        out[key] = Variant(key, fn, (getattr(fn, "__doc__", None) or "").strip().split("\n")[0])
+    for key in inputs:
+        source, seen = key, {key}
+        while isinstance(choice := inputs[source].dtypes, str):
+            if choice in seen:
+                raise PluginError(f"target {name!r}: inputs {', '.join(sorted(seen))} take "
+                                  "their dtypes from each other; give one of them dtypes=[...]")
+            source = choice
+            seen.add(source)
+        out[key] = fields[choice]
     return out
+
+
+class _Layout:
+    """Where a case keeps each shape symbol's size: the "shape" list (`shape`), a field path
+    or function (`sizes`), else a top-level field named like the symbol; and each input's
+    dtype: its case field (`dtype_fields`), or its only choice when the case has no field.
+    Gives a target's expected outputs and case size from its specs."""
+
+    def __init__(self, name: str, inputs: Mapping[str, TensorSpec],
+                 outputs: Sequence[str] | Mapping[str, TensorSpec] | None,
+                 shape: str | Mapping[str, Any],
+                 sizes: Mapping[str, str | Callable[[dict[str, Any]], int]] | None) -> None:
+        if not inputs:
+            raise PluginError(f"target {name!r}: declare at least one input, e.g. "
+                              "inputs={'x': kfuzz.tensor('rows cols')}")
+        if not all(isinstance(spec, TensorSpec) for spec in inputs.values()):
+            raise PluginError(f"target {name!r}: each input must be a kfuzz.tensor(...) spec")
+        self.inputs, self.sizes = dict(inputs), dict(sizes or {})
+        self.outputs = _outputs(name, inputs, outputs)
+        self.drawn = dict(shape) if isinstance(shape, Mapping) else dict.fromkeys(shape.split())
+        self.shape = list(self.drawn)
+        self.fields = dtype_fields(name, inputs)
+        known = {*self.shape, *self.sizes, *(s for spec in inputs.values() for s in spec.symbols)}
+        for key, spec in self.outputs.items():
+            bad = [d for d in spec.symbols if d not in known]
+            if bad:
+                raise PluginError(f"target {name!r}: output {key!r} uses shape symbol "
+                                  f"{bad[0]!r}, which no input has")
+
+    def size(self, symbol: str, case: Mapping[str, Any]) -> int:
+        """The size of shape symbol `symbol` in `case`."""
+        if symbol in self.shape:
+            return int(case["shape"][self.shape.index(symbol)])
+        how = self.sizes.get(symbol, symbol)
+        if callable(how):
+            return int(how(dict(case)))
+        value: Any = case
+        for part in how.split("."):
+            value = value[part]
+        return int(value)
+
+    def dims(self, dims: Iterable[str | int], case: Mapping[str, Any]) -> list[int]:
+        """A spec's shape in `case`."""
+        return [d if isinstance(d, int) else self.size(d, case) for d in dims]
+
+    def input_dtype(self, key: str, case: Mapping[str, Any]) -> str:
+        """The dtype name of input `key` in `case`."""
+        choices = self.inputs[key].dtypes
+        while isinstance(choices, str):
+            choices = self.inputs[choices].dtypes
+        field = self.fields[key]
+        return case.get(field, choices[0]) if len(choices) == 1 else case[field]
+
+    def expect(self, case: dict[str, Any]) -> dict[str, Any]:
+        """Output -> OutputSpec (shape, dtype) in `case`: `Target.expect`."""
+        from kfuzz.cases.materialise import dtype_of
+        from kfuzz.targets.registry import OutputSpec
+
+        return {key: OutputSpec(tuple(self.dims(spec.dims, case)), dtype_of(
+                    self.input_dtype(spec.dtypes, case) if isinstance(spec.dtypes, str)
+                    else spec.dtypes[0]))
+                for key, spec in self.outputs.items()}
+
+    def case_size(self, case: dict[str, Any]) -> int:
+        """Total input elements of `case`: `Target.size`."""
+        return sum(math.prod(self.dims(spec.dims, case)) for spec in self.inputs.values())
+
+    def shrink_dims(self) -> tuple[Any, ...] | None:
+        """The shrinker's bounds for the "shape" list (`Target.dims`), when every entry has
+        one."""
+        drawn = list(self.drawn.values())
+        return tuple(drawn) if drawn and all(d is not None for d in drawn) else None
+
+
+def _outputs(name: str, inputs: Mapping[str, TensorSpec],
+             outputs: Sequence[str] | Mapping[str, TensorSpec] | None) -> dict[str, TensorSpec]:
+    first = next(iter(inputs))
+    if outputs is None:
+        outputs = ["y"]
+    if not isinstance(outputs, Mapping):
+        return {o: TensorSpec(inputs[first].dims, first) for o in outputs}
+    for key, spec in outputs.items():
+        if not isinstance(spec, TensorSpec):
+            raise PluginError(f"target {name!r}: output {key!r} must be a kfuzz.tensor(...) spec")
+        if isinstance(spec.dtypes, str) and spec.dtypes not in inputs:
+            raise PluginError(f"target {name!r}: output {key!r} takes its dtype from "
+                              f"{spec.dtypes!r}, not an input")
+        if isinstance(spec.dtypes, tuple) and len(spec.dtypes) != 1:
+            raise PluginError(f"target {name!r}: output {key!r} needs one dtype or an input's "
+                              f"name, got {spec.dtypes}")
+    return dict(outputs)
+
+
+def _comparators(name: str, comparator: Any, outputs: Iterable[str]) -> dict[str, Any]:
+    from kfuzz.judge.comparator import Comparator
+
+    outputs = list(outputs)
+    if comparator is None or isinstance(comparator, Comparator):
+        return {o: comparator or Comparator() for o in outputs}
+    if not isinstance(comparator, Mapping):
+        raise PluginError(f"target {name!r}: comparator must be a Comparator or a dict of "
+                          f"them, not {type(comparator).__name__}")
+    if set(comparator) != set(outputs):
+        raise PluginError(f"target {name!r}: comparator keys {sorted(comparator)} do not match "
+                          f"the outputs {sorted(outputs)}")
+    if not all(isinstance(c, Comparator) for c in comparator.values()):
+        raise PluginError(f"target {name!r}: comparator values must be "
+                          "kfuzz.judge.compare.Comparator objects")
+    return dict(comparator)
+
+
+def _call(inputs: Iterable[str], params: Mapping[str, str] | Sequence[str]) -> str:
+    """"fn(x, weight, *, eps: float)": the inputs, then the params with their types if given."""
+    typed = [f"{k}: {params[k]}" if isinstance(params, Mapping) and params[k] else k
+             for k in params]
+    return f"fn({', '.join(inputs)}{', *, ' + ', '.join(typed) if typed else ''})"
+
+
+class _CaseFields:
+    """case -> {param: the case's field of that name}: the default `Target.params`."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = list(names)
+
+    def __call__(self, case: dict[str, Any]) -> dict[str, Any]:
+        return {k: case[k] for k in self.names}
+
+
+def define(
+    name: str,
+    *,
+    inputs: Mapping[str, TensorSpec],
+    oracles: Any,
+    cases: Callable[[int], Any],
+    materialise: Callable[[dict[str, Any], Any], dict[str, Any]],
+    outputs: Sequence[str] | Mapping[str, TensorSpec] | None = None,
+    kernels: Any = None,
+    params: Mapping[str, str] | Sequence[str] = (),
+    param_values: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    shape: str | Mapping[str, Any] = "",
+    sizes: Mapping[str, str | Callable[[dict[str, Any]], int]] | None = None,
+    comparator: Any = None,
+    comparator_doc: str = "",
+    doc: str = "",
+    signature: str = "",
+    default_kernel: str = "",
+    default_oracle: str = "",
+    max_numel: int = DEFAULT_MAX_NUMEL,
+    reductions: Callable[[dict[str, Any]], Iterable[tuple[str, dict[str, Any]]]] | None = None,
+    features: Callable[..., Mapping[str, float]] | None = None,
+    in_all: bool = True,
+    register: bool = True,
+) -> Target:
+    """Declare a target that draws its cases and builds its inputs itself; register it unless
+    `register=False`; return its `Target`. `target` and the built-in targets use it.
+
+    inputs: name -> `tensor(...)` in call order (their `values` unused); outputs, comparator,
+    doc, max_numel: as for `target`. oracles, kernels: a callable, or name -> callable,
+    "module:function" reference or `variant(...)`; the first is the default unless
+    default_kernel / default_oracle name another. cases: max_numel -> strategy of case dicts;
+    materialise: (case, generator) -> {input: CPU tensor}. params: name -> type ("float", or
+    "") or names; param_values: case -> {param: value} (default: the case's fields). shape:
+    the symbols of the case's "shape" list in order, "rows cols", or symbol -> `Dim` or int
+    (the shrinker's bounds); sizes: symbol -> case path ("index.k") or case -> int for other
+    symbols; any other symbol is the case field of its name. An input's dtype is its field
+    (`dtype_fields`), or its only choice where the case lacks the field. comparator_doc: why
+    that comparator; signature: replaces the derived one; reductions, features, in_all: see
+    `kfuzz.targets.Target`. Raises PluginError with a one-line message."""
+    from kfuzz.targets import registry
+
+    layout = _Layout(name, inputs, outputs, shape, sizes)
+    comparators = _comparators(name, comparator, layout.outputs)
+    oracle_variants = as_variants("oracle", oracles, name)
+    kernel_variants = as_variants("kernel", kernels, name)
+    if not oracle_variants:
+        raise PluginError(f"target {name!r}: give an oracle (a callable, or a dict of them)")
+    built = registry.Target(
+        name=name,
+        doc=doc or next(iter(oracle_variants.values())).doc or name,
+        signature=signature or f"{_call(inputs, params)} -> {', '.join(layout.outputs)}",
+        cases=cases,
+        inputs=materialise,
+        params=param_values or _CaseFields(params),
+        expect=layout.expect,
+        kernels=kernel_variants,
+        oracles=oracle_variants,
+        comparators=comparators,
+        default_kernel=default_kernel or next(iter(kernel_variants), ""),
+        default_oracle=default_oracle or next(iter(oracle_variants)),
+        inputs_doc={k: spec.describe() for k, spec in inputs.items()},
+        outputs_doc={k: spec.describe() for k, spec in layout.outputs.items()},
+        comparator_doc=comparator_doc,
+        max_numel=max_numel,
+        size=layout.case_size,
+        dims=layout.shrink_dims(),
+        reductions=reductions,
+        features=features,
+        in_all=in_all,
+    )
+    if register:
+        registry.register(built)
+    return built
 
 
 def _param_strategy(name: str, key: str, value: Any) -> Any:
@@ -133,181 +292,120 @@ def _param_strategy(name: str, key: str, value: Any) -> Any:
     return st.just(value)
 
 
+def _symbols(name: str, inputs: Mapping[str, TensorSpec], params: Mapping[str, Any],
+             dims: Mapping[str, tuple[int, int]] | None, max_numel: int) -> tuple[list[str], list[Any]]:
+    """The shape symbols of `target`'s inputs and their `Dim`s, checked: no name used twice or
+    reserved, no integer input, dims naming only symbols. Raises PluginError."""
+    from kfuzz.cases import strategies as fst
+
+    def fail(problem: str) -> PluginError:
+        return PluginError(f"target {name!r}: {problem}")
+
+    if not all(isinstance(spec, TensorSpec) for spec in inputs.values()):
+        raise fail("each input must be a kfuzz.tensor(...) spec")
+    symbols = list(dict.fromkeys(s for spec in inputs.values() for s in spec.symbols))
+    everything = [*inputs, *params, *symbols]
+    taken = [n for n in everything if everything.count(n) > 1]
+    if taken:
+        raise fail(f"{taken[0]!r} names more than one input, param or shape symbol")
+    for key in everything:
+        if key in RESERVED or key.endswith("_dtype") or key == "dtype":
+            raise fail(f"{key!r} is reserved for the case; rename it")
+    integer = [k for k, spec in inputs.items()
+               if isinstance(spec.dtypes, tuple) and set(spec.dtypes) & set(INTEGER_DTYPES)]
+    if integer:
+        raise fail(f"input {integer[0]!r} is an integer tensor, which kfuzz.target does not "
+                   "draw; declare the target with kfuzz.targets.declare.define")
+    dtype_fields(name, inputs)
+    unknown = sorted(set(dims or {}) - set(symbols))
+    if unknown:
+        raise fail(f"dims names {unknown[0]!r}, which no input's shape uses "
+                   f"(symbols: {', '.join(symbols) or 'none'})")
+    try:
+        dim_specs = [fst.Dim(*(dims or {}).get(s, DEFAULT_DIM)) for s in symbols]
+        fst.shapes(*dim_specs, max_numel=max_numel)
+    except (TypeError, ValueError) as exc:
+        raise fail(f"dims: {exc}") from None
+    return symbols, dim_specs
+
+
+class _Drawn:
+    """The case strategy and input builder of a `target`: each symbol's size, each dtype draw,
+    each input's value distribution, each param and the seed, as top-level case fields."""
+
+    def __init__(self, name: str, inputs: Mapping[str, TensorSpec], params: Mapping[str, Any],
+                 symbols: list[str], dim_specs: list[Any]) -> None:
+        self.inputs, self.symbols, self.dim_specs = dict(inputs), symbols, dim_specs
+        self.fields = dtype_fields(name, inputs)
+        self.choices = {self.fields[k]: spec.dtypes for k, spec in inputs.items()
+                        if isinstance(spec.dtypes, tuple)}
+        self.params = {k: _param_strategy(name, k, v) for k, v in params.items()}
+
+    def cases(self, limit: int) -> Any:
+        """max_numel -> strategy of case dicts: `Target.cases`."""
+        from hypothesis import strategies as st
+        from kfuzz.cases import strategies as fst
+
+        fixed = {f: fst.dtypes(options) for f, options in self.choices.items()}
+        fixed.update({k: spec.values for k, spec in self.inputs.items()})
+        fixed.update(self.params)
+        fixed["seed"] = fst.seeds()
+        sizes = fst.shapes(*self.dim_specs, max_numel=limit) if self.dim_specs else st.just([])
+        symbols = self.symbols
+        return st.tuples(sizes, st.fixed_dictionaries(fixed)).map(
+            lambda pair: {**dict(zip(symbols, pair[0], strict=True)), **pair[1]})
+
+    def materialise(self, case: dict[str, Any], gen: Any) -> dict[str, Any]:
+        """(case, generator) -> {input: tensor}: `Target.inputs`."""
+        from kfuzz.cases.materialise import dtype_of, values
+
+        return {k: values(gen, [d if isinstance(d, int) else int(case[d]) for d in spec.dims],
+                          dtype_of(case[self.fields[k]]), case[k], name=k)
+                for k, spec in self.inputs.items()}
+
+
 def target(
     name: str,
     *,
     inputs: Mapping[str, TensorSpec],
-    oracle: Callable[..., Any] | Mapping[str, Callable[..., Any]],
+    oracle: Any,
     outputs: Sequence[str] | Mapping[str, TensorSpec] | None = None,
     params: Mapping[str, Any] | None = None,
-    kernels: Callable[..., Any] | Mapping[str, Callable[..., Any]] | None = None,
+    kernels: Any = None,
     comparator: Any = None,
     dims: Mapping[str, tuple[int, int]] | None = None,
     max_numel: int = DEFAULT_MAX_NUMEL,
     doc: str = "",
     register: bool = True,
-) -> Any:
+) -> Target:
     """Declare (and register, unless `register=False`) a target; returns its `Target`.
 
     inputs: name -> `tensor(...)`, in call order. oracle, kernels: a callable or name ->
-    callable (the first is the default); without kernels the target fuzzes only kernels passed
-    to `kfuzz.fuzz` or `--kernel`. outputs: output names (each like the first input) or name ->
-    `tensor(...)` with a single dtype or an input's name; default one output "y". params: name
-    -> a value, a list to draw from, or a strategy; passed as keyword arguments. comparator: a
-    `Comparator` for every output, a dict output -> Comparator, or None (allclose with
-    torch.testing's tolerances per dtype). dims: symbol -> (min, max) size (default
-    1..1024). max_numel: most elements in one drawn tensor.
+    callable, "module:function" reference or `variant(...)` (the first is the default);
+    without kernels the target fuzzes only kernels passed to `kfuzz.fuzz` or `--kernel`.
+    outputs: output names (each like the first input) or name -> `tensor(...)` with a single
+    dtype or an input's name; default one output "y". params: name -> a value, a list to draw
+    from, or a strategy; passed as keyword arguments. comparator: a `Comparator` for every
+    output, a dict output -> Comparator, or None (allclose with torch.testing's tolerances per
+    dtype). dims: symbol -> (min, max) size (default 1..1024). max_numel: most elements in
+    one drawn tensor. A case holds each symbol's size, each dtype draw ("dtype", then
+    "<input>_dtype"), each input's value distribution, each param and the seed.
     Raises PluginError with a one-line message for anything inconsistent."""
-    from hypothesis import strategies as st
-    from kfuzz.cases import strategies as fst
-    from kfuzz.judge.compare import Comparator
-    from kfuzz.targets import registry
-
-    def fail(problem: str) -> PluginError:
-        return PluginError(f"target {name!r}: {problem}")
-
     if not inputs:
-        raise fail("declare at least one input, e.g. inputs={'x': kfuzz.tensor('rows cols')}")
-    if not all(isinstance(spec, TensorSpec) for spec in inputs.values()):
-        raise fail("each input must be a kfuzz.tensor(...) spec")
-    names = list(inputs)
+        raise PluginError(f"target {name!r}: declare at least one input, e.g. "
+                          "inputs={'x': kfuzz.tensor('rows cols')}")
     params = dict(params or {})
-    symbols = [d for spec in inputs.values() for d in spec.dims if isinstance(d, str)]
-    symbols = list(dict.fromkeys(symbols))
-    taken = [n for n in [*names, *params, *symbols] if [*names, *params, *symbols].count(n) > 1]
-    if taken:
-        raise fail(f"{taken[0]!r} names more than one input, param or shape symbol")
-    for key in [*names, *params, *symbols]:
-        if key in RESERVED or key.endswith("_dtype") or key == "dtype":
-            raise fail(f"{key!r} is reserved for the case; rename it")
-    for key, spec in inputs.items():
-        if isinstance(spec.dtypes, str) and (spec.dtypes not in inputs or spec.dtypes == key):
-            raise fail(f"input {key!r} takes its dtype from {spec.dtypes!r}, which is not "
-                       "another input")
-    unknown = sorted(set(dims or {}) - set(symbols))
-    if unknown:
-        raise fail(f"dims names {unknown[0]!r}, which no input's shape uses "
-                   f"(symbols: {', '.join(symbols) or 'none'})")
-
-    # One dtype draw per distinct choice list; inputs naming another input follow it.
-    dtype_fields: dict[tuple[str, ...], str] = {}
-    field_of: dict[str, str] = {}
-    for key, spec in inputs.items():
-        if isinstance(spec.dtypes, tuple) and spec.dtypes not in dtype_fields:
-            dtype_fields[spec.dtypes] = "dtype" if not dtype_fields else f"{key}_dtype"
-    for key in inputs:
-        source, seen = key, {key}
-        while isinstance(choice := inputs[source].dtypes, str):
-            if choice in seen:
-                raise fail(f"inputs {', '.join(sorted(seen))} take their dtypes from each "
-                           "other; give one of them dtypes=[...]")
-            source = choice
-            seen.add(source)
-        field_of[key] = dtype_fields[choice]
-
-    first = names[0]
-    if outputs is None:
-        outputs = ["y"]
-    if not isinstance(outputs, Mapping):
-        outputs = {o: TensorSpec(inputs[first].dims, first) for o in outputs}
-    # output -> (dims, ("input", name) or ("fixed", dtype name))
-    out_specs: dict[str, tuple[tuple[str | int, ...], tuple[str, str]]] = {}
-    for key, spec in outputs.items():
-        if not isinstance(spec, TensorSpec):
-            raise fail(f"output {key!r} must be a kfuzz.tensor(...) spec")
-        bad = [d for d in spec.dims if isinstance(d, str) and d not in symbols]
-        if bad:
-            raise fail(f"output {key!r} uses shape symbol {bad[0]!r}, which no input has")
-        if isinstance(spec.dtypes, str):
-            if spec.dtypes not in inputs:
-                raise fail(f"output {key!r} takes its dtype from {spec.dtypes!r}, not an input")
-            out_specs[key] = (spec.dims, ("input", spec.dtypes))
-        elif len(spec.dtypes) != 1:
-            raise fail(f"output {key!r} needs one dtype or an input's name, got {spec.dtypes}")
-        else:
-            out_specs[key] = (spec.dims, ("fixed", spec.dtypes[0]))
-
-    if comparator is None or isinstance(comparator, Comparator):
-        comparators = {o: comparator or Comparator() for o in out_specs}
-    elif isinstance(comparator, Mapping):
-        comparators = dict(comparator)
-        if set(comparators) != set(out_specs):
-            raise fail(f"comparator keys {sorted(comparators)} do not match the outputs "
-                       f"{sorted(out_specs)}")
-        if not all(isinstance(c, Comparator) for c in comparators.values()):
-            raise fail("comparator values must be kfuzz.judge.compare.Comparator objects")
-    else:
-        raise fail(f"comparator must be a Comparator or a dict of them, not "
-                   f"{type(comparator).__name__}")
-
-    oracles = _as_variants("oracle", oracle, name)
-    kernel_variants = _as_variants("kernel", kernels, name)
-    if not oracles:
-        raise fail("give an oracle (a callable, or a dict of them)")
-
-    bounds = {s: (dims or {}).get(s, DEFAULT_DIM) for s in symbols}
-    try:
-        dim_specs = [fst.Dim(*bounds[s]) for s in symbols]
-        fst.shapes(*dim_specs, max_numel=max_numel)
-    except (TypeError, ValueError) as exc:
-        raise fail(f"dims: {exc}") from None
-
-    def cases(limit: int) -> Any:
-        fixed = {f: fst.dtypes(choices) for choices, f in dtype_fields.items()}
-        fixed.update({k: spec.values for k, spec in inputs.items()})
-        fixed.update({k: _param_strategy(name, k, v) for k, v in params.items()})
-        fixed["seed"] = fst.seeds()
-        sizes = fst.shapes(*dim_specs, max_numel=limit) if dim_specs else st.just([])
-        return st.tuples(sizes, st.fixed_dictionaries(fixed)).map(
-            lambda pair: {**dict(zip(symbols, pair[0], strict=True)), **pair[1]})
-
-    def shape(dims_: Sequence[str | int], case: Mapping[str, Any]) -> list[int]:
-        return [d if isinstance(d, int) else int(case[d]) for d in dims_]
-
-    def make_inputs(case: dict[str, Any], gen: Any) -> dict[str, Any]:
-        from kfuzz.cases.materialise import dtype_of, values
-
-        return {k: values(gen, shape(spec.dims, case), dtype_of(case[field_of[k]]), case[k],
-                          name=k)
-                for k, spec in inputs.items()}
-
-    def expect(case: dict[str, Any]) -> dict[str, Any]:
-        from kfuzz.cases.materialise import dtype_of
-        from kfuzz.targets.registry import OutputSpec
-
-        out = {}
-        for key, (dims_, (how, what)) in out_specs.items():
-            dtype = case[field_of[what]] if how == "input" else what
-            out[key] = OutputSpec(tuple(shape(dims_, case)), dtype_of(dtype))
-        return out
-
-    def size(case: dict[str, Any]) -> int:
-        return sum(math.prod(shape(spec.dims, case)) for spec in inputs.values())
-
-    call = f"fn({', '.join(names)}{', *, ' + ', '.join(params) if params else ''})"
-    built = registry.Target(
-        name=name,
-        doc=doc or (getattr(next(iter(oracles.values())).fn, "__doc__", None) or name).strip()
-        .split("\n")[0],
-        signature=f"{call} -> {', '.join(out_specs)}",
-        cases=cases,
-        inputs=make_inputs,
-        params=lambda case: {k: case[k] for k in params},
-        expect=expect,
-        kernels=kernel_variants,
-        oracles=oracles,
-        comparators=comparators,
-        default_kernel=next(iter(kernel_variants), ""),
-        default_oracle=next(iter(oracles)),
-        inputs_doc={k: spec.describe() for k, spec in inputs.items()},
-        outputs_doc={k: TensorSpec(d, what if how == "input" else (what,)).describe()
-                     for k, (d, (how, what)) in out_specs.items()},
-        max_numel=max_numel,
-        size=size,
-    )
+    symbols, dim_specs = _symbols(name, inputs, params, dims, max_numel)
+    drawn = _Drawn(name, inputs, params, symbols, dim_specs)
+    built = define(name, inputs=inputs, oracles=oracle, cases=drawn.cases,
+                   materialise=drawn.materialise, outputs=outputs, kernels=kernels,
+                   params=list(params), comparator=comparator, doc=doc, max_numel=max_numel,
+                   register=False)
     if register:
         # Declaring a name again (a notebook cell run twice) replaces the earlier declaration;
         # taking a built-in's or a plugin's name is an error.
+        from kfuzz.targets import registry
+
         registry.register(built, replace=declared(name))
         mark_declared(name)
     return built

@@ -1,6 +1,6 @@
 """Triton DeepSeek-V4 sparse decode attention: tiled online softmax over gathered KV rows.
 
-Same numerics as `kfuzz.kernels.deepseek_v4.sparse_attn` (see DESIGN.md): per token, the rows named
+Same numerics as `kfuzz.kernels.deepseek_v4.sparse_attn` (docs/case-study.md): per token, the rows named
 by `indices[t]` (entries outside [0, N) skipped) serve as keys and values; tiles of `tile`
 index positions; s = (q . kv) * D^-0.5 from BF16 operands with FP32 accumulation;
 p = bf16(exp(s - m_j)); l_j = sum(p); o_j = p @ kv in FP32; tiles merged in order; out =

@@ -16,17 +16,10 @@ import torch
 from hypothesis import strategies as st
 from kfuzz.cases import strategies as fst
 from kfuzz.cases.materialise import sparse_indices, values
-from kfuzz.judge.compare import Comparator
-from kfuzz.kernels.deepseek_v4 import q_norm_rope, sparse_attn
-from kfuzz.oracles.deepseek_v4 import (
-    q_norm_rope_fp32_rsqrt,
-    q_norm_rope_fp64,
-    sparse_attn_fp64,
-    sparse_attn_full_fp32,
-    sparse_attn_tiled,
-)
+from kfuzz.judge.comparator import Comparator
+from kfuzz.shrink.cuts import index_set_reductions
 from kfuzz.targets.builtin.ops import late_positions, positions
-from kfuzz.targets.registry import OutputSpec, Target, Variant, register
+from kfuzz.targets.declare import define, tensor, variant
 
 PYPTO = Comparator(mode="allclose", atol=1e-4, rtol=1 / 128, max_ratio=0.005)
 PYPTO_DOC = ("pypto-lib ratio_allclose(atol=1e-4, rtol=1/128) with a 0.5% budget, the "
@@ -34,15 +27,13 @@ PYPTO_DOC = ("pypto-lib ratio_allclose(atol=1e-4, rtol=1/128) with a 0.5% budget
 DSV4_MAX_NUMEL = 1 << 21
 TILES = (64, 32, 128)
 ROUNDING_SUFFIX = {"half_even": "", "half_away": "_away"}
+KERNELS = "kfuzz.kernels.deepseek_v4"
+ORACLES = "kfuzz.oracles.deepseek_v4"
 
 
 def _values_strategy() -> st.SearchStrategy[dict[str, Any]]:
     return fst.distributions(kinds=("normal", "uniform", "outliers", "constant_rows"),
                              min_scale_exp=-4, max_scale_exp=4)
-
-
-def _bshd(case: dict[str, Any]) -> dict[str, OutputSpec]:
-    return {"out": OutputSpec(tuple(case["shape"]), torch.bfloat16)}
 
 
 # -- dsv4.sparse_attn -------------------------------------------------------------------------
@@ -159,60 +150,53 @@ def exp_weight_features(inputs: dict[str, torch.Tensor], actual: Any, expected: 
     return {"bf16_ties": math.log2(1 + ties), "exp_underflow": math.log2(1 + underflow)}
 
 
-def _sparse_variants(fn: Any, prefix: str, what: str) -> dict[str, Variant]:
-    out = {}
-    for tile in TILES:
-        for rounding, suffix in ROUNDING_SUFFIX.items():
-            name = f"{prefix}{tile}{suffix}"
-            out[name] = Variant(name, fn, f"{what}, tile {tile}, exp weights rounded to BF16 "
-                                f"{rounding.replace('_', '-')}",
-                                {"tile": tile, "rounding": rounding})
-    return out
+def _sparse_variants(fn: str, prefix: str, what: str) -> dict[str, Any]:
+    return {f"{prefix}{tile}{suffix}": variant(
+        fn, f"{what}, tile {tile}, exp weights rounded to BF16 {rounding.replace('_', '-')}",
+        tile=tile, rounding=rounding)
+        for tile in TILES for rounding, suffix in ROUNDING_SUFFIX.items()}
 
 
-def sparse_size(case: dict[str, Any]) -> int:
-    t, h, d = case["shape"]
-    return t * h * d + case["index"]["n_rows"] * d + t * case["index"]["k"] + h
-
-
-# Shared with every target over the same case space (e.g. triton.sparse_attn).
+# The case layout, inputs and oracles of every target over this case space (e.g.
+# triton.sparse_attn): N and K are the index set's cache rows and slots per token.
+SPARSE_SHAPE = dict(zip(("T", "H", "D"), HEAD_DIMS, strict=True))
+SPARSE_SIZES = {"N": "index.n_rows", "K": "index.k"}
+SPARSE_INPUTS = {
+    "q": tensor("T H D", dtypes=["bfloat16"], note="D in 64..512"),
+    "kv": tensor("N D", dtypes=["bfloat16"], note="each gathered row is key and value"),
+    "indices": tensor("T K", dtypes=["int32"], note="indices into N rows; -1 padding; entries "
+                      "outside [0, N) are skipped"),
+    "sink": tensor("H", dtypes=["float32"], note="per-head sink logit"),
+}
+SPARSE_OUTPUTS = {"out": tensor("T H D", dtypes=["bfloat16"],
+                                note="zeros for a token with no valid row")}
 SPARSE_ORACLES = {
-    "fp64": Variant("fp64", sparse_attn_fp64, "float64 exact softmax with sink"),
-    "full_fp32": Variant("full_fp32", sparse_attn_full_fp32,
+    "fp64": variant(f"{ORACLES}:sparse_attn_fp64", "float64 exact softmax with sink"),
+    "full_fp32": variant(f"{ORACLES}:sparse_attn_full_fp32",
                          "pre-fix golden: one full FP32 softmax with sink"),
-    **_sparse_variants(sparse_attn_tiled, "tiled", "post-fix golden mirroring the kernel's tiling"),
+    **_sparse_variants(f"{ORACLES}:sparse_attn_tiled", "tiled",
+                       "post-fix golden mirroring the kernel's tiling"),
 }
-SPARSE_INPUTS_DOC = {
-    "q": "[T, H, D] bfloat16, D in 64..512",
-    "kv": "[N, D] bfloat16, each gathered row is key and value",
-    "indices": "[T, K] int32 into N rows; -1 padding; entries outside [0, N) are skipped",
-    "sink": "[H] float32 per-head sink logit",
-}
-SPARSE_OUTPUTS_DOC = {"out": "[T, H, D] bfloat16; zeros for a token with no valid row"}
 
 
-SPARSE_ATTN = register(Target(
-    name="dsv4.sparse_attn",
+SPARSE_ATTN = define(
+    "dsv4.sparse_attn",
     doc="DeepSeek-V4 sparse decode attention: gathered KV rows are keys and values, tiled "
         "online softmax with a per-head sink",
-    signature="fn(q, kv, indices, sink) -> out",
+    inputs=SPARSE_INPUTS,
+    outputs=SPARSE_OUTPUTS,
+    shape=SPARSE_SHAPE,
+    sizes=SPARSE_SIZES,
     cases=sparse_cases,
-    inputs=sparse_inputs,
-    expect=_bshd,
-    kernels=_sparse_variants(sparse_attn, "tile", "NPU kernel emulation"),
+    materialise=sparse_inputs,
+    kernels=_sparse_variants(f"{KERNELS}:sparse_attn", "tile", "NPU kernel emulation"),
     oracles=SPARSE_ORACLES,
-    comparators={"out": PYPTO},
-    default_kernel="tile64",
-    default_oracle="fp64",
-    inputs_doc=SPARSE_INPUTS_DOC,
-    outputs_doc=SPARSE_OUTPUTS_DOC,
+    comparator=PYPTO,
     comparator_doc=PYPTO_DOC,
     max_numel=DSV4_MAX_NUMEL,
-    size=sparse_size,
-    dims=HEAD_DIMS,
-    reductions=fst.index_set_reductions("index"),
+    reductions=index_set_reductions("index"),
     features=exp_weight_features,
-))
+)
 
 
 # -- dsv4.q_norm_rope -------------------------------------------------------------------------
@@ -240,44 +224,38 @@ def _q_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.Ten
     }
 
 
-def _q_variant(inv_root: str, doc: str) -> Variant:
-    return Variant(inv_root, q_norm_rope, doc, {"inv_root": inv_root})
+def _q_variant(inv_root: str, doc: str) -> Any:
+    return variant(f"{KERNELS}:q_norm_rope", doc, inv_root=inv_root)
 
 
-register(Target(
-    name="dsv4.q_norm_rope",
+define(
+    "dsv4.q_norm_rope",
     doc="DeepSeek-V4 query path: per-head RMSNorm without weight, BF16 store, then RoPE on "
         "the last rope_dim dims as interleaved pairs",
-    signature="fn(q, positions, *, rope_dim: int, eps: float) -> out",
+    inputs={"q": tensor("T H D", dtypes=["float32"], note="projection output, D in 64..512"),
+            "positions": tensor("T", dtypes=["int64"],
+                                note="token positions in [0, max_position)")},
+    outputs={"out": tensor("T H D", dtypes=["bfloat16"])},
+    params={"rope_dim": "int", "eps": "float"},
+    shape=SPARSE_SHAPE,
     cases=_q_cases,
-    inputs=_q_inputs,
-    params=lambda case: {"rope_dim": case["rope_dim"], "eps": case["eps"]},
-    expect=_bshd,
+    materialise=_q_inputs,
     kernels={
         "recip_sqrt": _q_variant("recip_sqrt", "inverse root as FP32 1/sqrt(x)"),
         "torch_rsqrt": _q_variant("torch_rsqrt", "inverse root as torch.rsqrt (FP32)"),
         "rsqrt_hw": _q_variant("rsqrt_hw", "model of a low-precision hardware rsqrt: bit-trick "
                                "seed + one Newton step, max rel err 1.75e-3"),
     },
-    oracles={
-        "fp64": Variant("fp64", q_norm_rope_fp64, "float64 math keeping the kernel's BF16 "
-                        "store between norm and RoPE"),
-        "fp64_unrounded": Variant("fp64_unrounded", q_norm_rope_fp64,
-                                  "float64 math with no rounding between norm and RoPE",
-                                  {"round_norm": False}),
-        "fp32_rsqrt": Variant("fp32_rsqrt", q_norm_rope_fp32_rsqrt,
-                              "FP32 golden with torch.rsqrt"),
-    },
-    comparators={"out": PYPTO},
     default_kernel="rsqrt_hw",
-    default_oracle="fp64",
-    inputs_doc={
-        "q": "[T, H, D] float32 projection output, D in 64..512",
-        "positions": "[T] int64 token positions in [0, max_position)",
+    oracles={
+        "fp64": variant(f"{ORACLES}:q_norm_rope_fp64", "float64 math keeping the kernel's BF16 "
+                        "store between norm and RoPE"),
+        "fp64_unrounded": variant(f"{ORACLES}:q_norm_rope_fp64",
+                                  "float64 math with no rounding between norm and RoPE",
+                                  round_norm=False),
+        "fp32_rsqrt": variant(f"{ORACLES}:q_norm_rope_fp32_rsqrt", "FP32 golden with torch.rsqrt"),
     },
-    outputs_doc={"out": "[T, H, D] bfloat16"},
+    comparator=PYPTO,
     comparator_doc=PYPTO_DOC,
     max_numel=DSV4_MAX_NUMEL,
-    size=lambda case: case["shape"][0] * case["shape"][1] * case["shape"][2] + case["shape"][0],
-    dims=HEAD_DIMS,
-))
+)

@@ -17,37 +17,26 @@ import torch
 from hypothesis import strategies as st
 from kfuzz.cases import strategies as fst
 from kfuzz.cases.materialise import dtype_of, integers, values
-from kfuzz.judge.compare import Comparator
+from kfuzz.judge.comparator import Comparator
 from kfuzz.kernels import ops as k
 from kfuzz.kernels.compiled import compiled
-from kfuzz.oracles import ops as o
-from kfuzz.targets.registry import OutputSpec, Target, Variant, register
+from kfuzz.settings import LOW_PRECISION
+from kfuzz.targets.declare import define, tensor, variant
 
-# The dtypes where "compute in the input dtype" and "upcast to FP32" differ; for FP32 inputs
-# both variants are the same computation. BF16 first: what kernel teams ship.
-LOW_PRECISION = ("bfloat16", "float16")
 COMPARATOR_DOC = __doc__.split("Default comparator, for every output: ")[1].strip()
 OPS_MAX_NUMEL = 1 << 18
 
 
-def _lowp_fp32(lowp: Any, fp32: Any, what: str) -> dict[str, Variant]:
+def _lowp_fp32(lowp: Any, fp32: Any, what: str) -> dict[str, Any]:
     return {
-        "eager_lowp": Variant("eager_lowp", lowp, f"{what}, every op in the input dtype"),
-        "eager_fp32": Variant("eager_fp32", fp32, f"{what}, upcast to FP32, one final rounding"),
+        "eager_lowp": variant(lowp, f"{what}, every op in the input dtype"),
+        "eager_fp32": variant(fp32, f"{what}, upcast to FP32, one final rounding"),
         # Compiled lazily, once per shape class (kfuzz.kernels.compiled), so listing targets and
         # fuzzing eager variants never pay for Inductor.
-        **{f"compiled_{kind}": Variant(
-            f"compiled_{kind}", compiled(fn),
-            f"eager_{kind} compiled by torch.compile (Inductor, dynamic shapes)")
+        **{f"compiled_{kind}": variant(
+            compiled(fn), f"eager_{kind} compiled by torch.compile (Inductor, dynamic shapes)")
            for kind, fn in (("lowp", lowp), ("fp32", fp32))},
     }
-
-
-def _same_as_x(output: str):
-    def expect(case: dict[str, Any]) -> dict[str, OutputSpec]:
-        return {output: OutputSpec(tuple(case["shape"]), dtype_of(case["dtype"]))}
-
-    return expect
 
 
 # -- ops.rmsnorm ------------------------------------------------------------------------------
@@ -79,29 +68,21 @@ def _rmsnorm_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, tor
     return {"x": x, "weight": (weight if "weight" in case else weight.add(1.0)).to(dtype)}
 
 
-RMSNORM = register(Target(
-    name="ops.rmsnorm",
+RMSNORM = define(
+    "ops.rmsnorm",
     doc="RMSNorm over the last axis with a weight: y = x / sqrt(mean(x^2) + eps) * weight",
-    signature="fn(x, weight, *, eps: float) -> y",
+    inputs={"x": tensor("rows hidden", dtypes=LOW_PRECISION),
+            "weight": tensor("hidden", dtypes="x", note="about 1 +- 0.125")},
+    params={"eps": "float"},
+    shape=dict(zip(("rows", "hidden"), ROWS_DIMS, strict=True)),
     cases=_rmsnorm_cases,
-    inputs=_rmsnorm_inputs,
-    params=lambda case: {"eps": case["eps"]},
-    expect=_same_as_x("y"),
+    materialise=_rmsnorm_inputs,
     kernels=_lowp_fp32(k.rmsnorm_lowp, k.rmsnorm_fp32, "torch eager RMSNorm"),
-    oracles={"fp64": Variant("fp64", o.rmsnorm_fp64, "float64 RMSNorm")},
-    comparators={"y": Comparator()},
-    default_kernel="eager_lowp",
-    default_oracle="fp64",
-    inputs_doc={
-        "x": "[rows, hidden] bfloat16|float16",
-        "weight": "[hidden] same dtype as x, about 1 +- 0.125",
-    },
-    outputs_doc={"y": "[rows, hidden] same dtype as x"},
+    oracles={"fp64": variant("kfuzz.oracles.ops:rmsnorm_fp64", "float64 RMSNorm")},
+    comparator=Comparator(),
     comparator_doc=COMPARATOR_DOC,
     max_numel=OPS_MAX_NUMEL,
-    size=lambda case: case["shape"][0] * case["shape"][1] + case["shape"][1],
-    dims=ROWS_DIMS,
-))
+)
 
 
 # -- ops.softmax ------------------------------------------------------------------------------
@@ -115,27 +96,21 @@ def _softmax_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
     })
 
 
-SOFTMAX = register(Target(
-    name="ops.softmax",
+SOFTMAX = define(
+    "ops.softmax",
     doc="Softmax over the last axis",
-    signature="fn(x) -> y",
+    inputs={"x": tensor("rows cols", dtypes=LOW_PRECISION, note="logits")},
+    shape=dict(zip(("rows", "cols"), ROWS_DIMS, strict=True)),
     cases=_softmax_cases,
-    inputs=lambda case, gen: {
+    materialise=lambda case, gen: {
         "x": values(gen, case["shape"], dtype_of(case["dtype"]), case["x"], name="x")
     },
-    expect=_same_as_x("y"),
     kernels=_lowp_fp32(k.softmax_lowp, k.softmax_fp32, "torch eager softmax"),
-    oracles={"fp64": Variant("fp64", o.softmax_fp64, "float64 softmax")},
-    comparators={"y": Comparator()},
-    default_kernel="eager_lowp",
-    default_oracle="fp64",
-    inputs_doc={"x": "[rows, cols] bfloat16|float16 logits"},
-    outputs_doc={"y": "[rows, cols] same dtype as x"},
+    oracles={"fp64": variant("kfuzz.oracles.ops:softmax_fp64", "float64 softmax")},
+    comparator=Comparator(),
     comparator_doc=COMPARATOR_DOC,
     max_numel=OPS_MAX_NUMEL,
-    size=lambda case: case["shape"][0] * case["shape"][1],
-    dims=ROWS_DIMS,
-))
+)
 
 
 # -- ops.rope ---------------------------------------------------------------------------------
@@ -172,26 +147,18 @@ def _rope_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.
     return {"x": x, "positions": positions(gen, case, case["shape"][0])}
 
 
-register(Target(
-    name="ops.rope",
+define(
+    "ops.rope",
     doc="Rotary position embedding on interleaved (even, odd) pairs of the last axis",
-    signature="fn(x, positions, *, base: float) -> y",
+    inputs={"x": tensor("tokens heads dim", dtypes=LOW_PRECISION, note="dim even"),
+            "positions": tensor("tokens", dtypes=["int64"], note="in [0, max_position)")},
+    params={"base": "float"},
+    shape=dict(zip(("tokens", "heads", "dim"), ROPE_DIMS, strict=True)),
     cases=_rope_cases,
-    inputs=_rope_inputs,
-    params=lambda case: {"base": case["base"]},
-    expect=_same_as_x("y"),
+    materialise=_rope_inputs,
     kernels=_lowp_fp32(k.rope_lowp, k.rope_fp32, "torch eager RoPE"),
-    oracles={"fp64": Variant("fp64", o.rope_fp64, "float64 RoPE, float64 angles")},
-    comparators={"y": Comparator()},
-    default_kernel="eager_lowp",
-    default_oracle="fp64",
-    inputs_doc={
-        "x": "[tokens, heads, dim] bfloat16|float16, dim even",
-        "positions": "[tokens] int64 in [0, max_position)",
-    },
-    outputs_doc={"y": "[tokens, heads, dim] same dtype as x"},
+    oracles={"fp64": variant("kfuzz.oracles.ops:rope_fp64", "float64 RoPE, float64 angles")},
+    comparator=Comparator(),
     comparator_doc=COMPARATOR_DOC,
     max_numel=OPS_MAX_NUMEL,
-    size=lambda case: case["shape"][0] * case["shape"][1] * case["shape"][2] + case["shape"][0],
-    dims=ROPE_DIMS,
-))
+)

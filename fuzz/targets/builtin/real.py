@@ -23,7 +23,7 @@ Comparators:
   median 40% of outputs.
 - `ops.sdpa`: allclose(atol=1e-2, rtol=1e-2) against the float64 result rounded to the
   output dtype. Why: on an H100 the flash, efficient and cuDNN backends all pass it while
-  about 5% of their BF16 outputs fail torch's default BF16 tolerance (DESIGN.md).
+  about 5% of their BF16 outputs fail torch's default BF16 tolerance.
 - `ops.sdpa_fa`: FlashAttention's rule as a target. Its kernels run an SDPA backend and
   return each element's error against float64 as a fraction of what the rule allows (twice
   the worst error of a plain low-precision implementation, plus a rounding-noise floor; see
@@ -42,25 +42,22 @@ from hypothesis import strategies as st
 from kfuzz.cases import strategies as fst
 from kfuzz.cases.materialise import dtype_of, values
 from kfuzz.errors import KernelUnavailable
-from kfuzz.judge.compare import Comparator
-from kfuzz.kernels import ops as eager
+from kfuzz.judge.comparator import Comparator
 from kfuzz.kernels import triton as ktriton
 from kfuzz.kernels.availability import Unavailable
-from kfuzz.kernels.deepseek_v4 import sparse_attn as sparse_attn_emulation
 from kfuzz.kernels.sdpa import sdpa
-from kfuzz.oracles import ops as o
 from kfuzz.oracles.sdpa import fa_rule_ratio, sdpa_fp64, sdpa_lowp
+from kfuzz.settings import LOW_PRECISION
 from kfuzz.targets.builtin.dsv4 import (
-    SPARSE_INPUTS_DOC,
+    SPARSE_INPUTS,
     SPARSE_ORACLES,
-    SPARSE_OUTPUTS_DOC,
+    SPARSE_OUTPUTS,
+    SPARSE_SIZES,
     sparse_cases,
     sparse_inputs,
-    sparse_size,
 )
-from kfuzz.targets.registry import OutputSpec, Target, Variant, register
+from kfuzz.targets.declare import define, tensor, variant
 
-LOW_PRECISION = ("bfloat16", "float16")
 ROUND_TO_NEAREST = Comparator(mode="ulp", ulp=0.51, round_expected=False)
 ROUND_TO_NEAREST_DOC = ("ulp(0.51) against the unrounded float64 result: a kernel that rounds "
                         "its FP32 result to nearest is within 0.5 ULP plus FP32 noise; one that "
@@ -95,8 +92,8 @@ def _guarded(target: str, kernel: str, fn: Callable[..., Any]) -> Callable[..., 
     return call
 
 
-def _variant(target: str, name: str, fn: Callable[..., Any], doc: str, **params: Any) -> Variant:
-    return Variant(name, _guarded(target, name, fn), doc, params)
+def _variant(target: str, name: str, fn: Callable[..., Any], doc: str, **params: Any) -> Any:
+    return variant(_guarded(target, name, fn), doc, **params)
 
 
 # -- Triton: lazy, so that listing targets neither needs nor imports triton -------------------
@@ -113,7 +110,7 @@ def _triton_doc(doc: str) -> str:
     return doc if reason is None else f"{doc} (unavailable: {reason})"
 
 
-def _triton_variant(target: str, name: str, module: str, doc: str, **params: Any) -> Variant:
+def _triton_variant(target: str, name: str, module: str, doc: str, **params: Any) -> Any:
     return _variant(target, name, _triton_fn(module, module), _triton_doc(doc), **params)
 
 
@@ -144,10 +141,6 @@ def _rmsnorm_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, tor
     }
 
 
-def _same_as_x(case: dict[str, Any]) -> dict[str, OutputSpec]:
-    return {"y": OutputSpec(tuple(case["shape"]), dtype_of(case["dtype"]))}
-
-
 INV_ROOT_DOCS = {
     "rsqrt": "tl.rsqrt",
     "recip_sqrt": "1 / tl.sqrt",
@@ -155,7 +148,7 @@ INV_ROOT_DOCS = {
 }
 
 
-def _rmsnorm_kernels() -> dict[str, Variant]:
+def _rmsnorm_kernels() -> dict[str, Any]:
     out = {}
     for root, root_doc in INV_ROOT_DOCS.items():
         for cast, suffix, cast_doc in (("kernel", "", "cast to the output dtype in the kernel"),
@@ -164,43 +157,39 @@ def _rmsnorm_kernels() -> dict[str, Variant]:
             out[name] = _triton_variant("triton.rmsnorm", name, "rmsnorm",
                                         f"Triton RMSNorm, inverse root {root_doc}, {cast_doc}",
                                         inv_root=root, cast=cast)
-    out["eager_fp32"] = Variant("eager_fp32", eager.rmsnorm_fp32,
+    out["eager_fp32"] = variant("kfuzz.kernels.ops:rmsnorm_fp32",
                                 "torch eager RMSNorm in FP32, one final rounding")
     return out
 
 
-register(Target(
-    name="triton.rmsnorm",
+# The shrinker cuts the triton.* shapes down to 1 (no Dim bounds: shape given as a string).
+define(
+    "triton.rmsnorm",
     doc="Triton RMSNorm over the last axis with a weight (compiled on CUDA, interpreted on CPU)",
-    signature="fn(x, weight, *, eps: float) -> y",
+    inputs={"x": tensor("rows hidden", dtypes=LOW_PRECISION),
+            "weight": tensor("hidden", dtypes="x", note="about 1 +- 0.125")},
+    params={"eps": "float"},
+    shape="rows hidden",
     cases=_row_cases(("normal", "uniform", "log_uniform", "outliers", "constant_rows"),
                      {"eps": st.sampled_from([1e-6, 1e-5])}),
-    inputs=_rmsnorm_inputs,
-    params=lambda case: {"eps": case["eps"]},
-    expect=_same_as_x,
+    materialise=_rmsnorm_inputs,
     kernels=_rmsnorm_kernels(),
-    oracles={"fp64": Variant("fp64", o.rmsnorm_fp64, "float64 RMSNorm")},
-    comparators={"y": ROUND_TO_NEAREST},
     default_kernel="rsqrt",
-    default_oracle="fp64",
-    inputs_doc={
-        "x": "[rows, hidden] bfloat16|float16",
-        "weight": "[hidden] same dtype as x, about 1 +- 0.125",
-    },
-    outputs_doc={"y": "[rows, hidden] same dtype as x"},
+    oracles={"fp64": variant("kfuzz.oracles.ops:rmsnorm_fp64", "float64 RMSNorm")},
+    comparator=ROUND_TO_NEAREST,
     comparator_doc=ROUND_TO_NEAREST_DOC,
     max_numel=OPS_MAX_NUMEL,
-    size=lambda case: case["shape"][0] * case["shape"][1] + case["shape"][1],
-))
+)
 
 
-register(Target(
-    name="triton.softmax",
+define(
+    "triton.softmax",
     doc="Triton softmax over the last axis (compiled on CUDA, interpreted on CPU)",
-    signature="fn(x) -> y",
+    inputs={"x": tensor("rows cols", dtypes=LOW_PRECISION, note="logits")},
+    shape="rows cols",
     cases=_row_cases(("normal", "uniform", "outliers", "constant_rows"), {}),
-    inputs=lambda case, gen: {"x": values(gen, case["shape"], dtype_of(case["dtype"]), case["x"])},
-    expect=_same_as_x,
+    materialise=lambda case, gen: {
+        "x": values(gen, case["shape"], dtype_of(case["dtype"]), case["x"])},
     kernels={
         "incast": _triton_variant("triton.softmax", "incast", "softmax",
                                   "Triton softmax in FP32, cast to the output dtype in the kernel",
@@ -208,25 +197,20 @@ register(Target(
         "torchcast": _triton_variant("triton.softmax", "torchcast", "softmax",
                                      "Triton softmax in FP32, FP32 store, cast by torch",
                                      cast="torch"),
-        "eager_fp32": Variant("eager_fp32", eager.softmax_fp32,
+        "eager_fp32": variant("kfuzz.kernels.ops:softmax_fp32",
                               "torch eager softmax in FP32, one final rounding"),
     },
-    oracles={"fp64": Variant("fp64", o.softmax_fp64, "float64 softmax")},
-    comparators={"y": ROUND_TO_NEAREST},
-    default_kernel="incast",
-    default_oracle="fp64",
-    inputs_doc={"x": "[rows, cols] bfloat16|float16 logits"},
-    outputs_doc={"y": "[rows, cols] same dtype as x"},
+    oracles={"fp64": variant("kfuzz.oracles.ops:softmax_fp64", "float64 softmax")},
+    comparator=ROUND_TO_NEAREST,
     comparator_doc=ROUND_TO_NEAREST_DOC,
     max_numel=OPS_MAX_NUMEL,
-    size=lambda case: case["shape"][0] * case["shape"][1],
-))
+)
 
 
 TILES = (64, 32, 128)
 
 
-def _sparse_kernels() -> dict[str, Variant]:
+def _sparse_kernels() -> dict[str, Any]:
     out = {}
     for tile in TILES:
         for rounding, suffix, doc in (
@@ -237,31 +221,29 @@ def _sparse_kernels() -> dict[str, Variant]:
             out[name] = _triton_variant("triton.sparse_attn", name, "sparse_attn",
                                         f"Triton tiled sparse attention, tile {tile}, {doc}",
                                         tile=tile, rounding=rounding)
-    out["emulation64"] = Variant("emulation64", sparse_attn_emulation,
-                                 "torch emulation of the NPU kernel, tile 64", {"tile": 64})
+    out["emulation64"] = variant("kfuzz.kernels.deepseek_v4:sparse_attn",
+                                 "torch emulation of the NPU kernel, tile 64", tile=64)
     return out
 
 
-register(Target(
-    name="triton.sparse_attn",
+define(
+    "triton.sparse_attn",
     doc="Triton DeepSeek-V4 sparse decode attention with the numerics of its torch emulation "
         "(compiled on CUDA, interpreted on CPU); same case space as dsv4.sparse_attn",
-    signature="fn(q, kv, indices, sink) -> out",
+    inputs=SPARSE_INPUTS,
+    outputs=SPARSE_OUTPUTS,
+    shape="T H D",
+    sizes=SPARSE_SIZES,
     cases=sparse_cases,
-    inputs=sparse_inputs,
-    expect=lambda case: {"out": OutputSpec(tuple(case["shape"]), torch.bfloat16)},
+    materialise=sparse_inputs,
     kernels=_sparse_kernels(),
     oracles=SPARSE_ORACLES,
-    comparators={"out": TILED_EXACT},
-    default_kernel="triton64",
     default_oracle="tiled64",
-    inputs_doc=SPARSE_INPUTS_DOC,
-    outputs_doc=SPARSE_OUTPUTS_DOC,
+    comparator=TILED_EXACT,
     comparator_doc="exact against the tiled golden of the same tile, 5% budget: only the FP32 "
                    "summation order of the dot products may separate kernel and golden",
     max_numel=1 << 21,
-    size=sparse_size,
-))
+)
 
 
 # -- ops.sdpa and ops.sdpa_fa -----------------------------------------------------------------
@@ -308,54 +290,44 @@ def _sdpa_params(case: dict[str, Any]) -> dict[str, Any]:
     return {"causal": bool(case["causal"]), "scale": 1.0 / math.sqrt(case["shape"][-1])}
 
 
-def _sdpa_out_shape(case: dict[str, Any]) -> tuple[int, ...]:
-    b, h, q_len, _, d = case["shape"]
-    return (b, h, q_len, d)
-
-
 BACKEND_DOCS = {
     "math": "SDPBackend.MATH (CPU and CUDA)",
     "flash": "SDPBackend.FLASH_ATTENTION (CUDA; torch's CPU flash kernel on the CPU)",
     "efficient": "SDPBackend.EFFICIENT_ATTENTION (CUDA only)",
     "cudnn": "SDPBackend.CUDNN_ATTENTION (CUDA only)",
 }
-SDPA_INPUTS_DOC = {
-    "q": "[B, H, Lq, D] bfloat16|float16, D in {8, 16, 32, 64, 80, 96, 128, 256}",
-    "k": "[B, H, Lk, D] same dtype",
-    "v": "[B, H, Lk, D] same dtype",
+SDPA_INPUTS = {
+    "q": tensor("B H Lq D", dtypes=LOW_PRECISION, note="D in {8, 16, 32, 64, 80, 96, 128, 256}"),
+    "k": tensor("B H Lk D", dtypes="q"),
+    "v": tensor("B H Lk D", dtypes="q"),
 }
+SDPA_PARAMS = {"causal": "bool", "scale": "float"}
+SDPA_SHAPE = "B H Lq Lk D"
 
 
-def _sdpa_size(case: dict[str, Any]) -> int:
-    b, h, q_len, k_len, d = case["shape"]
-    return b * h * (q_len + 2 * k_len) * d
-
-
-register(Target(
-    name="ops.sdpa",
+define(
+    "ops.sdpa",
     doc="scaled_dot_product_attention with one backend at a time (causal = top-left aligned)",
-    signature="fn(q, k, v, *, causal: bool, scale: float) -> out",
+    inputs=SDPA_INPUTS,
+    outputs={"out": tensor("B H Lq D", dtypes="q")},
+    params=SDPA_PARAMS,
+    param_values=_sdpa_params,
+    shape=SDPA_SHAPE,
     cases=_sdpa_cases,
-    inputs=_sdpa_inputs,
-    params=_sdpa_params,
-    expect=lambda case: {"out": OutputSpec(_sdpa_out_shape(case), dtype_of(case["dtype"]))},
+    materialise=_sdpa_inputs,
     kernels={name: _variant("ops.sdpa", name, sdpa, f"torch SDPA, {doc}", backend=name)
              for name, doc in BACKEND_DOCS.items()},
-    oracles={
-        "fp64": Variant("fp64", sdpa_fp64, "float64 attention"),
-        "lowp": Variant("lowp", sdpa_lowp, "plain attention, every step rounded to the input "
-                        "dtype (FlashAttention's low-precision reference)"),
-    },
-    comparators={"out": SDPA_TOLERANCE},
     default_kernel="flash",
-    default_oracle="fp64",
-    inputs_doc=SDPA_INPUTS_DOC,
-    outputs_doc={"out": "[B, H, Lq, D] same dtype as q"},
+    oracles={
+        "fp64": variant(sdpa_fp64, "float64 attention"),
+        "lowp": variant(sdpa_lowp, "plain attention, every step rounded to the input dtype "
+                        "(FlashAttention's low-precision reference)"),
+    },
+    comparator=SDPA_TOLERANCE,
     comparator_doc="allclose(atol=1e-2, rtol=1e-2) against float64 rounded to the output "
                    "dtype: what flash, efficient and cuDNN pass on an H100",
     max_numel=OPS_MAX_NUMEL,
-    size=_sdpa_size,
-))
+)
 
 
 def fa_checked(kernel: Callable[..., torch.Tensor], *, factor: float = FA_FACTOR
@@ -382,27 +354,27 @@ def fa_checked(kernel: Callable[..., torch.Tensor], *, factor: float = FA_FACTOR
     return ratio
 
 
-register(Target(
-    name="ops.sdpa_fa",
+define(
+    "ops.sdpa_fa",
     doc="scaled_dot_product_attention judged by FlashAttention's rule: error vs float64 at "
         "most 2x that of a plain low-precision implementation, plus a rounding-noise floor",
     signature="fn(q, k, v, *, causal: bool, scale: float) -> ratio (error / allowed error)",
+    inputs=SDPA_INPUTS,
+    outputs={"ratio": tensor("B H Lq D", dtypes=["float64"],
+                             note="|out - fp64| / (2 max|lowp - fp64| + floor)")},
+    params=SDPA_PARAMS,
+    param_values=_sdpa_params,
+    shape=SDPA_SHAPE,
     cases=_sdpa_cases,
-    inputs=_sdpa_inputs,
-    params=_sdpa_params,
-    expect=lambda case: {"ratio": OutputSpec(_sdpa_out_shape(case), torch.float64)},
+    materialise=_sdpa_inputs,
     kernels={name: _variant("ops.sdpa_fa", name, fa_checked(functools.partial(sdpa, backend=name)),
                             f"{doc}, error as a fraction of the FlashAttention rule's bound")
              for name, doc in BACKEND_DOCS.items()},
-    oracles={"zero": Variant("zero", lambda q, k, v, *, causal, scale: torch.zeros(
-        q.shape, dtype=torch.float64), "the ideal: no error")},
-    comparators={"ratio": FA_RULE},
     default_kernel="flash",
-    default_oracle="zero",
-    inputs_doc=SDPA_INPUTS_DOC,
-    outputs_doc={"ratio": "[B, H, Lq, D] float64 |out - fp64| / (2 max|lowp - fp64| + floor)"},
+    oracles={"zero": variant(lambda q, k, v, *, causal, scale: torch.zeros(
+        q.shape, dtype=torch.float64), "the ideal: no error")},
+    comparator=FA_RULE,
     comparator_doc="allclose(atol=1, rtol=0), unrounded: an element fails when its error "
                    "exceeds the FlashAttention rule's bound; --atol F --rtol 0 allows F times it",
     max_numel=OPS_MAX_NUMEL,
-    size=_sdpa_size,
-))
+)

@@ -1,0 +1,134 @@
+"""The counter hash of versions 2 and 3: random bits as a hash of (key, coordinates, draw), and
+the maps from those bits to numbers.
+
+Written once for three kinds of operand, so that the torch, NumPy and pure-Python fields
+(`kfuzz.cases.materialise.fields`) cannot drift apart: a Python int, an int64 torch tensor of
+values in [0, 2**32) (a product wraps past 2**63 and is masked back to 32 bits) and a uint32
+NumPy array (a product wraps at 2**32 by itself, so the hash skips the mask: `wrap`). The
+functions use only operators the three share, augmented assignments updating a tensor or an
+array in place, plus what the caller passes: `f64`, an exact conversion of integers to float64
+(None for Python ints, which arithmetic with a float converts exactly by itself), and the
+normal table in a form whose `table[index]` is a new array of the index's shape (a list for a
+Python int). Integer operations and correctly rounded float64 arithmetic (+, -, *) only,
+so the same bits on every device.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+M32 = 0xFFFFFFFF
+# 2**32 / golden ratio: spaces the salts of axes and of draws over the 32-bit range.
+GOLDEN = 0x9E3779B9
+# The multipliers of Wellons' lowbias32.
+MIX_A, MIX_B = 0x21F0AAAD, 0xD35A2D97
+# A second multiplier: 16 more bits of an element's position inside its normal-table interval.
+REMIX = 0x2C1B3C6D
+# The normal table has 2**TABLE_BITS intervals, picked by the hash's high bits.
+TABLE_BITS = 16
+LOW_BITS = 0xFFFF
+INV32 = 2.0**-32
+
+Convert = Callable[[Any], Any] | None
+
+
+def lowbias32(x: Any, wrap: bool = True) -> Any:
+    """Wellons' lowbias32 32-bit integer hash of `x` (values in [0, 2**32)): of a Python int,
+    or, in place, of every element of an int64 tensor or a uint32 array. `wrap`: mask each
+    product back to 32 bits (False only for a uint32 array, whose products wrap by
+    themselves). Returns the hash (`x` itself for a tensor or an array)."""
+    x ^= x >> 16
+    x *= MIX_A
+    if wrap:
+        x &= M32
+    x ^= x >> 15
+    x *= MIX_B
+    if wrap:
+        x &= M32
+    x ^= x >> 15
+    return x
+
+
+def mix(x: int) -> int:
+    """`lowbias32` of the low 32 bits of a Python int."""
+    return lowbias32(x & M32)
+
+
+def axis_salt(axis: int) -> int:
+    """The constant added to the coordinates of axis number `axis` before they are hashed."""
+    return mix((axis + 1) * GOLDEN)
+
+
+def draw_key(key: int, draw: int) -> int:
+    """The constant xored into every coordinate hash of a field with key `key` for draw
+    number `draw`; the element's bits are `lowbias32` of the result."""
+    return key ^ lowbias32((key + (draw + 1) * GOLDEN) & M32)  # mix(), one call less
+
+
+_BLAKE2B_4 = hashlib.blake2b(digest_size=4)
+
+
+def key_of(*parts: int | str) -> int:
+    """A 32-bit key from ints and strings (stable across processes and platforms)."""
+    h = _BLAKE2B_4.copy()  # a copy costs less than a hash object made with parameters
+    h.update(repr(parts).encode())
+    return int.from_bytes(h.digest(), "little")
+
+
+def uniform_of(h: Any, f64: Convert) -> Any:
+    """float64 in (0, 1) from 32-bit hashes: (h + 0.5) / 2**32, exact."""
+    x = h if f64 is None else f64(h)
+    x += 0.5
+    x *= INV32
+    return x
+
+
+def signs_of(h: Any, f64: Convert) -> Any:
+    """float64 +1 or -1 from 32-bit hashes (their lowest bit)."""
+    x = h & 1 if f64 is None else f64(h & 1)
+    x *= 2.0
+    x -= 1.0
+    return x
+
+
+def below_of(h: Any, n: int) -> Any:
+    """Integers in [0, n) from 32-bit hashes, by modulo (n < 1 counts as 1)."""
+    return h % max(int(n), 1)
+
+
+def normal_of(h: Any, f64: Convert, low: Any, slope: Any) -> Any:
+    """float64 standard normals (truncated at +-4.33) from 32-bit hashes, by linear
+    interpolation in the table of quantiles `normal_table` gives (`low`, `slope`, each read as
+    `table[index]`, see the module docstring): the high 16 bits of a hash pick the interval,
+    its low 16 bits and 16 more from a cheap remix of it give 32 bits of position inside it."""
+    index = h >> TABLE_BITS
+    rest = h * REMIX
+    rest &= M32
+    rest >>= 16
+    # The 32 bits of position as one integer, then one exact conversion: the same value as
+    # (low 16 bits) * 65536.0 + (remix >> 16) in float64, where every step is exact too.
+    position = h & LOW_BITS
+    position <<= 16
+    position |= rest
+    frac = position if f64 is None else f64(position)
+    frac *= INV32
+    x = slope[index]
+    x *= frac
+    x += low[index]
+    return x
+
+
+@functools.cache
+def normal_table() -> tuple[torch.Tensor, torch.Tensor]:
+    """Normal quantiles at (i + 0.5) / 65537 for i < 65536, and the slope to the next one:
+    float64 CPU tensors, computed once; each field copies them into its own form, so the
+    table is the same data on every device."""
+    n = 1 << TABLE_BITS
+    p = (torch.arange(n + 1, dtype=torch.float64) + 0.5) / (n + 1)
+    q = torch.special.ndtri(p)
+    return q[:-1].contiguous(), (q[1:] - q[:-1]).contiguous()

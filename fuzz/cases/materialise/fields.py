@@ -1,0 +1,349 @@
+"""Fields: the hashes of one tensor's coordinates under one key, and the numbers drawn from them.
+
+Three implementations give the same bits (tests/test_position_stable.py checks): `Field` with
+torch on any device (what builds inputs on a GPU), `HostField` with NumPy on the CPU (a
+fraction of torch's per-call cost on small tensors, half its memory traffic on large ones) and
+`ScalarField` element by element in Python (tensors of a few elements, where NumPy's per-call
+cost dominates). Each applies the hash and the maps of `kfuzz.cases.materialise.core` to its
+own kind of operand; none has arithmetic of its own.
+
+An element's hash is lowbias32(h0[i0] ^ h1[i1] ^ ... ^ draw_key(key, draw)), each coordinate
+hashed on its own axis (`_axis_hashes`), so it does not depend on the extent of any axis: drop
+a row and every other row keeps its values.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+from kfuzz.cases.materialise.core import (
+    M32,
+    axis_salt,
+    below_of,
+    draw_key,
+    lowbias32,
+    normal_of,
+    normal_table,
+    signs_of,
+    uniform_of,
+)
+
+# An axis's coordinates: an int, the first of consecutive ones, or the coordinates themselves.
+Axis = int | tuple[int, ...]
+Coords = Sequence[int | Sequence[int]] | None
+# Tensors of at most this many elements are built by `ScalarField` on the CPU.
+SCALAR_MAX = 16
+# Elements per chunk of `HostField.normal` (256 KiB of float64): measured, per element, as fast
+# as a single pass up to 64K elements, and three times faster than one from about 96K.
+NORMAL_CHUNK = 1 << 15
+
+
+class Draws(Protocol):
+    """What every field offers: per element and per draw number, independent 32-bit hashes
+    (`bits`) and the numbers drawn from them; all return tensors of the field's shape."""
+
+    key: int
+    shape: tuple[int, ...]
+
+    def bits(self, draw: int) -> torch.Tensor:
+        """int64 tensor of 32-bit hashes, one per element, for draw number `draw`."""
+
+    def uniform(self, draw: int) -> torch.Tensor:
+        """float64 in (0, 1): (bits + 0.5) / 2**32, exact."""
+
+    def below(self, draw: int, n: int) -> torch.Tensor:
+        """int64 in [0, n) (n >= 1), by modulo of the 32-bit hashes."""
+
+    def signs(self, draw: int) -> torch.Tensor:
+        """float64 +1 or -1."""
+
+    def normal(self, draw: int) -> torch.Tensor:
+        """float64 standard normals (truncated at +-4.33), see `core.normal_of`."""
+
+
+def axes(coords: Coords, shape: tuple[int, ...]) -> tuple[Axis, ...]:
+    """`coords` checked against `shape`, as one `Axis` per axis; () for none or the plain
+    coordinates (every axis from 0). Raises ValueError for a wrong number of axes or a list
+    shorter than its axis."""
+    if coords is None:
+        return ()
+    if len(coords) != len(shape):
+        raise ValueError(f"{len(coords)} axes of coordinates for a {len(shape)}-axis field "
+                         f"{list(shape)}")
+    out: list[Axis] = []
+    for axis, (c, size) in enumerate(zip(coords, shape, strict=True)):
+        if isinstance(c, int):
+            out.append(int(c))
+        elif len(c) < size:
+            raise ValueError(f"axis {axis} has {size} elements and {len(c)} coordinates")
+        else:
+            out.append(tuple(int(i) for i in c[:size]))
+    return tuple(out) if any(a != 0 for a in out) else ()
+
+
+@functools.lru_cache(maxsize=512)
+def _axis_hashes(axis: int, size: int, device: str, start: Axis = 0) -> torch.Tensor:
+    """lowbias32(i + salt of the axis) for the axis's coordinates i (from `start` on, or the
+    first `size` of a tuple), int64: read-only, shared by every field."""
+    if isinstance(start, tuple):
+        coords = torch.tensor(start[:size], dtype=torch.int64, device=device)
+    else:
+        coords = torch.arange(start, start + size, dtype=torch.int64, device=device)
+    coords += axis_salt(axis)
+    coords &= M32
+    return lowbias32(coords)
+
+
+def _torch_f64(x: torch.Tensor) -> torch.Tensor:
+    return x.to(torch.float64)
+
+
+class _DeviceTable:
+    """A table on a device, read as `core.normal_of` reads it: `table[index]` is a new tensor
+    of the index's shape (indexing the tensor itself gives a view for a 0-d index)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: torch.Tensor) -> None:
+        self.values = values
+
+    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
+        # index_select: half torch.take's time on a CPU.
+        return torch.index_select(self.values, 0, index.reshape(-1)).view(index.shape)
+
+
+@functools.cache
+def _device_table(device: str) -> tuple[_DeviceTable, _DeviceTable]:
+    low, slope = normal_table()
+    return _DeviceTable(low.to(device)), _DeviceTable(slope.to(device))
+
+
+class Field:
+    """The field computed with torch on `device`. `shape` may hold 1 in place of a dimension
+    to draw one value per slice (e.g. per row). `coords`: per axis, the coordinate of its first
+    element (0 by default; the others follow it) or the coordinates of its elements, so that a
+    field of shape (2, 3) with coords (0, [1, 4, 5]) holds the elements [0:2, [1, 4, 5]] of a
+    larger field. Raises ValueError for coordinates that do not fit `shape`."""
+
+    def __init__(self, key: int, shape: Sequence[int], device: str = "cpu",
+                 coords: Coords = None) -> None:
+        self.key = key
+        self.shape = tuple(map(int, shape))
+        self.device = device
+        starts = axes(coords, self.shape) or (0,) * len(self.shape)
+        hashes = torch.zeros((), dtype=torch.int64, device=device)
+        for axis, size in enumerate(self.shape):
+            view = [1] * len(self.shape)
+            view[axis] = size
+            hashes = hashes ^ _axis_hashes(axis, size, device, starts[axis]).view(view)
+        self.coords = hashes.expand(self.shape)
+
+    def _hashes(self, draw: int) -> torch.Tensor:
+        # `^` makes a new tensor of the full shape, which the hash then updates in place.
+        return lowbias32(self.coords ^ draw_key(self.key, draw))
+
+    def bits(self, draw: int) -> torch.Tensor:
+        """See `Draws.bits`."""
+        return self._hashes(draw)
+
+    def uniform(self, draw: int) -> torch.Tensor:
+        """See `Draws.uniform`."""
+        return uniform_of(self._hashes(draw), _torch_f64)
+
+    def below(self, draw: int, n: int) -> torch.Tensor:
+        """See `Draws.below`."""
+        return below_of(self._hashes(draw), n)
+
+    def signs(self, draw: int) -> torch.Tensor:
+        """See `Draws.signs`."""
+        return signs_of(self._hashes(draw), _torch_f64)
+
+    def normal(self, draw: int) -> torch.Tensor:
+        """See `Draws.normal`."""
+        return normal_of(self._hashes(draw), _torch_f64, *_device_table(self.device))
+
+
+class HostField:
+    """The field computed with NumPy on the CPU (same arguments as `Field`, less the device),
+    over the flat coordinates: no operation meets NumPy's rules for 0-d arrays."""
+
+    def __init__(self, key: int, shape: Sequence[int], coords: Coords = None) -> None:
+        self.key = key
+        self.shape = tuple(map(int, shape))
+        self.device = "cpu"
+        self.coords = _host_coords(self.shape, axes(coords, self.shape))
+
+    def _draw(self, draw: int, to: Callable[[np.ndarray], np.ndarray],
+              dtype: type[np.generic], chunk: int | None = None) -> torch.Tensor:
+        """`to` applied to the hashes for `draw`, as a tensor of `dtype`: in one pass, or in
+        chunks of `chunk` elements."""
+        flat = self.coords.reshape(-1)
+        k = np.uint32(draw_key(self.key, draw))
+        if chunk is None or flat.size <= chunk:
+            out = np.asarray(to(lowbias32(flat ^ k, wrap=False)), dtype=dtype)
+        else:
+            out = np.empty(flat.size, dtype=dtype)
+            for start in range(0, flat.size, chunk):
+                out[start:start + chunk] = to(lowbias32(flat[start:start + chunk] ^ k, wrap=False))
+        return torch.from_numpy(out.reshape(self.shape))
+
+    def bits(self, draw: int) -> torch.Tensor:
+        """See `Draws.bits`."""
+        return self._draw(draw, _same, np.int64)
+
+    def uniform(self, draw: int) -> torch.Tensor:
+        """See `Draws.uniform`."""
+        return self._draw(draw, lambda h: uniform_of(h, _host_f64), np.float64)
+
+    def below(self, draw: int, n: int) -> torch.Tensor:
+        """See `Draws.below`."""
+        return self._draw(draw, lambda h: below_of(h, n), np.int64)
+
+    def signs(self, draw: int) -> torch.Tensor:
+        """See `Draws.signs`."""
+        return self._draw(draw, lambda h: signs_of(h, _host_f64), np.float64)
+
+    def normal(self, draw: int) -> torch.Tensor:
+        """See `Draws.normal`."""
+        # In chunks: the map makes seven temporaries of the tensor's size, and on a large
+        # tensor fresh pages for them cost more than the arithmetic (a chunk's come from the
+        # heap and stay in cache).
+        low, slope = _host_table()
+        return self._draw(draw, lambda h: normal_of(h, _host_f64, low, slope), np.float64,
+                          NORMAL_CHUNK)
+
+
+def _same(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def _host_f64(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float64)
+
+
+class _HostTable:
+    """A table on the host, read as `core.normal_of` reads it: `table[index]` is a new array of
+    the index's shape."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values = values
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        # Converted to intp first: fancy indexing converts a uint32 index itself, at more cost.
+        return self.values[index.astype(np.intp)]
+
+
+@functools.cache
+def _host_table() -> tuple[_HostTable, _HostTable]:
+    low, slope = normal_table()
+    return _HostTable(low.numpy()), _HostTable(slope.numpy())
+
+
+@functools.lru_cache(maxsize=512)
+def _host_axis_hashes(axis: int, size: int, start: Axis = 0) -> np.ndarray:
+    out = _axis_hashes(axis, size, "cpu", start).numpy().astype(np.uint32)
+    out.flags.writeable = False
+    return out
+
+
+def _host_coords(shape: tuple[int, ...], axes: tuple[Axis, ...] = ()) -> np.ndarray:
+    """h0[i0] ^ h1[i1] ^ ... over `shape` at the axes' coordinates, uint32 (read-only; small
+    shapes are cached)."""
+    if math.prod(shape) <= 1 << 16:
+        return _host_coords_cached(shape, axes)
+    return _host_coords_built(shape, axes)
+
+
+@functools.lru_cache(maxsize=256)
+def _host_coords_cached(shape: tuple[int, ...], axes: tuple[Axis, ...]) -> np.ndarray:
+    return _host_coords_built(shape, axes)
+
+
+def _host_coords_built(shape: tuple[int, ...], axes: tuple[Axis, ...]) -> np.ndarray:
+    starts = axes or (0,) * len(shape)
+    base = np.zeros((), dtype=np.uint32)
+    for axis, size in enumerate(shape):
+        view = [1] * len(shape)
+        view[axis] = size
+        base = base ^ _host_axis_hashes(axis, size, starts[axis]).reshape(view)
+    if base.shape != shape:  # an axis of size 1 everywhere, or no axes
+        base = np.broadcast_to(base, shape)
+    base.flags.writeable = False
+    return base
+
+
+_INT64, _FLOAT64 = np.dtype(np.int64), np.dtype(np.float64)
+
+
+class ScalarField:
+    """The field computed element by element with Python ints and floats (same arguments as
+    `HostField`): no per-call cost of NumPy or torch but one array made per draw."""
+
+    def __init__(self, key: int, shape: Sequence[int], coords: Coords = None) -> None:
+        self.key = key
+        self.shape = tuple(map(int, shape))
+        self.device = "cpu"
+        self.coords = _scalar_coords(self.shape, () if coords is None else axes(coords, self.shape))
+
+    def _tensor(self, items: list[int] | list[float], dtype: np.dtype) -> torch.Tensor:
+        # Through NumPy: less than half of torch.tensor's cost on a short list.
+        flat = np.fromiter(items, dtype, len(items))
+        return torch.from_numpy(flat if flat.shape == self.shape else flat.reshape(self.shape))
+
+    def bits(self, draw: int) -> torch.Tensor:
+        """See `Draws.bits`."""
+        k = draw_key(self.key, draw)
+        return self._tensor([lowbias32(c ^ k) for c in self.coords], _INT64)
+
+    def uniform(self, draw: int) -> torch.Tensor:
+        """See `Draws.uniform`."""
+        k = draw_key(self.key, draw)
+        return self._tensor([uniform_of(lowbias32(c ^ k), None) for c in self.coords],
+                            _FLOAT64)
+
+    def below(self, draw: int, n: int) -> torch.Tensor:
+        """See `Draws.below`."""
+        k = draw_key(self.key, draw)
+        return self._tensor([below_of(lowbias32(c ^ k), n) for c in self.coords], _INT64)
+
+    def signs(self, draw: int) -> torch.Tensor:
+        """See `Draws.signs`."""
+        k = draw_key(self.key, draw)
+        return self._tensor([signs_of(lowbias32(c ^ k), None) for c in self.coords],
+                            _FLOAT64)
+
+    def normal(self, draw: int) -> torch.Tensor:
+        """See `Draws.normal`."""
+        k = draw_key(self.key, draw)
+        low, slope = _scalar_table()
+        return self._tensor([normal_of(lowbias32(c ^ k), None, low, slope) for c in self.coords],
+                            _FLOAT64)
+
+
+@functools.lru_cache(maxsize=256)
+def _scalar_coords(shape: tuple[int, ...], axes: tuple[Axis, ...] = ()) -> tuple[int, ...]:
+    return tuple(int(c) for c in np.asarray(_host_coords(shape, axes)).reshape(-1).tolist())
+
+
+@functools.cache
+def _scalar_table() -> tuple[list[float], list[float]]:
+    low, slope = normal_table()
+    return low.tolist(), slope.tolist()
+
+
+def make_field(key: int, shape: Sequence[int], device: str = "cpu",
+               coords: Coords = None) -> Draws:
+    """The field for `device`: computed on the host for the CPU (element by element for a
+    few elements), with torch elsewhere. Raises ValueError for coordinates that do not fit."""
+    if device != "cpu":
+        return Field(key, shape, device, coords)
+    if math.prod(map(int, shape)) <= SCALAR_MAX:
+        return ScalarField(key, shape, coords)
+    return HostField(key, shape, coords)

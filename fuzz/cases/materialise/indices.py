@@ -1,0 +1,72 @@
+"""Versions 2 and 3: sparse index sets, position-stable. A token's indices depend on the token
+and the row or slot numbers only: removing a token, a slot or a cache row leaves the others'
+choices in place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from kfuzz.cases.materialise.distributions import Fields
+from kfuzz.errors import CaseError
+
+# Sub-keys of the index set's fields (per token; per token and slot; per token and cache row).
+_LENGTHS, _PICKS, _SCORES, _FAR = 1, 2, 3, 4
+_DRAW = 0
+
+
+def index_spec(spec: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    """(n_rows, k, n_valid, window) of a sparse index set description. Raises CaseError when it
+    is malformed or out of bounds."""
+    try:
+        n, k = int(spec["n_rows"]), int(spec["k"])
+        n_valid, window = int(spec["n_valid"]), int(spec["window"])
+    except (KeyError, TypeError, ValueError):
+        raise CaseError(f"sparse index set {spec!r} needs ints n_rows, k, n_valid, window") from None
+    if n < 1 or k < 1 or not 0 <= n_valid <= k or window < 0:
+        raise CaseError(f"sparse index set {dict(spec)!r} is out of bounds")
+    return n, k, n_valid, window
+
+
+def build_sparse_indices(fields: Fields, device: str, tokens: int,
+                         spec: Mapping[str, Any]) -> torch.Tensor:
+    """A [tokens, k] int32 index tensor on `device` from a
+    `kfuzz.cases.strategies.sparse_index_sets` description, drawn from the input's `fields`.
+
+    Per token: the first min(window, valid) slots are the most recent rows (n_rows-1 down),
+    the next valid slots scattered rows (drawn without replacement unless `duplicates`), the
+    rest -1. With `out_of_range`, about one valid slot in eight names a row >= n_rows.
+    Raises CaseError for a malformed description."""
+    n, k, n_valid, window = index_spec(spec)
+    duplicates = bool(spec.get("duplicates"))
+    if spec.get("ragged"):
+        lengths = fields(_LENGTHS, (tokens,)).below(_DRAW, n_valid + 1).tolist()
+    else:
+        lengths = [n_valid] * tokens
+    if duplicates:
+        picks = fields(_PICKS, (tokens, k)).below(_DRAW, n)
+    else:
+        # Each token ranks every cache row by a hash of (token, row); the scattered rows are
+        # the best-ranked rows outside the window.
+        scores = fields(_SCORES, (tokens, n)).bits(_DRAW)
+        picks = torch.sort(scores, dim=1, stable=True).indices
+    far = fields(_FAR, (tokens, k)).uniform(_DRAW) < 0.125
+    out = torch.full((tokens, k), -1, dtype=torch.int32, device=device)
+    for t, valid in enumerate(lengths):
+        valid = valid if duplicates else min(valid, n)
+        w = min(window, valid, n)
+        recent = torch.arange(n - 1, n - 1 - w, -1, dtype=torch.int64, device=device)
+        rest = valid - w
+        if duplicates:
+            scattered = picks[t, w:w + rest]
+        else:
+            row_picks = picks[t]
+            scattered = row_picks[row_picks < n - w][:rest]
+        row = torch.cat([recent, scattered])
+        if spec.get("sorted"):
+            row = torch.sort(row).values
+        if spec.get("out_of_range") and row.numel():
+            row = torch.where(far[t, : row.numel()], row + n, row)
+        out[t, : row.numel()] = row.to(torch.int32)
+    return out

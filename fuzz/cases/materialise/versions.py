@@ -1,0 +1,114 @@
+"""The materialisation versions, in one table: a case's "materialise" field picks the generator
+its inputs are built with, and every choice that depends on the version is that generator's.
+
+- 1 (absent: cases stored before version 2): the sequential `torch.Generator`, frozen
+  (`kfuzz.cases.materialise.sequential`, `kfuzz.cases.materialise.v1`).
+- 2 (every case the search draws now): the counter hash, position-stable
+  (`kfuzz.cases.materialise.counter`).
+- 3: version 2 with the case field "coords", the coordinates of each axis of an input's fields.
+  The shrinker writes it when it drops heads, rows or cache rows other than the last. A case
+  without coords is never stamped 3, so older readers of version-2 cases see no change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kfuzz.cases.materialise.base import InputGenerator
+from kfuzz.cases.materialise.counter import CounterGenerator
+from kfuzz.cases.materialise.sequential import SequentialGenerator
+from kfuzz.errors import CaseError
+
+VERSION_KEY = "materialise"
+# The version `stamp` writes (every case drawn now).
+VERSION = 2
+# The version of a case with coordinates, and its field.
+COORDS_VERSION = 3
+COORDS_KEY = "coords"
+
+
+@dataclass(frozen=True)
+class Version:
+    """One materialisation version: `make(seed, device, case)` gives the generator of a case
+    of this version (building on `device` where the version can); `coords`: whether its cases
+    may carry the field "coords"."""
+
+    number: int
+    make: Callable[[int, str, Mapping[str, Any]], InputGenerator]
+    coords: bool = False
+
+
+VERSIONS: dict[int, Version] = {v.number: v for v in (
+    Version(1, lambda seed, device, case: SequentialGenerator(seed)),
+    Version(VERSION, lambda seed, device, case: CounterGenerator(seed, device)),
+    Version(COORDS_VERSION, lambda seed, device, case: CounterGenerator(seed, device, coords_of(case)),
+            coords=True),
+)}
+
+
+def generator_for(case: Mapping[str, Any], device: str = "cpu") -> InputGenerator:
+    """The generator a case's inputs are built with, by its version (`VERSIONS`; 1 without
+    the field): a `CounterGenerator` building on `device` for versions 2 and 3, the sequential
+    CPU generator for version 1. Raises CaseError for a bad seed, coordinates in a case of a
+    version without them, or an unknown version."""
+    seed = _seed(case.get("seed", 0))
+    number = case.get(VERSION_KEY, 1)
+    try:
+        version: Version | None = VERSIONS[number]
+    except (KeyError, TypeError):
+        version = None
+    if COORDS_KEY in case and not (version and version.coords):
+        raise CaseError(f"case field {COORDS_KEY} needs {VERSION_KEY}={COORDS_VERSION}, "
+                        f"got {number!r}; set {VERSION_KEY} to {COORDS_VERSION}")
+    if version is None:
+        raise CaseError(
+            f"case field {VERSION_KEY}={number!r} is unknown; this kfuzz builds versions 1 to "
+            f"{max(VERSIONS)} (upgrade kfuzz to replay newer cases)"
+        )
+    return version.make(seed, device, case)
+
+
+def generator(seed: int) -> InputGenerator:
+    """The version-1 (sequential) generator seeded with `seed` (any int; reduced modulo
+    2**63). Raises CaseError for a seed that is not an int."""
+    return SequentialGenerator(_seed(seed))
+
+
+def _seed(seed: Any) -> int:
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise CaseError(f"seed {seed!r} is not an integer")
+    return seed
+
+
+def stamp(case: Mapping[str, Any]) -> dict[str, Any]:
+    """`case` marked to be built by the current (position-stable) materialisation."""
+    return {**case, VERSION_KEY: VERSION}
+
+
+def coords_of(case: Mapping[str, Any]) -> dict[str, dict[str, list[Any]]]:
+    """The case's coordinates ({input: {field: [per axis, a first coordinate or a list of
+    coordinates]}}), checked: names are strings, coordinates non-negative integers. Raises
+    CaseError naming the bad entry."""
+    raw = case.get(COORDS_KEY, {})
+    if not isinstance(raw, Mapping):
+        raise CaseError(f"case field {COORDS_KEY} is {raw!r}, not a mapping of inputs to fields")
+    out: dict[str, dict[str, list[Any]]] = {}
+    for label, fields in raw.items():
+        if not isinstance(label, str) or not isinstance(fields, Mapping):
+            raise CaseError(f"case field {COORDS_KEY}: {label!r}: {fields!r} is not a mapping "
+                            "of fields to coordinates")
+        out[label] = {}
+        for sub, axes in fields.items():
+            if not (isinstance(sub, str) and isinstance(axes, list)
+                    and all(_coordinate(a) or (isinstance(a, list) and all(map(_coordinate, a)))
+                            for a in axes)):
+                raise CaseError(f"case field {COORDS_KEY}: {label!r}, field {sub!r}: {axes!r} "
+                                "is not a list of, per axis, an integer >= 0 or a list of them")
+            out[label][sub] = list(axes)
+    return out
+
+
+def _coordinate(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0

@@ -1,0 +1,202 @@
+"""Shrinking one failure, after Hypothesis' own pass: a session built from the failing case and
+its outcome, a way to run a case and the case space, and nothing of the search that found it.
+
+The session runs a table of named passes (`PASSES`), each with its counters:
+
+- "reduce": the size-directed pass (`kfuzz.shrink.passes.shrink`) from a failing case, to a
+  fixed point or its deadline;
+- "redraw": values drawn on structures below the size (`WitnessSearch.redraw_smaller`);
+- "draw": cases of the whole space below the size (`WitnessSearch.draw_smaller`).
+
+It reduces from Hypothesis' result and from the smallest failure Hypothesis passed through
+(when that one is smaller) and keeps the smaller result. Then it searches for a smaller
+failure, "redraw" first and "draw" when that finds none, and reduces each one found, until a
+search finds none within SMALLER_PATIENCE of the shrink time, the case is within 2x of the
+simplest case of the space (the smallest there is: a smaller failure cannot be worth the
+wait), or the deadline passes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from kfuzz.execute.executor import Outcome
+from kfuzz.execute.findings import canonical_json
+from kfuzz.shrink.passes import shrink
+from kfuzz.shrink.space import Case, CaseSpace
+from kfuzz.shrink.witnesses import SMALLER_PATIENCE, Evaluate, Scores, WitnessSearch
+
+# The passes, in the order a session first runs them.
+PASSES = ("reduce", "redraw", "draw")
+
+
+@dataclass
+class ShrinkPass:
+    """A named pass of a session and what it did: how often it ran (`calls`), how often it
+    made progress (`successes`: a reduction kept, or a smaller failure found), the cases it
+    ran and the seconds it took."""
+
+    name: str
+    function: Callable[..., Any]
+    progress: Callable[[Any], bool]
+    calls: int = 0
+    successes: int = 0
+    cases: int = 0
+    seconds: float = 0.0
+
+    def stats(self) -> dict[str, Any]:
+        """The counters as a JSON-able dict (seconds rounded to the millisecond)."""
+        return {"calls": self.calls, "successes": self.successes, "cases": self.cases,
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class SessionResult:
+    """What a session ends with: the smallest failing case and its outcome, the reductions
+    that led there (labels, in order), whether every reduction ran to its fixed point
+    (`complete`), and each pass's counters by name (`ShrinkPass.stats`)."""
+
+    case: Case
+    outcome: Outcome
+    reductions: list[str] = field(default_factory=list)
+    complete: bool = True
+    passes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class ShrinkSession:
+    """Shrinks `case`, which failed with `outcome`, within `space`. `evaluate` runs a case (its
+    Outcome; None when it cannot run). `passed_through`: the smallest failure Hypothesis
+    passed through, reduced too when it is smaller than `case`. `known`: buckets already
+    reported, so that a candidate must fail in one of its start's other buckets (in any of
+    them when all are known). `deadline` (`time.perf_counter()`) ends the session;
+    `shrink_seconds`, the finding's whole shrink time, sets how long a search for a smaller
+    failure waits (SMALLER_PATIENCE of it). `seed` seeds those searches (one more per search);
+    `scores` gives an outcome's feedback scores for the draws to climb."""
+
+    def __init__(
+        self, space: CaseSpace, evaluate: Evaluate, case: Case, outcome: Outcome, *,
+        deadline: float, shrink_seconds: float, passed_through: tuple[Case, Outcome] | None = None,
+        known: Iterable[str] = (), seed: int = 0, scores: Scores | None = None,
+    ) -> None:
+        self.space = space
+        self._evaluate = evaluate
+        self.case, self.outcome = case, outcome
+        self.passed_through = passed_through
+        self.known = frozenset(known)
+        self.deadline = deadline
+        self.shrink_seconds = shrink_seconds
+        self.seed = seed
+        self.scores = scores
+        self.cases_run = 0
+        self.passes = {p.name: p for p in (
+            ShrinkPass("reduce", self._reduce, lambda got: bool(got.reductions)),
+            ShrinkPass("redraw", self._redraw, lambda got: got is not None),
+            ShrinkPass("draw", self._draw, lambda got: got is not None),
+        )}
+
+    def wanted(self, outcome: Outcome) -> set[str]:
+        """The buckets a candidate must fail in to stand for `outcome`: its buckets not yet
+        known (all of them when every one is)."""
+        return outcome.buckets() - self.known or outcome.buckets()
+
+    def run(self) -> SessionResult:
+        """Shrink to the end (see the module docstring). Returns the smallest failing case
+        reached, with the reductions applied and every pass's counters."""
+        best = self._from_starts()
+        best = self._smaller_failures(best)
+        best.passes = {name: p.stats() for name, p in self.passes.items()}
+        return best
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Run the pass `name`, counting it."""
+        shrink_pass = self.passes[name]
+        cases, began = self.cases_run, time.perf_counter()
+        got = shrink_pass.function(*args, **kwargs)
+        shrink_pass.calls += 1
+        shrink_pass.successes += shrink_pass.progress(got)
+        shrink_pass.cases += self.cases_run - cases
+        shrink_pass.seconds += time.perf_counter() - began
+        return got
+
+    def _run_case(self, case: Case) -> Outcome | None:
+        self.cases_run += 1
+        return self._evaluate(case)
+
+    def _from_starts(self) -> SessionResult:
+        """The size-directed pass from the smallest failure Hypothesis passed through (when it
+        is smaller, with half of the time left) and from its result (with what remains): the
+        smaller result, complete when both reached their fixed point."""
+        starts: list[tuple[Case, Outcome, str | None]] = [(self.case, self.outcome, None)]
+        if self.passed_through is not None:
+            smallest, outcome = self.passed_through
+            size = self.space.size(smallest)
+            if size < self.space.size(self.case):
+                starts.insert(0, (smallest, outcome, "from the smallest failure Hypothesis "
+                                                     f"passed through ({size} elements)"))
+        results = []
+        for i, (case, outcome, label) in enumerate(starts):
+            share = self.deadline if i == len(starts) - 1 else (time.perf_counter() + self.deadline) / 2
+            got = self._call("reduce", case, outcome, deadline=share)
+            if label is not None:
+                got = replace(got, reductions=[label, *got.reductions])
+            results.append(got)
+        best = min(results, key=lambda r: self.space.size(r.case))
+        return replace(best, complete=all(r.complete for r in results))
+
+    def _smaller_failures(self, best: SessionResult) -> SessionResult:
+        """Search for a smaller failure, then reduce it, until a search finds none, the case
+        is within 2x of the simplest case of the space, or the deadline passes."""
+        witnesses = WitnessSearch(self.space, self._run_case, self.wanted(best.outcome),
+                                  scores=self.scores)
+        tries = 0
+        while time.perf_counter() < self.deadline:
+            size = self.space.size(best.case)
+            if size <= 2 * self.space.floor():
+                # Within 2x of the simplest case of the space, the smallest there is: a
+                # smaller failure cannot be worth the wait (and a case at the floor has none).
+                break
+            seed = self.seed + tries
+            tries += 1
+            give_up = min(self.deadline, time.perf_counter() + self.shrink_seconds * SMALLER_PATIENCE)
+            found = (self._call("redraw", witnesses, best.case, give_up, seed)
+                     or self._call("draw", witnesses, size, give_up, seed))
+            if found is None:
+                break
+            reduced = self._call("reduce", *found, deadline=self.deadline)
+            if self.space.size(reduced.case) < size:
+                label = f"a smaller failure drawn ({self.space.size(found[0])} elements)"
+                best = replace(best, case=reduced.case, outcome=reduced.outcome,
+                               reductions=[*best.reductions, label, *reduced.reductions])
+        return best
+
+    def _reduce(self, case: Case, outcome: Outcome, *, deadline: float) -> SessionResult:
+        """The size-directed pass from `case` until `deadline`, keeping candidates that fail
+        in a bucket `outcome` stands for; pinned fields stay as pinned."""
+        wanted = self.wanted(outcome)
+        outcomes: dict[str, Outcome] = {}
+
+        def still_fails(candidate: Case) -> bool:
+            if not self.space.pinned(candidate):
+                return False
+            got = self._run_case(candidate)
+            if got is None:
+                return False  # e.g. a candidate the kernel's output contract rejects
+            outcomes[canonical_json(candidate)] = got
+            return bool(got.buckets() & wanted)
+
+        result = shrink(self.space.target, case, still_fails, deadline=deadline)
+        final = outcomes.get(canonical_json(result.case), outcome)
+        return SessionResult(result.case, final, result.steps, result.complete)
+
+    @staticmethod
+    def _redraw(witnesses: WitnessSearch, case: Case, deadline: float,
+                seed: int) -> tuple[Case, Outcome] | None:
+        return witnesses.redraw_smaller(case, deadline, seed=seed)
+
+    @staticmethod
+    def _draw(witnesses: WitnessSearch, size: int, deadline: float,
+              seed: int) -> tuple[Case, Outcome] | None:
+        return witnesses.draw_smaller(size, deadline, seed=seed)

@@ -1,0 +1,184 @@
+"""The parts a target is declared from (`kfuzz.targets.declare`): tensor specs (`tensor`) and
+kernels or oracles (`variant`, or a callable, or a "module:function" reference imported on
+its first call).
+
+Nothing here imports torch; `tensor` imports Hypothesis (for its value strategies).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from kfuzz.errors import PluginError
+
+if TYPE_CHECKING:
+    from kfuzz.targets.registry import Variant
+
+DEFAULT_DTYPES = ("float32", "bfloat16", "float16")
+# Integer inputs (indices, positions) are described and expected, but never drawn by
+# `kfuzz.target`: a target with one builds its inputs itself (`declare.define`).
+INTEGER_DTYPES = ("int64", "int32")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a declared target. dims: shape symbols (str) and fixed sizes
+    (int); dtypes: dtype names to draw from, or the name of another input whose dtype it
+    shares; values: a strategy of distribution descriptions (None for outputs); note: what
+    the description adds after the shape and dtype ("about 1 +- 0.125")."""
+
+    dims: tuple[str | int, ...]
+    dtypes: tuple[str, ...] | str
+    values: Any = None
+    note: str = ""
+
+    def describe(self) -> str:
+        """E.g. "[rows, cols] bfloat16|float16", then ", " and the note if there is one."""
+        dtype = (f"same dtype as {self.dtypes}" if isinstance(self.dtypes, str)
+                 else "|".join(self.dtypes))
+        text = f"[{', '.join(map(str, self.dims))}] {dtype}"
+        return f"{text}, {self.note}" if self.note else text
+
+    @property
+    def symbols(self) -> list[str]:
+        """The shape symbols, in order."""
+        return [d for d in self.dims if isinstance(d, str)]
+
+
+def tensor(shape: str, *, dtypes: Sequence[str] | str | None = None, values: Any = None,
+           note: str = "") -> TensorSpec:
+    """A tensor spec for `target` and `define`. shape: space-separated symbols or sizes
+    ("rows cols", "heads 64"; "" for a scalar tensor); dtypes: dtype names, friendliest first
+    (default float32, bfloat16, float16; int64 and int32 only for a target that builds its
+    own inputs), or another input's name to share its dtype; values: None (all value regimes),
+    a list of distribution kinds ("normal", "edge", ...), one distribution dict, or a
+    Hypothesis strategy of them; note: a few words the target's description adds ("logits").
+    Raises PluginError for a bad spec."""
+    from hypothesis import strategies as st
+    from kfuzz.cases import strategies as fst
+
+    dims: list[str | int] = []
+    for token in shape.split():
+        if token.isdigit():
+            dims.append(int(token))
+        elif token.isidentifier():
+            dims.append(token)
+        else:
+            raise PluginError(f"tensor({shape!r}): {token!r} is neither a size nor a symbol; "
+                              "write e.g. tensor(\"rows cols\") or tensor(\"heads 64\")")
+    known = (*fst.DTYPES, *INTEGER_DTYPES)
+    if isinstance(dtypes, str):
+        if dtypes in known:
+            raise PluginError(f"tensor({shape!r}, dtypes={dtypes!r}): pass a list, "
+                              f"dtypes=[{dtypes!r}] (a bare name means another input's dtype)")
+        choice: tuple[str, ...] | str = dtypes
+    else:
+        choice = tuple(dtypes or DEFAULT_DTYPES)
+        bad = [d for d in choice if d not in known]
+        if not choice or bad:
+            raise PluginError(f"tensor({shape!r}): unknown dtype {bad[0] if bad else None!r}; "
+                              f"choose from {', '.join(known)}")
+    if values is None:
+        strategy = fst.distributions()
+    elif isinstance(values, st.SearchStrategy):
+        strategy = values
+    elif isinstance(values, Mapping):
+        strategy = st.just(dict(values))
+    else:
+        try:
+            strategy = fst.distributions(kinds=tuple(values))
+        except (TypeError, ValueError) as exc:
+            raise PluginError(f"tensor({shape!r}, values={values!r}): {exc}") from None
+    return TensorSpec(tuple(dims), choice, strategy, note)
+
+
+class Reference:
+    """A kernel or oracle named "module:function" (or "path/file.py:function"), imported on
+    its first call, so that declaring a target imports nothing of it (no torch, no Triton)."""
+
+    def __init__(self, ref: str, role: str) -> None:
+        self.ref, self.role = ref, role
+        self.__name__ = self.__qualname__ = ref.rpartition(":")[2].rpartition(".")[2]
+        self.__doc__ = None  # not the class's: a target's doc comes from its oracles' docs
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from kfuzz.targets.registry import import_callable
+
+        return import_callable(self.ref, self.role)(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature | None:
+        # Read only where a call did not fit the target's signature: the error names the
+        # signature found. An import that fails leaves (*args, **kwargs).
+        from kfuzz.targets.registry import import_callable
+
+        try:
+            return inspect.signature(import_callable(self.ref, self.role))
+        except Exception:
+            return None
+
+    def __repr__(self) -> str:
+        return f"Reference({self.ref!r})"
+
+
+def _first_line(fn: Any) -> str:
+    return (getattr(fn, "__doc__", None) or "").strip().split("\n")[0]
+
+
+def variant(fn: Callable[..., Any] | str, doc: str = "", **params: Any) -> Variant:
+    """A kernel or oracle for the `kernels`/`oracles` mappings of `target` and `define`, where
+    it needs more than a bare callable. fn: a callable, or a "module:function" reference
+    imported on first call; doc: one line for `kfuzz targets` (default: the first line of
+    fn's docstring); params: keyword arguments bound at every call (a tile size, say).
+    Returns a `kfuzz.targets.registry.Variant` that takes its name from its key.
+    Raises PluginError for a malformed reference or a non-callable."""
+    from kfuzz.targets.registry import Variant
+
+    if isinstance(fn, str):
+        _check_reference(fn, "variant")
+        return Variant("", Reference(fn, "variant"), doc, params)
+    if not callable(fn):
+        raise PluginError(f"variant() takes a callable or a 'module:function' reference, "
+                          f"not a {type(fn).__name__}")
+    return Variant("", fn, doc or _first_line(fn), params)
+
+
+def _check_reference(ref: str, what: str) -> None:
+    module, sep, attr = ref.rpartition(":")
+    if not (sep and module and attr and all(p.isidentifier() for p in attr.split("."))):
+        raise PluginError(f"{what} {ref!r} is not a 'module:function' reference, e.g. "
+                          "'mypkg.kernels:rmsnorm'")
+
+
+def as_variants(role: str, fns: Any, name: str) -> dict[str, Variant]:
+    """The kernels or oracles (`role`) of target `name` as Variants named by their keys.
+    fns: None, one callable or reference, or name -> callable, "module:function" reference or
+    `variant(...)`. Raises PluginError for anything else."""
+    from kfuzz.targets.registry import Variant
+
+    if fns is None:
+        return {}
+    if isinstance(fns, str):
+        fns = {fns.rpartition(":")[2].rpartition(".")[2]: fns}
+    elif callable(fns) and not isinstance(fns, Mapping):
+        fns = {getattr(fns, "__name__", role): fns}
+    if not isinstance(fns, Mapping):
+        raise PluginError(f"target {name!r}: {role}s must be a callable or a dict of them, "
+                          f"not a {type(fns).__name__}")
+    out = {}
+    for key, fn in fns.items():
+        if isinstance(fn, str):
+            _check_reference(fn, f"target {name!r}: {role} {key!r}:")
+            fn = Variant(key, Reference(fn, role))
+        elif not isinstance(fn, Variant):
+            if not callable(fn):
+                raise PluginError(f"target {name!r}: {role} {key!r} is a {type(fn).__name__}, "
+                                  "not a callable")
+            fn = Variant(key, fn, _first_line(fn))
+        elif isinstance(fn.fn, Reference):
+            fn = replace(fn, fn=Reference(fn.fn.ref, role))
+        out[key] = fn if fn.name == key else replace(fn, name=key)
+    return out

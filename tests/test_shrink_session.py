@@ -1,0 +1,176 @@
+"""The shrink session through its public surface: a start case, an evaluate callable and the
+case space, nothing of the search. Toy predicates on softmax cases stand for kernels; draws
+are bounded by count and deadlines are far away, so no result depends on the machine's speed."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from kfuzz.cases.materialise import generator_for, stamp
+from kfuzz.execute.executor import Outcome
+from kfuzz.search.fresh import fresh_settings
+from kfuzz.shrink import witnesses
+from kfuzz.shrink.session import PASSES, ShrinkSession
+from kfuzz.shrink.space import CaseSpace
+from kfuzz.targets.registry import get
+
+SOFTMAX = get("ops.softmax")
+FAR = 600.0  # seconds: a deadline no test reaches
+
+
+def _space(pins=None, seed=0):
+    """The softmax case space as a campaign builds it: pinned fields held, cases stamped."""
+    pins = dict(pins or {})
+
+    def cases(max_numel):
+        return SOFTMAX.cases(max_numel).map(lambda case: stamp({**case, **pins}))
+
+    return CaseSpace(SOFTMAX, cases, max_numel=1 << 14, pins=pins, seed=seed,
+                     fresh=fresh_settings())
+
+
+def _outcome(failed):
+    if failed:
+        return Outcome(status="error", error="ToyError: toy", error_type="ToyError")
+    return Outcome(status="pass", outputs={"y": {"passed": True, "mismatch_ratio": 0.0,
+                                                 "worst_over_allowed": 0.5}})
+
+
+class Toy:
+    """An evaluate callable: fails (bucket "error:ToyError") when `fails(case)`; counts the
+    cases it runs and keeps them."""
+
+    def __init__(self, fails):
+        self.fails = fails
+        self.cases = []
+
+    def __call__(self, case):
+        self.cases.append(case)
+        return _outcome(self.fails(case))
+
+
+def _session(toy, case, *, space=None, **kw):
+    return ShrinkSession(space or _space(), toy, case, toy(case),
+                         deadline=time.perf_counter() + FAR, shrink_seconds=FAR, **kw)
+
+
+def _elements_over(case, threshold):
+    x = SOFTMAX.inputs(case, generator_for(case))["x"].float()
+    return int((x > threshold).sum())
+
+
+def _wide(cols, rows=1, kind="normal", seed=0):
+    x = ({"kind": "normal", "scale": 1.0} if kind == "normal"
+         else {"kind": "uniform", "low": 0.0, "high": 1.0})
+    return stamp({"shape": [rows, cols], "dtype": "float32", "x": x, "seed": seed})
+
+
+def _wide_or_uniform(case):
+    """Fails from 400 elements, or from 20 when x is uniform: no reduction of a normal case
+    gets below 400, a drawn uniform one fails at 20."""
+    size = SOFTMAX.case_size(case)
+    return size >= 400 or (case["x"]["kind"] == "uniform" and size >= 20)
+
+
+def test_the_size_pass_reaches_the_fewest_elements_with_the_property():
+    # Fails while two elements of x exceed 2: the session cuts around them, keeps them bit for
+    # bit, and stops within 2x of the simplest case (1 element) without searching further.
+    toy = Toy(lambda case: _elements_over(case, 2.0) >= 2)
+    case = _wide(512, rows=8, seed=3)
+    assert toy.fails(case)
+    result = _session(toy, case).run()
+    assert SOFTMAX.case_size(result.case) == 2 and toy.fails(result.case)
+    assert result.outcome.failed and result.complete and result.reductions
+    assert list(result.passes) == list(PASSES)
+    reduce = result.passes["reduce"]
+    assert reduce["calls"] == 1 and reduce["successes"] == 1
+    assert reduce["cases"] == len(toy.cases) - 1  # every case but the start's own
+    assert reduce["seconds"] >= 0
+    assert result.passes["redraw"]["calls"] == result.passes["draw"]["calls"] == 0
+
+
+def test_a_smaller_failure_with_other_values_is_drawn_then_reduced(monkeypatch):
+    monkeypatch.setattr(witnesses, "REDRAWS", 300)
+    monkeypatch.setattr(witnesses, "SMALLER_TRIES", 30)
+    toy = Toy(_wide_or_uniform)
+    result = _session(toy, _wide(512)).run()
+    assert SOFTMAX.case_size(result.case) == 20 and result.case["x"]["kind"] == "uniform"
+    assert any(step.startswith("a smaller failure drawn") for step in result.reductions)
+    # The first search found one; the second (at 20, where nothing smaller fails) found none,
+    # neither by redraws nor by draws of the whole space.
+    redraw, draw = result.passes["redraw"], result.passes["draw"]
+    assert (redraw["calls"], redraw["successes"]) == (2, 1)
+    assert (draw["calls"], draw["successes"]) == (1, 0)
+    assert 0 < draw["cases"] <= 30
+    assert result.passes["reduce"]["calls"] == 2  # from the start, and from the one drawn
+
+
+def test_the_smallest_failure_passed_through_is_reduced_too(monkeypatch):
+    monkeypatch.setattr(witnesses, "REDRAWS", 50)
+    monkeypatch.setattr(witnesses, "SMALLER_TRIES", 10)
+    toy = Toy(_wide_or_uniform)
+    uniform = _wide(40, rows=2, kind="uniform")
+    result = _session(toy, _wide(512), passed_through=(uniform, toy(uniform))).run()
+    assert result.reductions[0] == "from the smallest failure Hypothesis passed through (80 elements)"
+    assert SOFTMAX.case_size(result.case) == 20 and result.case["x"]["kind"] == "uniform"
+    assert result.passes["reduce"]["calls"] == 2 and result.passes["reduce"]["successes"] == 2
+
+
+def test_pinned_fields_stay_and_cases_that_cannot_run_do_not_fail(monkeypatch):
+    monkeypatch.setattr(witnesses, "REDRAWS", 50)
+    monkeypatch.setattr(witnesses, "SMALLER_TRIES", 10)
+    space = _space(pins={"seed": 7})
+    # Cannot run an odd number of columns (None), fails from 6 columns otherwise.
+    runs = Toy(lambda case: case["shape"][1] >= 6)
+    result = ShrinkSession(space, lambda case: None if case["shape"][1] % 2 else runs(case),
+                           _wide(64, seed=7), runs(_wide(64, seed=7)),
+                           deadline=time.perf_counter() + FAR, shrink_seconds=FAR).run()
+    assert result.case["shape"] == [1, 6] and result.case["seed"] == 7
+    assert all(case["seed"] == 7 for case in runs.cases)
+
+
+def test_known_buckets_are_not_what_a_candidate_must_fail_in():
+    # The start fails in a known bucket and a new one: a candidate must keep the new one.
+    both = Outcome(status="error", error_type="New")
+    session = ShrinkSession(_space(), lambda case: None, _wide(8), both,
+                            deadline=time.perf_counter() + FAR, shrink_seconds=FAR,
+                            known={"error:Old"})
+    assert session.wanted(both) == {"error:New"}
+    assert session.wanted(Outcome(status="error", error_type="Old")) == {"error:Old"}
+
+
+def test_a_passed_deadline_stops_the_session_with_the_start_case():
+    toy = Toy(lambda case: True)
+    start = _wide(512, rows=4)
+    result = ShrinkSession(_space(), toy, start, toy(start), deadline=time.perf_counter() - 1,
+                           shrink_seconds=1).run()
+    assert result.case == start and not result.complete and not result.reductions
+    assert result.passes["reduce"]["calls"] == 1 and result.passes["reduce"]["cases"] == 0
+
+
+def test_the_space_draws_its_simplest_case_once_and_hands_out_fresh_draws_each_once():
+    space = _space(seed=5)
+    assert space.floor() == 1 and space.floor() == 1
+    values = [space.fresh_values(time.perf_counter() + FAR, batch=10) for _ in range(25)]
+    # Pools of 10 fresh draws, seeded one after the other, each draw handed out once.
+    pools = [space.draws(space.max_numel, seed=5 + drawn, deadline=time.perf_counter() + FAR,
+                         draws=10, most=10) for drawn in (0, 10, 20)]
+    assert values == [case for pool in pools for case in pool][:25]
+    assert space.draws(0, seed=0, deadline=time.perf_counter() + FAR, draws=5, most=5) == []
+
+
+@pytest.mark.parametrize("kind", ["normal", "uniform"])
+def test_near_misses_keep_the_closest_value_settings(kind):
+    search = witnesses.WitnessSearch(_space(), lambda case: None, {"error:ToyError"})
+
+    def outcome(ratio, headroom):
+        return Outcome(status="pass", outputs={"y": {"mismatch_ratio": ratio,
+                                                     "worst_over_allowed": headroom}})
+
+    for i, (ratio, headroom) in enumerate([(0.0, 0.5), (0.001, 0.1), (0.0, 0.9)] * 4):
+        search.note_near_miss(outcome(ratio, headroom), {"x": {"kind": kind, "scale": i}})
+    search.note_near_miss(outcome(1.0, 1.0), {})  # no values: nothing to keep
+    scores = [score for score, _ in search.near_misses]
+    assert len(scores) == witnesses.NEAR_MISSES and scores[:4] == [(0.001, 0.1)] * 4
+    assert scores[4:] == [(0.0, 0.9)] * 4
