@@ -43,7 +43,7 @@ def shape_class(args: tuple[Any, ...], kwargs: dict[str, Any]) -> ShapeClass:
     )
 
 
-def _fresh_function(fn: Callable[..., Any]) -> Callable[..., Any]:
+def fresh_function(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A copy of fn with its own code object (so Dynamo keeps a separate cache for it)."""
     code = fn.__code__.replace()
     copy = types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
@@ -74,7 +74,7 @@ class Compiled:
         key = shape_class(args, kwargs)
         entry = self._by_class.get(key)
         if entry is None:
-            fresh = _fresh_function(self.fn)
+            fresh = fresh_function(self.fn)
             entry = (torch.compile(fresh, dynamic=True, fullgraph=True), fresh.__code__)
             self._by_class[key] = entry
         compiled_fn, code = entry

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from kfuzz.kernels import ops
-from kfuzz.kernels.compiled import Compiled, _fresh_function, compiled, shape_class
+from kfuzz.kernels.compiled import Compiled, compiled, fresh_function, shape_class
 from kfuzz.targets import registry as targets
 
 
@@ -27,7 +27,7 @@ def test_shape_class_separates_what_a_dynamic_graph_cannot_abstract(a, b, same):
 
 
 def test_fresh_function_has_its_own_code_object_and_computes_the_same():
-    copy = _fresh_function(ops.rmsnorm_fp32)
+    copy = fresh_function(ops.rmsnorm_fp32)
     assert copy.__code__ is not ops.rmsnorm_fp32.__code__
     x, w = _x(3, 16), _x(16)
     assert torch.equal(copy(x, w, eps=1e-6), ops.rmsnorm_fp32(x, w, eps=1e-6))

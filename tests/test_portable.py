@@ -223,13 +223,13 @@ def test_replay_with_another_kernel_leaves_the_finding_alone(kfuzz, db_path):
 def test_report_trend_files_another_kernels_replays_under_that_kernel(db_path):
     import datetime as dt
 
-    from kfuzz.present.report import _Finding, _trend_points
+    from kfuzz.present.report import FindingItem, trend_points
 
     row = {"fingerprint": "ab" * 32, "kernel": "eager_lowp", "last_seen": "2025-01-01T00:00:00",
            "mismatch_ratio": 0.5}
     replays = [{"at": "2025-01-02T00:00:00", "kernel": "eager_lowp", "mismatch_ratio": 0.5},
                {"at": "2025-01-03T00:00:00", "kernel": "eager_fp32", "mismatch_ratio": 0.0}]
-    _, lines = _trend_points("ops.rmsnorm", [_Finding(row, replays)], [], 8)
+    _, lines = trend_points("ops.rmsnorm", [FindingItem(row, replays)], [], 8)
     day = dt.datetime
     assert lines == {
         "abababababab eager_lowp": [(day(2025, 1, 1), 0.5, "seen"), (day(2025, 1, 2), 0.5, "replay")],

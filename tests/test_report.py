@@ -15,7 +15,7 @@ import pytest
 import torch
 from kfuzz.cli.app import main
 from kfuzz.judge.comparator import Comparator
-from kfuzz.present.report import _Finding, _trend_data
+from kfuzz.present.report import FindingItem, trend_data
 from kfuzz.present.rerun import element_errors
 from kfuzz.present.runs import run_budget, run_seed
 from kfuzz.store.corpus import CorpusStore
@@ -389,13 +389,13 @@ def test_trend_points_group_runs_by_kernel_and_skip_what_ran_no_campaign():
         {"started": "2026-01-02T00:00:00+00:00", "results": [
             {"target": "t", "state": "run", "kernel": "a", "peak_ratio": 0.25}]},
     ]
-    finding = _Finding({"fingerprint": "f" * 64, "kernel": "a", "failure": "contract",
+    finding = FindingItem({"fingerprint": "f" * 64, "kernel": "a", "failure": "contract",
                         "mismatch_ratio": 1.0, "last_seen": "2026-01-01T01:00:00+00:00"},
                        [{"at": "2026-01-02T01:00:00+00:00", "kernel": "b", "status": "pass",
                          "mismatch_ratio": 0.0},
                         {"at": "2026-01-02T02:00:00+00:00", "kernel": "a", "status": "fail",
                          "mismatch_ratio": None, "error": "Contract: writes-input: ..."}])
-    lines, points = _trend_data("t", [finding], runs, 8)
+    lines, points = trend_data("t", [finding], runs, 8)
     day = dt.datetime(2026, 1, 1)
     assert lines == {"a": [(day, 0.75), (day + dt.timedelta(days=1), 0.25)], "b": [(day, 0.0)]}
     assert [(p.kernel, p.source, p.ratio, p.what) for p in points] == [

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from kfuzz.errors import KfuzzError
 from kfuzz.execute.executor import InProcessExecutor, Job, Outcome
-from kfuzz.run.campaigns import _Watched, closeness
+from kfuzz.run.campaigns import Watched, closeness
 from kfuzz.run.executors import make_executor
 from kfuzz.run.plan import RunOptions, select_targets
 from kfuzz.run.runner import run
@@ -41,7 +41,7 @@ def _metrics(over, ratio=0.0, max_rel=0.0):
 
 
 def test_the_closest_call_is_the_output_nearest_its_bound_over_every_case():
-    watched = _Watched(_Canned())
+    watched = Watched(_Canned())
     cases = [
         {"status": "pass", "outputs": {"y": _metrics(0.2), "z": _metrics(0.7)}},
         {"status": "pass", "outputs": {"y": _metrics(0.9)}},

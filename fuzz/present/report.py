@@ -68,7 +68,7 @@ class ReportFiles:
 # -- gathering ---------------------------------------------------------------------------------
 
 @dataclass
-class _Finding:
+class FindingItem:
     row: dict[str, Any]
     replays: list[dict[str, Any]]
     now: dict[str, dict[str, Any]] | None = None
@@ -113,7 +113,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
-def _recompute(item: _Finding, device: str) -> dict[str, Any] | None:
+def _recompute(item: FindingItem, device: str) -> dict[str, Any] | None:
     """Run the finding's case again; fill item.now (metrics) and return the errors by
     output, or record why it could not run."""
     row = item.row
@@ -132,17 +132,17 @@ def _recompute(item: _Finding, device: str) -> dict[str, Any] | None:
     return errors
 
 
-def _gather(store: CorpusStore) -> tuple[dict[str, list[_Finding]], list[dict[str, Any]]]:
+def _gather(store: CorpusStore) -> tuple[dict[str, list[FindingItem]], list[dict[str, Any]]]:
     replays: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in store.replays():
         replays[r["fingerprint"]].append(r)
-    by_target: dict[str, list[_Finding]] = defaultdict(list)
+    by_target: dict[str, list[FindingItem]] = defaultdict(list)
     for raw in store.findings():
         try:
             row = decode_row(raw)
         except KfuzzError as exc:
             row = dict(raw, case=None, metrics=None, comparator=None, _error=str(exc))
-        by_target[str(row.get("target"))].append(_Finding(row, replays.get(raw["fingerprint"], [])))
+        by_target[str(row.get("target"))].append(FindingItem(row, replays.get(raw["fingerprint"], [])))
     for items in by_target.values():
         # Open before fixed, then the worst first.
         items.sort(key=lambda f: (f.row.get("status") != "open",
@@ -165,7 +165,7 @@ def _replay_unjudged(replay: dict[str, Any]) -> str | None:
     return "error"
 
 
-def _trend_data(target: str, items: list[_Finding], runs: list[dict[str, Any]],
+def trend_data(target: str, items: list[FindingItem], runs: list[dict[str, Any]],
                 limit: int) -> tuple[dict[str, list[tuple[dt.datetime, float]]], list[Any]]:
     """(kernel -> [(run start, the worst ratio that run saw on target with that kernel)],
     the `plots.TrendPoint`s of the first `limit` findings: each sighting under the finding's
@@ -203,13 +203,13 @@ def _trend_data(target: str, items: list[_Finding], runs: list[dict[str, Any]],
     return run_lines, points
 
 
-def _trend_points(target: str, items: list[_Finding], runs: list[dict[str, Any]],
+def trend_points(target: str, items: list[FindingItem], runs: list[dict[str, Any]],
                   limit: int) -> tuple[list[tuple[dt.datetime, float]],
                                        dict[str, list[tuple[dt.datetime, float, str]]]]:
-    """`_trend_data` in the shape it had before the trend drew a line per kernel: (every
+    """`trend_data` in the shape it had before the trend drew a line per kernel: (every
     run's worst ratio on target, "id kernel" -> [(time, ratio, "seen"|"replay")] for the
     points with a ratio). Kept for the callers of that shape (tests/test_portable.py)."""
-    run_lines, points = _trend_data(target, items, runs, limit)
+    run_lines, points = trend_data(target, items, runs, limit)
     tracks: dict[str, list[tuple[dt.datetime, float, str]]] = defaultdict(list)
     for p in points:
         if p.ratio is not None:
@@ -219,7 +219,7 @@ def _trend_points(target: str, items: list[_Finding], runs: list[dict[str, Any]]
 
 # -- writing -----------------------------------------------------------------------------------
 
-def _stored_ratio(item: _Finding) -> str:
+def _stored_ratio(item: FindingItem) -> str:
     """The stored mismatch ratio; a finding with none (its row says 100% by convention)
     reads as what it is."""
     return f"- ({item.unjudged})" if item.unjudged else percent(item.row.get("mismatch_ratio"))
@@ -261,7 +261,7 @@ FINDING_HEADERS = ["id", "status", "kind", "failure", "kernel", "oracle", "ratio
 POINT_HEADERS = ["output", "index", "actual", "expected", "diff", "allowed"]
 
 
-def _finding_cells(item: _Finding) -> list[str]:
+def _finding_cells(item: FindingItem) -> list[str]:
     row = item.row
     replay = row.get("last_replay_status") or "-"
     if row.get("last_replay"):
@@ -335,13 +335,13 @@ def write_report(store: CorpusStore, out_dir: str | Path, *, device: str = "cpu"
     return files
 
 
-def _target_section(plots: Any, files: ReportFiles, target: str, items: list[_Finding],
+def _target_section(plots: Any, files: ReportFiles, target: str, items: list[FindingItem],
                     runs: list[dict[str, Any]], *, device: str, max_plots: int) -> tuple[str, str]:
     """One target's section, (HTML, Markdown): its trend plot, its findings table and the
     details of the first `max_plots` findings with their plots (added to `files.plots`)."""
     out = files.html.parent
     slug = _slug(target)
-    run_lines, points = _trend_data(target, items, runs, max_plots)
+    run_lines, points = trend_data(target, items, runs, max_plots)
     trend = plots.ratio_trend(out / "plots" / f"trend-{slug}.png",
                               f"{target}: mismatch ratio across runs and replays, "
                               "by kernel", run_lines, points)
@@ -374,7 +374,7 @@ def _target_section(plots: Any, files: ReportFiles, target: str, items: list[_Fi
     return section_html, section_md
 
 
-def _finding_plot(plots: Any, path: Path, target: str, item: _Finding,
+def _finding_plot(plots: Any, path: Path, target: str, item: FindingItem,
                   device: str) -> Path | None:
     """Draw one finding's plot at `path`: a panel naming the failure of a finding with no
     mismatch ratio, else the error histograms of its case run again (fills item.now). None
@@ -397,7 +397,7 @@ def _finding_plot(plots: Any, path: Path, target: str, item: _Finding,
         f"errors now (case replayed for this report)", errors)
 
 
-def _summary_line(store: CorpusStore, by_target: dict[str, list[_Finding]],
+def _summary_line(store: CorpusStore, by_target: dict[str, list[FindingItem]],
                   runs: list[dict[str, Any]]) -> str:
     rows = [i.row for items in by_target.values() for i in items]
     status: dict[str, int] = defaultdict(int)
@@ -410,7 +410,7 @@ def _summary_line(store: CorpusStore, by_target: dict[str, list[_Finding]],
             f"{len(runs)} run(s), {replays} replay(s).")
 
 
-def _finding_title(item: _Finding) -> str:
+def _finding_title(item: FindingItem) -> str:
     row = item.row
     ratio = "no mismatch ratio" if item.unjudged else \
         f"stored ratio {percent(row.get('mismatch_ratio'))}"
@@ -418,7 +418,7 @@ def _finding_title(item: _Finding) -> str:
             f"{row.get('kind')} {row.get('failure')}, {ratio}")
 
 
-def _finding_html(item: _Finding) -> str:
+def _finding_html(item: FindingItem) -> str:
     esc = html.escape
     row = item.row
     parts = [f'<h3 id="f-{esc(item.id)}" class="{esc(str(row.get("status")))}">'
@@ -441,7 +441,7 @@ def _finding_html(item: _Finding) -> str:
     return "".join(parts)
 
 
-def _finding_md(item: _Finding) -> str:
+def _finding_md(item: FindingItem) -> str:
     row = item.row
     lines = [f"### {_finding_title(item)}\n", f"case `{json.dumps(row.get('case'))}`\n"]
     points = _worst_points(row)

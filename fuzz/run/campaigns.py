@@ -61,7 +61,7 @@ def closeness(metrics: Mapping[str, Any]) -> tuple[float, float, float]:
     return (_number(over) if over is not None else ratio, ratio, _number(metrics.get("max_rel")))
 
 
-class _Watched:
+class Watched:
     """An executor that passes jobs through and remembers the closest call among them."""
 
     def __init__(self, inner: Executor) -> None:
@@ -134,7 +134,7 @@ def run_one(config: CampaignConfig, executor: Executor, *,
     makes a skipped CampaignRun instead of an error."""
     if config.ends_at is not None and time.time() >= config.ends_at:
         return CampaignRun(config, skipped=NO_TIME)
-    watched = _Watched(executor)
+    watched = Watched(executor)
     try:
         result = run_campaign(config, executor=watched, on_finding=on_finding, progress=progress)
     except KernelUnavailable as exc:

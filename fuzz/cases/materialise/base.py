@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from kfuzz.errors import CaseError
 
 
 class InputGenerator(torch.Generator):
@@ -38,3 +39,17 @@ class InputGenerator(torch.Generator):
         """A [tokens, k] int32 index tensor from a sparse index set description. Raises
         CaseError for a malformed description."""
         raise NotImplementedError
+
+
+def index_spec(spec: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    """(n_rows, k, n_valid, window) of a sparse index set description (every version reads it
+    alike). Raises CaseError when it
+    is malformed or out of bounds."""
+    try:
+        n, k = int(spec["n_rows"]), int(spec["k"])
+        n_valid, window = int(spec["n_valid"]), int(spec["window"])
+    except (KeyError, TypeError, ValueError):
+        raise CaseError(f"sparse index set {spec!r} needs ints n_rows, k, n_valid, window") from None
+    if n < 1 or k < 1 or not 0 <= n_valid <= k or window < 0:
+        raise CaseError(f"sparse index set {dict(spec)!r} is out of bounds")
+    return n, k, n_valid, window

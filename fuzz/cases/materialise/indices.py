@@ -8,25 +8,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from kfuzz.cases.materialise.base import index_spec
 from kfuzz.cases.materialise.distributions import Fields
-from kfuzz.errors import CaseError
 
 # Sub-keys of the index set's fields (per token; per token and slot; per token and cache row).
 _LENGTHS, _PICKS, _SCORES, _FAR = 1, 2, 3, 4
 _DRAW = 0
-
-
-def index_spec(spec: Mapping[str, Any]) -> tuple[int, int, int, int]:
-    """(n_rows, k, n_valid, window) of a sparse index set description. Raises CaseError when it
-    is malformed or out of bounds."""
-    try:
-        n, k = int(spec["n_rows"]), int(spec["k"])
-        n_valid, window = int(spec["n_valid"]), int(spec["window"])
-    except (KeyError, TypeError, ValueError):
-        raise CaseError(f"sparse index set {spec!r} needs ints n_rows, k, n_valid, window") from None
-    if n < 1 or k < 1 or not 0 <= n_valid <= k or window < 0:
-        raise CaseError(f"sparse index set {dict(spec)!r} is out of bounds")
-    return n, k, n_valid, window
 
 
 def build_sparse_indices(fields: Fields, device: str, tokens: int,

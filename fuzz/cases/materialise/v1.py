@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from kfuzz.cases.materialise.base import index_spec
 from kfuzz.errors import CaseError
 
 
@@ -130,14 +131,3 @@ def sparse_indices(gen: torch.Generator, tokens: int, spec: Mapping[str, Any]) -
     return out
 
 
-def index_spec(spec: Mapping[str, Any]) -> tuple[int, int, int, int]:
-    """(n_rows, k, n_valid, window) of a sparse index set description (both versions read it
-    alike). Raises CaseError when it is malformed or out of bounds."""
-    try:
-        n, k = int(spec["n_rows"]), int(spec["k"])
-        n_valid, window = int(spec["n_valid"]), int(spec["window"])
-    except (KeyError, TypeError, ValueError):
-        raise CaseError(f"sparse index set {spec!r} needs ints n_rows, k, n_valid, window") from None
-    if n < 1 or k < 1 or not 0 <= n_valid <= k or window < 0:
-        raise CaseError(f"sparse index set {dict(spec)!r} is out of bounds")
-    return n, k, n_valid, window
