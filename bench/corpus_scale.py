@@ -51,7 +51,9 @@ def small_case(i: int) -> dict[str, Any]:
 
 
 def findings(n: int) -> list[Finding]:
-    """n distinct shrunk findings; each carries the outcome of running its case exactly."""
+    """n distinct findings; each carries the outcome of running its case exactly. They are
+    stored as raw findings: shrunk ones of one failure signature are one finding (one row
+    per bug), and this measures n rows."""
     ex = InProcessExecutor()
     outcomes = {}
     out = []
@@ -60,7 +62,7 @@ def findings(n: int) -> list[Finding]:
         key = (tuple(case["shape"]),)
         if key not in outcomes:
             outcomes[key] = ex.evaluate([Job(TARGET, KERNEL, ORACLE, case, EXACT)])[0]
-        out.append(Finding(TARGET, KERNEL, ORACLE, case, outcomes[key], "shrunk", dict(EXACT),
+        out.append(Finding(TARGET, KERNEL, ORACLE, case, outcomes[key], "raw", dict(EXACT),
                            shrink={"seconds": 0.5, "steps": 10, "complete": True,
                                    "size_before": 1000, "size_after": 16}))
     return out
