@@ -149,7 +149,8 @@ def run(options: RunOptions, *, db: str | Path | None = None, argv: Sequence[str
             and report.status == "done":
         # Nothing was fuzzed: never a pass.
         reasons = "; ".join(f"{t}: {why}" for t, why in report.skipped)
+        # A target skipped for want of time: left none (NO_TIME), or started and ran no case.
         fix = "; give it a larger --budget" if any(
-            r.skipped in (NO_TIME,) or (r.result is not None) for r in report.runs) else ""
+            r.skipped == NO_TIME or r.result is not None for r in report.runs) else ""
         raise KfuzzError(f"{'--all: ' if options.all else ''}no target ran ({reasons}){fix}")
     return report
