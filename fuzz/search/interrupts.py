@@ -5,6 +5,7 @@ garbage-collector callback, such as Hypothesis' own) must still stop the campaig
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -28,10 +29,28 @@ def catch_interrupts(note: Callable[[], None]) -> dict[int, Any]:
         if handler is signal.default_int_handler:  # else the caller's own way stands
             previous[signum] = handler
             signal.signal(signum, interrupted)
+    if previous:
+        previous[_UNRAISABLE] = sys.unraisablehook
+        sys.unraisablehook = _quiet_interrupts(sys.unraisablehook)
     return previous
 
 
+_UNRAISABLE = -1  # key under which `previous` keeps the unraisable hook
+
+
+def _quiet_interrupts(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """An unraisable hook that drops a lost KeyboardInterrupt: the campaign noted it and stops
+    at its next case, so its traceback would only alarm. Anything else goes to `hook`."""
+    def quiet(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            hook(unraisable)
+    return quiet
+
+
 def restore(previous: Mapping[int, Any]) -> None:
-    """Put back the handlers `catch_interrupts` replaced."""
+    """Put back the handlers (and the unraisable hook) `catch_interrupts` replaced."""
     for signum, handler in previous.items():
-        signal.signal(signum, handler)
+        if signum == _UNRAISABLE:
+            sys.unraisablehook = handler
+        else:
+            signal.signal(signum, handler)
