@@ -185,6 +185,19 @@ def _verdict(k: dict[str, Any], u: dict[str, Any]) -> str:
     return "equal"
 
 
+def cases_ratio(k: dict[str, Any], u: dict[str, Any]) -> float | None:
+    """kfuzz's median cases to detection over uniform sampling's (below 1: kfuzz needs fewer);
+    None unless both detected. A method that missed where the other detected counts as
+    infinitely worse (inf) or better (0)."""
+    if not k["detected"] and not u["detected"]:
+        return None
+    if not u["detected"]:
+        return 0.0
+    if not k["detected"]:
+        return float("inf")
+    return round(k["median_examples"] / max(u["median_examples"], 1), 3)
+
+
 def hit_rate(fault: Fault, samples: int, seed: int = 12345) -> dict[str, Any]:
     """The fraction of uniformly sampled cases on which `fault` shows: how rare the shape or
     value it needs is in the case space."""
@@ -295,6 +308,7 @@ def main(argv: list[str] | None = None) -> None:
         row["kfuzz"] = common.run_summary(row["kfuzz_runs"])
         row["uniform"] = common.run_summary(row["uniform_runs"])
         row["kfuzz_vs_uniform"] = _verdict(row["kfuzz"], row["uniform"])
+        row["cases_ratio"] = cases_ratio(row["kfuzz"], row["uniform"])
         # (size, preference, source, case): at equal size the brute-force case is named, then
         # this run's, then an earlier run's.
         seen = [(r["size"], 1, "kfuzz shrink" if "shrink" in r else "uniform sampling",
@@ -321,9 +335,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{fault.name:20} fixed {row['fixed']['detected']!s:5} kfuzz {row['kfuzz']} "
               f"uniform {row['uniform']} -> {row['kfuzz_vs_uniform']}", flush=True)
         rows.append(row)
+    ratios = [(r["cases_ratio"], r["fault"]) for r in rows if r["cases_ratio"] is not None]
+    worst = max(ratios, default=None)
+    if worst:
+        print(f"worst kfuzz/uniform median cases to detection: {worst[0]} ({worst[1]})")
     common.write(args.out, {"mode": "quick" if args.quick else "full", "budget": budget,
                             "detect_only": args.detect_only,
-                            "seeds": seeds, "fixed_seeds": list(FIXED_SEEDS), "faults": rows})
+                            "seeds": seeds, "fixed_seeds": list(FIXED_SEEDS), "faults": rows,
+                            "worst_cases_ratio": {"ratio": worst[0], "fault": worst[1]}
+                            if worst else None})
 
 
 if __name__ == "__main__":

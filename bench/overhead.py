@@ -10,12 +10,14 @@ Three shapes, as the throughput issue names them: [1, 8] (small), [24, 1024] (me
    unless a fixed batch is given); cases/s = cases / wall time of the whole campaign
    (Hypothesis included).
 2. plain loop (the honest baseline): what a user writes without kfuzz: per case seed, inputs
-   from a `torch.Generator` (`torch.randn`), the kernel, a float64 oracle, and a count of
-   elements outside `atol + rtol * |expected|` (torch's BF16 tolerances).
+   from a `torch.Generator` (`torch.randn(rows, cols, generator=gen)`, float32 normals,
+   torch's default, rounded to BF16), the kernel, a float64 oracle, and a count of elements
+   outside `atol + rtol * |expected|` (torch's BF16 tolerances). Beside it, the same loop
+   drawing its normals in float64 (several times dearer per draw), labelled as such.
 3. executor loop: the very jobs kfuzz ran, in order, through `kfuzz.execute.executor.run_case`
    (materialise, kernel, oracle, compare): what kfuzz's search costs on top of its executor.
 
-The three alternate in one process, 5 runs each; each ratio is taken per run and reported as
+The four alternate in one process, 5 runs each; each ratio is taken per run and reported as
 the median over runs. The eager_fp32 kernel passes every case, so nothing is shrunk. Then the
 engine's own cost, with no kernel work: a bare @given test, @given over the case strategy, and
 the campaign with an executor that returns a stored outcome at once, profiled with cProfile.
@@ -25,7 +27,9 @@ the campaign with an executor that returns a stored outcome at once, profiled wi
 
 from __future__ import annotations
 
+import argparse
 import cProfile
+import functools
 import pstats
 import time
 from collections.abc import Sequence
@@ -103,15 +107,18 @@ def kfuzz_run(shape: list[int], cases: int, batch: int | None,
     return time.perf_counter() - start, rec.jobs, rec.failed, result.batch_mean
 
 
-def plain_loop(shape: list[int], cases: int, seed: int) -> tuple[float, int]:
-    """The loop a user writes without kfuzz, for `cases` case seeds: (seconds, bad cases)."""
+def plain_loop(shape: list[int], cases: int, seed: int,
+               draw: torch.dtype = torch.float32) -> tuple[float, int]:
+    """The loop a user writes without kfuzz, for `cases` case seeds: (seconds, bad cases).
+    `draw`: the dtype the normals are drawn in before rounding to BF16 (float32, torch's
+    default, is what a user writes)."""
     rows, hidden = shape
     bad_cases = 0
     start = time.perf_counter()
     for case_seed in range(seed, seed + cases):
         gen = torch.Generator().manual_seed(case_seed)
-        x = torch.randn(rows, hidden, generator=gen, dtype=torch.float64).to(torch.bfloat16)
-        w = (1 + 0.125 * torch.randn(hidden, generator=gen, dtype=torch.float64)).to(torch.bfloat16)
+        x = torch.randn(rows, hidden, generator=gen, dtype=draw).to(torch.bfloat16)
+        w = (1 + 0.125 * torch.randn(hidden, generator=gen, dtype=draw)).to(torch.bfloat16)
         with torch.no_grad():
             got = rmsnorm_fp32(x, w, eps=1e-6).double()
             want = rmsnorm_fp64(x, w, eps=1e-6)
@@ -133,26 +140,34 @@ def measure(shape: list[int], cases: int, batch: int | None, runs: int) -> dict[
     """Alternating kfuzz, plain-loop and executor-loop runs; medians of rates and of per-run
     ratios."""
     kfuzz_rates, plain_rates, hand_rates, plain_ratios, ratios, means = [], [], [], [], [], []
+    plain64_rates, plain64_ratios = [], []
     failed = 0
     for run in range(runs):
         seconds, jobs, bad, mean = kfuzz_run(shape, cases, batch, seed=1000 + run)
         failed += bad
         means.append(mean)
         plain, _ = plain_loop(shape, len(jobs), seed=1000 * run)
+        plain64, _ = plain_loop(shape, len(jobs), seed=1000 * run, draw=torch.float64)
         loop = hand_loop(jobs)
         kfuzz_rates.append(len(jobs) / seconds)
         plain_rates.append(len(jobs) / plain)
+        plain64_rates.append(len(jobs) / plain64)
         hand_rates.append(len(jobs) / loop)
         plain_ratios.append(kfuzz_rates[-1] / plain_rates[-1])
+        plain64_ratios.append(kfuzz_rates[-1] / plain64_rates[-1])
         ratios.append(kfuzz_rates[-1] / hand_rates[-1])
-    k, p, h = (common.median(r) for r in (kfuzz_rates, plain_rates, hand_rates))
+    k, p, p64, h = (common.median(r) for r in (kfuzz_rates, plain_rates, plain64_rates,
+                                               hand_rates))
     return {
         "batch": "auto" if batch is None else batch, "cases": cases, "runs": runs,
         "failed_cases": failed, "mean_batch": round(common.median(means), 2),
         "kfuzz_cases_per_s": round(k, 1), "plain_cases_per_s": round(p, 1),
         "hand_cases_per_s": round(h, 1),
+        "plain_draw": "float32",
         "ratio_to_plain_loop": round(common.median(plain_ratios), 3),
         "ratios_to_plain_loop": [round(r, 3) for r in plain_ratios],
+        "plain_f64_cases_per_s": round(p64, 1),
+        "ratio_to_plain_f64_loop": round(common.median(plain64_ratios), 3),
         "ratio": round(common.median(ratios), 3),
         "ratios": [round(r, 3) for r in ratios],
         "plain_case_ms": round(1e3 / p, 4),
@@ -264,24 +279,41 @@ def engine_costs(shape: list[int], cases: int, batches: Sequence[int], runs: int
 
 def materialise_costs(runs: int, reps: int = 50) -> dict[str, dict[str, float]]:
     """Milliseconds to build one ops.rmsnorm case's inputs (x and weight, BF16, normal) per
-    shape: version 1 (the sequential torch.Generator every case used before) against version 2
-    (position-stable), alternating, medians of `runs` timings of `reps` builds."""
+    shape: version 1 (the sequential torch.Generator every case used before), version 2
+    (position-stable) and the plain loop's float32 `torch.randn` draws, alternating, medians
+    of `runs` timings of `reps` builds."""
     target = get(TARGET)
     out = {}
     for name, shape in SHAPES.items():
         case = {"shape": shape, "dtype": "bfloat16", "x": NORMAL, "eps": 1e-6, "seed": 7}
-        times: dict[str, list[float]] = {"v1": [], "v2": []}
+        builds = {"v1": functools.partial(_inputs, target, case),
+                  "v2": functools.partial(_inputs, target, stamp(case)),
+                  "randn": functools.partial(_randn_inputs, shape, 7)}
+        times: dict[str, list[float]] = {label: [] for label in builds}
         for _ in range(runs):
-            for label, c in (("v1", case), ("v2", stamp(case))):
-                target.inputs(c, generator_for(c))
+            for label, build in builds.items():
+                build()
                 start = time.perf_counter()
                 for _ in range(reps):
-                    target.inputs(c, generator_for(c))
+                    build()
                 times[label].append((time.perf_counter() - start) / reps * 1e3)
-        v1, v2 = common.median(times["v1"]), common.median(times["v2"])
+        v1, v2, randn = (common.median(times[k]) for k in ("v1", "v2", "randn"))
         out[name] = {"shape": shape, "v1_ms": round(v1, 4), "v2_ms": round(v2, 4),
-                     "ratio": round(v2 / v1, 2)}
+                     "ratio": round(v2 / v1, 2), "randn_ms": round(randn, 4),
+                     "v2_over_randn": round(v2 / randn, 2)}
     return out
+
+
+def _inputs(target: Any, case: dict[str, Any]) -> dict[str, torch.Tensor]:
+    return target.inputs(case, generator_for(case))
+
+
+def _randn_inputs(shape: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The plain loop's inputs: float32 normals rounded to BF16."""
+    rows, hidden = shape
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, hidden, generator=gen).to(torch.bfloat16)
+    return x, (1 + 0.125 * torch.randn(hidden, generator=gen)).to(torch.bfloat16)
 
 
 def _short_path(path: str) -> str:
@@ -291,19 +323,42 @@ def _short_path(path: str) -> str:
     return path
 
 
+def _batches_arg(text: str) -> tuple[int | None, ...]:
+    out: list[int | None] = []
+    for part in text.split(","):
+        if part.strip() == "auto":
+            out.append(None)
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(
+                f"{part!r} is not 'auto' or a positive int; give e.g. --batches auto,1,16")
+        out.append(value)
+    return tuple(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     p = common.parser(__doc__, "overhead.json")
     p.add_argument("--runs", type=int, default=None, help="runs per measurement (default 5; "
                    "2 with --quick)")
+    p.add_argument("--batches", type=_batches_arg, default=None, metavar="LIST",
+                   help="comma-separated batch sizes to measure, 'auto' for the default "
+                   "(default auto,1,16; auto,1 with --quick)")
     args = p.parse_args(argv)
     common.single_thread()
     runs = args.runs or (2 if args.quick else 5)
     cases = QUICK_CASES if args.quick else CASES
     batches = QUICK_BATCHES if args.quick else BATCHES
+    if args.batches:
+        batches = args.batches
     # Warm-up: imports, the registry, torch's first calls, Hypothesis' first strategy build.
     kfuzz_run(SHAPES["small"], 20, 1, seed=1)
     plain_loop(SHAPES["small"], 20, seed=1)
+    plain_loop(SHAPES["small"], 20, seed=1, draw=torch.float64)
     classes = {}
     for name, shape in SHAPES.items():
         rows = [measure(shape, cases[name], b, runs) for b in batches]
@@ -311,11 +366,13 @@ def main(argv: list[str] | None = None) -> None:
         for r in rows:
             print(f"{name:6} batch {r['batch']!s:4} (mean {r['mean_batch']:5.1f}): kfuzz "
                   f"{r['kfuzz_cases_per_s']:8.1f}/s  plain loop {r['plain_cases_per_s']:8.1f}/s "
-                  f"ratio {r['ratio_to_plain_loop']:.3f}  executor loop "
+                  f"ratio {r['ratio_to_plain_loop']:.3f} (float64 draws: ratio "
+                  f"{r['ratio_to_plain_f64_loop']:.3f})  executor loop "
                   f"{r['hand_cases_per_s']:8.1f}/s ratio {r['ratio']:.3f}", flush=True)
     building = materialise_costs(runs)
     print(f"building inputs, ms (v1 -> v2): {building}", flush=True)
-    engine = engine_costs(SHAPES["small"], cases["small"], batches, runs)
+    engine = engine_costs(SHAPES["small"], cases["small"], sorted(
+        set(batches) | {None, 1}, key=lambda b: 0 if b is None else b), runs)
     print(f"engine alone: bare @given {engine['bare_given_integer_us']} us, case strategy "
           f"{engine['given_case_strategy_us']} us, campaign {engine['campaign_no_work']}, "
           f"own time {engine['profile_own_time_shares']}")

@@ -61,8 +61,11 @@ def overhead(doc: dict[str, Any]) -> str:
     out = ["## 1. Overhead: kfuzz against the loop a user would write", "",
            _provenance(doc, f"medians of {doc['runs']} alternating runs"), "",
            f"Work per case: {doc['work']}. The plain loop is what a user writes instead: per "
-           "case seed, inputs from a `torch.Generator`, the kernel, a float64 oracle and a "
-           "count of elements outside `atol + rtol * |expected|`. The executor loop runs "
+           "case seed, inputs from a `torch.Generator` (`torch.randn(rows, cols, "
+           "generator=gen)`: float32 normals, torch's default, rounded to BF16), the kernel, a "
+           "float64 oracle and a count of elements outside `atol + rtol * |expected|`. The "
+           "float64-draw loop is the same loop drawing its normals in float64, which costs "
+           "several times more per draw; it is shown for comparison only. The executor loop runs "
            "exactly the cases the kfuzz campaign ran, in the same process, through "
            "`kfuzz.execute.executor.run_case`. Ratio = kfuzz cases/s / loop cases/s, the median of "
            "the per-run ratios. Batch = cases per Hypothesis example: auto (the default) follows "
@@ -75,10 +78,14 @@ def overhead(doc: dict[str, Any]) -> str:
                          _f(r["kfuzz_cases_per_s"], 0), _f(r["plain_cases_per_s"], 0),
                          f"**{plain}**" if r["batch"] == "auto" else plain,
                          ", ".join(_f(x) for x in r["ratios_to_plain_loop"]),
+                         _f(r.get("plain_f64_cases_per_s"), 0),
+                         _f(r.get("ratio_to_plain_f64_loop")),
                          _f(r["hand_cases_per_s"], 0), _f(r["ratio"])])
     out.append(_table(["class", "shape", "batch", "mean batch", "kfuzz cases/s",
                        "plain loop cases/s", "ratio to plain loop", "per-run ratios",
-                       "executor loop cases/s", "ratio to executor loop"], rows))
+                       "float64-draw loop cases/s (not the baseline)",
+                       "ratio to float64-draw loop", "executor loop cases/s",
+                       "ratio to executor loop"], rows))
     e = doc["engine"]
     one = next(r for r in e["campaign_no_work"] if r["batch"] == 1)
     auto = next(r for r in e["campaign_no_work"] if r["batch"] == "auto")
@@ -93,9 +100,12 @@ def overhead(doc: dict[str, Any]) -> str:
     if "materialise" in doc:
         out += ["", "Building a case's inputs (ops.rmsnorm x and weight, BF16 normal; ms per case, "
                 "medians): version 1 is the sequential `torch.Generator` every case used before "
-                "position-stable inputs, version 2 the counter-based generator cases use now.", "",
-                _table(["shape", "version 1, ms", "version 2, ms", "v2 / v1"],
-                       [[m["shape"], _f(m["v1_ms"], 3), _f(m["v2_ms"], 3), _f(m["ratio"])]
+                "position-stable inputs, version 2 the counter-based generator cases use now, "
+                "`torch.randn` the plain loop's float32 draws rounded to BF16.", "",
+                _table(["shape", "version 1, ms", "version 2, ms", "v2 / v1", "torch.randn, ms",
+                        "v2 / torch.randn"],
+                       [[m["shape"], _f(m["v1_ms"], 3), _f(m["v2_ms"], 3), _f(m["ratio"]),
+                         _f(m.get("randn_ms"), 3), _f(m.get("v2_over_randn"))]
                         for m in doc["materialise"].values()])]
     out += ["", "### Where the engine's time goes", "",
             "The same campaign settings with no kernel work at all (the small class's pins):", "",
@@ -330,7 +340,7 @@ def targets(docs: dict[str, dict[str, Any] | None]) -> str:
     rows = []
     ov = docs.get("overhead")
     if ov:
-        for name, goal in (("small", 0.2), ("medium", 0.5), ("large", 0.8)):
+        for name, goal in (("small", 0.5), ("medium", 0.8), ("large", 0.9)):
             cls = ov["classes"][name]
             auto = _by_batch(cls, "auto")
             met = "met" if auto["ratio_to_plain_loop"] >= goal else "not met"
@@ -399,7 +409,7 @@ def targets(docs: dict[str, dict[str, Any] | None]) -> str:
                      "sqlite_utils\"`", f"<= {su['goal_ratio']:g}x",
                      f"{_f(ratio)}x ({_f(su['commands']['corpus_list']['median_s'], 3)} s)",
                      "met" if ratio <= su["goal_ratio"] else "not met"])
-    return _table(["target (issues 7, 10, 13)", "goal", "measured", "status"], rows)
+    return _table(["target", "goal", "measured", "status"], rows)
 
 
 def workers(doc: dict[str, Any]) -> str:

@@ -21,12 +21,15 @@ _EXPORTS = {
     "target": "kfuzz.targets.declare", "tensor": "kfuzz.targets.declare",
     "Target": "kfuzz.targets", "Variant": "kfuzz.targets", "OutputSpec": "kfuzz.targets",
     "register": "kfuzz.targets", "Comparator": "kfuzz.judge.comparator", "KfuzzError": "kfuzz.errors",
+    "chain": "kfuzz.chains.declare", "stage": "kfuzz.chains.stages",
 }
-__all__ = ["Comparator", "KfuzzError", "OutputSpec", "Result", "Target", "Variant", "check", "fuzz",
-           "register", "run_case", "target", "tensor"]
+__all__ = ["Comparator", "KfuzzError", "OutputSpec", "Result", "Target", "Variant", "chain", "check",
+           "fuzz", "register", "run_case", "stage", "target", "tensor"]
 
 if TYPE_CHECKING:
     from kfuzz.api import Result, check, fuzz, run_case
+    from kfuzz.chains.declare import chain
+    from kfuzz.chains.stages import stage
     from kfuzz.errors import KfuzzError
     from kfuzz.judge.comparator import Comparator
     from kfuzz.targets.declare import target, tensor

@@ -78,6 +78,10 @@ class Result:
             lines.append("")
         if first.outcome.error:
             lines += [f"error: {first.outcome.error}", ""]
+        if first.attribution:
+            from kfuzz.present.attribution import attribution_lines
+
+            lines += [*attribution_lines(first.attribution), ""]
         lines.append("Reproduce:")
         lines += ["    " + line for line in self.reproduce_lines(case)]
         return "\n".join(lines)

@@ -169,6 +169,11 @@ class FindingItem(pytest.Item):
         if result.status == "pass":
             return
         detail = outputs_text(result.outputs, result.error)
+        from kfuzz.present.attribution import attribution_lines
+
+        blame = attribution_lines(corpus.store.get(self.fingerprint).get("attribution"))
+        if blame:
+            detail += "\n\n" + "\n".join(blame)
         raise FindingFailed(
             f"finding {short_id(self.fingerprint)} still fails: {result.target} kernel "
             f"{result.kernel} vs {result.oracle}, mismatch ratio "

@@ -14,7 +14,9 @@ FIND = ["--compare", "exact", "--max-ratio", "0.005", "--max-examples", "60", "-
 
 
 def test_lowp_rmsnorm_found_shrunk_stored_replayed_then_fixed(kfuzz, db_path):
-    run = kfuzz("run", "ops.rmsnorm", "--kernel", "eager_lowp", *FIND, "--db", db_path, "--json")
+    # Without the overflow edge, where x*x overflows the FP32 kernel too (the next test).
+    run = kfuzz("run", "ops.rmsnorm", "--kernel", "eager_lowp", *FIND, "--exclude", "overflow",
+                "--db", db_path, "--json")
     assert run.code == 1, run.err
     doc = run.json()
     shrunk = [f for f in doc["findings"] if f["kind"] == "shrunk"]
@@ -43,10 +45,11 @@ def test_lowp_rmsnorm_found_shrunk_stored_replayed_then_fixed(kfuzz, db_path):
 def test_fp32_rmsnorm_fails_only_where_x_squared_overflows(kfuzz, db_path):
     # The FP32-upcast RMSNorm is within 0.5% in exact comparison everywhere except for BF16
     # inputs near the overflow edge, where x*x overflows FP32 (same range as BF16) and the
-    # output collapses to 0: a real fault of the plain upcast, which the fuzzer finds.
+    # output collapses to 0: a real fault of the plain upcast, which the fuzzer finds. (FP32
+    # inputs are left out: exact comparison of an FP32 kernel fails on its final rounding.)
     run = kfuzz("run", "ops.rmsnorm", "--kernel", "eager_fp32", "--compare", "exact",
                 "--max-ratio", "0.005", "--max-examples", "200", "--seed", "1",
-                "--db", db_path, "--json")
+                "--pin", "dtype=bfloat16", "--db", db_path, "--json")
     assert run.json()["campaigns"][0]["examples"] == 200
     for finding in run.json()["findings"]:
         x = finding["case"]["x"]
@@ -75,8 +78,7 @@ def test_targets_json_lists_every_target_with_its_contract(kfuzz):
         (["run", "ops.nope"], "kfuzz: error: no target 'ops.nope'; known: "),
         (["run", "ops.rmsnorm", "--kernel", "nope"],
          "kfuzz: error: target 'ops.rmsnorm' has no kernel 'nope'; known: eager_lowp, eager_fp32, "
-         "compiled_lowp, compiled_fp32 "
-         "(or pass --kernel module:function)"),
+         "compiled_lowp, compiled_fp32"),
         (["run", "ops.rmsnorm", "--kernel", "nomodule:"],
          "kfuzz: error: malformed --kernel 'nomodule:'; expected module:function, "
          "e.g. mypkg.kernels:rmsnorm"),

@@ -496,7 +496,8 @@ def test_page_renders_in_headless_chromium_with_every_plot_loaded(report, tmp_pa
     pixels = imread(shot)[..., :3]
     assert pixels.shape[:2] == (2200, 1280)
     # matplotlib's first colour (C0, #1f77b4) fills the histogram bars and nothing else on the
-    # page uses it: many such pixels mean the plots were drawn, not broken-image icons.
+    # page uses it: many such pixels mean the plots were drawn, not broken-image icons (which
+    # leave none; shrunk cases of a few elements draw thin bars, a few thousand pixels).
     c0 = torch.tensor([0x1F, 0x77, 0xB4], dtype=torch.float64) / 255
     close = (torch.from_numpy(pixels.astype("float64")) - c0).abs().amax(-1) < 0.05
-    assert int(close.sum()) > 5000
+    assert int(close.sum()) > 2000

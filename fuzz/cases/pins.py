@@ -1,5 +1,10 @@
 """Pins: case fields held at fixed values while searching and shrinking (`--pin FIELD=VALUE`).
 
+A pin may also hold a field within a few values (`OneOf`) instead of at one: a kernel that
+implements only some dtypes (`variant(fn, dtypes=[...])`) gets its "dtype" field held within
+them (`dtype_pin`), so that no case of another dtype is drawn for it; a drawn value outside
+them is replaced by one of them (no draw is thrown away).
+
 A pin is checked against its target before any search, so that a typo, a shape of the wrong
 rank, a dtype the target does not offer or a size that would allocate gigabytes is one line
 naming the pin, not an exception (or an out-of-memory kill) somewhere inside a campaign. The
@@ -13,11 +18,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from kfuzz.errors import OptionError
-from kfuzz.targets.registry import Target
+from kfuzz.targets.registry import Target, Variant
 
 SAMPLES = 100
 # A string field that takes at most this many values over the samples is categorical (a
@@ -26,6 +32,82 @@ CATEGORICAL = 16
 # Materialising a pinned case to check it is skipped past this many elements (the size check
 # has already vouched for it).
 CHECK_NUMEL = 1 << 22
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A pin that holds a field within `values` (in the order the target offers them) rather
+    than at one value. left_out: the values the target offers that it leaves out; why: who
+    asked (e.g. "kernel 'ort' implements float32, float16")."""
+
+    values: tuple[Any, ...]
+    left_out: tuple[Any, ...] = ()
+    why: str = ""
+
+    def take(self, drawn: Any, case: Mapping[str, Any]) -> Any:
+        """`drawn` when it is one of the values, else one of them chosen by the case's seed
+        (each value as likely)."""
+        if drawn in self.values:
+            return drawn
+        return self.values[int(case.get("seed", 0)) % len(self.values)]
+
+    def describe(self) -> str:
+        """E.g. "bfloat16 (kernel 'ort' implements float32, float16)"."""
+        return f"{', '.join(map(str, self.left_out))}" + (f" ({self.why})" if self.why else "")
+
+
+def apply_pins(pins: Mapping[str, Any], case: dict[str, Any]) -> dict[str, Any]:
+    """`case` with its pinned fields set: a `OneOf` field kept or replaced by one of its
+    values, any other pinned field set to its value."""
+    out = dict(case)
+    for key, value in pins.items():
+        out[key] = value.take(case.get(key), case) if isinstance(value, OneOf) else value
+    return out
+
+
+def holds(pins: Mapping[str, Any], case: Mapping[str, Any]) -> bool:
+    """Whether every pinned field of `case` holds its pin (is one of a `OneOf`'s values)."""
+    return all(case.get(k) in v.values if isinstance(v, OneOf) else case.get(k) == v
+               for k, v in pins.items())
+
+
+def left_out(pins: Mapping[str, Any] | None) -> dict[str, str]:
+    """Field -> what its `OneOf` pin leaves out and why, for the run's summary."""
+    return {k: v.describe() for k, v in (pins or {}).items() if isinstance(v, OneOf)
+            and v.left_out}
+
+
+def dtype_pin(target: Target, variants: Sequence[Variant], pins: Mapping[str, Any],
+              max_numel: int) -> OneOf | None:
+    """The pin that holds `target`'s "dtype" field within the dtypes every one of `variants`
+    (the kernel, and an oracle that is a kernel variant) implements (`Variant.dtypes`); None
+    when they implement every dtype the target offers, or when the user pinned the dtype.
+    Raises OptionError when they implement none the target offers, or the user pinned a
+    dtype one of them does not implement."""
+    limited = [v for v in variants if v.dtypes is not None]
+    if not limited:
+        return None
+    user = pins.get("dtype")
+    for v in limited:
+        if user is not None and user not in (v.dtypes or ()):
+            raise _error("dtype", f"dtype={json.dumps(user)}",
+                         f": {v.name!r} implements {', '.join(v.dtypes or ())}, not {user}")
+    if user is not None:
+        return None
+    samples = sample_cases(target, max_numel)
+    offered = list(dict.fromkeys(c["dtype"] for c in samples if isinstance(c.get("dtype"), str)))
+    if not offered:
+        return None
+    kept = [d for d in offered if all(d in (v.dtypes or ()) for v in limited)]
+    why = "; ".join(f"{v.name!r} implements {', '.join(v.dtypes or ())}" for v in limited)
+    if not kept:
+        raise OptionError("kernel", limited[0].name,
+                          f": {why}; target {target.name!r} offers dtypes "
+                          f"{', '.join(offered)}, so there is nothing to fuzz (choose another "
+                          "kernel or target)")
+    if len(kept) == len(offered):
+        return None
+    return OneOf(tuple(kept), tuple(d for d in offered if d not in kept), why)
 
 
 def parse_pins(items: Sequence[str]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from kfuzz.cli.parser import KfuzzParser, db_option, json_option, plugin_option
 from kfuzz.enums import Failure, FindingStatus, Kind
 from kfuzz.errors import KfuzzError
 from kfuzz.judge.comparator import Comparator, ComparatorError
+from kfuzz.present.attribution import attribution_lines
 from kfuzz.present.text import percent, table
 from kfuzz.store.corpus import DEFAULT_DB, CorpusStore
 from kfuzz.store.rows import json_safe, short_id
@@ -89,6 +90,10 @@ def _add_export(csub: Subcommands) -> None:
                    "key __kfuzz__ holds JSON: each input's dtype, stored_as and shape, the "
                    "params (keyword arguments), signature, target, kernel, oracle and case. "
                    "Load with numpy.load(FILE); json.loads(npz['__kfuzz__'].item())")
+    p.add_argument("--standalone", action="store_true",
+                   help="for a built-in ONNX Runtime or JAX kernel: a script that needs only "
+                   "NumPy and that library (the one-node model or the JAX call, the inputs "
+                   "and float64 expected values inline, the check); exit 1 while it fails")
     p.add_argument("--force", action="store_true", help="overwrite FILE(s) that exist")
     plugin_option(p, "the script loads this plugin instead of a recorded one of the same "
                   "file or module name (a corpus made under another checkout path; the "
@@ -237,6 +242,8 @@ def cmd_corpus_show(args: argparse.Namespace) -> int:
         print(f"{'comparator':19} {json.dumps(row['comparator'])}")
     if row.get("shrink"):
         print(f"{'shrink':19} {json.dumps(row['shrink'])}")
+    for line in attribution_lines(row.get("attribution")):
+        print(line)
     print(f"{'versions':19} {json.dumps(row.get('versions'))}")
     if row.get("plugins"):
         print(f"{'plugins':19} {json.dumps(row['plugins'])}")
@@ -278,6 +285,10 @@ def cmd_corpus_export(args: argparse.Namespace) -> int:
     store = CorpusStore(args.db, read_only=True)
     row = store.get(store.resolve_id(args.id))
     script = reproducer(row, args.plugin or [])  # a --plugin stands in for a recorded one
+    if getattr(args, "standalone", False):
+        from kfuzz.present.standalone import standalone
+
+        script = standalone(row)
     out = _writable("-o", args.out, args.force) if args.out else None
     inputs = _writable("--inputs", args.inputs, args.force) if args.inputs else None
     if out is not None and inputs is not None and out.resolve() == inputs.resolve():

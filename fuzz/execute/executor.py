@@ -111,13 +111,18 @@ class Outcome:
         if self.status in (Status.ERROR, Status.CONTRACT):
             return {f"{self.status.value}:{self.error_type or ''}"}
         out = set()
+        # A chain's failure also names the stages failing on their own inputs (`kfuzz.chain`),
+        # so that shrinking keeps the blame: "out:mismatch:wrong@q".
+        blame = "+".join(sorted(k[6:] for k, v in self.features.items()
+                                if k.startswith("blame:") and v))
+        at = f"@{blame}" if blame else ""
         for name, m in self.outputs.items():
             if not m["passed"]:
                 if m["nonfinite_mismatches"]:
-                    out.add(f"{name}:nonfinite")
+                    out.add(f"{name}:nonfinite{at}")
                     continue
                 how = error_class(m, self.dtypes.get(name))
-                out.add(f"{name}:mismatch" + (f":{how}" if how else ""))
+                out.add(f"{name}:mismatch" + (f":{how}" if how else "") + at)
         return out
 
     def worst_over_allowed(self) -> float:

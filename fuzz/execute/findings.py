@@ -61,6 +61,8 @@ class Finding:
     device: str = "cpu"
     shrink: dict[str, Any] = field(default_factory=dict)
     replaces: str | None = None
+    # A chain's attribution of the failure to its stages (`kfuzz.chains.attribution`).
+    attribution: dict[str, Any] | None = None
     # The id of the corpus row this finding went to (`CorpusStore.record_findings`): its own
     # fingerprint, or that of the open finding with its signature (or the open peak) it
     # updated. None until stored.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from kfuzz.judge.comparator import Comparator, format_setting
 from kfuzz.judge.metrics import Metrics
+from kfuzz.judge.quick import summary
 from kfuzz.judge.stages import (
     ShapeMismatch,
     Statistics,
@@ -117,6 +118,8 @@ def compare(
         full: False computes only what the verdict needs (mismatches, passed,
             worst_over_allowed, mismatch_ratio, the non-finite counts) and returns a summary
             (complete=False) when the output passes; a failing output always gets everything.
+            An output that surely passes is summarised by `kfuzz.judge.quick.summary`, with
+            the same numbers.
 
     Returns:
         The metrics, verdict and message.
@@ -128,6 +131,11 @@ def compare(
     """
     if worst < 0:
         raise ValueError(f"worst must be >= 0, got {worst}")
+    if not full:
+        # An output that surely passes is decided in one float32 pass; the rest, here.
+        quick = summary(actual, expected, comparator)
+        if quick is not None:
+            return quick
     ops = prepare(actual, expected, comparator)
     pairs = split_nonfinite(ops)
     work = Work(ops, pairs)

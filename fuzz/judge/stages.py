@@ -30,7 +30,7 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
     return index[::-1]
 
 
-def _allowed_mismatches(max_ratio: float, numel: int) -> int:
+def allowed_mismatches(max_ratio: float, numel: int) -> int:
     """The largest mismatch count m with m / numel <= max_ratio.
 
     The verdict tests the ratio rather than `m <= max_ratio * numel`: the division is correctly
@@ -266,7 +266,7 @@ def decide(w: Work) -> Verdict:
         bad = pairs.diff > allowed
     n_bad_finite = int(bad.sum())
     mismatches = n_bad_finite + pairs.nonfinite_mismatches
-    allowed_count = _allowed_mismatches(cmp.max_ratio, ops.numel)
+    allowed_count = allowed_mismatches(cmp.max_ratio, ops.numel)
     return Verdict(allowed, bad, n_bad_finite, mismatches, allowed_count,
                    _worst_over_allowed(w, allowed, n_bad_finite))
 

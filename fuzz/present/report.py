@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from kfuzz.errors import KfuzzError
+from kfuzz.present.attribution import attribution_html, attribution_lines
 from kfuzz.present.rerun import rerun
-from kfuzz.present.runs import RUN_HEADERS, campaigns, run_cells
+from kfuzz.present.runs import COVERAGE_HEADERS, RUN_HEADERS, campaigns, coverage_rows, run_cells
 from kfuzz.present.text import html_table, md_table, percent
 from kfuzz.store.corpus import CorpusStore
 from kfuzz.store.rows import decode_row, now, short_id
@@ -316,6 +317,7 @@ def write_report(store: CorpusStore, out_dir: str | Path, *, device: str = "cpu"
         md_parts.append(section_md)
     header = _summary_line(store, by_target, runs)
     run_rows = [run_cells(r) for r in runs]
+    cover = coverage_rows(runs)
     nav = " · ".join(f'<a href="#{html.escape(_slug(t))}">{html.escape(t)}</a>' for t in by_target)
     page = (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -323,12 +325,15 @@ def write_report(store: CorpusStore, out_dir: str | Path, *, device: str = "cpu"
         f"<h1>kfuzz report</h1><p>{html.escape(header)}</p>"
         + (f"<p>{nav}</p>" if nav else "<p>No findings.</p>")
         + "<h2>Runs</h2>" + (html_table(RUN_HEADERS, run_rows) if run_rows else "<p>none</p>")
-        + "".join(html_parts) + "</body></html>\n"
+        + "".join(html_parts)
+        + ("<h2>Coverage</h2>" + html_table(COVERAGE_HEADERS, cover) if cover else "")
+        + "</body></html>\n"
     )
     markdown = (
         f"# kfuzz report\n\n{header}\n\n## Runs\n\n"
         + (md_table(RUN_HEADERS, run_rows) if run_rows else "none") + "\n\n"
         + ("\n".join(md_parts) if md_parts else "No findings.\n")
+        + (f"\n## Coverage\n\n{md_table(COVERAGE_HEADERS, cover)}\n" if cover else "")
     )
     files.html.write_text(page, encoding="utf-8")
     files.markdown.write_text(markdown, encoding="utf-8")
@@ -426,6 +431,7 @@ def _finding_html(item: FindingItem) -> str:
              f"<pre>case {esc(json.dumps(row.get('case')))}"
              + (f"\ncomparator {esc(json.dumps(row.get('comparator')))}"
                 if row.get("comparator") else "") + "</pre>"]
+    parts.append(attribution_html(row.get("attribution")))
     points = _worst_points(row)
     if points:
         parts.append("<p>Worst points when stored:</p>" + html_table(POINT_HEADERS, points))
@@ -444,6 +450,8 @@ def _finding_html(item: FindingItem) -> str:
 def _finding_md(item: FindingItem) -> str:
     row = item.row
     lines = [f"### {_finding_title(item)}\n", f"case `{json.dumps(row.get('case'))}`\n"]
+    if row.get("attribution"):
+        lines.append("```\n" + "\n".join(attribution_lines(row["attribution"])) + "\n```\n")
     points = _worst_points(row)
     if points:
         lines.append("Worst points when stored:\n\n" + md_table(POINT_HEADERS, points) + "\n")

@@ -82,3 +82,32 @@ def run_cells(run: dict[str, Any]) -> list[str]:
             run_budget(run), "-" if examples is None else str(examples),
             ", ".join(map(str, run.get("targets") or [])), str(run.get("findings")),
             str(run.get("status"))]
+
+
+COVERAGE_HEADERS = ["run", "target", "cases", "dtypes", "sizes", "special values",
+                    "index layouts", "never reached"]
+
+
+def _counts(counts: Any) -> str:
+    if not isinstance(counts, dict) or not counts:
+        return "-"
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
+def coverage_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per campaign that stored its coverage (`kfuzz.search.coverage`), newest run
+    first as `runs` are: what its cases exercised and what they never reached."""
+    rows = []
+    for run in runs:
+        for c in campaigns(run):
+            cov = c.get("coverage")
+            if not isinstance(cov, dict) or not cov:
+                continue
+            never = cov.get("never_reached") or []
+            rows.append([str(run.get("id", "")), str(c.get("target", "")),
+                         str(cov.get("cases", 0)), _counts(cov.get("dtype")),
+                         _counts(cov.get("size")), _counts(cov.get("special")),
+                         _counts(cov.get("index")),
+                         ", ".join(map(str, never)) if isinstance(never, list) and never
+                         else "-"])
+    return rows

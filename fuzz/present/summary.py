@@ -9,6 +9,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from kfuzz.present.attribution import attribution_lines
 from kfuzz.present.text import number, percent, table
 from kfuzz.store.rows import short_id
 
@@ -101,6 +102,7 @@ def finding_summary(finding: Finding) -> dict[str, Any]:
         "metrics": {name: {k: m.get(k) for k in METRIC_KEYS} for name, m in outputs.items()},
         "error": finding.outcome.error,
         "shrink": finding.shrink or None,
+        "attribution": finding.attribution,
     }
 
 
@@ -110,7 +112,8 @@ def run_document(report: RunReport) -> dict[str, Any]:
     return {
         "run": report.run_id, "db": report.db, "status": report.status,
         "budget": report.budget, "exit_code": report.exit_code(),
-        "targets": [{k: r[k] for k in ("target", "state", "skipped", "failed", "examples")
+        "targets": [{k: r[k] for k in ("target", "state", "skipped", "failed", "examples",
+                                       "left_out")
                      if k in r} for r in results],
         "campaigns": [r for r in results if r["state"] == "run"],
         "skipped": [{"target": t, "reason": why} for t, why in report.skipped],
@@ -130,11 +133,22 @@ def run_text(report: RunReport) -> str:
                      str(len(r.findings)), f"{r.seconds:.1f}s", str(r.seed)])
     parts = [table(rows, ["target", "kernel", "oracle", "examples", "rate", "findings", "time",
                           "seed"])] if rows else []
+    from kfuzz.search.coverage import coverage_line
+
+    covered = [f"  {r.target}: {coverage_line(r.coverage)}" for r in report.campaigns
+               if r.coverage]
+    if covered:
+        parts.append("coverage:\n" + "\n".join(covered))
     closest = [run.closest for run in report.runs if run.result is not None and run.closest]
     if closest:
         parts.append(table([_closest_row(c) for c in closest],
                            ["closest call", "output", "worst/allowed", "ratio", "max ulp",
                             "rel-L2", "case"]))
+    left = [(r["target"], field, why) for r in report.results()
+            for field, why in r.get("left_out", {}).items()]
+    if left:
+        parts.append("left out (not implemented by the kernel):\n" + "\n".join(
+            f"  {target}: {field} {why}" for target, field, why in left))
     if report.skipped:
         parts.append("skipped (ran no case):\n" + "\n".join(
             f"  {target}: {why}" for target, why in report.skipped))
@@ -158,6 +172,11 @@ def run_text(report: RunReport) -> str:
         rows.append([short_id(f.stored_as or f.fingerprint), f.kind, f.failure, f.target,
                      percent(f.outcome.worst_ratio()), str(size or "-"), shrink])
     parts.append(table(rows, ["id", "kind", "failure", "target", "ratio", "size", "shrink"]))
+    for f in report.findings:
+        if f.attribution:
+            parts.append("\n".join([f"{short_id(f.stored_as or f.fingerprint)} "
+                                     + line for line in attribution_lines(f.attribution)[:1]]
+                                    + attribution_lines(f.attribution)[1:]))
     if report.db is not None:
         parts.append(f"stored in {report.db}; `kfuzz corpus show ID` for details, "
                      "`kfuzz replay` to rerun")
@@ -190,5 +209,7 @@ def targets_text(described: list[dict[str, Any]]) -> str:
             for name, doc in d[role].items():
                 mark = " (default)" if name == default else ""
                 lines.append(f"  {role[:-1]:6} {name}{mark}: {doc}")
+        lines += [f"  seed case (run first): {json.dumps(case, sort_keys=True)}"
+                  for case in d.get("examples", [])]
         lines.append("")
     return "\n".join(lines)

@@ -161,11 +161,39 @@ def plan(options: RunOptions) -> tuple[list[CampaignConfig], ExecutorSpec]:
             for config in configs:
                 target = registry.get(config.target)
                 check_pins(target, template.pins, config.max_numel or target.max_numel)
+    configs = [_within_dtypes(config) for config in configs]
     spec = ExecutorSpec(isolate=isolate,
                         case_timeout=options.case_timeout or (DEFAULT_CASE_TIMEOUT if isolate
                                                               else None),
                         plugins=tuple(options.plugins))
     return configs, spec
+
+
+def _within_dtypes(config: CampaignConfig) -> CampaignConfig:
+    """`config` with its "dtype" field held within the dtypes its kernel (and an oracle that
+    is a kernel variant) implements (`kfuzz.cases.pins.dtype_pin`), so that the search draws
+    no case the kernel does not implement; the summary lists what that left out. A kernel
+    that cannot be resolved here is left to the campaign. Raises OptionError for a pinned
+    dtype the kernel does not implement, or no dtype in common."""
+    target = registry.get(config.target)
+    variants = []
+    for role, name in (("kernel", config.kernel or target.default_kernel),
+                       ("oracle", config.oracle or target.default_oracle)):
+        try:
+            variants.append(registry.resolve(target, role, name))
+        except KfuzzError:
+            continue
+    if all(v.dtypes is None for v in variants):
+        return config
+    from kfuzz.cases.pins import dtype_pin
+    from kfuzz.search.campaign import HypothesisStorage
+
+    pins = dict(config.pins or {})
+    with HypothesisStorage():  # the check draws cases: no .hypothesis/ in the cwd
+        pin = dtype_pin(target, variants, pins, config.max_numel or target.max_numel)
+    if pin is None:
+        return config
+    return dataclasses.replace(config, pins={**pins, "dtype": pin})
 
 
 def reserve(budget: float) -> float:

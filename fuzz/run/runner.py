@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kfuzz.cases.pins import left_out
 from kfuzz.errors import KfuzzError
 from kfuzz.execute.findings import Finding
 from kfuzz.run.campaigns import NO_TIME, CampaignRun, RunContext, Runner, run_sequential
@@ -84,6 +85,8 @@ class RunReport:
                 entry["failed"] = run.failed
             if run.config.time_limit is not None:
                 entry["budget"] = round(run.config.time_limit, 3)
+            if left_out(run.config.pins):
+                entry["left_out"] = left_out(run.config.pins)
             out.append(entry)
         return out
 

@@ -37,17 +37,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings, target
+from hypothesis import HealthCheck, Phase, Verbosity, example, given, settings, target
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
-from kfuzz.cases.materialise import stamp
-from kfuzz.cases.strategies import regimes_in
 from kfuzz.enums import Status
 from kfuzz.errors import ContractViolation, KfuzzError
 from kfuzz.execute.executor import Executor, InProcessExecutor, Job, Outcome, contract_outcome
 from kfuzz.execute.findings import Finding, canonical_json
 from kfuzz.search.batch import BatchSizer, batch_seeds, case_elements, evaluate_within
 from kfuzz.search.config import CampaignConfig, CampaignResult
+from kfuzz.search.coverage import Coverage
+from kfuzz.search.drawn import Abort, campaign_cases, seed_cases
 from kfuzz.search.feedback import feedback, raw_metrics
 from kfuzz.search.fresh import fresh_settings
 from kfuzz.search.interrupts import catch_interrupts, restore
@@ -60,16 +60,6 @@ from kfuzz.targets import registry
 # Re-exported: where callers have always imported them from.
 __all__ = ["ROUND_EXAMPLES", "CampaignConfig", "CampaignResult", "FindingFn", "HypothesisStorage",
            "ProgressFn", "feedback", "raw_metrics", "run_campaign"]
-
-
-def _pin(pins: dict[str, Any], target: str, case: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(pins) - set(case))
-    if unknown:
-        raise _Abort(KfuzzError(
-            f"--pin {unknown[0]}: cases of {target!r} have no field {unknown[0]!r}; "
-            f"fields: {', '.join(sorted(case))}"
-        ))
-    return {**case, **pins}
 
 
 # Hypothesis examples per round (see the module docstring). Hypothesis starts climbing the
@@ -87,14 +77,6 @@ class _Failed(Exception):
 
 class _Stop(BaseException):
     """Ends a round at once (budget spent). A BaseException so Hypothesis does not shrink it."""
-
-
-class _Abort(BaseException):
-    """Carries a KfuzzError (a configuration problem) out through Hypothesis."""
-
-    def __init__(self, error: KfuzzError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -152,6 +134,7 @@ class _Campaign:
                                pins=config.pins, seed=self.seed, fresh=fresh_settings())
         self.strategy = cases.map(lambda case: batch_seeds(self.batcher.size_for(case), case))
         self.known: set[str] = set()
+        self.coverage = Coverage(self.target.case_size, self.max_numel, self.target.specials)
         # Whether the kernel has met its output contract on some case (see _evaluate).
         self.contract_met = False
         self.result = CampaignResult(self.target.name, self.kernel, self.oracle, self.seed)
@@ -180,16 +163,7 @@ class _Campaign:
         self.interrupted = False
 
     def _cases(self, max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
-        """The campaign's cases within `max_numel`: pinned, without excluded regimes, stamped."""
-        cases = self.target.cases(max_numel)
-        if self.config.pins:
-            cases = cases.map(functools.partial(_pin, dict(self.config.pins), self.target.name))
-        if self.config.exclude:
-            # Regimes a kernel does not promise to handle (e.g. near-overflow inputs).
-            excluded = set(self.config.exclude)
-            cases = cases.filter(lambda case: not regimes_in(case) & excluded)
-        # Every drawn case is built by the current, position-stable materialisation.
-        return cases.map(stamp)
+        return campaign_cases(self.target, max_numel, self.config.pins, self.config.exclude)
 
     # -- the Hypothesis test --------------------------------------------------------------
 
@@ -228,11 +202,13 @@ class _Campaign:
         try:
             outcomes = self._evaluate_in_time(cases)
         except KfuzzError as exc:
-            raise _Abort(exc) from None
+            raise Abort(exc) from None
         cases = cases[: len(outcomes)]
         if not self.shrinking:
             self.result.examples += len(cases)
             self.round_new += len(cases)
+            for case in cases:
+                self.coverage.add(case)
         self.batcher.observe(len(cases))
         if len(self.seen) > SEEN_LIMIT:
             self.seen.clear()
@@ -357,6 +333,7 @@ class _Campaign:
         self._store_peak()
         self.result.seconds = time.perf_counter() - self.start
         self.result.batch, self.result.batch_mean = self.batcher.last, self.batcher.mean
+        self.result.coverage = self.coverage.to_dict()
         return self.result
 
     def _round(self) -> bool:
@@ -382,9 +359,12 @@ class _Campaign:
             # Odd rounds (the first one included) are fresh draws, even ones Hypothesis' own.
             **(fresh_settings() if self.result.rounds % 2 else {}),
         )
-        test = hypothesis_seed(self.seed + self.result.rounds - 1)(
-            hyp_settings(given(self.strategy)(self._test))
-        )
+        test = given(self.strategy)(self._test)
+        if self.result.rounds == 1:  # the target's seed cases first, in their order
+            seeds = seed_cases(self.target, self.config.pins, self.config.exclude)
+            for case in reversed(seeds):  # decorators apply inside out
+                test = example(batch_seeds(1, case))(test)
+        test = hypothesis_seed(self.seed + self.result.rounds - 1)(hyp_settings(test))
         try:
             test()
         except _Stop:
@@ -393,7 +373,7 @@ class _Campaign:
                 return True
             self.result.stopped = "budget" if time.perf_counter() >= self.deadline else "examples"
             return False
-        except _Abort as abort:
+        except Abort as abort:
             raise abort.error from None
         except Exception:
             # _Failed after shrinking, or Hypothesis' own complaint (e.g. a flaky kernel that
@@ -449,6 +429,8 @@ class _Campaign:
             "passes": passes,
         }
         finding.replaces = self.raw.fingerprint if self.raw else None
+        if self.target.attribute is not None and outcome.status == "fail":  # a chain's stages
+            finding.attribution = self.target.attribute(self._job(case))
         self.known |= outcome.buckets()
         self.result.findings.append(finding)
         self.on_finding(finding)

@@ -83,6 +83,8 @@ class CampaignResult:
     # Cases per Hypothesis example: the last example's, and the mean over the run.
     batch: int = 1
     batch_mean: float = 1.0
+    # What the cases run covered (`kfuzz.search.coverage.Coverage.to_dict`).
+    coverage: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (findings as fingerprints)."""
@@ -93,4 +95,5 @@ class CampaignResult:
             "peak_ratio": self.peak_ratio, "rounds": self.rounds, "stopped": self.stopped,
             "batch": self.batch, "batch_mean": round(self.batch_mean, 2),
             "findings": [f.fingerprint for f in self.findings],
+            "coverage": self.coverage,
         }

@@ -76,7 +76,9 @@ class CaseSpace:
 
     def pinned(self, case: Case) -> bool:
         """Whether every pinned field of `case` holds its pinned value."""
-        return all(case.get(k) == v for k, v in self.pins.items())
+        from kfuzz.cases.pins import holds
+
+        return holds(self.pins, case)
 
     def floor(self) -> int:
         """The size of the simplest case of the space (pins and exclusions kept), which the

@@ -241,6 +241,7 @@ class CorpusStore:
             "mismatch_ratio": outcome.worst_ratio(), "device": finding.device,
             "versions": dumps(versions(finding.device)), "last_seen": stamp, "last_run": run_id,
             "plugins": dumps(plugins_for(finding.target)), "signature": finding.signature,
+            "attribution": dumps(finding.attribution),
         }
         existing = list(self.db.query('select kind, times_seen, "case" from findings where '
                                       "fingerprint = ?", [key]))

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 # A finding's short id: the first SHORT_ID characters of its fingerprint, wherever one is
 # printed or taken (`kfuzz corpus show ID`).
 SHORT_ID = 12
-JSON_COLUMNS = ("case", "comparator", "metrics", "shrink", "versions", "plugins")
+JSON_COLUMNS = ("case", "comparator", "metrics", "shrink", "versions", "plugins", "attribution")
 RUN_JSON_COLUMNS = ("argv", "targets", "versions", "results", "plugins")
 
 

@@ -121,3 +121,12 @@ def m005_signature(db: sqlite_utils.Database) -> None:
     if "signature" not in {c.name for c in table.columns}:
         table.add_column("signature", str)
     table.create_index(["target", "kernel", "oracle", "signature"], if_not_exists=True)
+
+
+@migrations()
+def m006_attribution(db: sqlite_utils.Database) -> None:
+    """Findings of a chain keep their attribution to its stages (`kfuzz.chains.attribution`):
+    JSON, NULL for other targets and for rows stored before."""
+    table = db.table("findings")
+    if "attribution" not in {c.name for c in table.columns}:
+        table.add_column("attribution", str)

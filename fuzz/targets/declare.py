@@ -227,6 +227,7 @@ def define(
     reductions: Callable[[dict[str, Any]], Iterable[tuple[str, dict[str, Any]]]] | None = None,
     features: Callable[..., Mapping[str, float]] | None = None,
     in_all: bool = True,
+    examples: Sequence[Mapping[str, Any]] = (),
     register: bool = True,
 ) -> Target:
     """Declare a target that draws its cases and builds its inputs itself; register it unless
@@ -243,7 +244,8 @@ def define(
     symbols; any other symbol is the case field of its name. An input's dtype is its field
     (`dtype_fields`), or its only choice where the case lacks the field. comparator_doc: why
     that comparator; signature: replaces the derived one; reductions, features, in_all: see
-    `kfuzz.targets.Target`. Raises PluginError with a one-line message."""
+    `kfuzz.targets.Target`; examples: cases every campaign runs first (`example_cases`).
+    Raises PluginError with a one-line message."""
     from kfuzz.targets import registry
 
     layout = _Layout(name, inputs, outputs, shape, sizes)
@@ -274,10 +276,33 @@ def define(
         reductions=reductions,
         features=features,
         in_all=in_all,
+        examples=example_cases(name, examples),
+        specials={k: spec.specials for k, spec in inputs.items() if spec.specials},
     )
     if register:
         registry.register(built)
     return built
+
+
+def example_cases(name: str, examples: Any) -> tuple[dict[str, Any], ...]:
+    """`examples` checked: case dicts of JSON values (a target's seed inputs, run first in
+    every campaign, as Hypothesis' `@example`). Raises PluginError naming the bad one."""
+    import json
+
+    if isinstance(examples, Mapping) or not isinstance(examples, (list, tuple)):
+        raise PluginError(f"target {name!r}: examples must be a list of case dicts, e.g. "
+                          "examples=[{'shape': [4, 4096], ...}]")
+    out = []
+    for i, case in enumerate(examples):
+        if not isinstance(case, Mapping):
+            raise PluginError(f"target {name!r}: examples[{i}] is a {type(case).__name__}, "
+                              "not a case dict")
+        try:
+            out.append(json.loads(json.dumps(dict(case), allow_nan=False)))
+        except (TypeError, ValueError) as exc:
+            raise PluginError(f"target {name!r}: examples[{i}] is not plain JSON data "
+                              f"({exc}); use lists, numbers and strings") from None
+    return tuple(out)
 
 
 def _param_strategy(name: str, key: str, value: Any) -> Any:
@@ -339,7 +364,32 @@ class _Drawn:
         self.fields = dtype_fields(name, inputs)
         self.choices = {self.fields[k]: spec.dtypes for k, spec in inputs.items()
                         if isinstance(spec.dtypes, tuple)}
+        self.name, self.given = name, dict(params)
         self.params = {k: _param_strategy(name, k, v) for k, v in params.items()}
+
+    def complete(self, example: dict[str, Any]) -> dict[str, Any]:
+        """A seed case from `example`: every shape symbol's size as given; dtypes, values,
+        params and the seed as given or their defaults. Raises PluginError."""
+        where = f"target {self.name!r}: example {example}"
+        missing = [s for s in self.symbols if s not in example]
+        if missing:
+            raise PluginError(f"{where} gives no size for {missing[0]!r}; name every shape "
+                              f"symbol ({', '.join(self.symbols)})")
+        case: dict[str, Any] = {f: options[0] for f, options in self.choices.items()}
+        case.update(dict.fromkeys(self.inputs, {"kind": "normal", "scale": 1.0}))
+        for key, value in self.given.items():
+            if isinstance(value, (list, tuple)):
+                case[key] = value[0]
+            elif key not in example and hasattr(value, "example"):  # a strategy
+                raise PluginError(f"{where} gives no value for param {key!r}, which is drawn")
+            else:
+                case[key] = value
+        case["seed"] = 0
+        unknown = sorted(set(example) - set(case) - set(self.symbols))
+        if unknown:
+            raise PluginError(f"{where} names {unknown[0]!r}, which is not a shape symbol, "
+                              f"input, param, dtype field or 'seed'")
+        return {**case, **example}
 
     def cases(self, limit: int) -> Any:
         """max_numel -> strategy of case dicts: `Target.cases`."""
@@ -376,6 +426,7 @@ def target(
     dims: Mapping[str, tuple[int, int]] | None = None,
     max_numel: int = DEFAULT_MAX_NUMEL,
     doc: str = "",
+    examples: Sequence[Mapping[str, Any]] = (),
     register: bool = True,
 ) -> Target:
     """Declare (and register, unless `register=False`) a target; returns its `Target`.
@@ -389,7 +440,10 @@ def target(
     output, a dict output -> Comparator, or None (allclose with torch.testing's tolerances per
     dtype). dims: symbol -> (min, max) size (default 1..1024). max_numel: most elements in
     one drawn tensor. A case holds each symbol's size, each dtype draw ("dtype", then
-    "<input>_dtype"), each input's value distribution, each param and the seed.
+    "<input>_dtype"), each input's value distribution, each param and the seed. examples:
+    cases every campaign runs first, each naming every shape symbol's size and optionally
+    anything else (dtypes default to the first choice, values to N(0, 1), params to their
+    first value, the seed to 0), e.g. [{"rows": 4, "cols": 4096}].
     Raises PluginError with a one-line message for anything inconsistent."""
     if not inputs:
         raise PluginError(f"target {name!r}: declare at least one input, e.g. "
@@ -400,6 +454,7 @@ def target(
     built = define(name, inputs=inputs, oracles=oracle, cases=drawn.cases,
                    materialise=drawn.materialise, outputs=outputs, kernels=kernels,
                    params=list(params), comparator=comparator, doc=doc, max_numel=max_numel,
+                   examples=[drawn.complete(e) for e in example_cases(name, examples)],
                    register=False)
     if register:
         # Declaring a name again (a notebook cell run twice) replaces the earlier declaration;

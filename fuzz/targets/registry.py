@@ -15,6 +15,7 @@ Built-in targets are registered on first use: `get(name)` imports only the modul
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import importlib.util
@@ -40,15 +41,27 @@ DEFAULT_MAX_NUMEL = 1 << 20
 @dataclass(frozen=True)
 class Variant:
     """One kernel or oracle of a target: a callable with the target's signature, plus fixed
-    keyword arguments (e.g. a tile size) bound at call time."""
+    keyword arguments (e.g. a tile size) bound at call time.
+
+    arrays: what the callable takes and returns, "torch" (tensors), "numpy" or "jax" (arrays;
+    BF16 as `ml_dtypes.bfloat16`); kfuzz converts at the call, once each way
+    (`kfuzz.targets.arrays`). dtypes: the dtype names it implements (None: every one the
+    target offers); a run draws only cases whose "dtype" field is one of them and says which
+    it left out."""
 
     name: str
     fn: Callable[..., Any]
     doc: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
+    arrays: str = "torch"
+    dtypes: tuple[str, ...] | None = None
 
     def __call__(self, **kwargs: Any) -> Any:
-        return self.fn(**kwargs, **self.params)
+        if self.arrays == "torch":
+            return self.fn(**kwargs, **self.params)
+        from kfuzz.targets.arrays import call
+
+        return call(self.fn, self.arrays, kwargs, self.params)
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,15 @@ class Target:
     # False for targets that exist to measure kfuzz itself (seeded faults): `run --all`
     # skips them; naming them still works.
     in_all: bool = True
+    # Cases every campaign runs first, before any drawn case (a fuzzer's seed inputs, such as
+    # the production shape with production values); a failing one is shrunk like any other.
+    examples: tuple[Mapping[str, Any], ...] = ()
+    # Input -> the special values its contract allows (`kfuzz.cases.strategies.SPECIALS`),
+    # which its drawn values reach; inputs allowing none are left out.
+    specials: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # A chain's attribution of a shrunk failure to its stages (`kfuzz.chain`): the failing
+    # case's `Job` -> JSON-able data, or None; None for other targets.
+    attribute: Callable[..., Any] | None = None
 
     def __post_init__(self) -> None:
         for role, names, default in (
@@ -141,6 +163,8 @@ class Target:
             "comparator_doc": self.comparator_doc,
             "max_numel": self.max_numel,
             "in_all": self.in_all,
+            "examples": [dict(case) for case in self.examples],
+            "specials": {k: list(v) for k, v in self.specials.items()},
         }
 
 
@@ -444,9 +468,15 @@ def resolve(target: Target, role: str, name: str) -> Variant:
     variant, so that two kernels can be compared with each other. Raises UnknownVariant or
     BadCallable."""
     if name in _LOCAL:
-        return Variant(name, _LOCAL[name], doc="user callable")
+        local = _LOCAL[name]
+        if isinstance(local, Variant):
+            return dataclasses.replace(local, name=name, doc=local.doc or "user callable")
+        return Variant(name, local, doc="user callable")
     if is_reference(name):
-        return Variant(name, import_callable(name, role), doc="user callable")
+        found = import_callable(name, role)
+        if isinstance(found, Variant):  # `variant(fn, arrays=..., dtypes=...)` in a module
+            return dataclasses.replace(found, name=name, doc=found.doc or "user callable")
+        return Variant(name, found, doc="user callable")
     pools = [target.kernels] if role == "kernel" else [target.oracles, target.kernels]
     for pool in pools:
         if name in pool:

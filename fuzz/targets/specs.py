@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from kfuzz.targets.registry import Variant
 
 DEFAULT_DTYPES = ("float32", "bfloat16", "float16")
+# What `variant(dtypes=...)` may name: the floating dtypes a case draws.
+FLOAT_DTYPES = ("float32", "bfloat16", "float16", "float64")
+# What a kernel or oracle takes and returns (`variant(arrays=...)`).
+ARRAYS = ("torch", "numpy", "jax")
 # Integer inputs (indices, positions) are described and expected, but never drawn by
 # `kfuzz.target`: a target with one builds its inputs itself (`declare.define`).
 INTEGER_DTYPES = ("int64", "int32")
@@ -34,13 +38,29 @@ class TensorSpec:
     dtypes: tuple[str, ...] | str
     values: Any = None
     note: str = ""
+    # The special values (`kfuzz.cases.strategies.SPECIALS`) the input's contract allows: its
+    # values reach each of them. () for integer and output specs.
+    specials: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        """E.g. "[rows, cols] bfloat16|float16", then ", " and the note if there is one."""
+        """E.g. "[rows, cols] bfloat16|float16", then ", " and the note if there is one, then
+        the special values a float input's contract leaves out ("finite: no nan, inf")."""
         dtype = (f"same dtype as {self.dtypes}" if isinstance(self.dtypes, str)
                  else "|".join(self.dtypes))
         text = f"[{', '.join(map(str, self.dims))}] {dtype}"
-        return f"{text}, {self.note}" if self.note else text
+        text = f"{text}, {self.note}" if self.note else text
+        if self.values is not None and self.is_float:
+            from kfuzz.cases.strategies import SPECIALS
+
+            left_out = [s.replace("_", " ") for s in SPECIALS if s not in self.specials]
+            if left_out:
+                text += f"; excludes {', '.join(left_out)}"
+        return text
+
+    @property
+    def is_float(self) -> bool:
+        """Whether the spec's dtypes are floating (an input naming another: assumed so)."""
+        return isinstance(self.dtypes, str) or not set(self.dtypes) & set(INTEGER_DTYPES)
 
     @property
     def symbols(self) -> list[str]:
@@ -49,14 +69,17 @@ class TensorSpec:
 
 
 def tensor(shape: str, *, dtypes: Sequence[str] | str | None = None, values: Any = None,
-           note: str = "") -> TensorSpec:
+           note: str = "", excludes: Sequence[str] = ()) -> TensorSpec:
     """A tensor spec for `target` and `define`. shape: space-separated symbols or sizes
     ("rows cols", "heads 64"; "" for a scalar tensor); dtypes: dtype names, friendliest first
     (default float32, bfloat16, float16; int64 and int32 only for a target that builds its
     own inputs), or another input's name to share its dtype; values: None (all value regimes),
     a list of distribution kinds ("normal", "edge", ...), one distribution dict, or a
-    Hypothesis strategy of them; note: a few words the target's description adds ("logits").
-    Raises PluginError for a bad spec."""
+    Hypothesis strategy of them; note: a few words the target's description adds ("logits");
+    excludes: the special values ("nan", "inf", "subnormal", "signed_zero") the input's
+    contract rules out. A float input's values reach every other one (drawn rarely: see
+    `kfuzz.cases.strategies.distributions`), unless `values` is a dict or a strategy, which
+    draws what it draws. Raises PluginError for a bad spec."""
     from hypothesis import strategies as st
     from kfuzz.cases import strategies as fst
 
@@ -81,18 +104,24 @@ def tensor(shape: str, *, dtypes: Sequence[str] | str | None = None, values: Any
         if not choice or bad:
             raise PluginError(f"tensor({shape!r}): unknown dtype {bad[0] if bad else None!r}; "
                               f"choose from {', '.join(known)}")
+    bad_specials = [x for x in excludes if x not in fst.SPECIALS]
+    if isinstance(excludes, str) or bad_specials:
+        raise PluginError(f"tensor({shape!r}, excludes={excludes!r}): give a list of "
+                          f"{', '.join(fst.SPECIALS)}")
+    is_float = isinstance(choice, str) or not set(choice) & set(INTEGER_DTYPES)
+    specials = tuple(x for x in fst.SPECIALS if x not in excludes) if is_float else ()
     if values is None:
-        strategy = fst.distributions()
+        strategy = fst.distributions(specials=specials)
     elif isinstance(values, st.SearchStrategy):
         strategy = values
     elif isinstance(values, Mapping):
         strategy = st.just(dict(values))
     else:
         try:
-            strategy = fst.distributions(kinds=tuple(values))
+            strategy = fst.distributions(kinds=tuple(values), specials=specials)
         except (TypeError, ValueError) as exc:
             raise PluginError(f"tensor({shape!r}, values={values!r}): {exc}") from None
-    return TensorSpec(tuple(dims), choice, strategy, note)
+    return TensorSpec(tuple(dims), choice, strategy, note, specials)
 
 
 class Reference:
@@ -128,22 +157,40 @@ def _first_line(fn: Any) -> str:
     return (getattr(fn, "__doc__", None) or "").strip().split("\n")[0]
 
 
-def variant(fn: Callable[..., Any] | str, doc: str = "", **params: Any) -> Variant:
+def variant(fn: Callable[..., Any] | str, doc: str = "", *, arrays: str = "torch",
+            dtypes: Sequence[str] | None = None, **params: Any) -> Variant:
     """A kernel or oracle for the `kernels`/`oracles` mappings of `target` and `define`, where
     it needs more than a bare callable. fn: a callable, or a "module:function" reference
     imported on first call; doc: one line for `kfuzz targets` (default: the first line of
-    fn's docstring); params: keyword arguments bound at every call (a tile size, say).
-    Returns a `kfuzz.targets.registry.Variant` that takes its name from its key.
-    Raises PluginError for a malformed reference or a non-callable."""
+    fn's docstring); arrays: what fn takes and returns, "torch" (tensors, the default),
+    "numpy" or "jax" (arrays; BF16 as `ml_dtypes.bfloat16`, converted by kfuzz at the call);
+    dtypes: the dtype names fn implements (default: all), so that a run draws no case of
+    another dtype for it and says which it left out; params: keyword arguments bound at every
+    call (a tile size, say). Returns a `kfuzz.targets.registry.Variant` that takes its name
+    from its key. A module-level variant is also a `--kernel module:name`.
+    Raises PluginError for a malformed reference, a non-callable, an unknown array kind or
+    dtype."""
     from kfuzz.targets.registry import Variant
 
+    if arrays not in ARRAYS:
+        raise PluginError(f"variant(arrays={arrays!r}): choose from {', '.join(ARRAYS)}")
+    implemented = None
+    if dtypes is not None:
+        if isinstance(dtypes, str):
+            dtypes = [dtypes]
+        implemented = tuple(dtypes)
+        bad = [d for d in implemented if d not in FLOAT_DTYPES]
+        if not implemented or bad:
+            raise PluginError(f"variant(dtypes={list(implemented)!r}): unknown dtype "
+                              f"{bad[0] if bad else None!r}; choose from "
+                              f"{', '.join(FLOAT_DTYPES)}")
     if isinstance(fn, str):
         _check_reference(fn, "variant")
-        return Variant("", Reference(fn, "variant"), doc, params)
+        return Variant("", Reference(fn, "variant"), doc, params, arrays, implemented)
     if not callable(fn):
         raise PluginError(f"variant() takes a callable or a 'module:function' reference, "
                           f"not a {type(fn).__name__}")
-    return Variant("", fn, doc or _first_line(fn), params)
+    return Variant("", fn, doc or _first_line(fn), params, arrays, implemented)
 
 
 def _check_reference(ref: str, what: str) -> None:

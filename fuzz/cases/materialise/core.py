@@ -8,9 +8,9 @@ NumPy array (a product wraps at 2**32 by itself, so the hash skips the mask: `wr
 functions use only operators the three share, augmented assignments updating a tensor or an
 array in place, plus what the caller passes: `f64`, an exact conversion of integers to float64
 (None for Python ints, which arithmetic with a float converts exactly by itself), and the
-normal table in a form whose `table[index]` is a new array of the index's shape (a list for a
-Python int). Integer operations and correctly rounded float64 arithmetic (+, -, *) only,
-so the same bits on every device.
+normal table in a form whose `table[index]` is a pair (low, slope) of new arrays of the index's
+shape (a list of pairs for a Python int). Integer operations and correctly rounded float64
+arithmetic (+, -, *) only, so the same bits on every device.
 """
 
 from __future__ import annotations
@@ -101,34 +101,37 @@ def below_of(h: Any, n: int) -> Any:
     return h % max(int(n), 1)
 
 
-def normal_of(h: Any, f64: Convert, low: Any, slope: Any) -> Any:
+def normal_of(h: Any, f64: Convert, table: Any, wrap: bool = True) -> Any:
     """float64 standard normals (truncated at +-4.33) from 32-bit hashes, by linear
-    interpolation in the table of quantiles `normal_table` gives (`low`, `slope`, each read as
-    `table[index]`, see the module docstring): the high 16 bits of a hash pick the interval,
-    its low 16 bits and 16 more from a cheap remix of it give 32 bits of position inside it."""
+    interpolation in the table of quantiles `normal_table` gives (read as `low, slope =
+    table[index]`, see the module docstring): the high 16 bits of a hash pick the interval,
+    its low 16 bits and 16 more from a cheap remix of it give 32 bits of position inside it.
+    `wrap` as in `lowbias32`."""
     index = h >> TABLE_BITS
     rest = h * REMIX
-    rest &= M32
+    if wrap:
+        rest &= M32
     rest >>= 16
     # The 32 bits of position as one integer, then one exact conversion: the same value as
     # (low 16 bits) * 65536.0 + (remix >> 16) in float64, where every step is exact too.
     position = h & LOW_BITS
     position <<= 16
     position |= rest
-    frac = position if f64 is None else f64(position)
-    frac *= INV32
-    x = slope[index]
-    x *= frac
-    x += low[index]
+    # The slope is stored times 2**-32, so the product is slope * (position / 2**32) rounded
+    # once (a power of two scales a float64 exactly).
+    low, slope = table[index]
+    x = slope * (position if f64 is None else f64(position))
+    x += low
     return x
 
 
 @functools.cache
 def normal_table() -> tuple[torch.Tensor, torch.Tensor]:
-    """Normal quantiles at (i + 0.5) / 65537 for i < 65536, and the slope to the next one:
-    float64 CPU tensors, computed once; each field copies them into its own form, so the
-    table is the same data on every device."""
+    """Normal quantiles at (i + 0.5) / 65537 for i < 65536, and the slope to the next one
+    times 2**-32 (the scale of a position, see `normal_of`): float64 CPU tensors, computed
+    once; each field copies them into its own form, so the table is the same data on every
+    device."""
     n = 1 << TABLE_BITS
     p = (torch.arange(n + 1, dtype=torch.float64) + 0.5) / (n + 1)
     q = torch.special.ndtri(p)
-    return q[:-1].contiguous(), (q[1:] - q[:-1]).contiguous()
+    return q[:-1].contiguous(), ((q[1:] - q[:-1]) * INV32).contiguous()

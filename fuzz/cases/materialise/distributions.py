@@ -73,9 +73,11 @@ def _rows(fields: Fields, shape: tuple[int, ...]) -> Draws:
 
 def _normal(f: Draws, fields: Fields, shape: tuple[int, ...], dtype: torch.dtype,
             dist: Mapping[str, Any]) -> torch.Tensor:
-    x = f.normal(_BASE)
     scale = float(require(dist, "scale"))
-    return x if scale == 1.0 else x * scale  # x * 1.0 is x, bit for bit: skip the op
+    if _MODIFIER_KEYS.isdisjoint(dist):
+        # Nothing is added after: scaled and rounded to the input's dtype as it is drawn.
+        return f.normal(_BASE, scale, dtype)
+    return f.normal(_BASE, scale)
 
 
 def _uniform(f: Draws, fields: Fields, shape: tuple[int, ...], dtype: torch.dtype,

@@ -41,6 +41,9 @@ SCALAR_MAX = 16
 # Elements per chunk of `HostField.normal` (256 KiB of float64): measured, per element, as fast
 # as a single pass up to 64K elements, and three times faster than one from about 96K.
 NORMAL_CHUNK = 1 << 15
+# The largest shape (in elements) whose coordinate hashes are kept between fields (a few such
+# shapes, 8 MiB each at most): a search builds one shape many times.
+LARGE_COORDS = 1 << 21
 
 
 class Draws(Protocol):
@@ -62,8 +65,10 @@ class Draws(Protocol):
     def signs(self, draw: int) -> torch.Tensor:
         """float64 +1 or -1."""
 
-    def normal(self, draw: int) -> torch.Tensor:
-        """float64 standard normals (truncated at +-4.33), see `core.normal_of`."""
+    def normal(self, draw: int, scale: float = 1.0,
+               dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """float64 standard normals (truncated at +-4.33), see `core.normal_of`, times
+        `scale` and rounded to `dtype`: bit for bit `(normal(draw) * scale).to(dtype)`."""
 
 
 def axes(coords: Coords, shape: tuple[int, ...]) -> tuple[Axis, ...]:
@@ -103,24 +108,35 @@ def _torch_f64(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float64)
 
 
+def _scaled(x: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
+    """float64 `x` times `scale` (skipped for 1: x * 1.0 is x, bit for bit), rounded to
+    `dtype`."""
+    if scale != 1.0:
+        x = x * scale
+    return x if x.dtype is dtype else x.to(dtype)
+
+
 class _DeviceTable:
-    """A table on a device, read as `core.normal_of` reads it: `table[index]` is a new tensor
-    of the index's shape (indexing the tensor itself gives a view for a 0-d index)."""
+    """The normal table on a device, read as `core.normal_of` reads it: `table[index]` is a
+    pair of new tensors of the index's shape (indexing a tensor itself gives a view for a 0-d
+    index)."""
 
-    __slots__ = ("values",)
+    __slots__ = ("low", "slope")
 
-    def __init__(self, values: torch.Tensor) -> None:
-        self.values = values
+    def __init__(self, low: torch.Tensor, slope: torch.Tensor) -> None:
+        self.low, self.slope = low, slope
 
-    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # index_select: half torch.take's time on a CPU.
-        return torch.index_select(self.values, 0, index.reshape(-1)).view(index.shape)
+        flat = index.reshape(-1)
+        return (torch.index_select(self.low, 0, flat).view(index.shape),
+                torch.index_select(self.slope, 0, flat).view(index.shape))
 
 
 @functools.cache
-def _device_table(device: str) -> tuple[_DeviceTable, _DeviceTable]:
+def _device_table(device: str) -> _DeviceTable:
     low, slope = normal_table()
-    return _DeviceTable(low.to(device)), _DeviceTable(slope.to(device))
+    return _DeviceTable(low.to(device), slope.to(device))
 
 
 class Field:
@@ -163,9 +179,11 @@ class Field:
         """See `Draws.signs`."""
         return signs_of(self._hashes(draw), _torch_f64)
 
-    def normal(self, draw: int) -> torch.Tensor:
+    def normal(self, draw: int, scale: float = 1.0,
+               dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """See `Draws.normal`."""
-        return normal_of(self._hashes(draw), _torch_f64, *_device_table(self.device))
+        x = normal_of(self._hashes(draw), _torch_f64, _device_table(self.device))
+        return _scaled(x, scale, dtype)
 
 
 class HostField:
@@ -179,17 +197,11 @@ class HostField:
         self.coords = _host_coords(self.shape, axes(coords, self.shape))
 
     def _draw(self, draw: int, to: Callable[[np.ndarray], np.ndarray],
-              dtype: type[np.generic], chunk: int | None = None) -> torch.Tensor:
-        """`to` applied to the hashes for `draw`, as a tensor of `dtype`: in one pass, or in
-        chunks of `chunk` elements."""
+              dtype: type[np.generic]) -> torch.Tensor:
+        """`to` applied to the hashes for `draw`, as a tensor of `dtype`."""
         flat = self.coords.reshape(-1)
         k = np.uint32(draw_key(self.key, draw))
-        if chunk is None or flat.size <= chunk:
-            out = np.asarray(to(lowbias32(flat ^ k, wrap=False)), dtype=dtype)
-        else:
-            out = np.empty(flat.size, dtype=dtype)
-            for start in range(0, flat.size, chunk):
-                out[start:start + chunk] = to(lowbias32(flat[start:start + chunk] ^ k, wrap=False))
+        out = np.asarray(to(lowbias32(flat ^ k, wrap=False)), dtype=dtype)
         return torch.from_numpy(out.reshape(self.shape))
 
     def bits(self, draw: int) -> torch.Tensor:
@@ -208,14 +220,24 @@ class HostField:
         """See `Draws.signs`."""
         return self._draw(draw, lambda h: signs_of(h, _host_f64), np.float64)
 
-    def normal(self, draw: int) -> torch.Tensor:
+    def normal(self, draw: int, scale: float = 1.0,
+               dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """See `Draws.normal`."""
-        # In chunks: the map makes seven temporaries of the tensor's size, and on a large
-        # tensor fresh pages for them cost more than the arithmetic (a chunk's come from the
-        # heap and stay in cache).
-        low, slope = _host_table()
-        return self._draw(draw, lambda h: normal_of(h, _host_f64, low, slope), np.float64,
-                          NORMAL_CHUNK)
+        # In chunks, each scaled and rounded to `dtype` as it is made: the map makes seven
+        # temporaries of the tensor's size, and on a large tensor fresh pages for them (and
+        # for a float64 tensor of the whole size) cost more than the arithmetic (a chunk's
+        # come from the heap and stay in cache).
+        flat = self.coords.reshape(-1)
+        out = torch.empty(flat.size, dtype=dtype)
+        k = np.uint32(draw_key(self.key, draw))
+        table = _host_table()
+        for start in range(0, flat.size, NORMAL_CHUNK):
+            h = lowbias32(flat[start:start + NORMAL_CHUNK] ^ k, wrap=False)
+            x = torch.from_numpy(normal_of(h, _host_f64, table, wrap=False))
+            if scale != 1.0:  # x * 1.0 is x, bit for bit
+                x *= scale
+            out[start:start + x.numel()] = x
+        return out.view(self.shape)
 
 
 def _same(x: np.ndarray) -> np.ndarray:
@@ -227,23 +249,27 @@ def _host_f64(x: np.ndarray) -> np.ndarray:
 
 
 class _HostTable:
-    """A table on the host, read as `core.normal_of` reads it: `table[index]` is a new array of
-    the index's shape."""
+    """The normal table on the host, read as `core.normal_of` reads it: `table[index]` is a
+    pair of new arrays of the index's shape, for a 1-d uint32 index below 2**31."""
 
-    __slots__ = ("values",)
+    __slots__ = ("pairs",)
 
-    def __init__(self, values: np.ndarray) -> None:
-        self.values = values
+    def __init__(self, low: torch.Tensor, slope: torch.Tensor) -> None:
+        # Each interval's low end and slope side by side (as one complex number), so that one
+        # gather reads both from one place.
+        self.pairs = torch.complex(low, slope)
 
-    def __getitem__(self, index: np.ndarray) -> np.ndarray:
-        # Converted to intp first: fancy indexing converts a uint32 index itself, at more cost.
-        return self.values[index.astype(np.intp)]
+    def __getitem__(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # torch's index_select reads the uint32 index as int32 in place: about half the time
+        # of NumPy's fancy indexing, which converts the index to intp first.
+        found = torch.index_select(self.pairs, 0, torch.from_numpy(index.view(np.int32)))
+        pairs = found.view(torch.float64).numpy()
+        return pairs[0::2], pairs[1::2]
 
 
 @functools.cache
-def _host_table() -> tuple[_HostTable, _HostTable]:
-    low, slope = normal_table()
-    return _HostTable(low.numpy()), _HostTable(slope.numpy())
+def _host_table() -> _HostTable:
+    return _HostTable(*normal_table())
 
 
 @functools.lru_cache(maxsize=512)
@@ -254,15 +280,23 @@ def _host_axis_hashes(axis: int, size: int, start: Axis = 0) -> np.ndarray:
 
 
 def _host_coords(shape: tuple[int, ...], axes: tuple[Axis, ...] = ()) -> np.ndarray:
-    """h0[i0] ^ h1[i1] ^ ... over `shape` at the axes' coordinates, uint32 (read-only; small
-    shapes are cached)."""
-    if math.prod(shape) <= 1 << 16:
+    """h0[i0] ^ h1[i1] ^ ... over `shape` at the axes' coordinates, uint32 (read-only; cached:
+    many small shapes, a few large ones, none of more than LARGE_COORDS elements)."""
+    numel = math.prod(shape)
+    if numel <= 1 << 16:
         return _host_coords_cached(shape, axes)
+    if numel <= LARGE_COORDS:
+        return _host_coords_large(shape, axes)
     return _host_coords_built(shape, axes)
 
 
 @functools.lru_cache(maxsize=256)
 def _host_coords_cached(shape: tuple[int, ...], axes: tuple[Axis, ...]) -> np.ndarray:
+    return _host_coords_built(shape, axes)
+
+
+@functools.lru_cache(maxsize=4)
+def _host_coords_large(shape: tuple[int, ...], axes: tuple[Axis, ...]) -> np.ndarray:
     return _host_coords_built(shape, axes)
 
 
@@ -319,12 +353,14 @@ class ScalarField:
         return self._tensor([signs_of(lowbias32(c ^ k), None) for c in self.coords],
                             _FLOAT64)
 
-    def normal(self, draw: int) -> torch.Tensor:
+    def normal(self, draw: int, scale: float = 1.0,
+               dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """See `Draws.normal`."""
         k = draw_key(self.key, draw)
-        low, slope = _scalar_table()
-        return self._tensor([normal_of(lowbias32(c ^ k), None, low, slope) for c in self.coords],
-                            _FLOAT64)
+        table = _scalar_table()
+        x = self._tensor([normal_of(lowbias32(c ^ k), None, table) for c in self.coords],
+                         _FLOAT64)
+        return _scaled(x, scale, dtype)
 
 
 @functools.lru_cache(maxsize=256)
@@ -333,9 +369,9 @@ def _scalar_coords(shape: tuple[int, ...], axes: tuple[Axis, ...] = ()) -> tuple
 
 
 @functools.cache
-def _scalar_table() -> tuple[list[float], list[float]]:
+def _scalar_table() -> list[tuple[float, float]]:
     low, slope = normal_table()
-    return low.tolist(), slope.tolist()
+    return list(zip(low.tolist(), slope.tolist(), strict=True))
 
 
 def make_field(key: int, shape: Sequence[int], device: str = "cpu",

@@ -12,10 +12,11 @@ not built in: they are the plugin `bench.faults.targets`.
 from __future__ import annotations
 
 MODULES: dict[str, tuple[str, ...]] = {
-    "kfuzz.targets.builtin.ops": ("ops.rmsnorm", "ops.softmax", "ops.rope"),
+    "kfuzz.targets.builtin.ops": ("ops.rmsnorm", "ops.softmax", "ops.rope", "ops.layernorm"),
     "kfuzz.targets.builtin.dsv4": ("dsv4.sparse_attn", "dsv4.q_norm_rope"),
     "kfuzz.targets.builtin.real": ("triton.rmsnorm", "triton.softmax", "triton.sparse_attn",
                                    "ops.sdpa", "ops.sdpa_fa"),
+    "kfuzz.targets.builtin.chains": ("dsv4.decode",),
 }
 
 # Target name -> the module whose import registers it.

@@ -56,6 +56,7 @@ from kfuzz.targets.builtin.dsv4 import (
     sparse_cases,
     sparse_inputs,
 )
+from kfuzz.targets.builtin.ops import TRAINED
 from kfuzz.targets.declare import define, tensor, variant
 
 ROUND_TO_NEAREST = Comparator(mode="ulp", ulp=0.51, round_expected=False)
@@ -124,7 +125,7 @@ def _row_cases(
         return st.fixed_dictionaries({
             "shape": fst.shapes(fst.Dim(1, 64), fst.Dim(1, 8192), max_numel=max_numel),
             "dtype": fst.dtypes(LOW_PRECISION),
-            "x": fst.distributions(kinds=kinds),
+            "x": fst.distributions(kinds=kinds, specials=fst.SPECIALS),
             **extra,
             "seed": fst.seeds(),
         })
@@ -167,7 +168,7 @@ define(
     "triton.rmsnorm",
     doc="Triton RMSNorm over the last axis with a weight (compiled on CUDA, interpreted on CPU)",
     inputs={"x": tensor("rows hidden", dtypes=LOW_PRECISION),
-            "weight": tensor("hidden", dtypes="x", note="about 1 +- 0.125")},
+            "weight": tensor("hidden", dtypes="x", note="about 1 +- 0.125", excludes=TRAINED)},
     params={"eps": "float"},
     shape="rows hidden",
     cases=_row_cases(("normal", "uniform", "log_uniform", "outliers", "constant_rows"),
@@ -268,8 +269,9 @@ def _sdpa_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
             # No outliers: their 2**16 magnitudes overflow FP16 inputs to inf. (Uniform draws
             # are offset by up to 64, so k and v are normal.)
             "q": draw(fst.distributions(kinds=("normal", "uniform"), min_scale_exp=-4,
-                                        max_scale_exp=4)),
-            "kv": draw(fst.distributions(kinds=("normal",), min_scale_exp=-4, max_scale_exp=0)),
+                                        max_scale_exp=4, specials=SDPA_SPECIALS)),
+            "kv": draw(fst.distributions(kinds=("normal",), min_scale_exp=-4, max_scale_exp=0,
+                                         specials=SDPA_SPECIALS)),
             "seed": draw(fst.seeds()),
         }
 
@@ -296,10 +298,15 @@ BACKEND_DOCS = {
     "efficient": "SDPBackend.EFFICIENT_ATTENTION (CUDA only)",
     "cudnn": "SDPBackend.CUDNN_ATTENTION (CUDA only)",
 }
+# Finite values: the FlashAttention rule (`ops.sdpa_fa`) compares error magnitudes, and one
+# absolute tolerance (`ops.sdpa`) fits values near 1; subnormals and signed zeros are drawn.
+SDPA_EXCLUDES = ("nan", "inf")
+SDPA_SPECIALS = tuple(s for s in fst.SPECIALS if s not in SDPA_EXCLUDES)
 SDPA_INPUTS = {
-    "q": tensor("B H Lq D", dtypes=LOW_PRECISION, note="D in {8, 16, 32, 64, 80, 96, 128, 256}"),
-    "k": tensor("B H Lk D", dtypes="q"),
-    "v": tensor("B H Lk D", dtypes="q"),
+    "q": tensor("B H Lq D", dtypes=LOW_PRECISION, note="D in {8, 16, 32, 64, 80, 96, 128, 256}",
+                excludes=SDPA_EXCLUDES),
+    "k": tensor("B H Lk D", dtypes="q", excludes=SDPA_EXCLUDES),
+    "v": tensor("B H Lk D", dtypes="q", excludes=SDPA_EXCLUDES),
 }
 SDPA_PARAMS = {"causal": "bool", "scale": "float"}
 SDPA_SHAPE = "B H Lq Lk D"
