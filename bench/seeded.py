@@ -232,6 +232,17 @@ FAULTS: list[Fault] = [
           "T * H = 1 (mod 128) with the last token at a position other than 0; uniform hit "
           "rate 0.38% (23 of 6,000 cases)",
           _rope_production, _rope_grid, listed=False),
+    # Inputs a target's contract allows that its strategies once never drew: special values and
+    # -1 padding before a valid slot.
+    Fault("prefix_length", "faults.sparse_attn", "prefix_length", "reference",
+          "a skipped slot before a valid one in a token's index set: -1 padding that is not a "
+          "suffix (split or holes), or a row past the cache among the valid ones",
+          _attn_production, _sparse_grid, listed=False),
+    Fault("masked_rows_leak", "faults.sparse_attn", "masked_rows_leak", "reference",
+          "a skipped slot (-1 or past the cache) in a token's set while the cache's row 0 "
+          "holds an Inf or NaN", _attn_production, _sparse_grid, listed=False),
+    Fault("rmsnorm_prescale_max", "faults.rmsnorm", "prescale_max", "reference",
+          "a row holding +Inf or -Inf", _rmsnorm_production, _eps_grid, listed=False),
     Fault("rope_fp16_head128_neox", "faults.rope", "fp16_head128_neox", "reference",
           "FP16 inputs with D = 128 and a token at a position other than 0; uniform hit rate "
           "0.38% (23 of 6,000 cases)",

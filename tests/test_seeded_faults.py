@@ -70,6 +70,20 @@ SMALLEST = {
         "kind": "normal", "scale": 0.25}, "max_position": 2, "base": 10000.0, "seed": 8}, 3),
     "rope_fp16_head128_neox": ({"shape": [1, 1, 128], "dtype": "float16", "x": {
         "kind": "normal", "scale": 0.25}, "max_position": 2, "base": 10000.0, "seed": 9}, 129),
+    # Faults of the contract-complete inputs (special values, padding before a valid slot): built
+    # by the current materialisation, which has them.
+    "prefix_length": ({"shape": [1, 1, 64], "index": {
+        "n_rows": 2, "k": 3, "n_valid": 1, "window": 2, "ragged": False, "duplicates": False,
+        "sorted": False, "out_of_range": False, "padding": "split"}, "q": NORMAL, "kv": NORMAL,
+        "sink": NORMAL, "seed": 0, "materialise": 2}, 196),
+    "masked_rows_leak": ({"shape": [1, 1, 64], "index": {
+        "n_rows": 2, "k": 2, "n_valid": 1, "window": 1, "ragged": False, "duplicates": False,
+        "sorted": False, "out_of_range": False}, "q": NORMAL, "kv": {
+        "kind": "normal", "scale": 1.0, "nonfinite": {"nan": 0.0, "inf": 0.0, "rows": 0.5}},
+        "sink": NORMAL, "seed": 1, "materialise": 2}, 195),
+    "rmsnorm_prescale_max": ({"shape": [1, 2], "dtype": "bfloat16", "x": {
+        "kind": "normal", "scale": 1.0, "nonfinite": {"nan": 0.0, "inf": 0.5}}, "eps": 1e-6,
+        "seed": 0, "materialise": 2}, 4),
 }
 
 

@@ -34,6 +34,16 @@ rates are in bench/seeded.py), each needing a shape or value that random tests s
 - `rope_fp16_head128_neox`: the FP16 head-dim-128 fast path pairs dims as NeoX (rotate-half)
   instead of interleaved.
 
+Faults that need inputs a contract allows but narrow strategies never draw (special values,
+-1 padding before a valid slot):
+
+- `sparse_attn_prefix_length`: a token's valid slots are taken to be a prefix (their count, read
+  from the start), as a kernel written for index sets padded at the end does;
+- `sparse_attn_masked_rows_leak`: skipped slots are masked in the scores but their gathered row
+  (row 0) stays in the weighted sum, where 0 times an Inf or NaN is NaN;
+- `rmsnorm_prescale_max`: the row is divided by its largest magnitude first (an overflow guard),
+  which turns a row holding +-Inf into NaN everywhere.
+
 Two faults of different kinds on one output, for telling root causes apart (each its own
 failure signature, `kfuzz.execute.findings.signature`):
 
@@ -267,7 +277,8 @@ def window_attn_fp64(q: Tensor, k: Tensor, v: Tensor, *, window: int) -> Tensor:
 
 def _sparse_attn_departing(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *, tile: int,
                            rounding: str, single_row_unscaled: bool = False,
-                           max_start: float = float("-inf"), rescale: bool = True) -> Tensor:
+                           max_start: float = float("-inf"), rescale: bool = True,
+                           zero_masked: bool = True) -> Tensor:
     """`kfuzz.kernels.deepseek_v4.sparse_attn`'s tile loop, operation for operation, with the
     departures its callers switch on (each described where it is used): with neither, the
     same bits as the correct kernel."""
@@ -281,6 +292,9 @@ def _sparse_attn_departing(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor,
     idx = indices.long()
     valid = (idx >= 0) & (idx < n)
     rows = kv[torch.where(valid, idx, torch.zeros_like(idx))].float()
+    masked_rows = rows
+    # zero_masked: masked positions' rows zeroed; without it their scores are masked but row 0's
+    # values stay in the products, where a weight of 0 times a non-finite value is NaN.
     rows = torch.where(valid[..., None], rows, torch.zeros_like(rows))
     qf = q.float()
     # max_start: where the running max starts (-inf in the correct kernel).
@@ -302,7 +316,7 @@ def _sparse_attn_departing(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor,
         m_j = torch.where(live, m_j, torch.zeros_like(m_j))
         p = round_to_bf16(torch.exp(s - m_j), rounding).float()
         l_j = p.sum(dim=-1, keepdim=True)
-        o_j = torch.bmm(p, tile_rows)
+        o_j = torch.bmm(p, tile_rows if zero_masked else masked_rows[:, start : start + tile])
         m_new = torch.maximum(m, m_j)
         a = torch.exp(m - m_new)
         b = torch.exp(m_j - m_new)
@@ -453,3 +467,49 @@ def rope_fp16_head128_neox(x: Tensor, positions: Tensor, *, base: float) -> Tens
     first, second = xf[..., : d // 2], xf[..., d // 2 :]
     rotated = torch.cat((first * cos - second * sin, first * sin + second * cos), dim=-1)
     return rotated.to(x.dtype)
+
+
+def sparse_attn_prefix_length(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *,
+                              tile: int = 64, rounding: str = "half_even") -> Tensor:
+    """`kfuzz.kernels.deepseek_v4.sparse_attn` that takes a token's valid slots to be a prefix:
+    it counts the valid slots and reads only that many from the start, as a kernel written for
+    index sets padded at the end does. A valid slot after a -1 (an index producer that pads a
+    window part and a top-k part each, or leaves holes) is never read, and the -1 slots inside
+    the prefix are skipped. Equal to the correct kernel where every token's padding is a suffix.
+
+    Takes, returns and raises: as `kfuzz.kernels.deepseek_v4.sparse_attn`.
+    """
+    n, k = kv.shape[0], indices.shape[1]
+    valid = (indices >= 0) & (indices < n)
+    count = valid.sum(dim=1, keepdim=True)
+    in_prefix = torch.arange(k, device=indices.device).view(1, k) < count
+    return sparse_attn(q, kv, torch.where(in_prefix, indices, torch.full_like(indices, -1)),
+                       sink, tile=tile, rounding=rounding)
+
+
+def sparse_attn_masked_rows_leak(q: Tensor, kv: Tensor, indices: Tensor, sink: Tensor, *,
+                                 tile: int = 64, rounding: str = "half_even") -> Tensor:
+    """`kfuzz.kernels.deepseek_v4.sparse_attn` that masks skipped slots in the scores only: the
+    row they gather (row 0) stays in the weighted sum with weight 0, and 0 times an Inf or
+    NaN in that row is NaN. Equal to the correct kernel unless a token skips a slot while the
+    cache's row 0 holds a non-finite value.
+
+    Takes, returns and raises: as `kfuzz.kernels.deepseek_v4.sparse_attn`.
+    """
+    return _sparse_attn_departing(q, kv, indices, sink, tile=tile, rounding=rounding,
+                                  zero_masked=False)
+
+
+def rmsnorm_prescale_max(x: Tensor, weight: Tensor, *, eps: float) -> Tensor:
+    """RMSNorm in FP32 that first divides the row by its largest magnitude, to keep x^2 from
+    overflowing: y = (x / a) * rsqrt(mean((x / a)^2) + eps / a^2) * weight with a = max|x|.
+    The same value as the correct kernel up to FP32 rounding on finite rows; on a row holding
+    +-Inf, a = Inf and x / a is NaN for every element, where the correct result is 0 at every
+    finite element (and NaN at the infinite one).
+    """
+    xf = x.float()
+    a = xf.abs().amax(dim=-1, keepdim=True)
+    a = torch.where(a > 0, a, torch.ones_like(a))
+    xs = xf / a
+    inv = torch.rsqrt((xs * xs).mean(dim=-1, keepdim=True) + eps / (a * a))
+    return (xs * inv * weight.float()).to(x.dtype)

@@ -87,7 +87,7 @@ def _rmsnorm_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({
         "shape": fst.shapes(fst.Dim(1, 64), fst.Dim(1, 8192), max_numel=max_numel),
         "dtype": fst.dtypes(LOW_PRECISION),
-        "x": fst.distributions(kinds=RMSNORM_KINDS),
+        "x": fst.distributions(kinds=RMSNORM_KINDS, specials=fst.SPECIALS),
         "eps": st.sampled_from([1e-6, 1e-5]),
         "seed": fst.seeds(),
     })
@@ -108,6 +108,9 @@ RMSNORM = _faulty(
         "pow2_tree": variant(f.rmsnorm_pow2_tree,
                              "fault: power-of-two rows sum their squares by a tree reduction "
                              "that stops one level early"),
+        "prescale_max": variant(f.rmsnorm_prescale_max,
+                                "fault: the row divided by its largest magnitude first (NaN "
+                                "rows where it holds +-Inf)"),
     },
     cases=_rmsnorm_cases,
 )
@@ -134,6 +137,12 @@ SPARSE_ATTN = _faulty(
             "fault: a tail tile of one index position is scored without D^-0.5", tile=64),
         "max_init_mask": variant(f.sparse_attn_max_init_mask,
                                  "fault: the running max starts at -1e4 instead of -inf", tile=64),
+        "prefix_length": variant(f.sparse_attn_prefix_length,
+                                 "fault: a token's valid slots read as a prefix of their count",
+                                 tile=64),
+        "masked_rows_leak": variant(f.sparse_attn_masked_rows_leak,
+                                    "fault: skipped slots' gathered row stays in the weighted "
+                                    "sum (0 * Inf = NaN)", tile=64),
     },
     oracles={"tiled64": variant(sparse_attn_tiled,
                                 "post-fix golden mirroring the kernel's tiling, tile 64", tile=64)},

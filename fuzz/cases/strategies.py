@@ -200,18 +200,24 @@ def _constant_rows(min_scale_exp: int, max_scale_exp: int,
 
 def _with_nonfinite(base: st.SearchStrategy[dict[str, Any]],
                     kinds: Sequence[str]) -> st.SearchStrategy[dict[str, Any]]:
-    """`base` with a "nonfinite" entry {"nan": p, "inf": p} (only the `kinds` of "nan" and
-    "inf" non-zero) on one description in eight: rare enough that most cases still test
-    finite arithmetic, whose faults a NaN would hide."""
+    """`base` with a "nonfinite" entry on one description in eight: {"nan": p, "inf": p}
+    (only the `kinds` of "nan" and "inf" non-zero), NaN and +-Inf scattered at rate p, or
+    (in two draws in three where "nan" is allowed) {"rows": p}, whole rows of NaN at rate p.
+    Rare enough that most cases still test finite arithmetic, whose faults a NaN would hide."""
     rate = st.sampled_from([0.001, 0.05, 0.5])
+    row_rate = st.sampled_from([0.0, 0.01, 0.1])
 
     @st.composite
     def draw(draw: st.DrawFn) -> dict[str, Any]:
         dist = draw(base)
         on = draw(st.integers(0, 7)) == 7
         rates = {k: draw(rate) if k in kinds else 0.0 for k in ("nan", "inf")}
+        rows = draw(row_rate) if "nan" in kinds else 0.0
         if not on or plain():
             return dist
+        if rows:
+            # Whole rows of NaN among finite ones (a poisoned cache row), not scattered values.
+            rates = {"nan": 0.0, "inf": 0.0, "rows": rows}
         if not any(rates.values()):
             return dist
         return {**dist, "nonfinite": rates}
@@ -361,6 +367,8 @@ def regimes_in(case: Any) -> set[str]:
                     found.add(key)
             if key == "nonfinite" and isinstance(value, dict):
                 found |= {k for k in ("nan", "inf") if value.get(k)}
+                if value.get("rows"):
+                    found.add("nan")
             if key == "padding" and value in PADDINGS[1:]:
                 found.add(f"padding_{value}")
             if key == "edge_rows" and isinstance(value, dict):

@@ -25,7 +25,7 @@ VALUES_FIELD, ROWS_FIELD = 0, 0x5BD1E995
 # a modifier never changes the base values.
 _BASE, _HIT, _SIGN, _DOMINANT, _TIE, _TIE_NUDGE, _EDGE, _NAN = 0, 2, 3, 4, 5, 6, 7, 10
 # Draw numbers of the per-row field.
-_ROW_HIT, _ROW_GAP, _ROW_EDGE = 0, 1, 2
+_ROW_HIT, _ROW_GAP, _ROW_EDGE, _ROW_NAN = 0, 1, 2, 3
 # Optional keys of a distribution: the value regimes, applied in this order after the base kind.
 MODIFIERS = ("row_gap", "dominant", "shift", "ties", "edge_rows", "nonfinite")
 _MODIFIER_KEYS = frozenset(MODIFIERS)
@@ -176,6 +176,10 @@ def _apply_modifiers(
         u = f.uniform(_NAN)
         x = torch.where(u < nan, math.nan, x)
         x = torch.where((u >= nan) & (u < nan + inf), math.inf * f.signs(_NAN + 1), x)
+        rows = float(nonfinite.get("rows", 0))
+        if rows and shape:
+            # Whole rows of NaN, as uninitialised or poisoned rows of a cache hold.
+            x = torch.where(_rows(fields, shape).uniform(_ROW_NAN) < rows, math.nan, x)
     return x
 
 
