@@ -36,21 +36,78 @@ def rmsnorm(x: Any, weight: Any, *, eps: float) -> Any:
     return (xf * inv * weight.astype(jnp.float32)).astype(x.dtype)
 
 
+def attention(q: Any, k: Any, v: Any, *, causal: bool, scale: float) -> Any:
+    """jax.nn.dot_product_attention on [B, H, L, D] tensors (transposed to its [B, L, H, D]
+    at the boundary), is_causal from `causal`."""
+    jax = _jax()
+    out = jax.nn.dot_product_attention(q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3),
+                                       v.transpose(0, 2, 1, 3), scale=scale, is_causal=causal)
+    return out.transpose(0, 2, 1, 3)
+
+
 @functools.cache
 def _jitted(name: str) -> Any:
-    jax = _jax()
-    fn = {"softmax": softmax, "rmsnorm": rmsnorm}[name]
-    return jax.jit(fn, static_argnames=("eps",) if name == "rmsnorm" else ())
+    fn = {"softmax": softmax, "rmsnorm": rmsnorm, "attention": attention,
+          "rmsnorm_n": _rmsnorm_n}[name]
+    static = ("eps",) if name == "rmsnorm_n" else JITTED[f"{name}_jit"][1]
+    return _jax().jit(fn, static_argnames=static)
 
 
-def softmax_jit(x: Any) -> Any:
-    """jax.jit(jax.nn.softmax) over the last axis: XLA-compiled once per shape and dtype."""
-    return _jitted("softmax")(x)
+def bucket(n: int) -> int:
+    """The bucket of a size: the least power of two at or above it."""
+    return 1 << max(n - 1, 0).bit_length()
 
 
-def rmsnorm_jit(x: Any, weight: Any, *, eps: float) -> Any:
-    """The jax.numpy RMSNorm under jax.jit (eps static): compiled once per shape, dtype, eps."""
-    return _jitted("rmsnorm")(x, weight, eps=float(eps))
+def _padded(x: Any, value: float) -> tuple[Any, tuple[int, ...]]:
+    """x padded with `value` at the end of every axis up to its bucket, in NumPy (an eager JAX
+    pad would compile once per shape itself); and x's shape, to slice the output back."""
+    import numpy as np
+
+    host = np.asarray(x)
+    pads = [(0, bucket(n) - n) for n in host.shape]
+    return _jax().numpy.asarray(np.pad(host, pads, constant_values=value)), host.shape
+
+
+def _sliced(out: Any, shape: tuple[int, ...]) -> Any:
+    import numpy as np
+
+    return np.asarray(out)[tuple(slice(0, n) for n in shape)]
+
+
+def softmax_jit(x: Any, *, bucketed: bool = False) -> Any:
+    """jax.jit(jax.nn.softmax) over the last axis: XLA-compiled once per shape and dtype.
+    `bucketed`: x padded up to a power of two along both axes (the columns with -inf, which
+    take no weight; the rows with zeros) and the output sliced back, so that one compilation
+    serves every shape of a bucket."""
+    if not bucketed:
+        return _jitted("softmax")(x)
+    padded, shape = _padded(x, float("-inf"))
+    return _sliced(_jitted("softmax")(padded), shape)
+
+
+def _rmsnorm_n(x: Any, weight: Any, n: Any, *, eps: float) -> Any:
+    """rmsnorm of x padded with zero columns: the mean of squares over the first n columns."""
+    jnp = _jax().numpy
+    xf = x.astype(jnp.float32)
+    inv = _jax().lax.rsqrt(jnp.sum(xf * xf, axis=-1, keepdims=True) / n + eps)
+    return (xf * inv * weight.astype(jnp.float32)).astype(x.dtype)
+
+
+def rmsnorm_jit(x: Any, weight: Any, *, eps: float, bucketed: bool = False) -> Any:
+    """The jax.numpy RMSNorm under jax.jit (eps static): compiled once per shape, dtype, eps.
+    `bucketed`: x and weight padded with zeros up to powers of two, the mean taken over the
+    true number of columns (a traced argument), the output sliced back."""
+    if not bucketed:
+        return _jitted("rmsnorm")(x, weight, eps=float(eps))
+    padded, shape = _padded(x, 0.0)
+    wide, _ = _padded(weight, 0.0)
+    n = _jax().numpy.float32(shape[-1])
+    return _sliced(_jitted("rmsnorm_n")(padded, wide, n, eps=float(eps)), shape)
+
+
+def attention_jit(q: Any, k: Any, v: Any, *, causal: bool, scale: float) -> Any:
+    """jax.nn.dot_product_attention under jax.jit (causal and scale static)."""
+    return _jitted("attention")(q, k, v, causal=bool(causal), scale=float(scale))
 
 
 # Kernel function -> its source as a reproducer writes it (`kfuzz corpus export --standalone`):
@@ -61,5 +118,12 @@ SOURCES: dict[str, str] = {
                 "    xf = x.astype(jnp.float32)\n"
                 "    inv = jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + eps)\n"
                 "    return (xf * inv * weight.astype(jnp.float32)).astype(x.dtype)\n"),
+    "attention": ("def kernel(q, k, v, *, causal, scale):\n"
+                  "    out = jax.nn.dot_product_attention(\n"
+                  "        q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3),\n"
+                  "        scale=scale, is_causal=causal)\n"
+                  "    return out.transpose(0, 2, 1, 3)\n"),
 }
-JITTED = {"softmax_jit": ("softmax", ()), "rmsnorm_jit": ("rmsnorm", ("eps",))}
+# Jitted kernel function -> (the function it jits, its static arguments).
+JITTED = {"softmax_jit": ("softmax", ()), "rmsnorm_jit": ("rmsnorm", ("eps",)),
+          "attention_jit": ("attention", ("causal", "scale"))}

@@ -22,7 +22,7 @@ import functools
 import os
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,9 +41,17 @@ class Node:
     inputs: tuple[tuple[str, tuple[str, ...]], ...]
     output: tuple[str, ...] = ("rows", "cols")
     domain: str = ""
+    types: tuple[tuple[str, str], ...] = ()  # inputs of a fixed dtype, by name
+
+    def dtype_of(self, name: str, dtype: str) -> str:
+        """The dtype of input `name` in a model on `dtype` data."""
+        return dict(self.types).get(name, dtype)
 
 
 ROWS = ("X", ("rows", "cols"))
+ROPE_X = ("X", ("batch", "heads", "seq", "dim"))
+ROPE_CACHES = (("cos_cache", ("positions", "half")), ("sin_cache", ("positions", "half")))
+ROPE_IDS = ("position_ids", ("batch", "seq"))
 NODES: dict[str, Node] = {
     "Softmax": Node("Softmax", 13, (ROWS,)),
     "RMSNormalization": Node("RMSNormalization", 23, (ROWS, ("scale", ("cols",)))),
@@ -52,9 +60,23 @@ NODES: dict[str, Node] = {
                                          (ROWS, ("scale", ("cols",)))),
     "LayerNormalization": Node("LayerNormalization", 17,
                                (ROWS, ("scale", ("cols",)), ("B", ("cols",)))),
+    # X as [batch, heads, seq, dim]; the caches [rows, dim / 2] gathered by position_ids.
+    "RotaryEmbedding": Node("RotaryEmbedding", 23, (ROPE_X, *ROPE_CACHES, ROPE_IDS),
+                            ROPE_X[1], types=(("position_ids", "int64"),)),
+    # com.microsoft's: the same data, position_ids before the caches.
+    "RotaryEmbeddingMS": Node("RotaryEmbedding", 23, (ROPE_X, ROPE_IDS, *ROPE_CACHES),
+                              ROPE_X[1], domain="com.microsoft",
+                              types=(("position_ids", "int64"),)),
+    "Attention": Node("Attention", 23, (("Q", ("B", "H", "Lq", "D")), ("K", ("B", "H", "Lk", "D")),
+                                        ("V", ("B", "H", "Lk", "D"))), ("B", "H", "Lq", "D")),
+    # com.microsoft's, on [batch, seq, heads * dim] tensors.
+    "MultiHeadAttention": Node("MultiHeadAttention", 23,
+                               (("query", ("B", "Lq", "HD")), ("key", ("B", "Lk", "HD")),
+                                ("value", ("B", "Lk", "HD"))), ("B", "Lq", "HD"),
+                               domain="com.microsoft"),
 }
 # ONNX TensorProto element types by dtype name.
-ELEM_TYPES = {"float32": 1, "float16": 10, "float64": 11, "bfloat16": 16}
+ELEM_TYPES = {"float32": 1, "float16": 10, "float64": 11, "bfloat16": 16, "int64": 7}
 
 
 def _onnx() -> Any:
@@ -76,7 +98,8 @@ def model(op: str, dtype: str, attributes: Mapping[str, Any]) -> Any:
 
     node = NODES[op]
     elem = ELEM_TYPES[dtype]
-    inputs = [helper.make_tensor_value_info(name, elem, list(dims)) for name, dims in node.inputs]
+    inputs = [helper.make_tensor_value_info(name, ELEM_TYPES[node.dtype_of(name, dtype)],
+                                            list(dims)) for name, dims in node.inputs]
     output = helper.make_tensor_value_info("Y", elem, list(node.output))
     graph = helper.make_graph(
         [helper.make_node(node.op_type, [n for n, _ in node.inputs], ["Y"], domain=node.domain,
@@ -152,32 +175,141 @@ def run(op: str, attributes: Mapping[str, Any], *arrays: Any) -> Any:
         raise
 
 
-# Kernel function -> (op, its attributes from the target's params): what `kfuzz corpus export
+def _same(value: Any, inputs: Mapping[str, Any]) -> Any:
+    return value
+
+
+def _in_order(inputs: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(inputs.values())
+
+
+@dataclass(frozen=True)
+class Call:
+    """How a kernel function runs its op: the op (a key of NODES), its attributes from the
+    kernel's inputs and params, the op's inputs from the kernel's (`feeds`), and the output
+    moved between the kernel's layout and the op's (`to_op`, `from_op`, inverses)."""
+
+    op: str
+    attributes: Callable[..., dict[str, Any]]
+    feeds: Callable[[Mapping[str, Any], Mapping[str, Any]], tuple[Any, ...]] = _in_order
+    to_op: Callable[[Any, Mapping[str, Any]], Any] = _same
+    from_op: Callable[[Any, Mapping[str, Any]], Any] = _same
+
+
+def _eps(inputs: Mapping[str, Any], *, eps: float) -> dict[str, Any]:
+    return {"axis": -1, "epsilon": float(eps)}
+
+
+def _rope_feeds(inputs: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[Any, ...]:
+    """x [tokens, heads, dim] as X [1, heads, tokens, dim]; the cos/sin caches built in
+    float64 from `base` (angle = position * base ** (-2i / dim)) and rounded to x's dtype, row
+    t for token t, which position_ids [[0, 1, ..., tokens - 1]] gather. (ONNX Runtime's CPU
+    kernel refuses caches of fewer rows than tokens, so one row per distinct position will
+    not do.)"""
+    import numpy as np
+
+    x, rows = inputs["x"], inputs["positions"]
+    dim = x.shape[-1]
+    ids = np.arange(len(rows), dtype=np.int64)
+    inv_freq = float(params["base"]) ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
+    angles = rows.astype(np.float64)[:, None] * inv_freq[None, :]
+    return (np.ascontiguousarray(x.transpose(1, 0, 2)[None]), np.cos(angles).astype(x.dtype),
+            np.sin(angles).astype(x.dtype), ids.reshape(1, -1).astype(np.int64))
+
+
+def _rope_to_op(value: Any, inputs: Mapping[str, Any]) -> Any:
+    return value.transpose(1, 0, 2)[None]
+
+
+def _rope_from_op(value: Any, inputs: Mapping[str, Any]) -> Any:
+    return value[0].transpose(1, 0, 2)
+
+
+def _ms_rope_feeds(inputs: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[Any, ...]:
+    x, cos, sin, ids = _rope_feeds(inputs, params)
+    return x, ids, cos, sin
+
+
+def _packed(value: Any) -> Any:
+    """[B, H, L, D] as [B, L, H * D]."""
+    b, h, length, d = value.shape
+    return value.transpose(0, 2, 1, 3).reshape(b, length, h * d)
+
+
+def _mha_feeds(inputs: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(_packed(inputs[name]) for name in ("q", "k", "v"))
+
+
+def _mha_from_op(value: Any, inputs: Mapping[str, Any]) -> Any:
+    b, h, length, d = inputs["q"].shape
+    return value.reshape(b, length, h, d).transpose(0, 2, 1, 3)
+
+
+# Kernel function -> how it calls its op: what the kernels run and what `kfuzz corpus export
 # --standalone` writes into a reproducer.
-CALLS: dict[str, tuple[str, Any]] = {
-    "softmax": ("Softmax", lambda: {"axis": -1}),
-    "rmsnorm": ("RMSNormalization", lambda eps: {"axis": -1, "epsilon": float(eps)}),
-    "simplified_layernorm": ("SimplifiedLayerNormalization",
-                             lambda eps: {"axis": -1, "epsilon": float(eps)}),
-    "layernorm": ("LayerNormalization", lambda eps: {"axis": -1, "epsilon": float(eps)}),
+CALLS: dict[str, Call] = {
+    "softmax": Call("Softmax", lambda inputs: {"axis": -1}),
+    "rmsnorm": Call("RMSNormalization", _eps),
+    "simplified_layernorm": Call("SimplifiedLayerNormalization", _eps),
+    "layernorm": Call("LayerNormalization", _eps),
+    "rope": Call("RotaryEmbedding", lambda inputs, *, base: {"interleaved": 1},
+                 _rope_feeds, _rope_to_op, _rope_from_op),
+    "rope_ms": Call("RotaryEmbeddingMS", lambda inputs, *, base: {"interleaved": 1},
+                    _ms_rope_feeds, _rope_to_op, _rope_from_op),
+    "attention": Call("Attention", lambda inputs, *, causal, scale: {
+        "is_causal": int(causal), "scale": float(scale)}),
+    "multihead_attention": Call("MultiHeadAttention", lambda inputs, *, causal, scale: {
+        "num_heads": int(inputs["q"].shape[1]), "scale": float(scale),
+        "unidirectional": int(causal)}, _mha_feeds, lambda value, inputs: _packed(value),
+        _mha_from_op),
 }
+
+
+def call(function: str, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+    """Run kernel function `function` (a key of CALLS) on `inputs` (NumPy arrays by name, in
+    the target's order) and `params`; the output in the kernel's layout."""
+    how = CALLS[function]
+    out = run(how.op, how.attributes(inputs, **params), *how.feeds(inputs, params))
+    return how.from_op(out, inputs)
 
 
 def softmax(x: Any) -> Any:
     """ONNX Softmax (opset 13) over the last axis."""
-    return run("Softmax", {"axis": -1}, x)
+    return call("softmax", {"x": x}, {})
 
 
 def rmsnorm(x: Any, weight: Any, *, eps: float) -> Any:
     """ONNX RMSNormalization (opset 23) over the last axis, stash_type float32."""
-    return run("RMSNormalization", {"axis": -1, "epsilon": float(eps)}, x, weight)
+    return call("rmsnorm", {"x": x, "weight": weight}, {"eps": eps})
 
 
 def simplified_layernorm(x: Any, weight: Any, *, eps: float) -> Any:
     """ONNX Runtime's SimplifiedLayerNormalization (RMSNorm) over the last axis."""
-    return run("SimplifiedLayerNormalization", {"axis": -1, "epsilon": float(eps)}, x, weight)
+    return call("simplified_layernorm", {"x": x, "weight": weight}, {"eps": eps})
 
 
 def layernorm(x: Any, weight: Any, bias: Any, *, eps: float) -> Any:
     """ONNX LayerNormalization (opset 17) over the last axis, stash_type float32."""
-    return run("LayerNormalization", {"axis": -1, "epsilon": float(eps)}, x, weight, bias)
+    return call("layernorm", {"x": x, "weight": weight, "bias": bias}, {"eps": eps})
+
+
+def rope(x: Any, positions: Any, *, base: float) -> Any:
+    """ONNX RotaryEmbedding (opset 23), interleaved pairs, caches from `base` in float64."""
+    return call("rope", {"x": x, "positions": positions}, {"base": base})
+
+
+def rope_ms(x: Any, positions: Any, *, base: float) -> Any:
+    """ONNX Runtime's com.microsoft RotaryEmbedding, interleaved, the same caches."""
+    return call("rope_ms", {"x": x, "positions": positions}, {"base": base})
+
+
+def attention(q: Any, k: Any, v: Any, *, causal: bool, scale: float) -> Any:
+    """ONNX Attention (opset 23) on [B, H, L, D] tensors, is_causal from `causal`."""
+    return call("attention", {"q": q, "k": k, "v": v}, {"causal": causal, "scale": scale})
+
+
+def multihead_attention(q: Any, k: Any, v: Any, *, causal: bool, scale: float) -> Any:
+    """ONNX Runtime's com.microsoft MultiHeadAttention on [B, L, H * D] tensors (reshaped at
+    the boundary), unidirectional from `causal`."""
+    return call("multihead_attention", {"q": q, "k": k, "v": v},
+                {"causal": causal, "scale": scale})

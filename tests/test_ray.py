@@ -66,9 +66,11 @@ def _by_shard(results):
 
 
 def _corpus(db_path):
+    # By signature, not fingerprint: two shards that find one bug merge into one row, whose id
+    # is the case that arrived first, and Ray's shards arrive in either order.
     conn = sqlite3.connect(db_path)
     try:
-        return sorted(conn.execute("select fingerprint, kind, times_seen from findings"))
+        return sorted(conn.execute("select kind, signature, times_seen from findings"))
     finally:
         conn.close()
 

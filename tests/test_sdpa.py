@@ -159,4 +159,4 @@ def test_kernel_vs_kernel_runs_both_kernels_on_the_device(kfuzz, db_path):
 
 def test_every_backend_is_a_kernel_of_both_targets():
     for name in ("ops.sdpa", "ops.sdpa_fa"):
-        assert set(targets.get(name).kernels) == {"math", "flash", "efficient", "cudnn"}
+        assert {"math", "flash", "efficient", "cudnn"} <= set(targets.get(name).kernels)

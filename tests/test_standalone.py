@@ -33,12 +33,12 @@ def _run(script, tmp_path):
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("kernel, dtype, library", [
-    ("ort_rmsnorm", "float32", "onnxruntime"),
-    ("jax_rmsnorm_jit", "bfloat16", "jax"),
+@pytest.mark.parametrize("kernel, dtype, library, name", [
+    ("ort_rmsnorm", "float32", "onnxruntime", "X"),  # the op's inputs, by the op's names
+    ("jax_rmsnorm_jit", "bfloat16", "jax", "x"),
 ])
 def test_standalone_reproducer_needs_only_numpy_and_the_library(kfuzz, db_path, tmp_path,
-                                                                kernel, dtype, library):
+                                                                kernel, dtype, library, name):
     pytest.importorskip(library)
     fingerprint = _finding(kfuzz, db_path, kernel, dtype)
     script = tmp_path / "repro.py"
@@ -49,7 +49,7 @@ def test_standalone_reproducer_needs_only_numpy_and_the_library(kfuzz, db_path, 
     assert "import kfuzz" not in text and "import torch" not in text
     ran = _run(script, tmp_path)
     assert ran.returncode == 1, ran.stdout + ran.stderr
-    assert "FAIL" in ran.stdout and f"input x: {dtype} [1, 1]" in ran.stdout
+    assert "FAIL" in ran.stdout and f"input {name}: {dtype} [1, 1]" in ran.stdout
     assert "actual 0.0" in ran.stdout  # x * x overflowed: the output is 0
 
 
@@ -85,3 +85,46 @@ def test_ort_log_is_captured_into_the_error_not_the_terminal(capfd):
     with pytest.raises(Exception, match="Invalid rank for input: scale"):
         ort.run("RMSNormalization", {"axis": -1, "epsilon": 1e-5}, x, x)  # scale of rank 2
     assert capfd.readouterr().err == ""
+
+
+def _row(target: str, kernel: str, case: dict) -> dict:
+    return {"target": target, "kernel": kernel, "case": {**case, "materialise": 2},
+            "fingerprint": "0" * 64, "oracle": None, "comparator": None}
+
+
+ROPE_CASE = {"shape": [5, 3, 8], "dtype": "float32", "x": {"kind": "normal", "scale": 1.0},
+             "max_position": 65536, "base": 10000.0, "seed": 3}
+
+
+@pytest.mark.parametrize("kernel", ["ort_rope", "ort_rope_ms"])
+def test_standalone_rope_feeds_the_caches_the_kernel_builds(tmp_path, kernel):
+    # The op's inputs (X [1, heads, tokens, dim], float64-built caches, int64 position_ids)
+    # written into the script reproduce the kernel: an FP32 case passes there as here.
+    pytest.importorskip("onnxruntime")
+    from kfuzz.present.standalone import standalone
+
+    script = tmp_path / "rope.py"
+    script.write_text(standalone(_row("ops.rope", kernel, ROPE_CASE)))
+    ran = _run(script, tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "input X: float32 [1, 3, 5, 8]" in ran.stdout
+    assert "input position_ids: int64 [1, 5]" in ran.stdout
+    assert ran.stdout.strip().endswith("PASS")
+
+
+def test_standalone_multihead_attention_on_packed_inputs(tmp_path):
+    # Causal with fewer queries than keys: com.microsoft MultiHeadAttention's last query row
+    # attends every key (onnxruntime 1.32.0), so the script fails on that row only.
+    pytest.importorskip("onnxruntime")
+    from kfuzz.present.standalone import standalone
+
+    case = {"shape": [1, 2, 3, 5, 8], "dtype": "float16", "causal": True,
+            "q": {"kind": "normal", "scale": 1.0}, "kv": {"kind": "normal", "scale": 1.0},
+            "seed": 11}
+    script = tmp_path / "mha.py"
+    script.write_text(standalone(_row("ops.sdpa", "ort_mha", case)))
+    ran = _run(script, tmp_path)
+    assert "input query: float16 [1, 3, 16]" in ran.stdout, ran.stdout + ran.stderr
+    assert ran.returncode == 1 and "FAIL" in ran.stdout
+    rows = {line.split("]")[0] for line in ran.stdout.splitlines() if line.startswith("  at")}
+    assert rows and all(r.startswith("  at [0, 2,") for r in rows), ran.stdout

@@ -136,8 +136,11 @@ def test_sparse_attn_in_kernel_cast_truncates_in_the_interpreter():
 @pytest.mark.slow
 def test_in_kernel_bf16_cast_is_found_shrunk_stored_and_torch_cast_passes(
         kfuzz, db_path, target, incast, torchcast):
+    # Subnormal inputs left out: there both casts are off (a BF16 subnormal x gives about half
+    # the expected x / sqrt(eps) in the interpreter), a finding of its own.
+    no_subnormal = ("--exclude", "subnormal")
     run = kfuzz("run", target, "--kernel", incast, "--max-examples", "40", "--seed", "1",
-                "--db", db_path, "--json")
+                *no_subnormal, "--db", db_path, "--json")
     assert run.code == 1, run.err
     shrunk = [f for f in run.json()["findings"] if f["kind"] == "shrunk"]
     assert shrunk, run.out
@@ -149,7 +152,7 @@ def test_in_kernel_bf16_cast_is_found_shrunk_stored_and_torch_cast_passes(
     assert shrunk[0]["id"] in {row["fingerprint"][:12] for row in listing.json()["findings"]}
 
     clean = kfuzz("run", target, "--kernel", torchcast, "--max-examples", "40", "--seed", "1",
-                  "--db", db_path, "--json")
+                  *no_subnormal, "--db", db_path, "--json")
     assert clean.code == 0, clean.out
     assert clean.json()["findings"] == []
     fixed = kfuzz("replay", "--db", db_path, "--kernel", torchcast, "--json")

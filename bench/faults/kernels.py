@@ -130,7 +130,8 @@ def softmax_tail_mask_bf16_store(x: Tensor, *, tile: int = SOFTMAX_TILE) -> Tens
       1 there: a "wrong" finding). A +inf or NaN there still makes the row NaN, as it should.
     - rounding: the result is stored through a BF16 staging buffer, so an FP16 output is
       rounded to BF16 first, then to FP16: up to 4 FP16 ULPs off the correctly rounded
-      value (a "rounding" finding, on FP16 cases of any shape); BF16 outputs are unaffected.
+      value (a "rounding" finding, on FP16 cases of any shape), and an FP32 output keeps
+      BF16's 8 bits (a "precision" finding); BF16 outputs are unaffected.
 
     Takes: ``x`` [..., n] floating tensor; ``tile`` >= 1.
     Returns: tensor of x's shape and dtype.

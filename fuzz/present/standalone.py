@@ -58,14 +58,18 @@ NODE = json.loads({node})
 
 
 def kernel(**inputs):
-    types = {{"float32": 1, "float16": 10, "float64": 11, "bfloat16": 16}}
-    elem = types[next(iter(inputs.values())).dtype.name]
+    types = {{"float32": 1, "float16": 10, "float64": 11, "bfloat16": 16, "int64": 7}}
+    elems = [types[a.dtype.name] for a in inputs.values()]
     graph = helper.make_graph(
         [helper.make_node(NODE["op_type"], [n for n, _ in NODE["inputs"]], ["Y"],
                           domain=NODE["domain"], **NODE["attributes"])],
-        "repro", [helper.make_tensor_value_info(n, elem, dims) for n, dims in NODE["inputs"]],
-        [helper.make_tensor_value_info("Y", elem, NODE["output"])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", NODE["opset"])])
+        "repro", [helper.make_tensor_value_info(n, elem, dims)
+                  for (n, dims), elem in zip(NODE["inputs"], elems)],
+        [helper.make_tensor_value_info("Y", elems[0], NODE["output"])])
+    imports = [helper.make_opsetid("", NODE["opset"])]
+    if NODE["domain"]:
+        imports.append(helper.make_opsetid(NODE["domain"], 1))
+    model = helper.make_model(graph, opset_imports=imports)
     model.ir_version = min(model.ir_version, onnx.IR_VERSION)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
@@ -141,10 +145,11 @@ def _literal(value: Any) -> str:
     return json.dumps(json.dumps(value, sort_keys=True))
 
 
-def _array(tensor: Any) -> dict[str, Any]:
+def _array(value: Any) -> dict[str, Any]:
+    import numpy as np
     from kfuzz.targets.arrays import to_numpy
 
-    array = to_numpy(tensor).copy(order="C")
+    array = np.array(value if isinstance(value, np.ndarray) else to_numpy(value), order="C")
     return {"dtype": array.dtype.name, "shape": list(array.shape),
             "data": base64.b64encode(array.tobytes()).decode("ascii")}
 
@@ -163,24 +168,36 @@ def _kernel_ref(row: dict[str, Any]) -> tuple[str, str]:
     return module, function
 
 
-def _body(module: str, function: str, params: dict[str, Any]) -> tuple[str, str, str]:
-    """(what, needs, the script's kernel code) for `module:function` called with `params`."""
+def _body(module: str, function: str, params: dict[str, Any], inputs: dict[str, Any],
+          expected: Any) -> tuple[str, str, str, list[list[Any]], Any]:
+    """(what, needs, the script's kernel code, its inputs as [name, array] in call order, the
+    expected values) for `module:function` called with `inputs` and `params`. An ONNX
+    Runtime reproducer feeds the op's own inputs (what the kernel builds from the case's:
+    caches, packed layouts) and expects its output layout."""
+    from kfuzz.targets.arrays import to_numpy
+
     if module == "kfuzz.kernels.onnxruntime":
         from kfuzz.kernels import onnxruntime as ort
 
-        op, attributes = ort.CALLS[function]
-        node = ort.NODES[op]
+        how = ort.CALLS[function]
+        node = ort.NODES[how.op]
+        arrays = {name: to_numpy(t) for name, t in inputs.items()}
         data = {"op_type": node.op_type, "opset": node.opset, "domain": node.domain,
                 "inputs": [[n, list(d)] for n, d in node.inputs], "output": list(node.output),
-                "attributes": attributes(**params)}
-        return (f"ONNX Runtime {op} (opset {node.opset}) as a one-node model",
-                "onnx and onnxruntime", ORT_BODY.format(node=_literal(data)))
+                "attributes": how.attributes(arrays, **params)}
+        feeds = [[n, a] for (n, _), a in zip(node.inputs, how.feeds(arrays, params),
+                                             strict=True)]
+        domain = f"{node.domain} " if node.domain else ""
+        return (f"ONNX Runtime {domain}{node.op_type} (opset {node.opset}) as a one-node model",
+                "onnx and onnxruntime", ORT_BODY.format(node=_literal(data)), feeds,
+                how.to_op(to_numpy(expected), arrays))
     from kfuzz.kernels import jax as kjax
 
     source, jit = kjax.JITTED.get(function, (function, None))
     return (f"JAX {source}" + (" under jax.jit" if jit is not None else ", eager"), "jax",
             JAX_BODY.format(source=kjax.SOURCES[source],
-                            jit=_literal(None if jit is None else list(jit))))
+                            jit=_literal(None if jit is None else list(jit))),
+            [[k, t] for k, t in inputs.items()], expected)
 
 
 def standalone(row: dict[str, Any]) -> str:
@@ -215,10 +232,11 @@ def standalone(row: dict[str, Any]) -> str:
     check = {"dtype": str(spec.dtype).removeprefix("torch."), "atol": resolved.atol,
              "rtol": resolved.rtol, "max_ratio": resolved.max_ratio,
              "round": resolved.round_expected}
-    what, needs, body = _body(module, function, params)
+    what, needs, body, feeds, expected = _body(module, function, params, inputs,
+                                               expected.double())
     head = HEAD.format(
         short=short_id(row["fingerprint"]), what=what, needs=needs,
         target_c=json.dumps(row["target"]), kernel_c=json.dumps(row["kernel"]),
-        inputs=_literal([[k, _array(t)] for k, t in inputs.items()]), params=_literal(params),
-        expected=_literal(_array(expected.double())), check=_literal(check))
+        inputs=_literal([[k, _array(a)] for k, a in feeds]), params=_literal(params),
+        expected=_literal(_array(expected)), check=_literal(check))
     return head + body + TAIL.format()

@@ -46,6 +46,7 @@ from kfuzz.execute.executor import Executor, InProcessExecutor, Job, Outcome, co
 from kfuzz.execute.findings import Finding, canonical_json
 from kfuzz.search.batch import BatchSizer, batch_seeds, case_elements, evaluate_within
 from kfuzz.search.config import CampaignConfig, CampaignResult
+from kfuzz.search.constants import seed_only_draws
 from kfuzz.search.coverage import Coverage
 from kfuzz.search.drawn import Abort, campaign_cases, seed_cases
 from kfuzz.search.feedback import feedback, raw_metrics
@@ -94,7 +95,7 @@ def run_campaign(
     it exists (a raw failure first, then its shrunk case, then the run's peak), so a caller
     that stores them loses nothing if the run dies. Raises KfuzzError for configuration
     problems (unknown names, a kernel breaking its output contract)."""
-    with HypothesisStorage():
+    with HypothesisStorage(), seed_only_draws():
         return _Campaign(config, executor or InProcessExecutor(), on_finding, progress).run()
 
 

@@ -39,20 +39,28 @@ class _Guarded:
                                     f"{exc}") from None
 
 
-def ort(target: str, name: str, function: str, doc: str) -> dict[str, Any]:
-    """{name: an ONNX Runtime variant} running `kfuzz.kernels.onnxruntime.<function>`."""
+def ort(target: str, name: str, function: str, doc: str,
+        dtypes: tuple[str, ...] = ORT_DTYPES) -> dict[str, Any]:
+    """{name: an ONNX Runtime variant} running `kfuzz.kernels.onnxruntime.<function>` on
+    `dtypes` (those of ORT_DTYPES that the target draws)."""
     ref = f"kfuzz.kernels.onnxruntime:{function}"
     return {name: variant(_Guarded(target, name, ref),
-                          f"ONNX Runtime CPU {doc}; NumPy arrays, {'|'.join(ORT_DTYPES)} only",
-                          arrays="numpy", dtypes=ORT_DTYPES)}
+                          f"ONNX Runtime CPU {doc}; NumPy arrays, {'|'.join(dtypes)} only",
+                          arrays="numpy", dtypes=dtypes)}
 
 
-def jax(target: str, function: str, doc: str) -> dict[str, Any]:
+def jax(target: str, function: str, doc: str, bucketed: bool = False) -> dict[str, Any]:
     """{jax_<function>: eager, jax_<function>_jit: jitted} JAX variants of
-    `kfuzz.kernels.jax.<function>`."""
+    `kfuzz.kernels.jax.<function>`; with `bucketed`, also jax_<function>_jit_pow2: jitted on
+    inputs padded up to powers of two (`bucketed=True`, a parameter of the kernel)."""
     out = {}
     for suffix, how in (("", "eager"), ("_jit", "under jax.jit")):
         name = f"jax_{function}{suffix}"
         out[name] = variant(_Guarded(target, name, f"kfuzz.kernels.jax:{function}{suffix}"),
                             f"JAX (XLA CPU) {doc}, {how}", arrays="jax")
+    if bucketed:
+        name = f"jax_{function}_jit_pow2"
+        out[name] = variant(_Guarded(target, name, f"kfuzz.kernels.jax:{function}_jit"),
+                            f"JAX (XLA CPU) {doc}, under jax.jit on inputs padded up to powers "
+                            "of two (one compilation per bucket)", arrays="jax", bucketed=True)
     return out

@@ -58,6 +58,7 @@ from kfuzz.targets.builtin.dsv4 import (
 )
 from kfuzz.targets.builtin.ops import TRAINED
 from kfuzz.targets.declare import define, tensor, variant
+from kfuzz.targets.libraries import jax, ort
 
 ROUND_TO_NEAREST = Comparator(mode="ulp", ulp=0.51, round_expected=False)
 ROUND_TO_NEAREST_DOC = ("ulp(0.51) against the unrounded float64 result: a kernel that rounds "
@@ -322,8 +323,13 @@ define(
     shape=SDPA_SHAPE,
     cases=_sdpa_cases,
     materialise=_sdpa_inputs,
-    kernels={name: _variant("ops.sdpa", name, sdpa, f"torch SDPA, {doc}", backend=name)
-             for name, doc in BACKEND_DOCS.items()},
+    kernels={**{name: _variant("ops.sdpa", name, sdpa, f"torch SDPA, {doc}", backend=name)
+                for name, doc in BACKEND_DOCS.items()},
+             **ort("ops.sdpa", "ort_attention", "attention", "Attention (opset 23)",
+                   dtypes=("float16",)),
+             **ort("ops.sdpa", "ort_mha", "multihead_attention",
+                   "com.microsoft MultiHeadAttention", dtypes=("float16",)),
+             **jax("ops.sdpa", "attention", "jax.nn.dot_product_attention")},
     default_kernel="flash",
     oracles={
         "fp64": variant(sdpa_fp64, "float64 attention"),
