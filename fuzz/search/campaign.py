@@ -135,7 +135,7 @@ class _Campaign:
                                pins=config.pins, seed=self.seed, fresh=fresh_settings())
         self.strategy = cases.map(lambda case: batch_seeds(self.batcher.size_for(case), case))
         self.known: set[str] = set()
-        self.coverage = Coverage(self.target.case_size, self.max_numel, self.target.specials)
+        self.coverage = Coverage(self.target.size, self.max_numel, self.target.specials)
         # Whether the kernel has met its output contract on some case (see _evaluate).
         self.contract_met = False
         self.result = CampaignResult(self.target.name, self.kernel, self.oracle, self.seed)

@@ -41,7 +41,9 @@ def _index_sets(case: Any) -> Iterable[Mapping[str, Any]]:
 
 class Coverage:
     """Counts over the cases a campaign ran (`add`), for a target with `specials` (input ->
-    the special values its contract allows) and element bound `max_numel`."""
+    the special values its contract allows) and element bound `max_numel`. `size`: case ->
+    input elements from the description (`Target.size`); None (a target that can size a case
+    only by building its inputs) leaves size classes out rather than build every case twice."""
 
     def __init__(self, size: Any, max_numel: int,
                  specials: Mapping[str, Iterable[str]] | None = None) -> None:
@@ -59,10 +61,12 @@ class Coverage:
         for key, value in case.items():
             if (key == "dtype" or key.endswith("_dtype")) and isinstance(value, str):
                 c["dtype"][value] += 1
-        try:
-            elements = int(self.size(dict(case)))
-        except Exception:  # a case its target cannot size (a user's target): no class
-            elements = -1
+        elements = -1
+        if self.size is not None:
+            try:
+                elements = int(self.size(dict(case)))
+            except Exception:  # a case its target cannot size (a user's target): no class
+                pass
         if elements >= 0:
             share = elements / self.max_numel
             c["size"]["small" if share < 1 / 256 else "large" if share >= 0.25 else "middle"] += 1
