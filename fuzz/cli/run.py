@@ -34,9 +34,15 @@ def add_parser(sub: Subcommands) -> None:
         description="Fuzz targets: draw cases, run kernel and oracle, compare, shrink each "
         "distinct failure to a minimal case and store it (with the worst case seen) in the "
         "corpus.", epilog=EPILOG_EXIT)
-    p.add_argument("target", nargs="*", metavar="TARGET", help="target names (see kfuzz targets)")
+    p.add_argument("target", nargs="*", metavar="TARGET",
+                   help="target names (see kfuzz targets), each with its default kernel, or "
+                   "TARGET@KERNEL for one of its kernels (ops.softmax@ort_softmax); each is a "
+                   "campaign of its own")
     p.add_argument("--all", action="store_true",
-                   help="fuzz every target (but the faults.* benchmark targets)")
+                   help="fuzz every target (but the faults.* benchmark targets) with its "
+                   "default kernel, and each ONNX Runtime and JAX kernel as TARGET@KERNEL "
+                   "(skipped, saying which extra to install, where its library is missing; "
+                   "with --kernel, the targets alone)")
     variant_options(p, "kernel variant name, or module:function with the target's signature",
                     "oracle name, a kernel variant name (kernel vs kernel), or module:function")
     comparator_options(p)

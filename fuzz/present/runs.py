@@ -53,7 +53,7 @@ def run_budget(run: dict[str, Any]) -> str:
     for entry in entries:
         share = _number(entry.get("budget"))
         if share is not None:
-            known.append((str(entry.get("target")), share))
+            known.append((str(entry.get("entry") or entry.get("target")), share))
     total = _argv_budget(run.get("argv"))
     if len({b for _, b in known}) == 1 and len(known) == len(entries):
         each = seconds(known[0][1]) + (" each" if len(known) > 1 else "")
@@ -104,7 +104,7 @@ def coverage_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
             if not isinstance(cov, dict) or not cov:
                 continue
             never = cov.get("never_reached") or []
-            rows.append([str(run.get("id", "")), str(c.get("target", "")),
+            rows.append([str(run.get("id", "")), str(c.get("entry") or c.get("target", "")),
                          str(cov.get("cases", 0)), _counts(cov.get("dtype")),
                          _counts(cov.get("size")), _counts(cov.get("special")),
                          _counts(cov.get("index")),

@@ -72,7 +72,7 @@ class Progress:
         if self.terminal or run is None or time.monotonic() - self.started < self.every:
             return  # a run short enough to need no log lines gets none
         self.last = time.monotonic()
-        target = run.config.target
+        target = run.name
         if run.state != "run":
             why = run.skipped if run.failed is None else run.failed
             print(f"kfuzz: {target} {run.state}: {why}", file=sys.stderr, flush=True)
@@ -107,19 +107,27 @@ def finding_summary(finding: Finding) -> dict[str, Any]:
 
 
 def run_document(report: RunReport) -> dict[str, Any]:
-    """The `kfuzz run --json` document."""
+    """The `kfuzz run --json` document: one entry of "targets" per run entry (with "entry",
+    TARGET@KERNEL, for an entry that named its kernel)."""
     results = report.results()
     return {
         "run": report.run_id, "db": report.db, "status": report.status,
         "budget": report.budget, "exit_code": report.exit_code(),
-        "targets": [{k: r[k] for k in ("target", "state", "skipped", "failed", "examples",
-                                       "left_out")
+        "targets": [{k: r[k] for k in ("target", "entry", "state", "skipped", "failed",
+                                       "examples", "left_out")
                      if k in r} for r in results],
         "campaigns": [r for r in results if r["state"] == "run"],
-        "skipped": [{"target": t, "reason": why} for t, why in report.skipped],
-        "failed": [{"target": t, "error": why} for t, why in report.failed],
+        "skipped": [{**_named(r), "reason": r["skipped"]} for r in results
+                    if r["state"] == "skipped"],
+        "failed": [{**_named(r), "error": r["failed"]} for r in results
+                   if r["state"] == "failed"],
         "findings": [finding_summary(f) for f in report.findings],
     }
+
+
+def _named(result: dict[str, Any]) -> dict[str, Any]:
+    """The target of one of `RunReport.results`, and its entry when it named its kernel."""
+    return {k: result[k] for k in ("target", "entry") if k in result}
 
 
 def run_text(report: RunReport) -> str:
@@ -135,16 +143,17 @@ def run_text(report: RunReport) -> str:
                           "seed"])] if rows else []
     from kfuzz.search.coverage import coverage_line
 
-    covered = [f"  {r.target}: {coverage_line(r.coverage)}" for r in report.campaigns
-               if r.coverage]
+    covered = [f"  {run.name}: {coverage_line(run.result.coverage)}" for run in report.runs
+               if run.state == "run" and run.result is not None and run.result.coverage]
     if covered:
         parts.append("coverage:\n" + "\n".join(covered))
-    closest = [run.closest for run in report.runs if run.result is not None and run.closest]
+    closest = [(run.name, run.closest) for run in report.runs
+               if run.result is not None and run.closest]
     if closest:
-        parts.append(table([_closest_row(c) for c in closest],
+        parts.append(table([_closest_row(name, c) for name, c in closest],
                            ["closest call", "output", "worst/allowed", "ratio", "max ulp",
                             "rel-L2", "case"]))
-    left = [(r["target"], field, why) for r in report.results()
+    left = [(r.get("entry", r["target"]), field, why) for r in report.results()
             for field, why in r.get("left_out", {}).items()]
     if left:
         parts.append("left out (not implemented by the kernel):\n" + "\n".join(
@@ -170,8 +179,10 @@ def run_text(report: RunReport) -> str:
             shrink = (f"{f.shrink['size_before']}->{f.shrink['size_after']} in "
                       f"{f.shrink['seconds']:.1f}s" + ("" if f.shrink["complete"] else " (cut)"))
         rows.append([short_id(f.stored_as or f.fingerprint), f.kind, f.failure, f.target,
-                     percent(f.outcome.worst_ratio()), str(size or "-"), shrink])
-    parts.append(table(rows, ["id", "kind", "failure", "target", "ratio", "size", "shrink"]))
+                     f.kernel, percent(f.outcome.worst_ratio()), str(size or "-"),
+                     shrink])
+    parts.append(table(rows, ["id", "kind", "failure", "target", "kernel", "ratio", "size",
+                              "shrink"]))
     for f in report.findings:
         if f.attribution:
             parts.append("\n".join([f"{short_id(f.stored_as or f.fingerprint)} "
@@ -183,11 +194,11 @@ def run_text(report: RunReport) -> str:
     return "\n\n".join(parts)
 
 
-def _closest_row(c: Any) -> list[str]:
-    """One line of headroom: how near the campaign's closest case came to failing."""
+def _closest_row(name: str, c: Any) -> list[str]:
+    """One line of headroom: how near the closest case of entry `name` came to failing."""
     m = c.metrics
     case = json.dumps(c.case, sort_keys=True)
-    return [c.target, c.output, number(m.get("worst_over_allowed"), ".3g"),
+    return [name, c.output, number(m.get("worst_over_allowed"), ".3g"),
             percent(float(m.get("mismatch_ratio") or 0.0)), number(m.get("max_ulp"), ".0f"),
             number(m.get("rel_l2"), ".3g"), case if len(case) <= 80 else case[:77] + "..."]
 

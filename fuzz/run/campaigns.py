@@ -118,6 +118,12 @@ class CampaignRun:
     failed: str | None = None
 
     @property
+    def name(self) -> str:
+        """The run entry's name: the target's, or "TARGET@KERNEL" for an entry that named its
+        kernel."""
+        return self.config.entry or self.config.target
+
+    @property
     def state(self) -> str:
         """"run" (it ran cases), "skipped" or "failed": a target that ran no case is never
         a pass."""
@@ -130,12 +136,17 @@ def run_one(config: CampaignConfig, executor: Executor, *,
             on_finding: Callable[[Finding], object] | None = None,
             progress: ProgressFn | None = None, skip_unavailable: bool = False) -> CampaignRun:
     """Run one campaign on `executor` (see `kfuzz.search.run_campaign`), watching for the
-    closest call. With skip_unavailable, a kernel that cannot run here (KernelUnavailable)
-    makes a skipped CampaignRun instead of an error."""
+    closest call. With skip_unavailable, a kernel that cannot run here (KernelUnavailable;
+    a library kernel whose library is not installed, before any case) makes a skipped
+    CampaignRun instead of an error."""
     if config.ends_at is not None and time.time() >= config.ends_at:
         return CampaignRun(config, skipped=NO_TIME)
     watched = Watched(executor)
+    if progress is not None and config.entry:
+        # The progress line names the entry ("ops.softmax@ort_softmax"), not just its target.
+        progress = _renamed(progress, config.entry)
     try:
+        _require_libraries(config)
         result = run_campaign(config, executor=watched, on_finding=on_finding, progress=progress)
     except KernelUnavailable as exc:
         if not skip_unavailable:
@@ -147,6 +158,26 @@ def run_one(config: CampaignConfig, executor: Executor, *,
         watched.complete_closest()
     return CampaignRun(config, result, watched.closest)
 
+
+def _renamed(progress: ProgressFn, name: str) -> ProgressFn:
+    """`progress` with each report's "target" replaced by `name`."""
+    return lambda info: progress({**info, "target": name})
+
+
+def _require_libraries(config: CampaignConfig) -> None:
+    """Raises KernelUnavailable when the campaign's kernel or oracle is a library kernel whose
+    library is not installed here (`kfuzz.targets.libraries.require`)."""
+    from kfuzz.targets import registry
+    from kfuzz.targets.libraries import require
+
+    target = registry.get(config.target)
+    for role, name in (("kernel", config.kernel or target.default_kernel),
+                       ("oracle", config.oracle or target.default_oracle)):
+        try:
+            variant = registry.resolve(target, role, name)
+        except KfuzzError:
+            continue  # the campaign reports it
+        require(config.target, variant)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfuzz.errors import KernelUnavailable, KfuzzError, OptionError
+from kfuzz.errors import KernelUnavailable, KfuzzError, OptionError, UnknownVariant
 from kfuzz.run.executors import ExecutorSpec
 from kfuzz.search.campaign import CampaignConfig
 from kfuzz.settings import DEFAULT_CASE_TIMEOUT, PROFILES
@@ -22,8 +22,9 @@ DEVICES = ("cpu", "cuda")
 @dataclass
 class RunOptions:
     """Everything a run is asked to do, by field; `kfuzz run`'s flags map onto these one to
-    one. targets: names (or `all`: every target in `--all`, skipping those whose kernel cannot
-    run here). campaign: what every campaign does, a `kfuzz.search.CampaignConfig` whose
+    one. targets: run entries, each a target's name or "TARGET@KERNEL" (or `all`: every
+    target in `--all` and its library kernels, skipping those that cannot run here; see
+    `select_targets`). campaign: what every campaign does, a `kfuzz.search.CampaignConfig` whose
     target is ignored; its comparator may also be a mode name or a `Comparator` (see
     `comparator_overrides`). workers, ray, ray_address: where the campaigns run; isolate,
     case_timeout, plugins: how their executors are built (`ExecutorSpec`)."""
@@ -39,19 +40,52 @@ class RunOptions:
     plugins: Sequence[str] = ()
 
 
+def split_entry(entry: str) -> tuple[str, str | None]:
+    """A run entry as (target, kernel): "TARGET@KERNEL" names a kernel of the target,
+    "TARGET" alone its default kernel (or --kernel's), kernel None."""
+    target, at, kernel = entry.partition("@")
+    return target, (kernel if at else None)
 
 
-def select_targets(names: Sequence[str], *, all: bool = False) -> list[str]:
-    """The targets a run fuzzes: `names`, or with `all` every target marked in_all. Raises
-    KfuzzError for both or neither, UnknownTarget for an unknown name."""
+def select_targets(names: Sequence[str], *, all: bool = False,
+                   kernel: str | None = None) -> list[str]:
+    """The entries a run fuzzes, each a campaign of its own: `names` (a target's name, or
+    "TARGET@KERNEL" for one of its kernels), or with `all` every target marked in_all with
+    its default kernel and, unless `kernel` (--kernel) names the kernel of every target,
+    "TARGET@KERNEL" for each of its third-party library kernels (`Variant.library`). Raises
+    KfuzzError for both or neither, an entry missing its target or kernel, or an entry naming
+    its kernel beside --kernel; UnknownTarget or UnknownVariant for a name no target or
+    kernel has."""
     if all:
         if names:
             raise KfuzzError("give target names or --all, not both")
-        return [name for name, t in registry.all_targets().items() if t.in_all]
+        entries = []
+        for name, target in registry.all_targets().items():
+            if target.in_all:
+                entries.append(name)
+                entries += [f"{name}@{k}" for k, v in target.kernels.items()
+                            if v.library and kernel is None and k != target.default_kernel]
+        return entries
     if not names:
         raise KfuzzError("no target given; name one (see `kfuzz targets`) or pass --all")
-    for name in names:
-        registry.get(name)
+    for entry in names:
+        target_name, kernel_name = split_entry(entry)
+        if kernel_name is None:
+            registry.get(entry)
+            continue
+        if not target_name or not kernel_name:
+            raise KfuzzError(f"run entry {entry!r} lacks its {'kernel' if target_name else 'target'}"
+                             "; write TARGET@KERNEL, e.g. ops.softmax@ort_softmax (kernels: "
+                             "`kfuzz targets TARGET`)")
+        if kernel is not None:
+            raise KfuzzError(f"run entry {entry!r} names its kernel and --kernel {kernel} names "
+                             f"another; drop --kernel, or name the target alone ({target_name})")
+        try:
+            registry.resolve(registry.get(target_name), "kernel", kernel_name)
+        except KernelUnavailable:
+            pass  # the campaign's to skip or stop with
+        except UnknownVariant as exc:
+            raise KfuzzError(f"run entry {entry!r}: {exc}") from None
     return list(names)
 
 
@@ -91,30 +125,30 @@ def comparator_overrides(comparator: Any) -> dict[str, Any] | None:
     return overrides or None
 
 
-def _check_callables(campaign: CampaignConfig, names: Sequence[str], in_worker: bool) -> None:
+def _check_callables(configs: Sequence[CampaignConfig], in_worker: bool) -> None:
     from kfuzz.targets.declare import declared
 
-    for role in ("kernel", "oracle"):
-        name = getattr(campaign, role)
-        if name and registry.is_local(name) and in_worker:
-            raise OptionError(role, name, " exists only in this process (a lambda or a nested "
-                              "function); define it at module level to run it in a worker")
-    for target_name in names:
-        if in_worker and declared(target_name) and not registry.plugins_for(target_name):
-            raise OptionError("target", target_name, " was declared in this process only; "
+    for config in configs:
+        for role in ("kernel", "oracle"):
+            name = getattr(config, role)
+            if name and registry.is_local(name) and in_worker:
+                raise OptionError(role, name, " exists only in this process (a lambda or a "
+                                  "nested function); define it at module level to run it in a "
+                                  "worker")
+        if in_worker and declared(config.target) and not registry.plugins_for(config.target):
+            raise OptionError("target", config.target, " was declared in this process only; "
                               "declare it in a module and pass that as a plugin to run it in "
                               "a worker")
-    if campaign.kernel is None:
-        for target_name in names:
-            if not registry.get(target_name).kernels:
-                raise OptionError("kernel", None, f": target {target_name!r} has no kernel of "
-                                  "its own; pass one (--kernel module:function)")
+        target = registry.get(config.target)
+        if config.kernel is None and not target.kernels:
+            raise OptionError("kernel", None, f": target {config.target!r} has no kernel of "
+                              "its own; pass one (--kernel module:function)")
     # An unknown kernel or oracle is refused before the corpus is opened (a run refused at
     # set-up writes nothing); one that cannot run here is the campaign's to skip.
-    for target_name in names:
-        target = registry.get(target_name)
-        for role, name in (("kernel", campaign.kernel or target.default_kernel),
-                           ("oracle", campaign.oracle or target.default_oracle)):
+    for config in configs:
+        target = registry.get(config.target)
+        for role, name in (("kernel", config.kernel or target.default_kernel),
+                           ("oracle", config.oracle or target.default_oracle)):
             try:
                 registry.resolve(target, role, name)
             except KernelUnavailable:
@@ -126,7 +160,7 @@ def plan(options: RunOptions) -> tuple[list[CampaignConfig], ExecutorSpec]:
     Raises KfuzzError (OptionError naming the field) for anything that cannot run."""
     for plugin in options.plugins:
         registry.load_plugin(plugin)
-    names = select_targets(options.targets, all=options.all)
+    entries = select_targets(options.targets, all=options.all, kernel=options.campaign.kernel)
     if options.workers < 1:
         raise OptionError("workers", options.workers, " must be at least 1")
     template = options.campaign
@@ -139,7 +173,6 @@ def plan(options: RunOptions) -> tuple[list[CampaignConfig], ExecutorSpec]:
         check_device(template.device)
     profile = PROFILES[template.profile]
     isolate = bool(options.isolate or options.case_timeout or profile.isolate)
-    _check_callables(template, names, isolate or ray or options.workers > 1)
     seed = template.seed
     if seed is None and (options.workers > 1 or ray):
         # One seed for every shard, so that they derive distinct ones from it.
@@ -148,11 +181,15 @@ def plan(options: RunOptions) -> tuple[list[CampaignConfig], ExecutorSpec]:
     # sequential runner shares what is left as each campaign ends). A campaign's share bounds
     # its shrinking too.
     budget = template.budget
-    share = budget and budget * min(options.workers, len(names)) / len(names)
-    configs = [dataclasses.replace(template, target=name, seed=seed, budget=share or None,
-                                   time_limit=share or None,
-                                   comparator=comparator_overrides(template.comparator))
-               for name in names]
+    share = budget and budget * min(options.workers, len(entries)) / len(entries)
+    configs = []
+    for entry in entries:
+        target, kernel = split_entry(entry)
+        configs.append(dataclasses.replace(
+            template, target=target, kernel=kernel or template.kernel,
+            entry=entry if kernel else None, seed=seed, budget=share or None,
+            time_limit=share or None, comparator=comparator_overrides(template.comparator)))
+    _check_callables(configs, isolate or ray or options.workers > 1)
     if template.pins:
         from kfuzz.cases.pins import check_pins
         from kfuzz.search.campaign import HypothesisStorage

@@ -28,7 +28,8 @@ from kfuzz.search.campaign import CampaignResult, ProgressFn
 
 @dataclass
 class RunReport:
-    """What a run did: every selected target as a CampaignRun (run, skipped or failed).
+    """What a run did: every entry (a target, or TARGET@KERNEL) as a CampaignRun (run,
+    skipped or failed).
     status: "done", "interrupted" or "error" (a configuration problem stopped it; the error
     was raised). budget: the run's budget in seconds (None: none)."""
 
@@ -45,15 +46,15 @@ class RunReport:
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
-        """(target, why) for each target that ran no case: its kernel cannot run here, or the
-        budget left it no time."""
-        return [(r.config.target, r.skipped) for r in self.runs if r.state == "skipped"]
+        """(entry, why) for each entry that ran no case: its kernel cannot run here, or the
+        budget left it no time. An entry is named as `CampaignRun.name`."""
+        return [(r.name, r.skipped) for r in self.runs if r.state == "skipped"]
 
     @property
     def failed(self) -> list[tuple[str, str]]:
-        """(target, the error) for each target whose campaign a configuration problem
-        stopped, in a run of several targets."""
-        return [(r.config.target, r.failed) for r in self.runs if r.failed is not None]
+        """(entry, the error) for each entry whose campaign a configuration problem
+        stopped, in a run of several entries."""
+        return [(r.name, r.failed) for r in self.runs if r.failed is not None]
 
     @property
     def findings(self) -> list[Finding]:
@@ -70,12 +71,15 @@ class RunReport:
         return 1 if self.findings else 0
 
     def results(self) -> list[dict[str, Any]]:
-        """Per selected target a JSON-able summary: its state ("run", "skipped", "failed"),
+        """Per entry a JSON-able summary: its target (and "entry", TARGET@KERNEL, for an
+        entry that named its kernel), its state ("run", "skipped", "failed"),
         its share of the budget, and the campaign's summary with its closest call, or the
         reason it was skipped or failed: what the runs table stores and `--json` prints."""
         out = []
         for run in self.runs:
             entry: dict[str, Any] = {"target": run.config.target, "state": run.state}
+            if run.config.entry:
+                entry["entry"] = run.config.entry
             if run.result is not None:
                 closest = run.closest.to_dict() if run.closest else None
                 entry.update(run.result.to_dict(), closest=closest)
@@ -126,7 +130,8 @@ def run(options: RunOptions, *, db: str | Path | None = None, argv: Sequence[str
     run_id = None
     if store is not None:
         run_id = store.start_run(argv=list(argv), profile=template.profile, seed=template.seed,
-                                 targets=[c.target for c in configs], device=template.device)
+                                 targets=[c.entry or c.target for c in configs],
+                                 device=template.device)
     context = RunContext(executor=spec, workers=options.workers, store=store, run_id=run_id,
                          budget=template.budget, skip_unavailable=options.all,
                          keep_going=len(configs) > 1, address=options.ray_address,

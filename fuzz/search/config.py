@@ -27,7 +27,9 @@ class CampaignConfig:
     together (`budget` bounds the search alone); a shrink still running at the limit stores
     the smallest failing case it has. `kfuzz run --budget` sets both to the target's share.
     ends_at: a wall-clock time (`time.time()`) by which the campaign ends, whatever else it
-    has left: the end of the whole run, the same in every worker process."""
+    has left: the end of the whole run, the same in every worker process.
+    entry: the run entry's name when it names its kernel ("ops.softmax@ort_softmax"); None:
+    the target's name."""
 
     target: str
     kernel: str | None = None
@@ -45,6 +47,7 @@ class CampaignConfig:
     exclude: Sequence[str] = ()
     time_limit: float | None = None
     ends_at: float | None = None
+    entry: str | None = None
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:

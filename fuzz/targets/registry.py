@@ -47,7 +47,9 @@ class Variant:
     BF16 as `ml_dtypes.bfloat16`); kfuzz converts at the call, once each way
     (`kfuzz.targets.arrays`). dtypes: the dtype names it implements (None: every one the
     target offers); a run draws only cases whose "dtype" field is one of them and says which
-    it left out."""
+    it left out. library: the kfuzz extra a third-party library kernel needs ("onnxruntime",
+    "jax"; `kfuzz.targets.libraries`), None for any other; `run --all` fuzzes each such
+    kernel as an entry of its own."""
 
     name: str
     fn: Callable[..., Any]
@@ -55,6 +57,7 @@ class Variant:
     params: Mapping[str, Any] = field(default_factory=dict)
     arrays: str = "torch"
     dtypes: tuple[str, ...] | None = None
+    library: str | None = None
 
     def __call__(self, **kwargs: Any) -> Any:
         if self.arrays == "torch":

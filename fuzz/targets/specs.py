@@ -158,15 +158,17 @@ def _first_line(fn: Any) -> str:
 
 
 def variant(fn: Callable[..., Any] | str, doc: str = "", *, arrays: str = "torch",
-            dtypes: Sequence[str] | None = None, **params: Any) -> Variant:
+            dtypes: Sequence[str] | None = None, library: str | None = None,
+            **params: Any) -> Variant:
     """A kernel or oracle for the `kernels`/`oracles` mappings of `target` and `define`, where
     it needs more than a bare callable. fn: a callable, or a "module:function" reference
     imported on first call; doc: one line for `kfuzz targets` (default: the first line of
     fn's docstring); arrays: what fn takes and returns, "torch" (tensors, the default),
     "numpy" or "jax" (arrays; BF16 as `ml_dtypes.bfloat16`, converted by kfuzz at the call);
     dtypes: the dtype names fn implements (default: all), so that a run draws no case of
-    another dtype for it and says which it left out; params: keyword arguments bound at every
-    call (a tile size, say). Returns a `kfuzz.targets.registry.Variant` that takes its name
+    another dtype for it and says which it left out; library: the kfuzz extra fn needs, for a
+    third-party library's kernel (`kfuzz.targets.libraries`); params: keyword arguments bound
+    at every call (a tile size, say). Returns a `kfuzz.targets.registry.Variant` that takes its name
     from its key. A module-level variant is also a `--kernel module:name`.
     Raises PluginError for a malformed reference, a non-callable, an unknown array kind or
     dtype."""
@@ -186,11 +188,11 @@ def variant(fn: Callable[..., Any] | str, doc: str = "", *, arrays: str = "torch
                               f"{', '.join(FLOAT_DTYPES)}")
     if isinstance(fn, str):
         _check_reference(fn, "variant")
-        return Variant("", Reference(fn, "variant"), doc, params, arrays, implemented)
+        return Variant("", Reference(fn, "variant"), doc, params, arrays, implemented, library)
     if not callable(fn):
         raise PluginError(f"variant() takes a callable or a 'module:function' reference, "
                           f"not a {type(fn).__name__}")
-    return Variant("", fn, doc or _first_line(fn), params, arrays, implemented)
+    return Variant("", fn, doc or _first_line(fn), params, arrays, implemented, library)
 
 
 def _check_reference(ref: str, what: str) -> None:
