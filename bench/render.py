@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # A fault is "rare" in its case space when fewer than this fraction of uniformly drawn cases
 # show it (the issue asks kfuzz to be strictly better than uniform sampling on those).
 RARE_RATE = 0.05
-SECTIONS = ("overhead", "draws", "smallest", "bug_finding", "detection", "corpus_scale", "workers",
-            "startup")
+SECTIONS = ("overhead", "library_overhead", "draws", "smallest", "bug_finding", "detection",
+            "corpus_scale", "workers", "startup")
 
 
 def _load(results: Path, name: str) -> dict[str, Any] | None:
@@ -107,6 +107,20 @@ def overhead(doc: dict[str, Any]) -> str:
                        [[m["shape"], _f(m["v1_ms"], 3), _f(m["v2_ms"], 3), _f(m["ratio"]),
                          _f(m.get("randn_ms"), 3), _f(m.get("v2_over_randn"))]
                         for m in doc["materialise"].values()])]
+    if doc.get("profile"):
+        parts = list(next(iter(doc["profile"].values()))["run_case_shares"])
+        out += ["", "Where a case's time goes: cProfile of one default campaign per shape "
+                "(`--profile`; the profiler adds most to many small Python calls). Search = "
+                "the campaign's time outside `run_case` (Hypothesis drawing, batching, "
+                "coverage, feedback); inputs, kernel, oracle and compare are inclusive shares "
+                "of `run_case`, rest the remainder of it (copies and checks of the inputs and "
+                "outputs, the outcome).", "",
+                _table(["shape", "mean batch", "ms per case (profiled)", "search share",
+                        *parts],
+                       [[p["shape"], _f(p["mean_batch"], 1), _f(p["campaign_ms_per_case"], 3),
+                         f"{100 * p['search_share']:.0f}%",
+                         *[f"{100 * p['run_case_shares'][k]:.0f}%" for k in parts]]
+                        for p in doc["profile"].values()])]
     out += ["", "### Where the engine's time goes", "",
             "The same campaign settings with no kernel work at all (the small class's pins):", "",
             _table(["measurement", "µs per example"], [
@@ -493,6 +507,7 @@ def render(results: Path) -> str:
         "Reproduce (about 20 minutes in all here; `--quick` runs each in seconds to a minute):", "",
         "```bash",
         "python -m bench.overhead",
+        "python -m bench.library_overhead",
         "python -m bench.draws",
         "python -m bench.smallest",
         "python -m bench.bug_finding      # reads bench/results/smallest.json",
@@ -505,7 +520,10 @@ def render(results: Path) -> str:
         "```", "",
         "## Where kfuzz stands against the targets", "", targets(docs), "",
     ]
-    for name, fn in (("overhead", overhead), ("draws", draws), ("smallest", smallest),
+    from bench.library_overhead import section as library_overhead
+
+    for name, fn in (("overhead", overhead), ("library_overhead", library_overhead),
+                     ("draws", draws), ("smallest", smallest),
                      ("bug_finding", bug_finding), ("detection", detection),
                      ("corpus_scale", corpus_scale),
                      ("workers", workers), ("startup", startup)):

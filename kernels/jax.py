@@ -47,9 +47,10 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool, scale: float) -> Any:
 
 @functools.cache
 def _jitted(name: str) -> Any:
+    """The jitted function `name`; its `_cache_size()` counts the compilations it holds."""
     fn = {"softmax": softmax, "rmsnorm": rmsnorm, "attention": attention,
-          "rmsnorm_n": _rmsnorm_n}[name]
-    static = ("eps",) if name == "rmsnorm_n" else JITTED[f"{name}_jit"][1]
+          "rmsnorm_n": _rmsnorm_n, "attention_n": _attention_n}[name]
+    static = PADDED_STATIC[name] if name in PADDED_STATIC else JITTED[f"{name}_jit"][1]
     return _jax().jit(fn, static_argnames=static)
 
 
@@ -105,9 +106,33 @@ def rmsnorm_jit(x: Any, weight: Any, *, eps: float, bucketed: bool = False) -> A
     return _sliced(_jitted("rmsnorm_n")(padded, wide, n, eps=float(eps)), shape)
 
 
-def attention_jit(q: Any, k: Any, v: Any, *, causal: bool, scale: float) -> Any:
-    """jax.nn.dot_product_attention under jax.jit (causal and scale static)."""
-    return _jitted("attention")(q, k, v, causal=bool(causal), scale=float(scale))
+def _attention_n(q: Any, k: Any, v: Any, kv_lengths: Any, scale: Any, *, causal: bool) -> Any:
+    """attention of q, k, v padded along every axis: the keys at and past `kv_lengths` (one
+    per batch) masked out by jax.nn.dot_product_attention's `key_value_seq_lengths`; `scale`
+    traced, so that one compilation serves every head dim of a bucket."""
+    out = _jax().nn.dot_product_attention(
+        q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3),
+        scale=scale, is_causal=causal, key_value_seq_lengths=kv_lengths)
+    return out.transpose(0, 2, 1, 3)
+
+
+def attention_jit(q: Any, k: Any, v: Any, *, causal: bool, scale: float,
+                  bucketed: bool = False) -> Any:
+    """jax.nn.dot_product_attention under jax.jit (causal and scale static).
+    `bucketed`: q, k, v padded with zeros up to a power of two along every axis (batch, heads,
+    sequence, head dim), the padded keys masked out, the output sliced back; causal stays top-
+    left (row i attends keys 0 .. i), as unpadded, and a padded query row only adds a row that
+    is dropped. The zeros of a padded head dim add nothing to q k^T, the scale is passed as it
+    is, so one compilation per bucket (and causal) serves every shape in it."""
+    if not bucketed:
+        return _jitted("attention")(q, k, v, causal=bool(causal), scale=float(scale))
+    import numpy as np
+
+    jnp = _jax().numpy
+    (pq, shape), (pk, _), (pv, _) = (_padded(x, 0.0) for x in (q, k, v))
+    kv_lengths = jnp.asarray(np.full(pk.shape[0], k.shape[2], np.int32))
+    out = _jitted("attention_n")(pq, pk, pv, kv_lengths, jnp.float32(scale), causal=bool(causal))
+    return _sliced(out, shape)
 
 
 # Kernel function -> its source as a reproducer writes it (`kfuzz corpus export --standalone`):
@@ -124,6 +149,8 @@ SOURCES: dict[str, str] = {
                   "        scale=scale, is_causal=causal)\n"
                   "    return out.transpose(0, 2, 1, 3)\n"),
 }
+# Padded functions (the bucketed kernels jit them) -> their static arguments.
+PADDED_STATIC = {"rmsnorm_n": ("eps",), "attention_n": ("causal",)}
 # Jitted kernel function -> (the function it jits, its static arguments).
 JITTED = {"softmax_jit": ("softmax", ()), "rmsnorm_jit": ("rmsnorm", ("eps",)),
           "attention_jit": ("attention", ("causal", "scale"))}

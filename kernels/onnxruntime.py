@@ -112,23 +112,51 @@ def model(op: str, dtype: str, attributes: Mapping[str, Any]) -> Any:
     return built
 
 
+# The file that captures ORT's stderr, by process: one per process, emptied after each use,
+# so that a call costs a few system calls, not a new temporary file. (A forked process makes
+# its own: a file shared with its parent would mix the two processes' logs.)
+_SINKS: dict[int, Any] = {}
+
+
+def _sink() -> int:
+    pid = os.getpid()
+    if pid not in _SINKS:
+        _SINKS.clear()
+        _SINKS[pid] = tempfile.TemporaryFile(mode="w+b")
+    return int(_SINKS[pid].fileno())
+
+
+def _drained(fd: int) -> str:
+    """What was written to `fd` since it was last drained; the file emptied."""
+    size = os.lseek(fd, 0, os.SEEK_CUR)
+    if not size:
+        return ""
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return b"".join(chunks).decode(errors="replace")
+
+
 @contextlib.contextmanager
 def captured_stderr() -> Iterator[list[str]]:
-    """Redirect the process's stderr (file descriptor 2, where ORT logs) to a temporary file
-    for the block; the list it yields holds what was written, once the block ends."""
+    """Redirect the process's stderr (file descriptor 2, where ORT logs) to this process's
+    capture file for the block; the list it yields holds what was written, once the block
+    ends."""
     got: list[str] = []
+    sink = _sink()
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield got
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            got.append(sink.read().decode(errors="replace"))
+    os.dup2(sink, 2)
+    try:
+        yield got
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        got.append(_drained(sink))
 
 
 def _raise_with(exc: Exception, logged: list[str]) -> None:

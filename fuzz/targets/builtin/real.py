@@ -310,7 +310,10 @@ SDPA_INPUTS = {
     "v": tensor("B H Lk D", dtypes="q", excludes=SDPA_EXCLUDES),
 }
 SDPA_PARAMS = {"causal": "bool", "scale": "float"}
-SDPA_SHAPE = "B H Lq Lk D"
+# The shrinker's bounds: the drawn ranges, D a multiple of 8 from 8 (every head dim of
+# HEAD_DIMS is one, and so is every head dim the fused backends take).
+SDPA_SHAPE = {"B": fst.Dim(1, 4), "H": fst.Dim(1, 16), "Lq": fst.Dim(1, 512),
+              "Lk": fst.Dim(1, 512), "D": fst.Dim(8, 256, multiple_of=8)}
 
 
 define(
@@ -329,7 +332,7 @@ define(
                    dtypes=("float16",)),
              **ort("ops.sdpa", "ort_mha", "multihead_attention",
                    "com.microsoft MultiHeadAttention", dtypes=("float16",)),
-             **jax("ops.sdpa", "attention", "jax.nn.dot_product_attention")},
+             **jax("ops.sdpa", "attention", "jax.nn.dot_product_attention", bucketed=True)},
     default_kernel="flash",
     oracles={
         "fp64": variant(sdpa_fp64, "float64 attention"),
