@@ -4,16 +4,19 @@ Hypothesis shrinks the choice sequence behind a case, which is not the same as t
 a failure found at [64, 8192] can come back with its 8192 intact. This pass works on the case
 itself. It tries, in order, reductions that remove the most elements (each drawn dimension set
 to its smallest size, halved, cut by a quarter down to a 32nd, decremented; the target's own
-reductions, such as fewer cache rows; other integer fields that size the inputs; a dimension
+reductions, such as fewer cache rows; a cache cut to a few of the rows its index sets name,
+shared by every slot (`kfuzz.shrink.rows`); other integer fields that size the inputs; a dimension
 and another integer lowered together, keeping their difference), then simplifications (each
 value regime switched off, each flag off, each distribution replaced by a plain normal, scales
 to 1, the seed to 0), then each size cut from the front and inside its axes, and last a
 smaller shape with other seeds. A candidate is kept only when it still fails in the same
-failure bucket and is no larger; the pass restarts after every kept candidate and ends at a
-fixed point or at its deadline. Because inputs are position-stable
-(kfuzz.cases.materialise), a smaller shape keeps every surviving element, and a cut elsewhere than at
-an axis's end keeps them too (version 3, the coordinates of each axis), so the failing elements
-survive the cut wherever they sit.
+failure bucket and is no larger; a kept cut of one size by d is pushed further (by d more, 2d,
+4d, ... while the case fails, then bisected: `_gallop`), so that a failure needing a long axis
+reaches its length in a few runs per halving rather than one restart per step. The pass
+restarts after every kept candidate and ends at a fixed point or at its deadline. Because
+inputs are position-stable (kfuzz.cases.materialise), a smaller shape keeps every surviving
+element, and a cut elsewhere than at an axis's end keeps them too (version 3, the coordinates
+of each axis), so the failing elements survive the cut wherever they sit.
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ from kfuzz.cases.materialise import (
     MODIFIERS,
     VERSION_KEY,
     coords_of,
-    generator_for,
 )
-from kfuzz.cases.materialise.counter import CounterGenerator
 from kfuzz.cases.strategies import DISTRIBUTION_KINDS, Dim
 from kfuzz.execute.findings import canonical_json
+from kfuzz.shrink.axes import fields_made, linked_axes
 from kfuzz.shrink.cuts import smaller_steps
+from kfuzz.shrink.rows import shared_rows
 from kfuzz.targets.registry import Target
 
 # Fields the pass leaves alone: the materialisation version, the coordinates (moved only with
@@ -74,6 +77,7 @@ def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict
                 yield f"{label}->{new}", candidate
         if target.reductions is not None:
             yield from target.reductions(case)
+        yield from shared_rows(target, case)
         yield from _coupled(target, case)
         yield from _simplifications(case)
         yield from _inner_cuts(target, case)
@@ -219,7 +223,7 @@ def _inner_cuts(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dic
     sets is read off the case's inputs, built at the size and at its smallest cut: an axis
     of a field that shrank by exactly the cut. Nothing for a case whose inputs are not
     position-stable (version 1, or a target drawing its own values)."""
-    fields = _fields_made(target, case)
+    fields = fields_made(target, case)
     if not fields:
         return
     coords = coords_of(case)
@@ -231,7 +235,7 @@ def _inner_cuts(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dic
         variants = [[(_with(case, path, new), new) for _, new in smaller], smaller]
         for cuts in _unique(variants):
             cut, new = cuts[-1]
-            links = _linked_axes(fields, _fields_made(target, cut), value - new)
+            links = linked_axes(fields, fields_made(target, cut), value - new)
             if links:
                 yield from _places(label, value, cuts, links, coords)
 
@@ -271,37 +275,6 @@ def _without(axis: int | list[int], length: int, at: int, drop: int) -> int | li
         axis = list(range(axis, axis + length))
     kept = list(axis[:length])
     return kept[:at] + kept[at + drop:]
-
-
-def _fields_made(target: Target, case: dict[str, Any]) -> dict[tuple[str, str], tuple[int, ...]]:
-    """(input, field) -> shape of every position-stable field `case`'s inputs are built
-    from; empty where they are not position-stable or cannot be built."""
-    try:
-        gen = generator_for(case)
-        if not isinstance(gen, CounterGenerator):
-            return {}
-        gen.fields = []
-        target.inputs(case, gen)
-    except Exception:  # a case the target cannot build: no cuts inside its axes
-        return {}
-    return {(name, sub): shape for name, sub, shape in gen.fields}
-
-
-def _linked_axes(
-    at_size: dict[tuple[str, str], tuple[int, ...]], cut: dict[tuple[str, str], tuple[int, ...]],
-    by: int,
-) -> list[tuple[str, str, int, tuple[int, ...]]]:
-    """(input, field, axis, shape) of each axis that is `by` shorter in `cut` than in
-    `at_size`, the field's other axes unchanged."""
-    links = []
-    for (name, sub), shape in at_size.items():
-        other = cut.get((name, sub))
-        if other is None or len(other) != len(shape):
-            continue
-        changed = [a for a, (x, y) in enumerate(zip(shape, other, strict=True)) if x != y]
-        if len(changed) == 1 and shape[changed[0]] - other[changed[0]] == by:
-            links.append((name, sub, changed[0], shape))
-    return links
 
 
 def _with_bounds(cut: dict[str, Any], path: tuple[Any, ...], value: int, new: int) -> dict[str, Any]:
@@ -371,8 +344,89 @@ def shrink(
                 continue
             result.tried += 1
             if still_fails(candidate):
+                before = result.case
                 result.case, size = candidate, new_size
                 result.steps.append(label)
+                size = _gallop(target, before, result, still_fails, size, deadline)
                 progress = True
                 break
     return result
+
+
+def _cut_made(target: Target, before: dict[str, Any],
+              after: dict[str, Any]) -> tuple[tuple[Any, ...], int, int] | None:
+    """(path, value, new) when `after` is `before` with one size lowered from `value` to
+    `new` and nothing else changed (beside the fields that size bounds: `_with_bounds`);
+    None for any other reduction."""
+    lowered = dict((path, value) for _label, path, value in _integer_fields(before))
+    for _label, path, new in _integer_fields(after):
+        value = lowered.get(path)
+        if value is None or new >= value:
+            continue
+        if _cut_to(target, before, path, value, new) == after:
+            return path, value, new
+    return None
+
+
+def _cut_to(target: Target, case: dict[str, Any], path: tuple[Any, ...], value: int,
+            new: int) -> dict[str, Any] | None:
+    """`case` with the size at `path` lowered from `value` to `new` as `sizes` lowers it; None
+    where that is no size cut of the case (below a dimension's smallest or off its multiple,
+    or a field whose cut leaves the case no smaller)."""
+    if path[0] == "shape":
+        spec = _dims(target, case["shape"])[path[1]]
+        if isinstance(spec, int) or new < spec.smallest or new % spec.multiple_of:
+            return None
+        return _with(case, path, new)
+    if new < 1:
+        return None
+    cut = _with_bounds(_with(case, path, new), path, value, new)
+    try:
+        return cut if target.case_size(cut) < target.case_size(case) else None
+    except Exception:  # a candidate outside the case space
+        return None
+
+
+def _gallop(
+    target: Target, before: dict[str, Any], result: ShrinkResult,
+    still_fails: Callable[[dict[str, Any]], bool], size: int, deadline: float,
+) -> int:
+    """After a kept cut of one size by d (`before` -> `result.case`), cut that size further
+    by 2d, 4d, ... while the case still fails, then bisect between the last cut kept and
+    the first one that did not fail: a failure that needs a long axis (a sum that absorbs
+    small terms, say) then reaches its length in a few runs rather than one run per step.
+    Updates `result`; returns the size of its case."""
+    made = _cut_made(target, before, result.case)
+    if made is None:
+        return size
+    path, value, new = made
+    step = value - new
+    good, bad = 0, None  # extra cut known to fail, and the first extra cut known not to
+    extra = step
+    while time.perf_counter() <= deadline:
+        if bad is not None:
+            extra = good + (bad - good) // 2 // step * step
+            if extra <= good:
+                break
+        candidate = _cut_to(target, result.case, path, new - good, new - extra)
+        if candidate is None:
+            bad = extra  # below the size's floor
+            continue
+        cut_size = target.case_size(candidate)
+        result.tried += 1
+        if cut_size <= size and still_fails(candidate):
+            result.case, size = candidate, cut_size
+            result.steps.append(f"{path_label(path)} {new - good}->{new - extra} (gallop)")
+            good = extra
+            if bad is None:
+                extra *= 2
+        else:
+            bad = extra
+    return size
+
+
+def path_label(path: tuple[Any, ...]) -> str:
+    """A size's path as its reductions' labels name it: shape[1], index.n_rows."""
+    if path[0] == "shape":
+        return f"shape[{path[1]}]"
+    return ".".join(str(p) for p in path)

@@ -1,0 +1,162 @@
+"""Shrinking a large failing case: a session started from over 100,000 elements ends under
+1,000 when a small failing case exists, within what the default shrink time allows. Counted
+in runs and in elements run, never in seconds, so that a loaded machine gives the same answer:
+the session is given a deadline no test reaches, and the work it did is what is checked."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+import torch
+from kfuzz.cases.materialise import stamp
+from kfuzz.execute.executor import InProcessExecutor, Job
+from kfuzz.search.fresh import fresh_settings
+from kfuzz.settings import PROFILES
+from kfuzz.shrink import passes
+from kfuzz.shrink.session import ShrinkSession
+from kfuzz.shrink.space import CaseSpace
+from kfuzz.targets import registry
+from kfuzz.targets.registry import Variant, get, register
+
+FAR = 600.0  # seconds: a deadline no test reaches
+# Elements a shrink may run within the default profile's shrink time: the session has at
+# least half of it (Hypothesis' own pass the rest), and on a loaded 2-core CPU an attention
+# case of this target runs at no less than about a million elements a second (kernel, float64
+# oracle and comparison together).
+ELEMENTS_PER_SECOND = 1_000_000
+ELEMENT_BUDGET = int(PROFILES["dev"].shrink_seconds / 2 * ELEMENTS_PER_SECOND)
+
+
+def last_row_unmasked(q, k, v, *, causal, scale):
+    """Causal attention whose last query row sees every key when there are more keys than
+    queries (the row's causal mask lost): wrong on Lq = 1, Lk = 2 and on every larger such
+    case."""
+    s = (q.float() @ k.float().transpose(-1, -2)) * scale
+    lq, lk = s.shape[-2], s.shape[-1]
+    if causal:
+        mask = torch.ones(lq, lk, dtype=torch.bool).tril()
+        if lq < lk:
+            mask[-1] = True
+        s = s.masked_fill(~mask, float("-inf"))
+    return (s.softmax(-1) @ v.float()).to(q.dtype)
+
+
+TARGET = dataclasses.replace(get("ops.sdpa"), name="test.sdpa_last_row",
+                             kernels={"last_row": Variant("last_row", last_row_unmasked)},
+                             default_kernel="last_row")
+
+
+@pytest.fixture
+def sdpa_registered(monkeypatch):
+    """test.sdpa_last_row in the registry for one test only."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry.all_targets()))
+    register(TARGET)
+
+
+class Counted:
+    """The session's evaluate callable: runs a case in-process and counts the cases and
+    elements it ran."""
+
+    def __init__(self):
+        self.executor = InProcessExecutor()
+        self.cases = 0
+        self.elements = 0
+
+    def __call__(self, case):
+        self.cases += 1
+        self.elements += TARGET.case_size(case)
+        return self.executor.evaluate([Job(TARGET.name, "last_row", "fp64", case)])[0]
+
+
+def _session(start, counted):
+    space = CaseSpace(TARGET, lambda max_numel: TARGET.cases(max_numel).map(stamp),
+                      max_numel=TARGET.max_numel, fresh=fresh_settings())
+    return ShrinkSession(space, counted, start, counted(start),
+                         deadline=time.perf_counter() + FAR, shrink_seconds=FAR, seed=0)
+
+
+def _start(shape):
+    return stamp({"shape": shape, "dtype": "float16", "causal": True,
+                  "q": {"kind": "normal", "scale": 1.0}, "kv": {"kind": "normal", "scale": 1.0},
+                  "seed": 7})
+
+
+@pytest.mark.parametrize("shape", [[1, 4, 100, 180, 64], [2, 3, 251, 257, 40]])
+def test_a_large_case_shrinks_under_a_thousand_elements_within_the_shrink_time(
+        sdpa_registered, shape):
+    start = _start(shape)
+    assert TARGET.case_size(start) > 100_000
+    counted = Counted()
+    result = _session(start, counted).run()
+    assert result.outcome.failed and counted(result.case).failed
+    assert TARGET.case_size(result.case) < 1_000
+    b, h, lq, lk, _ = result.case["shape"]
+    assert lq < lk  # the fault's condition held all the way down
+    # The work done fits the shrink time: elements run, the start's own run included.
+    assert counted.elements <= ELEMENT_BUDGET, counted.elements
+
+
+def test_a_kept_cut_is_pushed_further_by_doubling_steps(monkeypatch):
+    # A failure needing at least 3,000 columns, reached from 4,096: cut by a 32nd, then one
+    # step at a time, each kept cut a restart of the pass; doubling the step of a kept cut,
+    # then bisecting, runs a few cases per halving of what is left to cut. (Most runs of
+    # either go to the reductions tried at the fixed point: simplifications, inner cuts,
+    # other seeds.)
+    target = get("ops.softmax")
+    case = stamp({"shape": [1, 4096], "dtype": "float32",
+                  "x": {"kind": "normal", "scale": 1.0}, "seed": 0})
+    runs = []
+
+    def fails(c):
+        runs.append(c)
+        return c["shape"][1] >= 3000 and c["shape"][0] == 1
+
+    result = passes.shrink(target, case, fails, deadline=float("inf"))
+    assert result.case["shape"] == [1, 3000]
+    assert any(step.endswith("(gallop)") for step in result.steps)
+    assert len(runs) <= 250, len(runs)
+    monkeypatch.setattr(passes, "_gallop", lambda target, before, result, f, size, d: size)
+    runs.clear()
+    assert passes.shrink(target, case, fails, deadline=float("inf")).case["shape"] == [1, 3000]
+    assert len(runs) > 500  # without it, many more runs to the same case
+
+
+def _sparse_case(n_rows, k):
+    """A dsv4.sparse_attn case, one token and head, every slot valid, no duplicates."""
+    normal = {"kind": "normal", "scale": 1.0}
+    return stamp({"shape": [1, 1, 64], "index": {
+        "n_rows": n_rows, "k": k, "n_valid": k, "window": 0, "ragged": False,
+        "duplicates": False, "sorted": False, "out_of_range": False},
+        "q": normal, "kv": normal, "sink": normal, "seed": 11})
+
+
+def test_a_failure_on_two_named_rows_moves_to_a_cache_of_two_shared_rows():
+    # Fails while the token has more than 64 valid slots (two tiles) and two cache rows it
+    # names (its 3rd and 6th picks) keep their values, each named by some slot: without
+    # duplicates the cache needs a row per slot, and a cut of the cache drops or renames
+    # rows. With the two rows kept bit for bit and shared by every slot, the cache is two
+    # rows.
+    from kfuzz.cases.materialise import generator_for
+
+    target = get("dsv4.sparse_attn")
+    case = _sparse_case(n_rows=300, k=70)
+    inputs = target.inputs(case, generator_for(case))
+    named = inputs["indices"][0][[2, 5]].long()
+    wanted = inputs["kv"][named]
+
+    def fails(c):
+        got = target.inputs(c, generator_for(c))
+        idx = got["indices"][0]
+        rows = got["kv"][idx[idx >= 0].long()]
+        return int((idx >= 0).sum()) > 64 and all(
+            bool((rows == row).all(-1).any()) for row in wanted)
+
+    assert fails(case)
+    result = passes.shrink(target, case, fails, deadline=float("inf"))
+    assert fails(result.case)
+    spec = result.case["index"]
+    assert spec["n_rows"] == 2 and spec["duplicates"], spec
+    assert any("sharing rows" in step for step in result.steps)
+    assert target.case_size(result.case) < target.case_size(case) // 50
