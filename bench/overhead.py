@@ -22,7 +22,10 @@ the median over runs. The eager_fp32 kernel passes every case, so nothing is shr
 engine's own cost, with no kernel work: a bare @given test, @given over the case strategy, and
 the campaign with an executor that returns a stored outcome at once, profiled with cProfile.
 
-    python -m bench.overhead [--quick] [--runs 5]
+With --profile, one default campaign per shape also runs under cProfile: the search's share of
+its time, and run_case's split into building the inputs, kernel, oracle, compare and the rest.
+
+    python -m bench.overhead [--quick] [--runs 5] [--batches auto,1,16] [--profile]
 """
 
 from __future__ import annotations
@@ -277,6 +280,42 @@ def engine_costs(shape: list[int], cases: int, batches: Sequence[int], runs: int
     return out
 
 
+# The parts of `run_case` the per-shape profile reports, as (file, function): inclusive time.
+RUN_CASE_PARTS = {
+    "inputs": ("fuzz/execute/executor.py", "materialise_case"),
+    "kernel": ("kernels/ops.py", "rmsnorm_fp32"),
+    "oracle": ("oracles/ops.py", "rmsnorm_fp64"),
+    "compare": ("fuzz/judge/compare.py", "compare"),
+}
+
+
+def case_profile(shape: list[int], cases: int, seed: int = 4000) -> dict[str, Any]:
+    """cProfile of one default (auto-batch) campaign at `shape`: per case, the campaign's
+    time and the executor's (`run_case`), the search's share above the executor, and the
+    inclusive shares of run_case's parts (`RUN_CASE_PARTS`, then the rest). Times
+    under the profiler, which adds most to many small Python calls."""
+    profile = cProfile.Profile()
+    profile.enable()
+    result = run_campaign(_config(shape, cases, None, seed), executor=InProcessExecutor())
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+
+    def inclusive(file: str, func: str) -> float:
+        return max((v[3] for (path, _, name), v in stats.items()
+                    if name == func and path.endswith(file)), default=0.0)
+
+    total = max(v[3] for v in stats.values())
+    run = inclusive("fuzz/execute/executor.py", "run_case")
+    parts = {label: inclusive(*where) for label, where in RUN_CASE_PARTS.items()}
+    parts["rest"] = run - sum(parts.values())
+    n = max(result.examples, 1)
+    return {"shape": shape, "cases": result.examples, "mean_batch": round(result.batch_mean, 2),
+            "campaign_ms_per_case": round(total / n * 1e3, 4),
+            "run_case_ms_per_case": round(run / n * 1e3, 4),
+            "search_share": round(1 - run / total, 3),
+            "run_case_shares": {label: round(t / run, 3) for label, t in parts.items()}}
+
+
 def materialise_costs(runs: int, reps: int = 50) -> dict[str, dict[str, float]]:
     """Milliseconds to build one ops.rmsnorm case's inputs (x and weight, BF16, normal) per
     shape: version 1 (the sequential torch.Generator every case used before), version 2
@@ -345,6 +384,9 @@ def main(argv: list[str] | None = None) -> None:
     p = common.parser(__doc__, "overhead.json")
     p.add_argument("--runs", type=int, default=None, help="runs per measurement (default 5; "
                    "2 with --quick)")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one default campaign per shape (cProfile): the search's "
+                   "share and the shares of inputs, kernel, oracle, compare in run_case")
     p.add_argument("--batches", type=_batches_arg, default=None, metavar="LIST",
                    help="comma-separated batch sizes to measure, 'auto' for the default "
                    "(default auto,1,16; auto,1 with --quick)")
@@ -369,6 +411,12 @@ def main(argv: list[str] | None = None) -> None:
                   f"ratio {r['ratio_to_plain_loop']:.3f} (float64 draws: ratio "
                   f"{r['ratio_to_plain_f64_loop']:.3f})  executor loop "
                   f"{r['hand_cases_per_s']:8.1f}/s ratio {r['ratio']:.3f}", flush=True)
+    profiles = {name: case_profile(shape, cases[name]) for name, shape in SHAPES.items()
+                if args.profile}
+    for name, prof in profiles.items():
+        print(f"{name:6} profile: {prof['campaign_ms_per_case']} ms per case under cProfile, "
+              f"search {prof['search_share']:.0%}, run_case {prof['run_case_shares']}",
+              flush=True)
     building = materialise_costs(runs)
     print(f"building inputs, ms (v1 -> v2): {building}", flush=True)
     engine = engine_costs(SHAPES["small"], cases["small"], sorted(
@@ -381,6 +429,7 @@ def main(argv: list[str] | None = None) -> None:
         "work": f"{TARGET} kernel {KERNEL} vs {ORACLE}, pins shape, dtype bfloat16 and "
                 "x = normal(1)",
         "classes": classes, "engine": engine, "materialise": building,
+        **({"profile": profiles} if profiles else {}),
     })
 
 

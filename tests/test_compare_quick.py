@@ -125,6 +125,26 @@ def test_a_passing_output_is_summarised_in_one_pass(n, dtype):
     assert got["message"] == full["message"].splitlines()[0]
 
 
+def test_kept_buffers_give_the_numbers_of_new_ones(monkeypatch):
+    # Larger and smaller outputs in turn, in every dtype: what a kept buffer held before
+    # never shows, and past SCRATCH_MAX new tensors give the same numbers.
+    for i, (n, dtype) in enumerate([(5000, torch.bfloat16), (300, torch.float16),
+                                    (9000, torch.float32), (70, torch.bfloat16),
+                                    (7000, torch.bfloat16), (4000, torch.float16)]):
+        expected = torch.linspace(-3, 3, n, dtype=torch.float64) * 1.0001
+        steps = torch.zeros(n, dtype=torch.int64)
+        steps[(i * 977) % n] = 1  # the closest call: one representable value off
+        actual = _step(expected.to(dtype), steps)
+        kept = quick.summary(actual, expected, Comparator())
+        with monkeypatch.context() as patch:
+            patch.setattr(quick, "SCRATCH_MAX", 0)
+            new = quick.summary(actual, expected, Comparator())
+        full = compare(actual, expected, Comparator())
+        assert full.passed and kept is not None and new is not None
+        assert kept.to_dict() == new.to_dict()
+        assert kept.worst_over_allowed == full.worst_over_allowed
+
+
 @pytest.mark.parametrize("n", [8, 3 * 1024])
 def test_what_the_summary_leaves_to_the_stages(n):
     expected = torch.ones(n, dtype=torch.float64)

@@ -33,6 +33,19 @@ def test_counts_by_group_and_what_was_never_reached():
     assert line.endswith("never reached: middle, inf, signed_zero, padding split")
 
 
+def test_a_batch_counts_as_its_cases_one_by_one():
+    # A batch is its first case and copies with other seeds: counted once, `times` times.
+    case = {"dtype": "float16", "shape": [3, 31], "seed": 7, "index": _index("split", window=2),
+            "x": {"kind": "edge", "edge": "overflow", "spread": 0, "nonfinite": {"inf": 0.1}}}
+    one_by_one, batched = (Coverage(registry.get("ops.rmsnorm").size, max_numel=1024,
+                                    specials={"x": ("inf",)}) for _ in range(2))
+    for seed in range(5):
+        one_by_one.add({**case, "seed": seed})
+    batched.add(case, times=5)
+    assert batched.to_dict() == one_by_one.to_dict()
+    assert batched.to_dict()["cases"] == 5 and batched.to_dict()["size"]["tile edge"] == 5
+
+
 def test_a_run_prints_its_coverage_and_stores_it_and_the_report_shows_it(kfuzz, db_path,
                                                                         tmp_path):
     run = kfuzz("run", "ops.rmsnorm", "--kernel", "eager_fp32", "--max-examples", "120",

@@ -4,6 +4,7 @@ SIGKILLs, and a corpus crafted to run code."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import signal
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from kfuzz.execute.executor import Job
 from kfuzz.execute.isolation import IsolatedExecutor
 from kfuzz.store.corpus import CorpusStore
@@ -78,6 +80,35 @@ def test_identity_kernel_returning_its_input_is_an_alias_breach():
     assert out.status == "contract"
     assert out.error.startswith("Contract: aliases-input: kernel 'tests.helpers_kernels:identity' "
                                 "returned output 'y' in the memory of its input 'x'")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.int64, torch.bool])
+@pytest.mark.parametrize("n", [8, 1 << 13])  # both sides of where NumPy compares the bits
+def test_an_input_counts_as_written_when_one_bit_changed(dtype, n):
+    from kfuzz.execute.contract import same_bits
+
+    x = (torch.arange(n) % 7 - 3).to(dtype)
+    assert same_bits(x, x.clone())
+    assert same_bits(x[::2], x.clone()[::2])  # strided views
+    changed = x.clone()
+    if dtype == torch.bool:
+        changed[n // 2] = ~changed[n // 2]
+    else:
+        changed[n // 2] += 1
+    assert not same_bits(x, changed)
+    if dtype.is_floating_point:
+        zero, nan = torch.zeros(n, dtype=dtype), torch.full((n,), math.nan, dtype=dtype)
+        other_nan = nan.clone()
+        other_nan.view(torch.int16 if dtype == torch.bfloat16 else torch.int32)[-1] += 1
+        assert not same_bits(zero, -zero)  # a signed zero written
+        assert same_bits(nan, nan.clone()) and not same_bits(nan, other_nan)  # payloads
+
+
+def test_a_kernel_writing_into_a_large_input_breaches_its_contract():
+    from kfuzz.execute.executor import InProcessExecutor
+
+    out = InProcessExecutor().evaluate([_job("writes_input", shape=[64, 256])])[0]
+    assert out.status == "contract" and out.error_type == "writes-input"
 
 
 def test_isolated_worker_reports_configuration_errors_as_such(isolated):

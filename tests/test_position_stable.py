@@ -4,6 +4,7 @@ build bit for bit."""
 from __future__ import annotations
 
 import hashlib
+import math
 
 import pytest
 import torch
@@ -207,6 +208,21 @@ def test_host_and_torch_fields_give_the_same_bits(shape, host_kind):
             a, b = getattr(host, method)(draw), getattr(torch_field, method)(draw)
             assert a.shape == b.shape and a.dtype == b.dtype, method
             assert torch.equal(a.view(torch.int64), b.view(torch.int64)), method
+
+
+@pytest.mark.parametrize("shape", [(1, 8), (5, 13), (24, 1024), (2, 40000)])  # to 3 chunks
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16])
+def test_scaled_normals_round_alike_in_every_field(shape, dtype):
+    # Scaled and rounded as they are drawn: the torch field's (normal * scale).to(dtype).
+    ints = {8: torch.int64, 4: torch.int32, 2: torch.int16}[dtype.itemsize]
+    host_kind = ScalarField if math.prod(shape) <= 16 else HostField
+    for key, scale in ((5, 1.0), (6, 0.125), (7, 3.0), (8, 0.1), (9, 2.0**8)):
+        host, torch_field = host_kind(key, shape), Field(key, shape, "cpu")
+        a, b = host.normal(1, scale, dtype), torch_field.normal(1, scale, dtype)
+        assert a.shape == b.shape == shape and a.dtype == b.dtype == dtype
+        assert torch.equal(a.view(ints), b.view(ints)), (key, scale)
+        expected = (torch_field.normal(1) * scale).to(dtype)
+        assert torch.equal(a.view(ints), expected.view(ints)), (key, scale)
 
 
 def test_small_tensors_are_built_element_by_element():

@@ -19,6 +19,7 @@ import torch
 from kfuzz.cases.materialise import generator_for, to_device
 from kfuzz.enums import UNJUDGED, Status
 from kfuzz.errors import BadCallable, CaseError, ContractViolation, KfuzzError, OracleError
+from kfuzz.execute.contract import contract_breach
 from kfuzz.judge.comparator import Comparator
 from kfuzz.judge.compare import Metrics, ShapeMismatch, compare
 from kfuzz.judge.error_class import error_class
@@ -88,7 +89,7 @@ class Outcome:
     @property
     def failed(self) -> bool:
         """True unless every output passed."""
-        return self.status != Status.PASS
+        return self.status is not Status.PASS  # a Status, made so by __post_init__
 
     def worst_ratio(self) -> float:
         """The largest mismatch ratio over the outputs (1.0 when there are no metrics: an
@@ -251,41 +252,30 @@ def with_overrides(default: Comparator, overrides: Mapping[str, Any] | None) -> 
     Raises ComparatorError for a bad combination."""
     if not overrides:
         return default
+    try:
+        key = (default, tuple(sorted(overrides.items())))
+        hash(key)
+    except TypeError:  # an unhashable value: build it (and let validation say what is wrong)
+        return _with_overrides(default, overrides)
+    found = _OVERRIDDEN.get(key)
+    if found is None:
+        if len(_OVERRIDDEN) >= 256:
+            _OVERRIDDEN.clear()
+        found = _OVERRIDDEN[key] = _with_overrides(default, overrides)
+    return found
+
+
+# Comparators with overrides already built and validated: a campaign builds the same one for
+# every case.
+_OVERRIDDEN: dict[tuple[Comparator, tuple[tuple[str, Any], ...]], Comparator] = {}
+
+
+def _with_overrides(default: Comparator, overrides: Mapping[str, Any]) -> Comparator:
     base = default.to_dict()
     if "mode" in overrides and overrides["mode"] != base.get("mode"):
         for key in ("atol", "rtol", "ulp"):
             base.pop(key, None)
     return Comparator.from_dict({**base, **overrides})
-
-
-def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    # Bit patterns, so that NaN payloads and signed zeros count as the same data.
-    if a.is_floating_point() and a.element_size() in (2, 4, 8):
-        view = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
-        return torch.equal(a.view(view), b.view(view))
-    return torch.equal(a, b)
-
-
-def _contract_breach(
-    kernel: str, inputs: Mapping[str, torch.Tensor], snapshots: Mapping[str, torch.Tensor],
-    outputs: Mapping[str, torch.Tensor],
-) -> tuple[str, str] | None:
-    """(breach, "Contract: <breach>: message") when the kernel wrote into an input
-    ("writes-input") or returned one of its inputs' memory as an output ("aliases-input");
-    None otherwise."""
-    for name, tensor in inputs.items():
-        if not _same_bits(tensor, snapshots[name]):
-            return ("writes-input",
-                    f"Contract: writes-input: kernel {kernel!r} wrote into its input {name!r}; "
-                    "kernels must leave their inputs unchanged")
-    pointers = {t.untyped_storage().data_ptr(): name for name, t in inputs.items() if t.numel()}
-    for out_name, tensor in outputs.items():
-        owner = pointers.get(tensor.untyped_storage().data_ptr()) if tensor.numel() else None
-        if owner is not None:
-            return ("aliases-input",
-                    f"Contract: aliases-input: kernel {kernel!r} returned output {out_name!r} "
-                    f"in the memory of its input {owner!r}; return a new tensor")
-    return None
 
 
 def materialise_case(
@@ -369,7 +359,7 @@ def run_case(
             f"case does not fit target {target.name!r}: {type(exc).__name__}: {exc}"
         ) from None
     device_inputs = to_device(inputs, job.device)
-    cpu_inputs = to_device(inputs, "cpu")
+    cpu_inputs = device_inputs if job.device == "cpu" else to_device(inputs, "cpu")
     snapshots = {name: t.clone() for name, t in device_inputs.items()}
     try:
         with torch.no_grad():
@@ -395,7 +385,7 @@ def run_case(
         ) from None
     actual = as_outputs(got, target, f"kernel {kernel.name!r}")
     expected = as_outputs(ref, target, f"oracle {oracle.name!r}")
-    breach = _contract_breach(kernel.name, device_inputs, snapshots, actual)
+    breach = contract_breach(kernel.name, device_inputs, snapshots, actual)
     if breach:
         return Outcome(Status.CONTRACT, error=breach[1], error_type=breach[0],
                        seconds=time.perf_counter() - start)

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 
+import numpy as np
 import torch
 from kfuzz.judge.comparator import Comparator, format_setting
 from kfuzz.judge.metrics import Metrics
@@ -34,6 +36,10 @@ SAFE = 1.0 - 2.0**-16
 # The smallest atol judged here: every float32 bound is then a normal number, whose rounding
 # error is relative.
 MIN_ATOL = 2.0**-100
+# Outputs of up to this many elements are judged in buffers kept between calls (per thread, per
+# use and dtype): for temporaries of a large output, fresh pages cost more than the arithmetic.
+SCRATCH_MAX = 1 << 21
+_SCRATCH = threading.local()
 
 
 def _eligible(actual: object, expected: object, cmp: Comparator) -> bool:
@@ -59,11 +65,12 @@ def summary(actual: torch.Tensor, expected: torch.Tensor,
     atol, rtol = float(cmp.atol or 0.0), float(cmp.rtol or 0.0)
     a = actual.detach().cpu().reshape(-1)
     e = expected.detach().cpu().reshape(-1)
+    numel = a.numel()
     if cmp.round_expected and e.dtype != a.dtype:
-        e = e.to(a.dtype)
+        # The same rounding as e.to(a.dtype), into a kept buffer.
+        e = e.to(a.dtype) if numel <= SMALL else _buffer("rounded", numel, a.dtype).copy_(e)
     if e.dtype not in EXACT_IN_FLOAT32:
         return None
-    numel = a.numel()
     worst = _worst_small(a, e, atol, rtol) if numel <= SMALL else _worst(a, e, atol, rtol)
     if worst is None:
         return None
@@ -89,12 +96,10 @@ def _worst_small(a: torch.Tensor, e: torch.Tensor, atol: float, rtol: float) -> 
 def _worst(a: torch.Tensor, e: torch.Tensor, atol: float, rtol: float) -> float | None:
     """The closest call: a float32 pass over every element, then float64 over the candidates
     for the largest ratio; None when some element does not surely pass."""
-    diff = a.to(torch.float32)
-    if diff is a:  # a float32 output: work on a copy
-        diff = a.clone()
-    allowed = e.to(torch.float32)
-    if allowed is e:
-        allowed = e.clone()
+    numel = a.numel()
+    # Exact copies in float32 (every value of the operands' dtypes is a float32 value).
+    diff = _buffer("diff", numel, torch.float32).copy_(a)
+    allowed = _buffer("allowed", numel, torch.float32).copy_(e)
     diff.sub_(allowed).abs_()
     allowed.abs_().mul_(rtol).add_(atol)
     ratio = diff.div_(allowed)
@@ -103,11 +108,32 @@ def _worst(a: torch.Tensor, e: torch.Tensor, atol: float, rtol: float) -> float 
         return None
     if largest == 0.0:  # every element equal: every float64 difference is 0 as well
         return 0.0
-    picked = (ratio >= largest * (1.0 - 2.0**-15)).nonzero().reshape(-1)
+    # The candidates through NumPy: on a CPU its comparison and flatnonzero take a fraction
+    # of the time of torch's (a bool tensor, then nonzero).
+    near = _buffer("near", numel, torch.bool).numpy()  # on the CPU, as every operand here
+    np.greater_equal(ratio.numpy(), np.float32(largest * (1.0 - 2.0**-15)), out=near)
+    picked = torch.from_numpy(np.flatnonzero(near))
+    if picked.numel() <= SMALL:  # as a few elements are judged: Python floats are float64
+        return _worst_small(a[picked], e[picked], atol, rtol)
     a64, e64 = a[picked].to(torch.float64), e[picked].to(torch.float64)
     diff64 = (a64 - e64).abs_()
     allowed64 = e64.abs().mul_(rtol).add_(atol)
     return float(torch.div(diff64, allowed64).max())
+
+
+def _buffer(use: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """A 1-d CPU tensor of `numel` elements of `dtype` for one `use` in this thread: the
+    start of a buffer kept between calls, or a new tensor past SCRATCH_MAX elements. Its
+    values are whatever was left there."""
+    if numel > SCRATCH_MAX:
+        return torch.empty(numel, dtype=dtype)
+    buffers = getattr(_SCRATCH, "buffers", None)
+    if buffers is None:
+        buffers = _SCRATCH.buffers = {}
+    found = buffers.get((use, dtype))
+    if found is None or found.numel() < numel:
+        found = buffers[use, dtype] = torch.empty(numel, dtype=dtype)
+    return found[:numel]
 
 
 @functools.lru_cache(maxsize=64)

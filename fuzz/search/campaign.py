@@ -208,8 +208,8 @@ class _Campaign:
         if not self.shrinking:
             self.result.examples += len(cases)
             self.round_new += len(cases)
-            for case in cases:
-                self.coverage.add(case)
+            if cases:  # a batch: copies of its first case with other seeds
+                self.coverage.add(cases[0], times=len(cases))
         self.batcher.observe(len(cases))
         if len(self.seen) > SEEN_LIMIT:
             self.seen.clear()

@@ -54,13 +54,14 @@ class Coverage:
             "dtype": Counter(), "size": Counter(), "regime": Counter(), "special": Counter(),
             "index": Counter()}
 
-    def add(self, case: Mapping[str, Any]) -> None:
-        """Count one case run."""
-        self.cases += 1
+    def add(self, case: Mapping[str, Any], times: int = 1) -> None:
+        """Count one case run, or `times` cases that differ from `case` only in their seed
+        (a batch: the seed changes none of the counts)."""
+        self.cases += times
         c = self.counts
         for key, value in case.items():
             if (key == "dtype" or key.endswith("_dtype")) and isinstance(value, str):
-                c["dtype"][value] += 1
+                c["dtype"][value] += times
         elements = -1
         if self.size is not None:
             try:
@@ -69,18 +70,19 @@ class Coverage:
                 pass
         if elements >= 0:
             share = elements / self.max_numel
-            c["size"]["small" if share < 1 / 256 else "large" if share >= 0.25 else "middle"] += 1
+            size_class = "small" if share < 1 / 256 else "large" if share >= 0.25 else "middle"
+            c["size"][size_class] += times
         if any(d >= 15 and d % 16 in (15, 0, 1) for d in _dims(case)):
-            c["size"]["tile edge"] += 1
+            c["size"]["tile edge"] += times
         for name in regimes_in(case):
-            c["special" if name in SPECIALS else "regime"][name] += 1
+            c["special" if name in SPECIALS else "regime"][name] += times
         for spec in _index_sets(case):
-            c["index"][f"padding {spec.get('padding', 'end')}"] += 1
+            c["index"][f"padding {spec.get('padding', 'end')}"] += times
             for flag in _INDEX_FLAGS:
                 if spec.get(flag):
-                    c["index"][flag.replace("_", " ")] += 1
+                    c["index"][flag.replace("_", " ")] += times
             if spec.get("window"):
-                c["index"]["window"] += 1
+                c["index"]["window"] += times
 
     def never_reached(self) -> list[str]:
         """What the target declares or offers that no case reached: size classes, the special
