@@ -8,7 +8,10 @@ cases go through the same materialise / kernel / oracle / compare path (`kfuzz.e
 built by the same (position-stable) materialisation as the cases kfuzz draws.
 
 The space sampled is the *base* case space, what a hand-written random test draws: shapes,
-dtypes, distribution kinds and their parameters, index sets, seeds. kfuzz's swarm flags (the
+dtypes, distribution kinds and their parameters, index sets, seeds, and the special values and
+index layouts each input's contract allows (NaN, Inf, subnormals, signed zeros; -1 padding at
+the end, after each part, or anywhere), at the rate the case space holds them: NaN/Inf on one
+value description in eight, each rate and layout uniform among its choices. kfuzz's swarm flags (the
 value regimes of `kfuzz.cases.strategies.value_regimes`, per-channel weights, late positions, the
 attention score and sink regimes) are part of its search and are not sampled here.
 """
@@ -20,7 +23,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kfuzz.cases.materialise import stamp
-from kfuzz.cases.strategies import DISTRIBUTION_KINDS, EDGES, MAX_SEED
+from kfuzz.cases.strategies import (
+    DISTRIBUTION_KINDS,
+    EDGES,
+    MAX_SEED,
+    PADDINGS,
+    SPECIALS,
+    contract_kinds,
+)
 
 Sampler = Callable[[random.Random], dict[str, Any]]
 
@@ -31,11 +41,29 @@ def _scale(rng: random.Random, lo: int, hi: int) -> float:
 
 def distribution(rng: random.Random, kinds: Sequence[str] = DISTRIBUTION_KINDS,
                  min_scale_exp: int = -8, max_scale_exp: int = 8,
-                 edges: Sequence[str] = EDGES) -> dict[str, Any]:
+                 edges: Sequence[str] = EDGES, specials: Sequence[str] = ()) -> dict[str, Any]:
     """A value distribution as `kfuzz.cases.strategies.distributions(kinds=..., min_scale_exp=...,
-    max_scale_exp=...)` describes it, each field uniform in its range."""
+    max_scale_exp=..., specials=...)` describes it, each field uniform in its range: subnormals
+    through the edge kind, signed zeros as rows of +-0.0, NaN and Inf as a "nonfinite" entry on
+    one description in eight (scattered at a rate, or whole rows of NaN)."""
+    kinds, edges = contract_kinds(kinds, specials, edges)
+    if "signed_zero" in specials and "constant_rows" not in kinds:
+        kinds = (*kinds, "constant_rows")
+    dist = _kind(rng, kinds, min_scale_exp, max_scale_exp, edges, "signed_zero" in specials)
+    nonfinite = [k for k in ("nan", "inf") if k in specials]
+    if nonfinite and rng.randrange(8) == 0:
+        if "nan" in nonfinite and rng.random() < 0.5:
+            return {**dist, "nonfinite": {"nan": 0.0, "inf": 0.0,
+                                          "rows": rng.choice([0.01, 0.1])}}
+        rates = {k: rng.choice([0.001, 0.05, 0.5]) if k in nonfinite else 0.0
+                 for k in ("nan", "inf")}
+        return {**dist, "nonfinite": rates}
+    return dist
+
+
+def _kind(rng: random.Random, kinds: Sequence[str], lo: int, hi: int, edges: Sequence[str],
+          zeros: bool) -> dict[str, Any]:
     kind = rng.choice(list(kinds))
-    lo, hi = min_scale_exp, max_scale_exp
     if kind == "normal":
         return {"kind": "normal", "scale": _scale(rng, lo, hi)}
     if kind == "uniform":
@@ -51,6 +79,8 @@ def distribution(rng: random.Random, kinds: Sequence[str] = DISTRIBUTION_KINDS,
                 "fraction": rng.choice([0.001, 0.01, 0.1]), "magnitude": _scale(rng, 4, 16)}
     if kind == "constant_rows":
         value = float(rng.randint(-8, 8)) if rng.random() < 0.5 else _scale(rng, lo, hi)
+        if zeros and rng.random() < 0.5:
+            value = -0.0 if rng.random() < 0.5 else 0.0
         return {"kind": "constant_rows", "value": value,
                 "fraction": rng.choice([1.0, 0.5, 0.1])}
     return {"kind": "edge", "edge": rng.choice(list(edges)), "spread": rng.randint(0, 4)}
@@ -74,8 +104,10 @@ def _ops_shape(rng: random.Random, max_numel: int) -> list[int]:
 
 def softmax(rng: random.Random, max_numel: int) -> dict[str, Any]:
     """A case of `ops.softmax` / `faults.softmax`."""
-    return {"shape": _ops_shape(rng, max_numel), "dtype": rng.choice(["bfloat16", "float16"]),
-            "x": distribution(rng, ("normal", "uniform", "outliers", "constant_rows")),
+    return {"shape": _ops_shape(rng, max_numel),
+            "dtype": rng.choice(["bfloat16", "float16", "float32"]),
+            "x": distribution(rng, ("normal", "uniform", "outliers", "constant_rows"),
+                              specials=SPECIALS),
             "seed": _seed(rng)}
 
 
@@ -84,7 +116,8 @@ def rmsnorm(rng: random.Random, max_numel: int,
                                     "constant_rows")) -> dict[str, Any]:
     """A case of `faults.rmsnorm` (pass DISTRIBUTION_KINDS as `kinds` for `ops.rmsnorm`)."""
     return {"shape": _ops_shape(rng, max_numel), "dtype": rng.choice(["bfloat16", "float16"]),
-            "x": distribution(rng, kinds), "eps": rng.choice([1e-6, 1e-5]), "seed": _seed(rng)}
+            "x": distribution(rng, kinds, specials=SPECIALS), "eps": rng.choice([1e-6, 1e-5]),
+            "seed": _seed(rng)}
 
 
 def _dsv4_shape(rng: random.Random, max_numel: int) -> list[int]:
@@ -107,9 +140,13 @@ def sparse_attn(rng: random.Random, max_numel: int) -> dict[str, Any]:
              "window": rng.randint(0, min(128, k)), "ragged": rng.random() < 0.5,
              "duplicates": rng.random() < 0.5, "sorted": rng.random() < 0.5,
              "out_of_range": rng.random() < 0.5}
+    padding = rng.choice(PADDINGS)
+    if padding != "end":
+        index["padding"] = padding
     kinds = ("normal", "uniform", "outliers", "constant_rows")
     return {"shape": shape, "index": index,
-            "q": distribution(rng, kinds, -4, 4), "kv": distribution(rng, kinds, -4, 4),
+            "q": distribution(rng, kinds, -4, 4, specials=SPECIALS),
+            "kv": distribution(rng, kinds, -4, 4, specials=SPECIALS),
             "sink": distribution(rng, ("normal", "uniform", "log_uniform"), -2, 6),
             "seed": _seed(rng)}
 
@@ -118,7 +155,8 @@ def q_norm_rope(rng: random.Random, max_numel: int) -> dict[str, Any]:
     """A case of `dsv4.q_norm_rope`."""
     return {"shape": _dsv4_shape(rng, max_numel), "rope_dim": rng.choice([64, 0, 32]),
             "q": distribution(rng, ("normal", "uniform", "log_uniform", "outliers",
-                                    "constant_rows", "edge"), edges=("subnormal", "underflow")),
+                                    "constant_rows", "edge"), edges=("subnormal", "underflow"),
+                              specials=SPECIALS),
             "max_position": 2 ** rng.randint(0, 17), "eps": 1e-6, "seed": _seed(rng)}
 
 
@@ -137,8 +175,8 @@ def rope(rng: random.Random, max_numel: int) -> dict[str, Any]:
     t = _side(rng, 1, 64, max_numel // 2)
     h = _side(rng, 1, 16, max_numel // (t * 2))
     d = _side(rng, 2, 256, max_numel // (t * h), 2)
-    return {"shape": [t, h, d], "dtype": rng.choice(["bfloat16", "float16"]),
-            "x": distribution(rng, ("normal", "uniform", "log_uniform")),
+    return {"shape": [t, h, d], "dtype": rng.choice(["bfloat16", "float16", "float32"]),
+            "x": distribution(rng, ("normal", "uniform", "log_uniform"), specials=SPECIALS),
             "max_position": 2 ** rng.randint(0, 16), "base": rng.choice([10000.0, 500000.0]),
             "seed": _seed(rng)}
 

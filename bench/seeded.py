@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench import faults
+from bench.faults.kernels import BLOCK_ROWS
 
 # The faults.* targets are a plugin, not built in: every user of FAULTS needs them registered.
 faults.load()
@@ -117,6 +118,32 @@ def _accumulate_grid() -> Iterator[dict[str, Any]]:
             continue
         for x, seed in itertools.product(dists, range(2)):
             yield {"shape": [rows, h], "dtype": "bfloat16", "x": x, "eps": 1e-6, "seed": seed}
+
+
+def _special_dists(nonfinite: bool) -> list[dict[str, Any]]:
+    """Descriptions holding special values: the subnormal edge, or NaN/Inf (scattered, rows)."""
+    if not nonfinite:
+        return [{"kind": "edge", "edge": "subnormal", "spread": s} for s in range(5)]
+    rates = [{"nan": p, "inf": 0.0} for p in (0.5, 0.05)] + [
+        {"nan": 0.0, "inf": p} for p in (0.5, 0.05)] + [
+        {"nan": 0.0, "inf": 0.0, "rows": r} for r in (0.5, 0.1)]
+    return [{"kind": "normal", "scale": 1.0, "nonfinite": r} for r in rates]
+
+
+def _special_rmsnorm_grid(nonfinite: bool) -> Callable[[], Iterator[dict[str, Any]]]:
+    def grid() -> Iterator[dict[str, Any]]:
+        for rows, hidden, dtype, x, eps, seed in itertools.product(
+                (1, 2, 3, 4, 5), (1, 2, 3), ("bfloat16", "float16"), _special_dists(nonfinite),
+                (1e-6, 1e-5), range(4)):
+            yield {"shape": [rows, hidden], "dtype": dtype, "x": x, "eps": eps, "seed": seed,
+                   "materialise": 2}
+    return grid
+
+
+def _special_softmax_grid() -> Iterator[dict[str, Any]]:
+    for rows, cols, dtype, x, seed in itertools.product(
+            (1, 2), (1, 2, 3), ("bfloat16", "float16"), _special_dists(True), range(6)):
+        yield {"shape": [rows, cols], "dtype": dtype, "x": x, "seed": seed, "materialise": 2}
 
 
 def _sparse_grid() -> Iterator[dict[str, Any]]:
@@ -243,6 +270,17 @@ FAULTS: list[Fault] = [
           "holds an Inf or NaN", _attn_production, _sparse_grid, listed=False),
     Fault("rmsnorm_prescale_max", "faults.rmsnorm", "prescale_max", "reference",
           "a row holding +Inf or -Inf", _rmsnorm_production, _eps_grid, listed=False),
+    Fault("rmsnorm_daz", "faults.rmsnorm", "daz", "reference",
+          "FP16 subnormal inputs (|x| < 6.1e-5) in a row whose RMS is far below sqrt(eps), so "
+          "that x / sqrt(eps) is over the tolerance", _rmsnorm_production,
+          _special_rmsnorm_grid(False),
+          listed=False),
+    Fault("softmax_nan_as_mask", "faults.softmax", "nan_as_mask", "reference",
+          "a row holding a NaN and at least one other element that is not NaN",
+          _softmax_production, _special_softmax_grid, listed=False),
+    Fault("rmsnorm_block_sum", "faults.rmsnorm", "block_sum", "reference",
+          f"a NaN or +-Inf in one row of a block of {BLOCK_ROWS} rows holding "
+          "another row", _rmsnorm_production, _special_rmsnorm_grid(True), listed=False),
     Fault("rope_fp16_head128_neox", "faults.rope", "fp16_head128_neox", "reference",
           "FP16 inputs with D = 128 and a token at a position other than 0; uniform hit rate "
           "0.38% (23 of 6,000 cases)",

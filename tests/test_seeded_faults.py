@@ -84,6 +84,15 @@ SMALLEST = {
     "rmsnorm_prescale_max": ({"shape": [1, 2], "dtype": "bfloat16", "x": {
         "kind": "normal", "scale": 1.0, "nonfinite": {"nan": 0.0, "inf": 0.5}}, "eps": 1e-6,
         "seed": 0, "materialise": 2}, 4),
+    "rmsnorm_daz": ({"shape": [1, 1], "dtype": "float16", "x": {
+        "kind": "edge", "edge": "subnormal", "spread": 0}, "eps": 1e-6, "seed": 0,
+        "materialise": 2}, 2),
+    "softmax_nan_as_mask": ({"shape": [1, 2], "dtype": "bfloat16", "x": {
+        "kind": "normal", "scale": 1.0, "nonfinite": {"nan": 0.5, "inf": 0.0}}, "seed": 0,
+        "materialise": 2}, 2),
+    "rmsnorm_block_sum": ({"shape": [2, 1], "dtype": "bfloat16", "x": {
+        "kind": "normal", "scale": 1.0, "nonfinite": {"nan": 0.5, "inf": 0.0}}, "eps": 1e-6,
+        "seed": 0, "materialise": 2}, 3),
 }
 
 
@@ -175,6 +184,22 @@ def test_the_fixed_seed_production_case_passes_the_correct_kernel(fault):
     ("faults.rope", "fp16_head128_neox", {"shape": [4, 2, 126], "dtype": "float16",
                                           "x": NORMAL, "max_position": 4096,
                                           "base": 10000.0, "seed": 3}),
+    # Subnormals in BF16: the flushed outputs are below 1e-30. FP16 without subnormals.
+    ("faults.rmsnorm", "daz", {"shape": [4, 64], "dtype": "bfloat16", "x": {
+        "kind": "edge", "edge": "subnormal", "spread": 2}, "eps": 1e-6, "seed": 3}),
+    ("faults.rmsnorm", "daz", {"shape": [4, 64], "dtype": "float16", "x": NORMAL, "eps": 1e-6,
+                               "seed": 3}),
+    # Infinities but no NaN: -inf is a masked logit for both; a row of one NaN is NaN for both.
+    ("faults.softmax", "nan_as_mask", {"shape": [4, 64], "dtype": "bfloat16", "x": {
+        "kind": "normal", "scale": 1.0, "nonfinite": {"nan": 0.0, "inf": 0.05}}, "seed": 3}),
+    ("faults.softmax", "nan_as_mask", {"shape": [4, 1], "dtype": "bfloat16", "x": {
+        "kind": "normal", "scale": 1.0, "nonfinite": {"nan": 0.5, "inf": 0.0}}, "seed": 3}),
+    # One row, with NaN and Inf: its block has no other row. Many finite rows.
+    ("faults.rmsnorm", "block_sum", {"shape": [1, 64], "dtype": "bfloat16", "x": {
+        "kind": "normal", "scale": 1.0, "nonfinite": {"nan": 0.05, "inf": 0.05}}, "eps": 1e-6,
+        "seed": 3}),
+    ("faults.rmsnorm", "block_sum", {"shape": [9, 64], "dtype": "float16", "x": NORMAL,
+                                     "eps": 1e-6, "seed": 3}),
 ])
 def test_each_fault_is_invisible_where_it_cannot_show(target, kernel, case):
     assert not _run(target, kernel, case)
@@ -372,3 +397,40 @@ def test_sampler_pins_and_unknown_targets():
     assert {draw(rng)["dtype"] for _ in range(20)} == {"bfloat16"}
     with pytest.raises(KeyError, match="no uniform sampler for 'ops.rope'"):
         sampler("ops.rope", 1)
+
+
+def _features(case: dict) -> set[str]:
+    """The dtypes, special values and index layouts a case holds, as words."""
+    out = {f"dtype={case['dtype']}"} if "dtype" in case else set()
+    for name, value in case.items():
+        if not isinstance(value, dict):
+            continue
+        if "nonfinite" in value:
+            out.add(f"{name}:{'rows' if 'rows' in value['nonfinite'] else 'nonfinite'}")
+        if value.get("kind") == "edge" and value["edge"] == "subnormal":
+            out.add(f"{name}:subnormal")
+        if value.get("kind") == "constant_rows" and value["value"] == 0:
+            out.add(f"{name}:zero")
+        if "padding" in value:
+            out.add(f"{name}:padding={value['padding']}")
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_uniform_samplers_reach_what_the_targets_contract_allows(name):
+    # Uniform sampling covers the same space kfuzz searches: every dtype, special value and
+    # index layout the target's strategy draws, and nothing it never draws.
+    target = get(name)
+    drawn: set[str] = set()
+
+    @settings(max_examples=600, database=None, suppress_health_check=list(HealthCheck),
+              deadline=None)
+    @given(target.cases(target.max_numel))
+    def collect(case):
+        drawn.update(_features(case))
+
+    collect()
+    draw = sampler(name, target.max_numel)
+    rng = random.Random(0)
+    sampled = set().union(*(_features(draw(rng)) for _ in range(3000)))
+    assert sampled == drawn, (sampled - drawn, drawn - sampled)

@@ -67,7 +67,7 @@ from kfuzz.kernels.deepseek_v4.sparse_attn import (
     check_tile,
     sparse_attn,
 )
-from kfuzz.kernels.ops import rope_fp32
+from kfuzz.kernels.ops import rmsnorm_fp32, rope_fp32
 from torch import Tensor
 
 # Width of the BF16 accumulator of `rmsnorm_bf16_accumulate`: a vector unit keeps one partial
@@ -514,3 +514,47 @@ def rmsnorm_prescale_max(x: Tensor, weight: Tensor, *, eps: float) -> Tensor:
     xs = xf / a
     inv = torch.rsqrt((xs * xs).mean(dim=-1, keepdim=True) + eps / (a * a))
     return (xs * inv * weight.float()).to(x.dtype)
+
+
+def rmsnorm_daz(x: Tensor, weight: Tensor, *, eps: float) -> Tensor:
+    """RMSNorm in FP32 on a unit that reads subnormal inputs as zero (denormals-are-zero, the
+    default of many vector units): every input below the dtype's smallest normal is taken as 0.
+    Equal to the correct kernel on inputs without subnormals. In BF16 the lost outputs are
+    below 1e-30 and pass; in FP16 a row of subnormals (|x| < 6.1e-5) has an RMS far below
+    sqrt(eps), so its correct outputs are x / sqrt(eps), up to about 0.06, and the kernel's are 0.
+    """
+    tiny = torch.finfo(x.dtype).tiny
+    flushed = torch.where(x.abs() < tiny, torch.zeros_like(x), x)
+    return rmsnorm_fp32(flushed, weight, eps=eps)
+
+
+def softmax_nan_as_mask(x: Tensor) -> Tensor:
+    """Softmax over the last axis in FP32, rounded once, that reads a NaN logit as a masked one
+    (-inf), as a fused masked softmax does when it marks masked positions with NaN and tests
+    `x != x`. Equal to the correct kernel on rows without NaN; a row holding a NaN (and a finite
+    element) gets finite weights where the op's contract, torch's softmax, makes the row NaN.
+    """
+    xf = x.float()
+    xf = torch.where(torch.isnan(xf), torch.full_like(xf, float("-inf")), xf)
+    return torch.softmax(xf, dim=-1).to(x.dtype)
+
+
+# Rows per block of `rmsnorm_block_sum`.
+BLOCK_ROWS = 4
+
+
+def rmsnorm_block_sum(x: Tensor, weight: Tensor, *, eps: float) -> Tensor:
+    """RMSNorm in FP32 whose squares go through a matrix unit BLOCK_ROWS rows at a time, as a
+    product with the identity (the unit reduces and moves data by matrix products): on finite
+    values the same bits as the correct kernel (each product adds only exact zeros); a NaN or an
+    Inf in one row reaches every other row of its block through 0 * NaN = NaN and 0 * Inf = NaN,
+    where their correct results are finite. A block of one row is unaffected.
+    """
+    xf = x.float()
+    sq = (xf * xf).reshape(-1, xf.shape[-1])
+    pad = (-sq.shape[0]) % BLOCK_ROWS
+    blocks = torch.nn.functional.pad(sq, (0, 0, 0, pad)).view(-1, BLOCK_ROWS, sq.shape[-1])
+    eye = torch.eye(BLOCK_ROWS, dtype=torch.float32, device=x.device)
+    moved = torch.matmul(eye, blocks).reshape(-1, sq.shape[-1])[: sq.shape[0]]
+    inv = torch.rsqrt(moved.view(xf.shape).mean(dim=-1, keepdim=True) + eps)
+    return (xf * inv * weight.float()).to(x.dtype)

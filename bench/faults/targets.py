@@ -74,6 +74,8 @@ SOFTMAX = _faulty(
             f"two faults: rows over {f.SOFTMAX_TILE} elements, not a multiple of "
             f"{f.SOFTMAX_TILE}, lose their last element to the tail mask; FP16 outputs are "
             "rounded to BF16 first"),
+        "nan_as_mask": variant(f.softmax_nan_as_mask,
+                               "fault: a NaN logit read as a masked one (-inf)"),
     },
 )
 
@@ -111,6 +113,11 @@ RMSNORM = _faulty(
         "prescale_max": variant(f.rmsnorm_prescale_max,
                                 "fault: the row divided by its largest magnitude first (NaN "
                                 "rows where it holds +-Inf)"),
+        "daz": variant(f.rmsnorm_daz, "fault: subnormal inputs read as zero (denormals-are-zero)"),
+        "block_sum": variant(f.rmsnorm_block_sum,
+                             f"fault: squares moved {f.BLOCK_ROWS} rows at a time by a product "
+                             "with the identity (a NaN or Inf in one row reaches its block's "
+                             "other rows)"),
     },
     cases=_rmsnorm_cases,
 )
