@@ -165,3 +165,66 @@ def test_dsv4_decode_blames_the_attention_golden(request, db_path):
     assert got.code == 1 and "golden full_fp32 disagree" in got.out
     rows = [r for r in CorpusStore(db_path, read_only=True).findings() if r["kind"] == "shrunk"]
     assert rows and all('"blamed": ["sparse_attn"]' in r["attribution"] for r in rows)
+
+
+PLUGIN_CHAIN = '''import kfuzz
+import torch
+
+loose = kfuzz.Comparator(mode="allclose", atol=1e-4, rtol=1e-3)
+
+
+def scale_bf16(x):
+    return x.bfloat16().float() * 1.01
+
+
+def scale(x):
+    return x * 1.01
+
+
+def exp_fp64(x):
+    return torch.exp(x.double()).float()
+
+
+kfuzz.chain(
+    "mine.scale_exp",
+    inputs={"x": kfuzz.tensor("rows cols", dtypes=["float32"], values=["normal"])},
+    stages={"scale": kfuzz.stage(kernels={"bf16": scale_bf16, "fp32": scale}, golden=scale,
+                                 comparator=loose),
+            "exp": kfuzz.stage(kernels=torch.exp, golden=exp_fp64, comparator=loose)},
+    wiring=lambda s, x: s.exp(x=s.scale(x=x)),
+    comparator=loose, dims={"rows": (1, 8), "cols": (1, 64)})
+'''
+
+
+def test_a_chain_declared_in_a_plugin_runs_blames_and_replays(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from kfuzz.store.corpus import CorpusStore
+
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    mine.mkdir()
+    other.mkdir()
+    (mine / "chainplugin.py").write_text(PLUGIN_CHAIN)
+    db = tmp_path / "corpus.db"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def kfuzz_in(cwd, *argv):
+        return subprocess.run([sys.executable, "-m", "kfuzz.cli", *map(str, argv)], cwd=cwd,
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    listed = kfuzz_in(mine, "targets", "mine.scale_exp", "--plugin", "chainplugin.py")
+    assert listed.returncode == 0 and "scale=bf16" in listed.stdout, listed.stdout + listed.stderr
+    run = kfuzz_in(mine, "run", "mine.scale_exp", "--plugin", "chainplugin.py", "--max-examples",
+                   "40", "--seed", "0", "--shrink-seconds", "5", "--db", db)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "blame scale" in run.stdout
+    rows = [r for r in CorpusStore(db, read_only=True).findings() if r["kind"] == "shrunk"]
+    assert rows and all(json.loads(r["attribution"])["blamed"] == ["scale"] for r in rows)
+    # The stored finding replays from elsewhere with no --plugin; the FP32 stage kernel fixes it.
+    assert kfuzz_in(other, "replay", "--db", db).returncode == 1
+    fixed = kfuzz_in(other, "replay", "--db", db, "--kernel", "scale=fp32", "--json")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert {r["verdict"] for r in json.loads(fixed.stdout)["replays"]} == {"fixed"}

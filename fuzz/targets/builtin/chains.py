@@ -22,6 +22,8 @@ from kfuzz.targets.builtin.dsv4 import (
     DSV4_MAX_NUMEL,
     PYPTO,
     PYPTO_DOC,
+    Q_EXAMPLE,
+    SPARSE_EXAMPLE,
     SPARSE_INPUTS,
     SPARSE_OUTPUTS,
     SPARSE_SHAPE,
@@ -84,6 +86,9 @@ registry.register(as_chain(
         comparator_doc=PYPTO_DOC,
         max_numel=DSV4_MAX_NUMEL,
         reductions=index_set_reductions("index"),
+        # The production decode step, run first: the attention case with the query path's
+        # fields.
+        examples=[{**SPARSE_EXAMPLE, **{k: Q_EXAMPLE[k] for k in Q_FIELDS if k in Q_EXAMPLE}}],
         register=False,
     ),
     {"q_norm_rope": "dsv4.q_norm_rope", "sparse_attn": "dsv4.sparse_attn"},
