@@ -20,6 +20,14 @@ earlier run's results (--known, by default the committed ones) hold one that sti
 the recorded cases (--cases, by default bench/known_cases.json: failing cases found outside
 this benchmark, each with where it came from) hold one that still fails.
 
+kfuzz's shrinker keeps a smaller case only when it fails in a failure bucket of the case it
+started from (`Outcome.buckets()`, such as `y:mismatch:wrong` against `y:mismatch:rounding`),
+so each shrunk case is held to the smallest known case of its own bucket: every known case
+above is run to learn its buckets (the brute-force result names them per bucket), and a shrunk
+case failing in several buckets is held to the smallest among them. `shrunk_over_smallest` is
+that ratio; `shrunk_over_smallest_any`, against the smallest known case of any bucket, is kept
+beside it.
+
     python -m bench.bug_finding [--quick] [--budget 60] [--seeds 5] [--fault NAME ...]
                                 [--detect-only]
 """
@@ -232,12 +240,25 @@ def _read(path: str | None, option: str, what: str, parse: Any) -> Any:
         raise SystemExit(2) from None
 
 
-def _known(path: str | None) -> dict[str, dict[str, Any]]:
-    """The smallest failing case each fault had in an earlier run's results (`path`, this
-    script's output), by fault name: the bar a shrunk case is held to is the smallest case
-    known, not only this run's."""
-    return _read(path, "--known", "a bench.bug_finding result", lambda doc: {
-        f["fault"]: f["smallest_known"] for f in doc["faults"] if f.get("smallest_known")}) or {}
+def _known(path: str | None) -> dict[str, list[dict[str, Any]]]:
+    """The smallest failing cases each fault had in an earlier run's results (`path`, this
+    script's output), by fault name: the smallest of any bucket, then the smallest of each
+    bucket where the results name them (older results do not). The bar a shrunk case is held to
+    is the smallest case known, not only this run's."""
+    def parse(doc: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for f in doc["faults"]:
+            entries = [f["smallest_known"]] if f.get("smallest_known") else []
+            entries += list((f.get("smallest_known_by_bucket") or {}).values())
+            # Each case once: the smallest of any bucket is the smallest of its own too.
+            unique: dict[str, dict[str, Any]] = {}
+            for e in entries:
+                unique.setdefault(json.dumps(e["case"], sort_keys=True), e)
+            if unique:
+                out[f["fault"]] = list(unique.values())
+        return out
+
+    return _read(path, "--known", "a bench.bug_finding result", parse) or {}
 
 
 def _recorded(path: str | None) -> dict[str, list[dict[str, Any]]]:
@@ -256,10 +277,98 @@ def _recorded(path: str | None) -> dict[str, list[dict[str, Any]]]:
                  '"case"}]}', parse) or {}
 
 
+def _failing_buckets(fault: Fault, case: dict[str, Any]) -> set[str] | None:
+    """The failure buckets of `case` with the fault's kernel when it fails there and passes
+    with the reference kernel; None otherwise."""
+    ran = InProcessExecutor().evaluate([_job(fault, case)])[0]
+    return ran.buckets() if ran.failed and _reference_passes(fault, case) else None
+
+
 def _still_fails(fault: Fault, case: dict[str, Any]) -> bool:
     """`case` fails with the fault's kernel and passes with its reference kernel."""
-    ran = InProcessExecutor().evaluate([_job(fault, case)])[0]
-    return ran.failed and _reference_passes(fault, case)
+    return _failing_buckets(fault, case) is not None
+
+
+# A known failing case: (size, preference at equal size, source, case, its buckets).
+Known = tuple[int, int, str, dict[str, Any], set[str]]
+
+
+def _known_cases(fault: Fault, row: dict[str, Any], brute: dict[str, dict[str, Any]],
+                 known: dict[str, list[dict[str, Any]]],
+                 recorded: dict[str, list[dict[str, Any]]]) -> list[Known]:
+    """Every failing case known for `fault`, with its buckets: this run's (each run's
+    `buckets` noted on it), the brute-force result's (per bucket where it has them), an
+    earlier run's and the recorded ones that still fail. At equal size the brute-force case is
+    named, then this run's, then an earlier run's, then a recorded one."""
+    size = get(fault.target).case_size
+    seen: list[Known] = []
+    for r in row["kfuzz_runs"] + row["uniform_runs"]:
+        if r.get("size") is None:
+            continue
+        r["buckets"] = sorted(InProcessExecutor().evaluate([_job(fault, r["case"])])[0]
+                              .buckets())
+        if r.get("reference_passes"):
+            seen.append((r["size"], 1, "kfuzz shrink" if "shrink" in r else "uniform sampling",
+                         r["case"], set(r["buckets"])))
+    b = brute.get(fault.name)
+    if b and b.get("by_bucket"):
+        seen += [(e["size"], 0, "brute force", e["case"], {name})
+                 for name, e in b["by_bucket"].items() if e.get("reference_passes", True)]
+    elif b:  # an older result: its one case, run to learn its buckets
+        seen.append((b["size"], 0, "brute force", b["case"],
+                     _failing_buckets(fault, b["case"]) or set()))
+    for entry in known.get(fault.name, []):
+        buckets = _failing_buckets(fault, entry["case"])
+        if buckets is not None:
+            source = entry["source"]
+            source = source if source.endswith("(an earlier run)") else f"{source} (an earlier run)"
+            seen.append((size(entry["case"]), 2, source, entry["case"], buckets))
+    for entry in recorded.get(fault.name, []):
+        buckets = _failing_buckets(fault, entry["case"])
+        if buckets is not None:
+            seen.append((size(entry["case"]), 3, entry["source"], entry["case"], buckets))
+    return seen
+
+
+def held_to_smallest(row: dict[str, Any], seen: list[Known]) -> None:
+    """Set `row`'s smallest known case (any bucket) and smallest per bucket from `seen`, and
+    hold each shrunk kfuzz run (its `buckets` noted) to the smallest known case of the bucket
+    it fails in: of its buckets, the one whose smallest known case is smallest, noted as the
+    run's `bucket`. The ratios go in row["kfuzz"]: `shrunk_over_smallest` (per bucket; None for
+    a run failing in no bucket known), `shrunk_over_smallest_any` and `shrunk_buckets`."""
+    def pick(entries: list[Known]) -> dict[str, Any]:
+        size, _, source, case, _ = min(entries, key=lambda s: (s[0], s[1]))
+        return {"size": size, "source": source, "case": case}
+
+    if not seen:
+        return
+    row["smallest_known"] = overall = pick(seen)
+    names = sorted(set().union(*(s[4] for s in seen)))
+    by_bucket = {b: pick([s for s in seen if b in s[4]]) for b in names}
+    row["smallest_known_by_bucket"] = by_bucket
+    shrunk = [r for r in row["kfuzz_runs"] if "shrink" in r]
+    if not shrunk:
+        return
+    ratios: list[float | None] = []
+    for r in shrunk:
+        bars = sorted((by_bucket[b]["size"], b) for b in r.get("buckets", []) if b in by_bucket)
+        r["bucket"] = bars[0][1] if bars else None
+        ratios.append(round(r["size"] / bars[0][0], 2) if bars else None)
+    row["kfuzz"].update(
+        shrunk_over_smallest=ratios,
+        shrunk_over_smallest_any=[round(r["size"] / overall["size"], 2) for r in shrunk],
+        shrunk_buckets=[r["bucket"] for r in shrunk])
+
+
+def worst_shrunk(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Per fault with shrunk runs, its worst shrunk case against the smallest known case of its
+    own bucket (None when a run fails in no bucket with a known case)."""
+    out: dict[str, float | None] = {}
+    for row in rows:
+        ratios = row["kfuzz"].get("shrunk_over_smallest")
+        if ratios:
+            out[row["fault"]] = None if None in ratios else max(ratios)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -309,29 +418,7 @@ def main(argv: list[str] | None = None) -> None:
         row["uniform"] = common.run_summary(row["uniform_runs"])
         row["kfuzz_vs_uniform"] = _verdict(row["kfuzz"], row["uniform"])
         row["cases_ratio"] = cases_ratio(row["kfuzz"], row["uniform"])
-        # (size, preference, source, case): at equal size the brute-force case is named, then
-        # this run's, then an earlier run's.
-        seen = [(r["size"], 1, "kfuzz shrink" if "shrink" in r else "uniform sampling",
-                 r["case"])
-                for r in row["kfuzz_runs"] + row["uniform_runs"]
-                if r.get("size") is not None and r.get("reference_passes")]
-        if fault.name in brute:
-            seen.append((brute[fault.name]["size"], 0, "brute force", brute[fault.name]["case"]))
-        earlier = known.get(fault.name)
-        if earlier and _still_fails(fault, earlier["case"]):
-            source = earlier["source"]
-            source = source if source.endswith("(an earlier run)") else f"{source} (an earlier run)"
-            seen.append((get(fault.target).case_size(earlier["case"]), 2, source, earlier["case"]))
-        for entry in recorded.get(fault.name, []):
-            if _still_fails(fault, entry["case"]):
-                seen.append((get(fault.target).case_size(entry["case"]), 3, entry["source"],
-                             entry["case"]))
-        if seen:
-            size, _, source, case = min(seen, key=lambda s: (s[0], s[1]))
-            row["smallest_known"] = {"size": size, "source": source, "case": case}
-            shrunk = [r["size"] for r in row["kfuzz_runs"] if "shrink" in r]
-            if shrunk:
-                row["kfuzz"]["shrunk_over_smallest"] = [round(s / size, 2) for s in shrunk]
+        held_to_smallest(row, _known_cases(fault, row, brute, known, recorded))
         print(f"{fault.name:20} fixed {row['fixed']['detected']!s:5} kfuzz {row['kfuzz']} "
               f"uniform {row['uniform']} -> {row['kfuzz_vs_uniform']}", flush=True)
         rows.append(row)
@@ -339,11 +426,15 @@ def main(argv: list[str] | None = None) -> None:
     worst = max(ratios, default=None)
     if worst:
         print(f"worst kfuzz/uniform median cases to detection: {worst[0]} ({worst[1]})")
+    shrunk = worst_shrunk(rows)
+    for name, ratio in shrunk.items():
+        print(f"{name:20} worst shrunk / smallest of its bucket: {ratio}")
     common.write(args.out, {"mode": "quick" if args.quick else "full", "budget": budget,
                             "detect_only": args.detect_only,
                             "seeds": seeds, "fixed_seeds": list(FIXED_SEEDS), "faults": rows,
                             "worst_cases_ratio": {"ratio": worst[0], "fault": worst[1]}
-                            if worst else None})
+                            if worst else None,
+                            "worst_shrunk_over_smallest": shrunk})
 
 
 if __name__ == "__main__":

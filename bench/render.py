@@ -146,21 +146,42 @@ def overhead(doc: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _reach(doc: dict[str, Any]) -> str:
+    """How far past the first failure bench.smallest searched, as the results say."""
+    reach = {f["reach"] for f in doc["faults"] if "reach" in f}
+    return ", ".join(str(r) for r in sorted(reach))
+
+
+def _per_bucket(f: dict[str, Any]) -> str:
+    """A fault's smallest failing grid size per bucket; "-" for results without buckets."""
+    by_bucket = f.get("by_bucket") or {}
+    return "<br>".join(f"`{b}` {e['size']}" + ("" if e["reference_passes"] else
+                                                 " (correct kernel fails it too)")
+                       for b, e in sorted(by_bucket.items())) or "-"
+
+
 def smallest(doc: dict[str, Any]) -> str:
     """The brute-force smallest failing case section."""
     out = ["## 2a. Smallest failing case of each seeded fault (brute force)", "",
            _provenance(doc, "one pass"), "",
            "Each fault's grid of small cases (bench/seeded.py) runs smallest first until one "
            "fails; every smaller grid case passes. Size = `Target.case_size` (total input "
-           "elements).", ""]
+           "elements)." + (
+               f" The search goes on past the first failure, up to {_reach(doc)} times its "
+               "size or the whole grid, for the smallest case of each failure bucket (output, "
+               "failure kind and error class) the fault reaches: a shrunk case is held to the "
+               "smallest case of its own bucket (section 2b)." if _reach(doc) else ""), ""]
     rows = [[f["fault"], f["target"], f["kernel"],
              f["size"] if f["size"] is not None else
              (f"none in the first {f['tried']}" if f["grid_cases"] else "no grid: not searched"),
              f["tried"], f["grid_cases"],
-             f["reference_passes"], f"`{json.dumps(f['case'])}`" if f["case"] else "-"]
+             f["reference_passes"], _per_bucket(f),
+             _f(f.get("searched_to_size"), 0) if "searched" in f else "-",
+             f"`{json.dumps(f['case'])}`" if f["case"] else "-"]
             for f in doc["faults"]]
-    out.append(_table(["fault", "target", "kernel", "smallest failing size", "cases run",
-                       "grid cases", "correct kernel passes it", "case"], rows))
+    out.append(_table(["fault", "target", "kernel", "smallest failing size",
+                       "cases run to it", "grid cases", "correct kernel passes it",
+                       "smallest failing size per bucket", "searched to size", "case"], rows))
     return "\n".join(out)
 
 
@@ -184,6 +205,63 @@ def _fifth(f: dict[str, Any]) -> bool:
     if k["detected"] != u["detected"]:
         return k["detected"] > u["detected"]
     return bool(k["detected"]) and k["median_examples"] <= 0.2 * u["median_examples"]
+
+
+def _bars(f: dict[str, Any]) -> str:
+    """The buckets the shrunk kfuzz cases of `f` fail in, in run order, each with the smallest
+    known case of that bucket; "-" for results that do not name them."""
+    by_bucket = f.get("smallest_known_by_bucket") or {}
+    names = dict.fromkeys(b for b in f["kfuzz"].get("shrunk_buckets", []) if b)
+    return "; ".join(f"`{b}`: {by_bucket[b]['size']} ({by_bucket[b]['source']})"
+                     for b in names if b in by_bucket) or "-"
+
+
+def _shrinking(doc: dict[str, Any]) -> list[str]:
+    """The shrinking part of the bug-finding section: each shrunk case against the smallest
+    known case of its bucket and of any bucket. Results from before buckets were recorded hold
+    only the ratio to any bucket's (as `shrunk_over_smallest`); their other columns read "-"."""
+    out = ["### Shrinking", "",
+           "Shrunk size against the smallest failing case known (the brute-force result, a "
+           "smaller case any run here met, or a smaller one an earlier run's results or "
+           "bench/known_cases.json hold, checked to fail again). kfuzz's shrinker keeps a "
+           "smaller case only when it fails in a failure bucket of the case it started from "
+           "(output, failure kind and error class, such as `y:mismatch:wrong` against "
+           "`y:mismatch:rounding`), so each shrunk case is held to the smallest known case of "
+           "its own bucket; the ratio to the smallest of any bucket is shown beside it. "
+           "\"all within 2x\" reads the ratio of its bucket. Uniform sampling does not "
+           "shrink; the size of its first failing case is shown for scale.", ""]
+    rows = []
+    for f in doc["faults"]:
+        known, k = f.get("smallest_known"), f["kfuzz"]
+        kruns = [r for r in f["kfuzz_runs"] if "shrink" in r]
+        shrink_s = [r["shrink"]["seconds"] for r in kruns]
+        new = "shrunk_over_smallest_any" in k
+        ratios = k.get("shrunk_over_smallest", []) if new else []
+        anys = k.get("shrunk_over_smallest_any" if new else "shrunk_over_smallest", [])
+        rows.append([
+            f["fault"], f"{known['size']} ({known['source']})" if known else "-",
+            ", ".join(str(r["size"]) for r in kruns) or "-", _bars(f),
+            ", ".join(_f(x, 1) if x is not None else "-" for x in ratios) or "-",
+            ", ".join(_f(x, 1) for x in anys) or "-",
+            ("no" if None in ratios or max(ratios) > 2 else "yes") if ratios else "-",
+            _f(sorted(shrink_s)[len(shrink_s) // 2], 1) if shrink_s else "-",
+            _f(f["uniform"].get("median_size"), 0)])
+    out.append(_table(["fault", "smallest known size (any bucket)", "kfuzz shrunk sizes",
+                       "shrunk cases' buckets: smallest known there",
+                       "shrunk / smallest of its bucket", "shrunk / smallest of any bucket",
+                       "all within 2x", "median shrink s",
+                       "uniform first failing size (median)"], rows))
+    out += ["", "Smallest known failing cases and the shrunk case of the first kfuzz run:", ""]
+    for f in doc["faults"]:
+        known = f.get("smallest_known")
+        first = next((r for r in f["kfuzz_runs"] if "shrink" in r), None)
+        own = (f.get("smallest_known_by_bucket") or {}).get(first.get("bucket")) if first else None
+        out.append(f"- {f['fault']}: smallest `{json.dumps(known['case']) if known else '-'}`"
+                   + (f"; smallest in `{first['bucket']}` `{json.dumps(own['case'])}`"
+                      if own and first and own["case"] not in ((known or {}).get("case"),
+                                                               first["case"]) else "")
+                   + (f"; kfuzz shrunk `{json.dumps(first['case'])}`" if first else ""))
+    return out
 
 
 def bug_finding(doc: dict[str, Any]) -> str:
@@ -235,33 +313,7 @@ def bug_finding(doc: dict[str, Any]) -> str:
                        "kfuzz detected", "kfuzz examples", "kfuzz s", "uniform detected",
                        "uniform examples", "uniform s", "cases, kfuzz / uniform",
                        "kfuzz vs uniform"], rows))
-    out += ["", "### Shrinking", "",
-            "Shrunk size against the smallest failing case known (the brute-force result, a "
-            "smaller case any run here met, or a smaller one an earlier run's results or "
-            "bench/known_cases.json hold, checked to fail again). Uniform sampling does not "
-            "shrink; the size of its first failing case is shown for scale.", ""]
-    rows = []
-    for f in doc["faults"]:
-        known = f.get("smallest_known")
-        kruns = [r for r in f["kfuzz_runs"] if "shrink" in r]
-        shrink_s = [r["shrink"]["seconds"] for r in kruns]
-        ratios = f["kfuzz"].get("shrunk_over_smallest", [])
-        rows.append([
-            f["fault"], f"{known['size']} ({known['source']})" if known else "-",
-            ", ".join(str(r["size"]) for r in kruns) or "-",
-            ", ".join(_f(x, 1) for x in ratios) or "-",
-            ("yes" if ratios and max(ratios) <= 2 else "no") if ratios else "-",
-            _f(sorted(shrink_s)[len(shrink_s) // 2], 1) if shrink_s else "-",
-            _f(f["uniform"].get("median_size"), 0)])
-    out.append(_table(["fault", "smallest known size", "kfuzz shrunk sizes",
-                       "shrunk / smallest", "all within 2x", "median shrink s",
-                       "uniform first failing size (median)"], rows))
-    out += ["", "Smallest known failing cases and the shrunk case of the first kfuzz run:", ""]
-    for f in doc["faults"]:
-        known = f.get("smallest_known")
-        first = next((r for r in f["kfuzz_runs"] if "shrink" in r), None)
-        out.append(f"- {f['fault']}: smallest `{json.dumps(known['case']) if known else '-'}`"
-                   + (f"; kfuzz shrunk `{json.dumps(first['case'])}`" if first else ""))
+    out += ["", *_shrinking(doc)]
     return "\n".join(out)
 
 
@@ -349,6 +401,21 @@ def corpus_scale(doc: dict[str, Any]) -> str:
 
 # -- the page ---------------------------------------------------------------------------------
 
+def _within_2x(faults: list[dict[str, Any]]) -> list[str]:
+    """The targets row on shrunk sizes: each fault's worst shrunk case against the smallest
+    known case of its own bucket (against any bucket's, for results from before buckets were
+    recorded, which say so)."""
+    per_bucket = all("shrunk_over_smallest_any" in f["kfuzz"] for f in faults)
+    worst = {f["fault"]: max((x if x is not None else float("inf")
+                              for x in f["kfuzz"].get("shrunk_over_smallest", [])), default=0)
+             for f in faults}
+    over = [f"{k} ({_f(v, 1)}x)" for k, v in worst.items() if v > 2]
+    return ["shrunk cases within 2x of the smallest failing case"
+            + (" of their bucket" if per_bucket else ""), "<= 2x",
+            f"over 2x: {', '.join(over)}" if over else "all within 2x",
+            "not met" if over else "met"]
+
+
 def targets(docs: dict[str, dict[str, Any] | None]) -> str:
     """The issue's targets against the results."""
     rows = []
@@ -398,12 +465,7 @@ def targets(docs: dict[str, dict[str, Any] | None]) -> str:
             rows.append([f"the same over {det['seeds']} seeds (section 2c, detection only)",
                          "<= 0.2", f"{len(det['faults'])} rare faults; short of it: "
                          f"{', '.join(short) or 'none'}", "met" if not short else "not met"])
-        ratios = {f["fault"]: max(f["kfuzz"].get("shrunk_over_smallest", [0]) or [0])
-                  for f in faults}
-        over = [f"{k} ({_f(v, 1)}x)" for k, v in ratios.items() if v > 2]
-        rows.append(["shrunk cases within 2x of the smallest failing case", "<= 2x",
-                     f"over 2x: {', '.join(over)}" if over else "all within 2x",
-                     "not met" if over else "met"])
+        rows.append(_within_2x(faults))
     cs = docs.get("corpus_scale")
     if cs:
         rows.append(["replay of 1,000 small cases", "< 60 s",
