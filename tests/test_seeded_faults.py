@@ -406,7 +406,9 @@ def _features(case: dict) -> set[str]:
         if not isinstance(value, dict):
             continue
         if "nonfinite" in value:
-            out.add(f"{name}:{'rows' if 'rows' in value['nonfinite'] else 'nonfinite'}")
+            rates = value["nonfinite"]
+            out.add(f"{name}:" + ("rows" if rates.get("rows") else
+                                  "+".join(k for k in ("nan", "inf") if rates[k])))
         if value.get("kind") == "edge" and value["edge"] == "subnormal":
             out.add(f"{name}:subnormal")
         if value.get("kind") == "constant_rows" and value["value"] == 0:
@@ -423,8 +425,9 @@ def test_uniform_samplers_reach_what_the_targets_contract_allows(name):
     target = get(name)
     drawn: set[str] = set()
 
-    @settings(max_examples=600, database=None, suppress_health_check=list(HealthCheck),
-              deadline=None)
+    # Derandomized, so that which rare modes 2,000 draws reach is the same on every run.
+    @settings(max_examples=2000, database=None, suppress_health_check=list(HealthCheck),
+              deadline=None, derandomize=True)
     @given(target.cases(target.max_numel))
     def collect(case):
         drawn.update(_features(case))

@@ -190,9 +190,11 @@ WINDOW_ATTN = define(
     "faults.window_attn",
     doc="sliding-window attention of the last T of S positions, FP32, with seeded faults: an "
         "off-by-one window, a full-window fast path taken one key early",
-    inputs={"q": tensor("T H D", dtypes=["bfloat16"], note="queries at positions S-T..S-1"),
-            "k": tensor("S H D", dtypes=["bfloat16"], note="keys"),
-            "v": tensor("S H D", dtypes=["bfloat16"], note="values")},
+    # Finite normal values only: its faults are in the window's arithmetic.
+    inputs={"q": tensor("T H D", dtypes=["bfloat16"], note="queries at positions S-T..S-1",
+                        excludes=fst.SPECIALS),
+            "k": tensor("S H D", dtypes=["bfloat16"], note="keys", excludes=fst.SPECIALS),
+            "v": tensor("S H D", dtypes=["bfloat16"], note="values", excludes=fst.SPECIALS)},
     outputs={"out": tensor("T H D", dtypes=["bfloat16"])},
     params={"window": "int"},
     shape="S H D",
