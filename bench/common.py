@@ -113,3 +113,25 @@ def run_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             out["median_size"] = median(sizes)
             out["max_size"] = max(sizes)
     return out
+
+
+class Recording:
+    """An in-process executor (`kfuzz.execute.executor.InProcessExecutor`) that keeps every
+    job it runs (`jobs`) and counts the failed outcomes (`failed`): what a timed campaign ran,
+    to be run again by another loop."""
+
+    def __init__(self) -> None:
+        from kfuzz.execute.executor import InProcessExecutor
+
+        self.inner = InProcessExecutor()
+        self.jobs: list[Any] = []
+        self.failed = 0
+
+    def evaluate(self, jobs: Sequence[Any]) -> list[Any]:
+        self.jobs.extend(jobs)
+        outcomes = self.inner.evaluate(jobs)
+        self.failed += sum(o.failed for o in outcomes)
+        return outcomes
+
+    def close(self) -> None:
+        self.inner.close()

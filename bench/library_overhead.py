@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from kfuzz.execute.executor import InProcessExecutor, Job, Outcome, run_case
+from kfuzz.execute.executor import InProcessExecutor, Job, run_case
 from kfuzz.judge.tolerance import TOLERANCES
 from kfuzz.search.campaign import CampaignConfig, run_campaign
 
@@ -52,29 +52,11 @@ GOALS = {"[24, 1024]": 0.5, "[64, 3072]": 0.8}
 TOL = TOLERANCES[torch.float32]
 
 
-class _Recording:
-    """An InProcessExecutor that keeps every job it runs and counts failed outcomes."""
-
-    def __init__(self) -> None:
-        self.inner = InProcessExecutor()
-        self.jobs: list[Job] = []
-        self.failed = 0
-
-    def evaluate(self, jobs: Sequence[Job]) -> list[Outcome]:
-        self.jobs.extend(jobs)
-        outcomes = self.inner.evaluate(jobs)
-        self.failed += sum(o.failed for o in outcomes)
-        return outcomes
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 def kfuzz_run(shape: list[int], cases: int, seed: int) -> tuple[float, list[Job], int, float]:
     """One campaign: (seconds, the jobs it ran, how many failed, mean cases per example)."""
     config = CampaignConfig(target=TARGET, kernel=KERNEL, oracle=ORACLE, max_examples=cases,
                             seed=seed, pins={"shape": shape, "dtype": "float32", "x": NORMAL})
-    rec = _Recording()
+    rec = common.Recording()
     start = time.perf_counter()
     result = run_campaign(config, executor=rec)
     return time.perf_counter() - start, rec.jobs, rec.failed, result.batch_mean

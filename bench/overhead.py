@@ -64,24 +64,6 @@ QUICK_BATCHES: tuple[int | None, ...] = (None, 1)
 RTOL, ATOL = 1.6e-2, 1e-5
 
 
-class _Recording:
-    """An InProcessExecutor that keeps every job it runs and counts failed outcomes."""
-
-    def __init__(self) -> None:
-        self.inner = InProcessExecutor()
-        self.jobs: list[Job] = []
-        self.failed = 0
-
-    def evaluate(self, jobs: Sequence[Job]) -> list[Outcome]:
-        self.jobs.extend(jobs)
-        outcomes = self.inner.evaluate(jobs)
-        self.failed += sum(o.failed for o in outcomes)
-        return outcomes
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 class _Canned:
     """An executor that returns one stored outcome for every job: no work at all."""
 
@@ -104,7 +86,7 @@ def _config(shape: list[int], cases: int, batch: int | None, seed: int) -> Campa
 def kfuzz_run(shape: list[int], cases: int, batch: int | None,
               seed: int) -> tuple[float, list[Job], int, float]:
     """One campaign: (seconds, the jobs it ran, how many failed, mean cases per example)."""
-    rec = _Recording()
+    rec = common.Recording()
     start = time.perf_counter()
     result = run_campaign(_config(shape, cases, batch, seed), executor=rec)
     return time.perf_counter() - start, rec.jobs, rec.failed, result.batch_mean
