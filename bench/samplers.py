@@ -11,8 +11,7 @@ The space sampled is the *base* case space, what a hand-written random test draw
 dtypes, distribution kinds and their parameters, index sets, seeds, and the special values and
 index layouts each input's contract allows (NaN, Inf, subnormals, signed zeros; -1 padding at
 the end, after each part, or anywhere), at the rate the case space holds them: NaN/Inf on one
-value description in eight (NaN alone, Inf alone, both, or NaN rows), each mode, rate and
-layout uniform among its choices. kfuzz's swarm flags (the
+value description in eight, each rate and layout uniform among its choices. kfuzz's swarm flags (the
 value regimes of `kfuzz.cases.strategies.value_regimes`, per-channel weights, late positions, the
 attention score and sink regimes) are part of its search and are not sampled here.
 """
@@ -31,8 +30,6 @@ from kfuzz.cases.strategies import (
     PADDINGS,
     SPECIALS,
     contract_kinds,
-    nonfinite_entry,
-    nonfinite_modes,
 )
 
 Sampler = Callable[[random.Random], dict[str, Any]]
@@ -53,11 +50,14 @@ def distribution(rng: random.Random, kinds: Sequence[str] = DISTRIBUTION_KINDS,
     if "signed_zero" in specials and "constant_rows" not in kinds:
         kinds = (*kinds, "constant_rows")
     dist = _kind(rng, kinds, min_scale_exp, max_scale_exp, edges, "signed_zero" in specials)
-    modes = nonfinite_modes([k for k in ("nan", "inf") if k in specials])
-    if modes and rng.randrange(8) == 0:
-        rates = [0.001, 0.05, 0.5]
-        return {**dist, "nonfinite": nonfinite_entry(rng.choice(modes), rng.choice(rates),
-                                                     rng.choice(rates), rng.choice([0.01, 0.1]))}
+    nonfinite = [k for k in ("nan", "inf") if k in specials]
+    if nonfinite and rng.randrange(8) == 0:
+        if "nan" in nonfinite and rng.random() < 0.5:
+            return {**dist, "nonfinite": {"nan": 0.0, "inf": 0.0,
+                                          "rows": rng.choice([0.01, 0.1])}}
+        rates = {k: rng.choice([0.001, 0.05, 0.5]) if k in nonfinite else 0.0
+                 for k in ("nan", "inf")}
+        return {**dist, "nonfinite": rates}
     return dist
 
 

@@ -39,3 +39,14 @@ def kfuzz(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler for the test, restored after: a test runner started in the
+    background inherits SIGINT ignored, and a campaign leaves an ignored SIGINT ignored."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

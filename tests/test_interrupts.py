@@ -5,6 +5,7 @@ import gc
 import signal
 import sys
 
+import pytest
 from kfuzz.search.interrupts import catch_interrupts, restore
 
 
@@ -19,6 +20,9 @@ class _RaisesOnDelete:
 def _lose(exc):
     _RaisesOnDelete(exc)  # freed at once: the exception is unraisable
     gc.collect()
+
+
+pytestmark = pytest.mark.usefixtures("default_sigint")
 
 
 def test_lost_keyboard_interrupt_is_dropped_other_lost_errors_are_not(monkeypatch):

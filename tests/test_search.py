@@ -361,6 +361,7 @@ def test_the_value_settings_that_came_closest_to_failing_are_drawn_again(monkeyp
     assert all(c["shape"][0] * c["shape"][1] < 1024 for c in near)
 
 
+@pytest.mark.usefixtures("default_sigint")
 def test_an_interrupt_swallowed_where_python_ignores_exceptions_still_stops_the_campaign():
     # Ctrl-C raised inside a garbage-collector callback is printed and dropped by Python; the
     # handler's note of it stops the campaign at its next case all the same.

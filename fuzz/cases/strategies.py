@@ -32,8 +32,7 @@ from kfuzz.settings import LOW_PRECISION
 
 __all__ = ["DISTRIBUTION_KINDS", "DTYPES", "EDGES", "EXCLUDABLE", "MAX_SEED", "PADDINGS",
            "REGIMES", "SPECIALS", "TILES", "Dim", "boundary_sizes", "contract_kinds", "dtypes",
-           "distributions", "largest_shape", "nonfinite_entry", "nonfinite_modes", "plain",
-           "plain_draws", "regimes_in", "seeds", "shapes", "sides",
+           "distributions", "largest_shape", "plain", "plain_draws", "regimes_in", "seeds", "shapes", "sides",
            "sparse_index_sets", "valid_lengths", "value_regimes"]
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
@@ -199,46 +198,29 @@ def _constant_rows(min_scale_exp: int, max_scale_exp: int,
     })
 
 
-def nonfinite_modes(kinds: Sequence[str]) -> tuple[str, ...]:
-    """How a description may hold the non-finite `kinds` ("nan", "inf"): NaN alone, Inf alone,
-    both (scattered), or whole rows of NaN; each is its own code path in a kernel, and one
-    special value can hide another (a row holding +Inf is NaN whatever its NaNs do)."""
-    modes = [m for m in ("nan", "inf") if m in kinds]
-    if len(modes) == 2:
-        modes.append("both")
-    if "nan" in kinds:
-        modes.append("rows")
-    return tuple(modes)
-
-
-def nonfinite_entry(mode: str, rate: float, other: float, rows: float) -> dict[str, float]:
-    """The "nonfinite" entry of `mode` (`nonfinite_modes`): scattered NaN and/or +-Inf at
-    `rate` (Inf at `other` where both are on), or whole rows of NaN at `rows`."""
-    if mode == "rows":
-        return {"nan": 0.0, "inf": 0.0, "rows": rows}
-    return {"nan": rate if mode in ("nan", "both") else 0.0,
-            "inf": (other if mode == "both" else rate) if mode in ("inf", "both") else 0.0}
-
-
 def _with_nonfinite(base: st.SearchStrategy[dict[str, Any]],
                     kinds: Sequence[str]) -> st.SearchStrategy[dict[str, Any]]:
-    """`base` with a "nonfinite" entry on one description in eight (`nonfinite_entry`): NaN
-    alone, +-Inf alone or both, scattered at a rate of 0.1%, 5% or 50% of the elements, or
-    whole rows of NaN (a poisoned cache row) at 1% or 10% of the rows, each way one draw in
-    as many as there are. Rare enough that most cases still test finite arithmetic, whose
-    faults a NaN would hide."""
+    """`base` with a "nonfinite" entry on one description in eight: {"nan": p, "inf": p}
+    (only the `kinds` of "nan" and "inf" non-zero), NaN and +-Inf scattered at rate p, or
+    (in two draws in three where "nan" is allowed) {"rows": p}, whole rows of NaN at rate p.
+    Rare enough that most cases still test finite arithmetic, whose faults a NaN would hide."""
     rate = st.sampled_from([0.001, 0.05, 0.5])
-    modes = nonfinite_modes(kinds)
+    row_rate = st.sampled_from([0.0, 0.01, 0.1])
 
     @st.composite
     def draw(draw: st.DrawFn) -> dict[str, Any]:
         dist = draw(base)
         on = draw(st.integers(0, 7)) == 7
-        mode = draw(st.sampled_from(modes))
-        entry = nonfinite_entry(mode, draw(rate), draw(rate), draw(st.sampled_from([0.01, 0.1])))
+        rates = {k: draw(rate) if k in kinds else 0.0 for k in ("nan", "inf")}
+        rows = draw(row_rate) if "nan" in kinds else 0.0
         if not on or plain():
             return dist
-        return {**dist, "nonfinite": entry}
+        if rows:
+            # Whole rows of NaN among finite ones (a poisoned cache row), not scattered values.
+            rates = {"nan": 0.0, "inf": 0.0, "rows": rows}
+        if not any(rates.values()):
+            return dist
+        return {**dist, "nonfinite": rates}
 
     return draw()
 
