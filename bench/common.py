@@ -135,3 +135,17 @@ class Recording:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def executor_loop(jobs: Sequence[Any]) -> float:
+    """Seconds to run `jobs` (of one target, kernel and oracle) through
+    `kfuzz.execute.executor.run_case` in a plain loop: kfuzz's executor without its search."""
+    import time
+
+    from kfuzz.execute.executor import InProcessExecutor, run_case
+
+    target, kernel, oracle = InProcessExecutor().resolve(jobs[0])
+    start = time.perf_counter()
+    for job in jobs:
+        run_case(target, kernel, oracle, job)
+    return time.perf_counter() - start

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from kfuzz.execute.executor import InProcessExecutor, Job, run_case
+from kfuzz.execute.executor import Job
 from kfuzz.judge.tolerance import TOLERANCES
 from kfuzz.search.campaign import CampaignConfig, run_campaign
 
@@ -97,15 +97,6 @@ def plain_loop(session: Any, shape: list[int], cases: int, seed: int) -> tuple[f
     return time.perf_counter() - start, bad_cases
 
 
-def executor_loop(jobs: Sequence[Job]) -> float:
-    """Seconds to run `jobs` through run_case in a plain loop."""
-    target, kernel, oracle = InProcessExecutor().resolve(jobs[0])
-    start = time.perf_counter()
-    for job in jobs:
-        run_case(target, kernel, oracle, job)
-    return time.perf_counter() - start
-
-
 def cases_for(shape: list[int], table: Sequence[tuple[int | None, int]]) -> int:
     numel = shape[0] * shape[1]
     return next(n for bound, n in table if bound is None or numel <= bound)
@@ -123,7 +114,7 @@ def measure(session: Any, shape: list[int], cases: int, runs: int) -> dict[str, 
         means.append(mean)
         plain, plain_bad = plain_loop(session, shape, len(jobs), seed=1000 * run)
         plain_failed += plain_bad
-        loop = executor_loop(jobs)
+        loop = common.executor_loop(jobs)
         rates["kfuzz"].append(len(jobs) / seconds)
         rates["plain"].append(len(jobs) / plain)
         rates["executor"].append(len(jobs) / loop)
@@ -149,7 +140,7 @@ def profile(shape: list[int], cases: int, top: int = 15) -> list[dict[str, Any]]
     _, jobs, _, _ = kfuzz_run(shape, cases, seed=3000)
     prof = cProfile.Profile()
     prof.enable()
-    executor_loop(jobs)
+    common.executor_loop(jobs)
     prof.disable()
     stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
     rows = [{"function": f"{_short_path(path)}:{line}({name})",

@@ -44,7 +44,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from kfuzz.cases import strategies as fst
 from kfuzz.cases.materialise import generator_for, stamp
-from kfuzz.execute.executor import InProcessExecutor, Job, Outcome, run_case
+from kfuzz.execute.executor import InProcessExecutor, Job, Outcome
 from kfuzz.kernels.ops import rmsnorm_fp32
 from kfuzz.oracles.ops import rmsnorm_fp64
 from kfuzz.search.campaign import CampaignConfig, run_campaign
@@ -112,15 +112,6 @@ def plain_loop(shape: list[int], cases: int, seed: int,
     return time.perf_counter() - start, bad_cases
 
 
-def hand_loop(jobs: Sequence[Job]) -> float:
-    """Seconds to run `jobs` through run_case in a plain loop."""
-    target, kernel, oracle = InProcessExecutor().resolve(jobs[0])
-    start = time.perf_counter()
-    for job in jobs:
-        run_case(target, kernel, oracle, job)
-    return time.perf_counter() - start
-
-
 def measure(shape: list[int], cases: int, batch: int | None, runs: int) -> dict[str, Any]:
     """Alternating kfuzz, plain-loop and executor-loop runs; medians of rates and of per-run
     ratios."""
@@ -133,7 +124,7 @@ def measure(shape: list[int], cases: int, batch: int | None, runs: int) -> dict[
         means.append(mean)
         plain, _ = plain_loop(shape, len(jobs), seed=1000 * run)
         plain64, _ = plain_loop(shape, len(jobs), seed=1000 * run, draw=torch.float64)
-        loop = hand_loop(jobs)
+        loop = common.executor_loop(jobs)
         kfuzz_rates.append(len(jobs) / seconds)
         plain_rates.append(len(jobs) / plain)
         plain64_rates.append(len(jobs) / plain64)
