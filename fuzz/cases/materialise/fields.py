@@ -32,6 +32,7 @@ from kfuzz.cases.materialise.core import (
     signs_of,
     uniform_of,
 )
+from kfuzz.cases.materialise.rounded import applies, rounded_normals
 
 # An axis's coordinates: an int, the first of consecutive ones, or the coordinates themselves.
 Axis = int | tuple[int, ...]
@@ -41,6 +42,9 @@ SCALAR_MAX = 16
 # Elements per chunk of `HostField.normal` (256 KiB of float64): measured, per element, as fast
 # as a single pass up to 64K elements, and three times faster than one from about 96K.
 NORMAL_CHUNK = 1 << 15
+# From this many elements on, BF16 and FP16 normals are looked up (`rounded`): below it, the
+# few that straddle a boundary cost more than the lookup saves.
+LOOKUP_MIN = 1024
 # The largest shape (in elements) whose coordinate hashes are kept between fields (a few such
 # shapes, 8 MiB each at most): a search builds one shape many times.
 LARGE_COORDS = 1 << 21
@@ -229,20 +233,27 @@ class HostField:
         # come from the heap and stay in cache).
         flat = self.coords.reshape(-1)
         k = np.uint32(draw_key(self.key, draw))
+        if flat.size >= LOOKUP_MIN and applies(dtype, scale):  # mostly looked up
+            bits = torch.empty(flat.size, dtype=torch.int16)
+            for start in range(0, flat.size, NORMAL_CHUNK):
+                h = lowbias32(flat[start:start + NORMAL_CHUNK] ^ k, wrap=False)
+                rounded_normals(h, scale, dtype, bits.narrow(0, start, h.size),
+                                        functools.partial(_host_normal, scale=scale))
+            return bits.view(dtype).view(self.shape)
         if 0 < flat.size <= NORMAL_CHUNK:  # one chunk: rounded as it is, no buffer to fill
-            x = _host_normal(flat, k, scale)
+            x = _host_normal(lowbias32(flat ^ k, wrap=False), scale)
             return (x if dtype is torch.float64 else x.to(dtype)).view(self.shape)
         out = torch.empty(flat.size, dtype=dtype)
         for start in range(0, flat.size, NORMAL_CHUNK):
-            x = _host_normal(flat[start:start + NORMAL_CHUNK], k, scale)
+            x = _host_normal(lowbias32(flat[start:start + NORMAL_CHUNK] ^ k, wrap=False), scale)
             out.narrow(0, start, x.numel()).copy_(x)  # the rounding .to(dtype) makes
         return out.view(self.shape)
 
 
-def _host_normal(coords: np.ndarray, k: np.uint32, scale: float) -> torch.Tensor:
-    """float64 normals times `scale` for flat coordinates and a draw key, as a tensor over a
+def _host_normal(hashes: np.ndarray, scale: float) -> torch.Tensor:
+    """float64 normals times `scale` of uint32 hashes, as a tensor over a
     new NumPy array. NumPy scales: float64 products, the same bits as torch's, at less cost."""
-    x = normal_of(lowbias32(coords ^ k, wrap=False), _host_f64, _host_table(), wrap=False)
+    x = normal_of(hashes, _host_f64, _host_table(), wrap=False)
     if scale != 1.0:  # x * 1.0 is x, bit for bit
         x *= scale
     return torch.from_numpy(x)
