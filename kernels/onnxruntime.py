@@ -42,6 +42,8 @@ class Node:
     output: tuple[str, ...] = ("rows", "cols")
     domain: str = ""
     types: tuple[tuple[str, str], ...] = ()  # inputs of a fixed dtype, by name
+    # Optional outputs the node also produces after "Y" (of the inputs' dtype), unread.
+    extra_outputs: tuple[str, ...] = ()
 
     def dtype_of(self, name: str, dtype: str) -> str:
         """The dtype of input `name` in a model on `dtype` data."""
@@ -52,6 +54,11 @@ ROWS = ("X", ("rows", "cols"))
 ROPE_X = ("X", ("batch", "heads", "seq", "dim"))
 ROPE_CACHES = (("cos_cache", ("positions", "half")), ("sin_cache", ("positions", "half")))
 ROPE_IDS = ("position_ids", ("batch", "seq"))
+GQA_INPUTS = (("query", ("B", "Lq", "HQD")), ("key", ("B", "Lq", "HKD")),
+              ("value", ("B", "Lq", "HKD")), ("past_key", ("B", "Hkv", "P", "D")),
+              ("past_value", ("B", "Hkv", "P", "D")), ("seqlens_k", ("B",)),
+              ("total_sequence_length", ()))
+GQA_TYPES = (("seqlens_k", "int32"), ("total_sequence_length", "int32"))
 NODES: dict[str, Node] = {
     "Softmax": Node("Softmax", 13, (ROWS,)),
     "RMSNormalization": Node("RMSNormalization", 23, (ROWS, ("scale", ("cols",)))),
@@ -74,9 +81,19 @@ NODES: dict[str, Node] = {
                                (("query", ("B", "Lq", "HD")), ("key", ("B", "Lk", "HD")),
                                 ("value", ("B", "Lk", "HD"))), ("B", "Lq", "HD"),
                                domain="com.microsoft"),
+    # com.microsoft's, on [batch, seq, heads * dim] tensors: the new keys and values packed,
+    # the past ones [B, Hkv, P, D], seqlens_k (total length - 1 per batch entry) and
+    # total_sequence_length. With the optional present_key / present_value outputs (as models
+    # use it) and without them.
+    "GroupQueryAttention": Node("GroupQueryAttention", 23, GQA_INPUTS, ("B", "Lq", "HQD"),
+                                domain="com.microsoft", types=GQA_TYPES,
+                                extra_outputs=("present_key", "present_value")),
+    "GroupQueryAttentionNoPresent": Node("GroupQueryAttention", 23, GQA_INPUTS,
+                                         ("B", "Lq", "HQD"), domain="com.microsoft",
+                                         types=GQA_TYPES),
 }
 # ONNX TensorProto element types by dtype name.
-ELEM_TYPES = {"float32": 1, "float16": 10, "float64": 11, "bfloat16": 16, "int64": 7}
+ELEM_TYPES = {"float32": 1, "float16": 10, "float64": 11, "bfloat16": 16, "int64": 7, "int32": 6}
 
 
 def _onnx() -> Any:
@@ -100,10 +117,12 @@ def model(op: str, dtype: str, attributes: Mapping[str, Any]) -> Any:
     elem = ELEM_TYPES[dtype]
     inputs = [helper.make_tensor_value_info(name, ELEM_TYPES[node.dtype_of(name, dtype)],
                                             list(dims)) for name, dims in node.inputs]
-    output = helper.make_tensor_value_info("Y", elem, list(node.output))
+    outputs = [helper.make_tensor_value_info("Y", elem, list(node.output)),
+               *(helper.make_tensor_value_info(name, elem, None) for name in node.extra_outputs)]
     graph = helper.make_graph(
-        [helper.make_node(node.op_type, [n for n, _ in node.inputs], ["Y"], domain=node.domain,
-                          **dict(attributes))], f"kfuzz_{op}", inputs, [output])
+        [helper.make_node(node.op_type, [n for n, _ in node.inputs], ["Y", *node.extra_outputs],
+                          domain=node.domain, **dict(attributes))], f"kfuzz_{op}", inputs,
+        outputs)
     imports = [helper.make_opsetid("", node.opset)]
     if node.domain:
         imports.append(helper.make_opsetid(node.domain, 1))
@@ -273,6 +292,24 @@ def _mha_from_op(value: Any, inputs: Mapping[str, Any]) -> Any:
     return value.reshape(b, length, h, d).transpose(0, 2, 1, 3)
 
 
+def _gqa_feeds(inputs: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[Any, ...]:
+    """q [B, Hq, Lq, D], k and v [B, Hkv, Lk, D] as GroupQueryAttention's inputs: the query
+    and the last Lq keys and values (the new ones) packed, the first Lk - Lq as the past
+    [B, Hkv, P, D], seqlens_k = Lk - 1 for every batch entry, total_sequence_length = Lk."""
+    import numpy as np
+
+    q, k, v = inputs["q"], inputs["k"], inputs["v"]
+    past, k_len = k.shape[2] - q.shape[2], k.shape[2]
+    return (_packed(q), _packed(k[:, :, past:]), _packed(v[:, :, past:]),
+            np.ascontiguousarray(k[:, :, :past]), np.ascontiguousarray(v[:, :, :past]),
+            np.full(q.shape[0], k_len - 1, dtype=np.int32), np.array(k_len, dtype=np.int32))
+
+
+def _gqa_attributes(inputs: Mapping[str, Any], *, causal: bool, scale: float) -> dict[str, Any]:
+    return {"num_heads": int(inputs["q"].shape[1]), "kv_num_heads": int(inputs["k"].shape[1]),
+            "scale": float(scale), "causal": int(causal)}
+
+
 # Kernel function -> how it calls its op: what the kernels run and what `kfuzz corpus export
 # --standalone` writes into a reproducer.
 CALLS: dict[str, Call] = {
@@ -290,6 +327,11 @@ CALLS: dict[str, Call] = {
         "num_heads": int(inputs["q"].shape[1]), "scale": float(scale),
         "unidirectional": int(causal)}, _mha_feeds, lambda value, inputs: _packed(value),
         _mha_from_op),
+    "group_query_attention": Call("GroupQueryAttention", _gqa_attributes, _gqa_feeds,
+                                  lambda value, inputs: _packed(value), _mha_from_op),
+    "group_query_attention_no_present": Call("GroupQueryAttentionNoPresent", _gqa_attributes,
+                                             _gqa_feeds, lambda value, inputs: _packed(value),
+                                             _mha_from_op),
 }
 
 
@@ -341,3 +383,32 @@ def multihead_attention(q: Any, k: Any, v: Any, *, causal: bool, scale: float) -
     the boundary), unidirectional from `causal`."""
     return call("multihead_attention", {"q": q, "k": k, "v": v},
                 {"causal": causal, "scale": scale})
+
+
+def _by_batch_entry(function: str, q: Any, k: Any, v: Any, *, causal: bool, scale: float) -> Any:
+    """Run `function` (a GroupQueryAttention key of CALLS) on one call, or, where ONNX Runtime
+    asks for one batch entry at a time ("batch_size must be 1 when sequence_length > 1 and past
+    context is given": several queries and a past), on each batch entry, the outputs stacked."""
+    import numpy as np
+
+    params = {"causal": causal, "scale": scale}
+    if q.shape[0] == 1 or q.shape[2] == 1 or q.shape[2] == k.shape[2]:
+        return call(function, {"q": q, "k": k, "v": v}, params)
+    return np.concatenate([call(function, {"q": q[b:b + 1], "k": k[b:b + 1], "v": v[b:b + 1]},
+                                params) for b in range(q.shape[0])])
+
+
+def group_query_attention(q: Any, k: Any, v: Any, *, causal: bool, scale: float) -> Any:
+    """ONNX Runtime's com.microsoft GroupQueryAttention with its present_key and present_value
+    outputs: q [B, Hq, Lq, D], k and v [B, Hkv, Lk, D], the last Lq keys and values fed as the
+    new ones and the rest as the past (`_gqa_feeds`); causal bottom-right aligned, as the op's.
+    Batch entries run one at a time where the op takes only one (`_by_batch_entry`)."""
+    return _by_batch_entry("group_query_attention", q, k, v, causal=causal, scale=scale)
+
+
+def group_query_attention_no_present(q: Any, k: Any, v: Any, *, causal: bool,
+                                     scale: float) -> Any:
+    """`group_query_attention` on a node without the optional present_key and present_value
+    outputs."""
+    return _by_batch_entry("group_query_attention_no_present", q, k, v, causal=causal,
+                           scale=scale)

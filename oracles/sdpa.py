@@ -4,6 +4,8 @@
 - `sdpa_lowp`: a plain implementation in the inputs' dtype, as FlashAttention's tests write
   their low-precision reference (`attention_ref(upcast=False)`): q scaled, q k^T, softmax and
   the product with v each rounded to the input dtype.
+- `gqa_fp64`: grouped-query attention (key/value heads shared by groups of query heads,
+  causal masks bottom-right aligned) in float64, the reference of `ops.gqa`.
 - `fa_rule_ratio`: FlashAttention's rule. Its tests accept a kernel when
   `max|out - ref| <= 2 * max|out_lowp - ref| + fwd_atol`, with `fwd_atol =
   2 * max|(ref + 0.3 - 0.3) - ref|` in the low dtype (the rounding noise near the outputs'
@@ -83,3 +85,34 @@ def fa_rule_ratio(
         # Exact reference and baseline: any error at all breaks the rule.
         return torch.where(error > 0, torch.full_like(error, float("inf")), error)
     return error / allowed
+
+
+def gqa_fp64(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, scale: float
+) -> torch.Tensor:
+    """Grouped-query attention in float64, as ONNX Runtime's GroupQueryAttention defines it.
+
+    Query head h attends with key/value head h // G, G = Hq / Hkv. The Lq queries are the last
+    Lq of the Lk positions (a past of Lk - Lq keys, then the new ones), so with `causal` query i
+    attends keys j <= i + Lk - Lq (bottom-right aligned; top-left when Lq = Lk).
+
+    Takes: q [B, Hq, Lq, D], k and v [B, Hkv, Lk, D], any floating dtype, Hq a multiple of Hkv
+    and Lq <= Lk; causal; scale.
+    Returns: [B, Hq, Lq, D] float64.
+    Raises: ValueError when Hq is not a multiple of Hkv or Lq > Lk.
+    """
+    heads, kv_heads = q.shape[1], k.shape[1]
+    q_len, k_len = q.shape[2], k.shape[2]
+    if kv_heads == 0 or heads % kv_heads:
+        raise ValueError(f"query heads {heads} are not a multiple of key/value heads {kv_heads}")
+    if q_len > k_len:
+        raise ValueError(f"{q_len} queries but {k_len} keys; the queries are the last Lq of "
+                         "the Lk positions, so Lq <= Lk")
+    group = torch.arange(heads, device=q.device) // (heads // kv_heads)
+    keys, vals = k.double()[:, group], v.double()[:, group]
+    s = (q.double() @ keys.transpose(-1, -2)) * scale
+    if causal:
+        rows = torch.arange(q_len, device=q.device)[:, None]
+        cols = torch.arange(k_len, device=q.device)[None, :]
+        s = s.masked_fill(cols > rows + (k_len - q_len), float("-inf"))
+    return torch.softmax(s, dim=-1) @ vals

@@ -58,14 +58,16 @@ NODE = json.loads({node})
 
 
 def kernel(**inputs):
-    types = {{"float32": 1, "float16": 10, "float64": 11, "bfloat16": 16, "int64": 7}}
+    types = {{"float32": 1, "float16": 10, "float64": 11, "bfloat16": 16, "int64": 7, "int32": 6}}
     elems = [types[a.dtype.name] for a in inputs.values()]
     graph = helper.make_graph(
-        [helper.make_node(NODE["op_type"], [n for n, _ in NODE["inputs"]], ["Y"],
-                          domain=NODE["domain"], **NODE["attributes"])],
+        [helper.make_node(NODE["op_type"], [n for n, _ in NODE["inputs"]],
+                          ["Y", *NODE["extra_outputs"]], domain=NODE["domain"],
+                          **NODE["attributes"])],
         "repro", [helper.make_tensor_value_info(n, elem, dims)
                   for (n, dims), elem in zip(NODE["inputs"], elems)],
-        [helper.make_tensor_value_info("Y", elems[0], NODE["output"])])
+        [helper.make_tensor_value_info("Y", elems[0], NODE["output"]),
+         *(helper.make_tensor_value_info(n, elems[0], None) for n in NODE["extra_outputs"])])
     imports = [helper.make_opsetid("", NODE["opset"])]
     if NODE["domain"]:
         imports.append(helper.make_opsetid(NODE["domain"], 1))
@@ -184,6 +186,7 @@ def _body(module: str, function: str, params: dict[str, Any], inputs: dict[str, 
         arrays = {name: to_numpy(t) for name, t in inputs.items()}
         data = {"op_type": node.op_type, "opset": node.opset, "domain": node.domain,
                 "inputs": [[n, list(d)] for n, d in node.inputs], "output": list(node.output),
+                "extra_outputs": list(node.extra_outputs),
                 "attributes": how.attributes(arrays, **params)}
         feeds = [[n, a] for (n, _), a in zip(node.inputs, how.feeds(arrays, params),
                                              strict=True)]

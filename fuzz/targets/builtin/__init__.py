@@ -17,6 +17,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "kfuzz.targets.builtin.real": ("triton.rmsnorm", "triton.softmax", "triton.sparse_attn",
                                    "ops.sdpa", "ops.sdpa_fa"),
     "kfuzz.targets.builtin.chains": ("dsv4.decode",),
+    "kfuzz.targets.builtin.gqa": ("ops.gqa",),
 }
 
 # Target name -> the module whose import registers it.
