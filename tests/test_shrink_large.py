@@ -160,3 +160,37 @@ def test_a_failure_on_two_named_rows_moves_to_a_cache_of_two_shared_rows():
     assert spec["n_rows"] == 2 and spec["duplicates"], spec
     assert any("sharing rows" in step for step in result.steps)
     assert target.case_size(result.case) < target.case_size(case) // 50
+
+
+def test_a_cache_far_larger_than_its_named_rows_is_cut_to_them_in_one_run():
+    # Fails while every slot reads the very row it read at the start (a weight on a rounding
+    # tie needs its own row and the row holding its tile's maximum). The slots name 12 of
+    # 3,000 cache rows: the cut to the named rows, kept bit for bit and in their order, keeps
+    # every slot's row; cuts from the front or of blocks inside the cache take a run per block
+    # (thousands of runs) and stop at a fixed point with over a hundred rows.
+    from kfuzz.cases.materialise import generator_for
+
+    target = get("dsv4.sparse_attn")
+    normal = {"kind": "normal", "scale": 1.0}
+    case = stamp({"shape": [1, 1, 64], "index": {
+        "n_rows": 3000, "k": 12, "n_valid": 12, "window": 2, "ragged": False,
+        "duplicates": False, "sorted": False, "out_of_range": False},
+        "q": normal, "kv": normal, "sink": normal, "seed": 3})
+
+    def read(c):
+        inputs = target.inputs(c, generator_for(c))
+        return inputs["kv"][inputs["indices"][0].long()]
+
+    wanted = read(case)
+    runs = []
+
+    def fails(c):
+        runs.append(c)
+        got = read(c)
+        return got.shape == wanted.shape and bool((got == wanted).all())
+
+    result = passes.shrink(target, case, fails, deadline=float("inf"))
+    assert fails(result.case)
+    assert result.case["index"]["n_rows"] == 12, result.case["index"]
+    assert "index.n_rows 3000->12 keeping the rows named" in result.steps
+    assert len(runs) <= 500, len(runs)

@@ -3,9 +3,10 @@
 Hypothesis shrinks the choice sequence behind a case, which is not the same as the case's size:
 a failure found at [64, 8192] can come back with its 8192 intact. This pass works on the case
 itself. It tries, in order, reductions that remove the most elements (each drawn dimension set
-to its smallest size, halved, cut by a quarter down to a 32nd, decremented; the target's own
+to its smallest size, halved, cut by a quarter down to a 32nd, decremented; a cache cut to
+the rows its index sets name, each slot keeping its row (`kfuzz.shrink.rows`); the target's own
 reductions, such as fewer cache rows; a cache cut to a few of the rows its index sets name,
-shared by every slot (`kfuzz.shrink.rows`); other integer fields that size the inputs; a dimension
+shared by every slot; other integer fields that size the inputs; a dimension
 and another integer lowered together, keeping their difference), then simplifications (each
 value regime switched off, each flag off, each distribution replaced by a plain normal, scales
 to 1, the seed to 0), then each size cut from the front and inside its axes, and last a
@@ -37,7 +38,7 @@ from kfuzz.cases.strategies import DISTRIBUTION_KINDS, Dim
 from kfuzz.execute.findings import canonical_json
 from kfuzz.shrink.axes import fields_made, linked_axes
 from kfuzz.shrink.cuts import smaller_steps
-from kfuzz.shrink.rows import shared_rows
+from kfuzz.shrink.rows import named_only, shared_rows
 from kfuzz.targets.registry import Target
 
 # Fields the pass leaves alone: the materialisation version, the coordinates (moved only with
@@ -75,6 +76,7 @@ def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict
         for label, smaller in sizes(target, case):
             for candidate, new in smaller:
                 yield f"{label}->{new}", candidate
+        yield from named_only(target, case)
         if target.reductions is not None:
             yield from target.reductions(case)
         yield from shared_rows(target, case)

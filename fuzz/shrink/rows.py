@@ -1,5 +1,6 @@
-"""A failing case moved to a cache of a few rows: the rows its index sets name, kept bit for
-bit, shared by every slot (`shared_rows`).
+"""A failing case moved to a smaller cache of the rows its index sets name, kept bit for bit:
+all of them, each slot keeping its row (`named_only`), or a few, shared by every slot
+(`shared_rows`).
 
 An index set without duplicates needs a cache row per valid slot, so cutting the cache cuts
 the slots, and a cut from the end or a block inside the cache drops rows the failure needs (the
@@ -9,6 +10,12 @@ maxima differ, a weight on a tie): with duplicates on, any number of slots can n
 one or two rows. This reduction keeps one named row, then two, at their coordinates
 (`kfuzz.cases.materialise`, version 3), so that their values and everything else in the case
 stay as they were, and lets every slot draw among them.
+
+Before that, `named_only` cuts the cache to every row the index sets name, in one step: the
+rows no slot names go, the named ones stay at their coordinates and keep their order, so every
+slot names the same row with the same values as before. A large cache reaches the rows a
+failure can need at once, where cuts from the end or of blocks inside it would take a run per
+block.
 """
 
 from __future__ import annotations
@@ -52,6 +59,48 @@ def named_rows(target: Target, case: dict[str, Any], n_rows: int) -> list[int]:
     return list(rows)
 
 
+def _rows_linked(target: Target, case: dict[str, Any], key: str,
+                 spec: dict[str, Any]) -> list[tuple[str, str, int, tuple[int, ...]]]:
+    """The axes of `case`'s fields that the cache rows of the index set at `key` (described
+    by `spec`) set: those one row fewer shortens by one (`linked_axes`)."""
+    fewer = {**case, key: {**spec, "n_rows": spec["n_rows"] - 1}}
+    return linked_axes(fields_made(target, {**case, key: spec}), fields_made(target, fewer), 1)
+
+
+def _keeping(coords: dict[str, dict[str, list[Any]]],
+             links: list[tuple[str, str, int, tuple[int, ...]]],
+             kept: list[int]) -> dict[str, dict[str, list[Any]]]:
+    """`coords` (a case's coordinates) with the axes `links` names cut to the rows `kept`
+    (positions along each axis, in order), each keeping its coordinate."""
+    moved = {name: dict(subs) for name, subs in coords.items()}
+    for name, sub, axis, shape in links:
+        axes = list(moved.setdefault(name, {}).get(sub, [0] * len(shape)))
+        at = axes[axis]
+        whole = list(range(at, at + shape[axis])) if isinstance(at, int) else list(at)
+        axes[axis] = [whole[r] for r in kept]
+        moved[name][sub] = axes
+    return moved
+
+
+def named_only(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """For each index set of `case` (`_index_sets`) whose slots name fewer rows than its cache
+    holds: the cache cut to the rows they name, kept bit for bit and in their order. A slot's
+    row is its best-ranked row outside the window, and the window the last rows: ranks and
+    order stay with the coordinates, so every slot names the row it named. Nothing where the
+    rows' values are not position-stable."""
+    for key, spec in _index_sets(case):
+        n = spec["n_rows"]
+        links = _rows_linked(target, case, key, spec)
+        if not links:
+            continue
+        rows = sorted(named_rows(target, case, n))
+        if not rows or len(rows) >= n:
+            continue
+        yield (f"{key}.n_rows {n}->{len(rows)} keeping the rows named",
+               {**case, key: {**spec, "n_rows": len(rows)}, VERSION_KEY: COORDS_VERSION,
+                COORDS_KEY: _keeping(coords_of(case), links, rows)})
+
+
 def shared_rows(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """For each index set of `case` (`_index_sets`): the cache cut to one of the first
     NAMED_ROWS rows its slots name, then to two of them, those rows kept bit for bit, with
@@ -59,24 +108,14 @@ def shared_rows(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dic
     position-stable."""
     for key, spec in _index_sets(case):
         n = spec["n_rows"]
-        shared = {**case, key: {**spec, "duplicates": True}}
-        links = linked_axes(fields_made(target, shared),
-                            fields_made(target, {**shared, key: {**spec, "duplicates": True,
-                                                                  "n_rows": n - 1}}), 1)
+        links = _rows_linked(target, case, key, {**spec, "duplicates": True})
         if not links:
             continue
         rows = named_rows(target, case, n)[:NAMED_ROWS]
         coords = coords_of(case)
         for size in (1, 2):
             for chosen in combinations(rows, size):
-                kept = sorted(chosen)
-                moved = {name: dict(subs) for name, subs in coords.items()}
-                for name, sub, axis, shape in links:
-                    axes = list(moved.setdefault(name, {}).get(sub, [0] * len(shape)))
-                    at = axes[axis]
-                    whole = list(range(at, at + shape[axis])) if isinstance(at, int) else list(at)
-                    axes[axis] = [whole[r] for r in kept]
-                    moved[name][sub] = axes
-                yield (f"{key}.n_rows {n}->{size} sharing rows {kept}",
-                       {**shared, key: {**spec, "n_rows": size, "duplicates": True},
-                        VERSION_KEY: COORDS_VERSION, COORDS_KEY: moved})
+                yield (f"{key}.n_rows {n}->{size} sharing rows {sorted(chosen)}",
+                       {**case, key: {**spec, "n_rows": size, "duplicates": True},
+                        VERSION_KEY: COORDS_VERSION,
+                        COORDS_KEY: _keeping(coords, links, sorted(chosen))})
