@@ -406,9 +406,12 @@ def _features(case: dict) -> set[str]:
         if not isinstance(value, dict):
             continue
         if "nonfinite" in value:
+            # The special values the entry injects, and whether as whole rows of NaN (kfuzz
+            # draws more modes than uniform sampling, which keeps the case space's first ones).
             rates = value["nonfinite"]
-            out.add(f"{name}:" + ("rows" if rates.get("rows") else
-                                  "+".join(k for k in ("nan", "inf") if rates[k])))
+            out |= {f"{name}:{k}" for k in ("nan", "inf") if rates[k] or rates.get(f"row_{k}")}
+            if rates.get("rows") or rates.get("ends"):
+                out.add(f"{name}:nan_rows")
         if value.get("kind") == "edge" and value["edge"] == "subnormal":
             out.add(f"{name}:subnormal")
         if value.get("kind") == "constant_rows" and value["value"] == 0:

@@ -30,10 +30,11 @@ from kfuzz.cases.shapes import (
 )
 from kfuzz.settings import LOW_PRECISION
 
-__all__ = ["DISTRIBUTION_KINDS", "DTYPES", "EDGES", "EXCLUDABLE", "MAX_SEED", "PADDINGS",
-           "REGIMES", "SPECIALS", "TILES", "Dim", "boundary_sizes", "contract_kinds", "dtypes",
-           "distributions", "largest_shape", "plain", "plain_draws", "regimes_in", "seeds", "shapes", "sides",
-           "sparse_index_sets", "valid_lengths", "value_regimes"]
+__all__ = ["DISTRIBUTION_KINDS", "DTYPES", "EDGES", "EXCLUDABLE", "FINITE_MAX_EXP", "MAX_SEED",
+           "NONFINITE_ENDS", "PADDINGS", "REGIMES", "SPECIALS", "TILES", "Dim", "boundary_sizes",
+           "contract_kinds", "dtypes", "distributions", "largest_shape", "plain", "plain_draws",
+           "regimes_in", "seeds", "shapes", "sides", "sparse_index_sets", "valid_lengths",
+           "value_regimes"]
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 DISTRIBUTION_KINDS = ("normal", "uniform", "log_uniform", "outliers", "constant_rows", "edge")
@@ -43,9 +44,15 @@ SPECIALS = ("nan", "inf", "subnormal", "signed_zero")
 # Where a sparse index set's -1 padding sits (`kfuzz.cases.materialise.indices`); the first,
 # "end", is left out of the description.
 PADDINGS = ("end", "split", "holes")
+# Which ends of an input's leading axis a "nonfinite" entry's "ends" makes NaN
+# (`kfuzz.cases.materialise.distributions`).
+NONFINITE_ENDS = ("first", "last", "both")
 # Value regimes: optional modifiers of a distribution (`kfuzz.cases.materialise.values` applies them).
 REGIMES = ("shift", "row_gap", "dominant", "ties", "edge_rows")
 MAX_SEED = 2**32 - 1
+# Magnitudes of inputs whose contract excludes infinities stay within 2**FINITE_MAX_EXP: finite
+# in every dtype drawn, FP16 (largest 65504) the narrowest.
+FINITE_MAX_EXP = 15
 
 
 @cached
@@ -94,8 +101,9 @@ def distributions(
                     its smallest normal, or in its subnormal range
     Scales are powers of two in [2**min_scale_exp, 2**max_scale_exp].
     specials: the special values (`SPECIALS`) descriptions may hold beyond their kind's:
-    "nan" and "inf" as a "nonfinite" entry {"nan": p, "inf": p} (NaN and +/-Inf at rate p) on
-    one description in eight; "signed_zero" as rows of -0.0 or +0.0 (constant_rows, added to
+    "nan" and "inf" as a "nonfinite" entry on one description in eight (NaN alone, +-Inf alone
+    or both: scattered, one a row, whole rows, or the ends of the leading axis; see
+    `_with_nonfinite`); "signed_zero" as rows of -0.0 or +0.0 (constant_rows, added to
     the kinds if missing); "subnormal" as the "edge" kind's subnormal edge (added to the kinds
     and edges if missing). allow_nonfinite: the same as specials "nan" and "inf".
     regimes: the value regimes (`value_regimes`) a description may switch on; None for all that
@@ -120,7 +128,9 @@ def distributions(
     check(not unknown, f"unknown special {unknown[0] if unknown else ''!r}; choose from "
                         f"{', '.join(SPECIALS)}")
     kinds, edges = contract_kinds(kinds, specials, edges)
-    builders = _kind_strategies(min_scale_exp, max_scale_exp, edges)
+    finite = not allow_nonfinite and "inf" not in specials
+    builders = _kind_strategies(min_scale_exp, max_scale_exp, edges,
+                                FINITE_MAX_EXP if finite else None)
     if "signed_zero" in specials:
         kinds = (*kinds, "constant_rows") if "constant_rows" not in kinds else kinds
         builders["constant_rows"] = _constant_rows(min_scale_exp, max_scale_exp, zeros=True)
@@ -150,10 +160,13 @@ def contract_kinds(kinds: Sequence[str], specials: Sequence[str],
     return tuple(kinds), tuple(edges)
 
 
-def _kind_strategies(min_scale_exp: int, max_scale_exp: int,
-                     edges: Sequence[str]) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
-    """The strategy of each distribution kind (see `distributions`)."""
+def _kind_strategies(min_scale_exp: int, max_scale_exp: int, edges: Sequence[str],
+                     max_exp: int | None = None) -> dict[str, st.SearchStrategy[dict[str, Any]]]:
+    """The strategy of each distribution kind (see `distributions`). max_exp: where set, the
+    log-uniform and outlier magnitudes stay within 2**max_exp (for inputs whose contract
+    excludes infinities)."""
     scales = _scales(min_scale_exp, max_scale_exp)
+    cap = max_exp if max_exp is not None else 1 << 30
     return {
         "normal": st.fixed_dictionaries({"kind": st.just("normal"), "scale": scales}),
         "uniform": st.builds(
@@ -163,7 +176,8 @@ def _kind_strategies(min_scale_exp: int, max_scale_exp: int,
         ),
         "log_uniform": st.builds(
             lambda lo, span, signed: {
-                "kind": "log_uniform", "min_exp": lo, "max_exp": lo + span, "signed": signed
+                "kind": "log_uniform", "min_exp": min(lo, cap), "max_exp": min(lo + span, cap),
+                "signed": signed,
             },
             st.integers(min_scale_exp, max_scale_exp),
             st.integers(0, 2 * (max_scale_exp - min_scale_exp) + 1),
@@ -173,7 +187,7 @@ def _kind_strategies(min_scale_exp: int, max_scale_exp: int,
             "kind": st.just("outliers"),
             "scale": scales,
             "fraction": st.sampled_from([0.001, 0.01, 0.1]),
-            "magnitude": _scales(4, 16),
+            "magnitude": _scales(4, min(16, cap)),
         }),
         "constant_rows": _constant_rows(min_scale_exp, max_scale_exp, zeros=False),
         "edge": st.fixed_dictionaries({
@@ -200,27 +214,48 @@ def _constant_rows(min_scale_exp: int, max_scale_exp: int,
 
 def _with_nonfinite(base: st.SearchStrategy[dict[str, Any]],
                     kinds: Sequence[str]) -> st.SearchStrategy[dict[str, Any]]:
-    """`base` with a "nonfinite" entry on one description in eight: {"nan": p, "inf": p}
-    (only the `kinds` of "nan" and "inf" non-zero), NaN and +-Inf scattered at rate p, or
-    (in two draws in three where "nan" is allowed) {"rows": p}, whole rows of NaN at rate p.
-    Rare enough that most cases still test finite arithmetic, whose faults a NaN would hide."""
+    """`base` with a "nonfinite" entry on one description in eight, in one of four modes
+    drawn alike (the last two only where "nan" is allowed), each with NaN alone, +-Inf alone
+    or both among the `kinds` allowed ({"nan": 0.0, "inf": 0.0} plus the mode's key):
+
+      scattered  {"nan": p, "inf": p}: at rate p per element (0.1%, 5% or 50%)
+      one a row  {"row_nan": s, "row_inf": s}: one element in a share s of the rows (all,
+                 half, a tenth), so that a long row holds finite elements beside it
+      rows       {"rows": p}: whole rows of NaN at rate p (1% or 10%), a poisoned cache row
+      ends       {"ends": "first" | "last" | "both"}: the first or last index of the leading
+                 axis all NaN: the rows a masked gather reads for a skipped slot (an index
+                 of -1 clamped reads the first, wrapped the last)
+
+    One special value kept apart from another, since one hides another (a row holding +Inf
+    is NaN whatever its NaNs do). Rare enough that most cases still test finite arithmetic,
+    whose faults a NaN would hide."""
     rate = st.sampled_from([0.001, 0.05, 0.5])
-    row_rate = st.sampled_from([0.0, 0.01, 0.1])
+    row_rate = st.sampled_from([0.01, 0.1])
+    share = st.sampled_from([1.0, 0.5, 0.1])
+    ends = st.sampled_from(NONFINITE_ENDS)
+    values = [v for v in (("nan",), ("inf",), ("nan", "inf")) if set(v) <= set(kinds)]
+    modes = ("scattered", "one", *(("rows", "ends") if "nan" in kinds else ()))
 
     @st.composite
     def draw(draw: st.DrawFn) -> dict[str, Any]:
         dist = draw(base)
+        # Every draw made whichever mode comes up (Hypothesis orders cases by their choice
+        # sequences, shorter first: a shorter mode would be a simpler one).
         on = draw(st.integers(0, 7)) == 7
-        rates = {k: draw(rate) if k in kinds else 0.0 for k in ("nan", "inf")}
-        rows = draw(row_rate) if "nan" in kinds else 0.0
+        mode, which = draw(st.sampled_from(modes)), draw(st.sampled_from(values))
+        p, rows, s, end = draw(rate), draw(row_rate), draw(share), draw(ends)
         if not on or plain():
             return dist
-        if rows:
-            # Whole rows of NaN among finite ones (a poisoned cache row), not scattered values.
-            rates = {"nan": 0.0, "inf": 0.0, "rows": rows}
-        if not any(rates.values()):
-            return dist
-        return {**dist, "nonfinite": rates}
+        entry: dict[str, Any] = {"nan": 0.0, "inf": 0.0}
+        if mode == "scattered":
+            entry = {k: p if k in which else 0.0 for k in ("nan", "inf")}
+        elif mode == "one":
+            entry.update({f"row_{k}": s for k in which})
+        elif mode == "rows":
+            entry["rows"] = rows
+        else:
+            entry["ends"] = end
+        return {**dist, "nonfinite": entry}
 
     return draw()
 
@@ -366,8 +401,8 @@ def regimes_in(case: Any) -> set[str]:
                 if value:
                     found.add(key)
             if key == "nonfinite" and isinstance(value, dict):
-                found |= {k for k in ("nan", "inf") if value.get(k)}
-                if value.get("rows"):
+                found |= {k for k in ("nan", "inf") if value.get(k) or value.get(f"row_{k}")}
+                if value.get("rows") or value.get("ends"):
                     found.add("nan")
             if key == "padding" and value in PADDINGS[1:]:
                 found.add(f"padding_{value}")

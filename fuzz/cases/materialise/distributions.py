@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from kfuzz.cases.materialise.dtypes import dtype_of
 from kfuzz.cases.materialise.fields import Draws
+from kfuzz.cases.strategies import NONFINITE_ENDS
 from kfuzz.errors import CaseError
 
 # The fields of one input: its field with a sub-key (relative to the input's key), of a shape.
@@ -24,8 +25,10 @@ VALUES_FIELD, ROWS_FIELD = 0, 0x5BD1E995
 # Draw numbers of the values field: each use of the element hashes has its own, so that adding
 # a modifier never changes the base values.
 _BASE, _HIT, _SIGN, _DOMINANT, _TIE, _TIE_NUDGE, _EDGE, _NAN = 0, 2, 3, 4, 5, 6, 7, 10
+# ... and of the one NaN and the one +-Inf (and its sign, the draw after) of a row.
+_ONE_NAN, _ONE_INF = 12, 14
 # Draw numbers of the per-row field.
-_ROW_HIT, _ROW_GAP, _ROW_EDGE, _ROW_NAN = 0, 1, 2, 3
+_ROW_HIT, _ROW_GAP, _ROW_EDGE, _ROW_NAN, _ROW_ONE_NAN, _ROW_ONE_INF = 0, 1, 2, 3, 4, 5
 # Optional keys of a distribution: the value regimes, applied in this order after the base kind.
 MODIFIERS = ("row_gap", "dominant", "shift", "ties", "edge_rows", "nonfinite")
 _MODIFIER_KEYS = frozenset(MODIFIERS)
@@ -172,14 +175,49 @@ def _apply_modifiers(
         x = torch.where(hit, _edge(f, dtype, require(edge_rows, "edge"), 2, _EDGE), x)
     nonfinite = dist.get("nonfinite")
     if nonfinite:
-        nan, inf = float(nonfinite.get("nan", 0)), float(nonfinite.get("inf", 0))
-        u = f.uniform(_NAN)
-        x = torch.where(u < nan, math.nan, x)
-        x = torch.where((u >= nan) & (u < nan + inf), math.inf * f.signs(_NAN + 1), x)
-        rows = float(nonfinite.get("rows", 0))
-        if rows and shape:
-            # Whole rows of NaN, as uninitialised or poisoned rows of a cache hold.
-            x = torch.where(_rows(fields, shape).uniform(_ROW_NAN) < rows, math.nan, x)
+        x = _nonfinite(x, f, fields, shape, nonfinite)
+    return x
+
+
+def _nonfinite(x: torch.Tensor, f: Draws, fields: Fields, shape: tuple[int, ...],
+               entry: Mapping[str, Any]) -> torch.Tensor:
+    """The "nonfinite" entry (see `kfuzz.cases.strategies.distributions`): NaN ("nan") and
+    +-Inf ("inf") scattered at a rate per element; whole rows of NaN ("rows", a rate per row);
+    one +-Inf ("row_inf") and one NaN ("row_nan") in a share of the rows, each the element of
+    its row with the largest hash of its draw (the same element when other columns are cut
+    away); the first, last or both ends of the leading axis all NaN ("ends")."""
+    nan, inf = float(entry.get("nan", 0)), float(entry.get("inf", 0))
+    u = f.uniform(_NAN)
+    x = torch.where(u < nan, math.nan, x)
+    x = torch.where((u >= nan) & (u < nan + inf), math.inf * f.signs(_NAN + 1), x)
+    rows = float(entry.get("rows", 0))
+    if rows and shape:
+        # Whole rows of NaN, as uninitialised or poisoned rows of a cache hold.
+        x = torch.where(_rows(fields, shape).uniform(_ROW_NAN) < rows, math.nan, x)
+    if shape and shape[-1] > 0:
+        for key, draw, row_draw in (("row_inf", _ONE_INF, _ROW_ONE_INF),
+                                    ("row_nan", _ONE_NAN, _ROW_ONE_NAN)):
+            share = float(entry.get(key, 0))
+            if not share:
+                continue
+            score = f.bits(draw)
+            one = (score == score.amax(dim=-1, keepdim=True))
+            one = one & (_rows(fields, shape).uniform(row_draw) < share)
+            value = math.inf * f.signs(draw + 1) if key == "row_inf" else math.nan
+            x = torch.where(one, value, x)
+    ends = entry.get("ends")
+    if ends and ends not in NONFINITE_ENDS:
+        raise CaseError(f"unknown nonfinite ends {ends!r}; choose from {', '.join(NONFINITE_ENDS)}")
+    if ends and shape and shape[0] > 0:
+        # The rows a masked gather reads in place of a skipped slot: an index of -1 clamped
+        # reads the first, wrapped the last.
+        at = torch.arange(shape[0], device=x.device).view(-1, *(1,) * (len(shape) - 1))
+        hit = torch.zeros_like(at, dtype=torch.bool)
+        if ends in ("first", "both"):
+            hit = hit | (at == 0)
+        if ends in ("last", "both"):
+            hit = hit | (at == shape[0] - 1)
+        x = torch.where(hit, math.nan, x)
     return x
 
 
