@@ -86,7 +86,7 @@ RMSNORM_KINDS = ("normal", "uniform", "log_uniform", "outliers", "constant_rows"
 
 
 def _rmsnorm_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
-    return st.fixed_dictionaries({
+    return fst.case_dicts({
         "shape": fst.shapes(fst.Dim(1, 64), fst.Dim(1, 8192), max_numel=max_numel),
         "dtype": fst.dtypes(LOW_PRECISION),
         "x": fst.distributions(kinds=RMSNORM_KINDS, specials=fst.SPECIALS),

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import strategies as st
+from kfuzz.cases.dicts import case_dicts
 from kfuzz.cases.shapes import (
     TILES,
     Dim,
@@ -32,8 +33,8 @@ from kfuzz.settings import LOW_PRECISION
 
 __all__ = ["DISTRIBUTION_KINDS", "DTYPES", "EDGES", "EXCLUDABLE", "FINITE_MAX_EXP", "MAX_SEED",
            "NONFINITE_ENDS", "PADDINGS", "REGIMES", "SPECIALS", "TILES", "Dim", "boundary_sizes",
-           "contract_kinds", "dtypes", "distributions", "largest_shape", "plain", "plain_draws",
-           "regimes_in", "seeds", "shapes", "sides", "sparse_index_sets", "valid_lengths",
+           "case_dicts", "contract_kinds", "dtypes", "distributions", "largest_shape", "plain",
+           "plain_draws", "regimes_in", "seeds", "shapes", "sides", "sparse_index_sets", "valid_lengths",
            "value_regimes"]
 
 DTYPES = ("float32", "bfloat16", "float16", "float64")

@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hypothesis import strategies as st
+from kfuzz.cases.dicts import holding
 from kfuzz.cases.materialise import stamp
-from kfuzz.cases.pins import apply_pins
+from kfuzz.cases.pins import OneOf, apply_pins
 from kfuzz.cases.strategies import plain_draws, regimes_in
 from kfuzz.errors import KfuzzError
 from kfuzz.targets.registry import Target
@@ -60,7 +61,9 @@ def campaign_cases(target: Target, max_numel: int, pins: Mapping[str, Any],
                    exclude: Sequence[str]) -> st.SearchStrategy[dict[str, Any]]:
     """The campaign's cases within `max_numel`: one in PLAIN_SHARE plain, pinned, without
     excluded regimes, stamped."""
-    cases = with_plain_share(target.cases(max_numel))
+    # Fields pinned to one value are held, not drawn, by strategies built with `case_dicts`.
+    with holding({k: v for k, v in (pins or {}).items() if not isinstance(v, OneOf)}):
+        cases = with_plain_share(target.cases(max_numel))
     if pins:
         cases = cases.map(functools.partial(pinned, dict(pins), target.name))
     if exclude:

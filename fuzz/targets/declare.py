@@ -402,7 +402,7 @@ class _Drawn:
         fixed["seed"] = fst.seeds()
         sizes = fst.shapes(*self.dim_specs, max_numel=limit) if self.dim_specs else st.just([])
         symbols = self.symbols
-        return st.tuples(sizes, st.fixed_dictionaries(fixed)).map(
+        return st.tuples(sizes, fst.case_dicts(fixed)).map(
             lambda pair: {**dict(zip(symbols, pair[0], strict=True)), **pair[1]})
 
     def materialise(self, case: dict[str, Any], gen: Any) -> dict[str, Any]:

@@ -218,7 +218,7 @@ SPARSE_ATTN = define(
 # -- dsv4.q_norm_rope -------------------------------------------------------------------------
 
 def _q_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
-    return st.fixed_dictionaries({
+    return fst.case_dicts({
         "shape": fst.shapes(*HEAD_DIMS, max_numel=max_numel),
         "rope_dim": st.sampled_from([64, 0, 32]),
         # FP32 activations, subnormal and smallest-normal magnitudes too (not near FP32's

@@ -52,7 +52,7 @@ DEFAULT_WEIGHT = {"kind": "normal", "scale": 0.125}
 
 
 def _rmsnorm_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
-    return st.fixed_dictionaries({
+    return fst.case_dicts({
         "shape": fst.shapes(*ROWS_DIMS, max_numel=max_numel),
         "dtype": fst.dtypes(OPS_DTYPES),
         "x": fst.distributions(specials=fst.SPECIALS),
@@ -98,7 +98,7 @@ RMSNORM = define(
 # -- ops.softmax ------------------------------------------------------------------------------
 
 def _softmax_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
-    return st.fixed_dictionaries({
+    return fst.case_dicts({
         "shape": fst.shapes(*ROWS_DIMS, max_numel=max_numel),
         "dtype": fst.dtypes(OPS_DTYPES),
         "x": fst.distributions(kinds=("normal", "uniform", "outliers", "constant_rows"),
@@ -144,7 +144,7 @@ def positions(gen: torch.Generator, case: dict[str, Any], tokens: int) -> torch.
 
 
 def _rope_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
-    return st.fixed_dictionaries({
+    return fst.case_dicts({
         "shape": fst.shapes(*ROPE_DIMS, max_numel=max_numel),
         "dtype": fst.dtypes(OPS_DTYPES),
         "x": fst.distributions(kinds=("normal", "uniform", "log_uniform"), specials=fst.SPECIALS),
@@ -188,7 +188,7 @@ DEFAULT_BIAS = {"kind": "normal", "scale": 0.125}
 def _layernorm_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
     weights = fst.distributions(kinds=("normal", "log_uniform", "uniform"), min_scale_exp=-4,
                                 max_scale_exp=4, regimes=())
-    return st.fixed_dictionaries({
+    return fst.case_dicts({
         "shape": fst.shapes(*ROWS_DIMS, max_numel=max_numel),
         "dtype": fst.dtypes(OPS_DTYPES),
         "x": fst.distributions(specials=fst.SPECIALS),

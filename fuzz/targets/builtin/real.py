@@ -123,7 +123,7 @@ def _row_cases(
     # near the overflow edge overflow x*x in any FP32 kernel (ops.rmsnorm's eager_fp32 too),
     # which is ops.rmsnorm's finding, not a question about casts or inverse roots.
     def cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
-        return st.fixed_dictionaries({
+        return fst.case_dicts({
             "shape": fst.shapes(fst.Dim(1, 64), fst.Dim(1, 8192), max_numel=max_numel),
             "dtype": fst.dtypes(LOW_PRECISION),
             "x": fst.distributions(kinds=kinds, specials=fst.SPECIALS),
