@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.render import detection, five_run_misses
+from bench.render import _twice_plus_ten, detection, five_run_misses
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,3 +47,10 @@ def test_the_detection_section_shows_the_resampled_column():
     assert "five runs miss 1/5 (resampled)" in text
     row = [line for line in text.splitlines() if line.startswith("| f |")][0]
     assert row.rstrip(" |").endswith("%")
+
+
+def test_twice_uniform_plus_ten_is_the_bar_on_every_fault():
+    assert _twice_plus_ten(_fault([30] * 5, [10] * 5))        # 30 <= 2 * 10 + 10
+    assert not _twice_plus_ten(_fault([31] * 5, [10] * 5))
+    assert _twice_plus_ten(_fault([500] * 5, [None] * 5))      # uniform never detected
+    assert not _twice_plus_ten(_fault([None] * 5, [3] * 5))    # kfuzz never detected
