@@ -194,3 +194,45 @@ def test_a_cache_far_larger_than_its_named_rows_is_cut_to_them_in_one_run():
     assert result.case["index"]["n_rows"] == 12, result.case["index"]
     assert "index.n_rows 3000->12 keeping the rows named" in result.steps
     assert len(runs) <= 500, len(runs)
+
+
+def test_a_ragged_token_keeps_its_length_while_its_slots_are_cut(monkeypatch):
+    # Fails while the cache keeps its 600 rows (a fault that needs a large cache) and the
+    # token's valid slots read, in order, the rows they read at the start. A ragged set draws
+    # the token's length below n_valid + 1, so a cut of n_valid (or of k below it) draws
+    # another length and fails: k stays at 500 for a token of 28 valid slots. The same set
+    # without ragged, n_valid at the token's length, builds the same indices, and from there
+    # k comes down to those 28 slots.
+    from kfuzz.cases.materialise import generator_for
+
+    target = get("dsv4.sparse_attn")
+    normal = {"kind": "normal", "scale": 1.0}
+    case = stamp({"shape": [1, 1, 64], "index": {
+        "n_rows": 600, "k": 500, "n_valid": 500, "window": 0, "ragged": True,
+        "duplicates": False, "sorted": False, "out_of_range": False},
+        "q": normal, "kv": normal, "sink": normal, "seed": 13})
+
+    def read(c):
+        inputs = target.inputs(c, generator_for(c))
+        idx = inputs["indices"][0]
+        return inputs["kv"][idx[idx != -1].long()]
+
+    wanted = read(case)
+    assert len(wanted) == 28
+    runs = []
+
+    def fails(c):
+        runs.append(c)
+        got = read(c)
+        return (c["index"]["n_rows"] == 600 and got.shape == wanted.shape
+                and bool((got == wanted).all()))
+
+    result = passes.shrink(target, case, fails, deadline=float("inf"))
+    assert fails(result.case)
+    spec = result.case["index"]
+    assert (spec["k"], spec["n_valid"], spec["ragged"]) == (28, 28, False), spec
+    assert "index.ragged off with n_valid 500->28 (every token's length)" in result.steps
+    assert len(runs) <= 1000, len(runs)
+    monkeypatch.setattr(passes, "even_lengths", lambda target, case: iter(()))
+    before = passes.shrink(target, case, fails, deadline=float("inf")).case["index"]
+    assert before["k"] == 500 and before["ragged"], before  # without it, every slot stays

@@ -4,6 +4,7 @@ are bounded by count and deadlines are far away, so no result depends on the mac
 
 from __future__ import annotations
 
+import struct
 import time
 
 import pytest
@@ -88,6 +89,7 @@ def test_the_size_pass_reaches_the_fewest_elements_with_the_property():
     assert reduce["cases"] == len(toy.cases) - 1  # every case but the start's own
     assert reduce["seconds"] >= 0
     assert result.passes["redraw"]["calls"] == result.passes["draw"]["calls"] == 0
+    assert result.passes["widen"]["calls"] == 0
 
 
 def test_a_smaller_failure_with_other_values_is_drawn_then_reduced(monkeypatch):
@@ -114,7 +116,10 @@ def test_the_smallest_failure_passed_through_is_reduced_too(monkeypatch):
     result = _session(toy, _wide(512), passed_through=(uniform, toy(uniform))).run()
     assert result.reductions[0] == "from the smallest failure Hypothesis passed through (80 elements)"
     assert SOFTMAX.case_size(result.case) == 20 and result.case["x"]["kind"] == "uniform"
-    assert result.passes["reduce"]["calls"] == 2 and result.passes["reduce"]["successes"] == 2
+    # Both starts reduced, then each failure the searches found.
+    found = sum(result.passes[name]["successes"] for name in ("widen", "redraw", "draw"))
+    assert result.passes["reduce"]["calls"] == 2 + found
+    assert result.passes["reduce"]["successes"] >= 2
 
 
 def test_pinned_fields_stay_and_cases_that_cannot_run_do_not_fail(monkeypatch):
@@ -174,3 +179,80 @@ def test_near_misses_keep_the_closest_value_settings(kind):
     scores = [score for score, _ in search.near_misses]
     assert len(scores) == witnesses.NEAR_MISSES and scores[:4] == [(0.001, 0.1)] * 4
     assert scores[4:] == [(0.0, 0.9)] * 4
+
+
+def _rare_row_sum(case):
+    """Fails when the mixed bits of the sum of some row of x have their top 16 bits clear (a
+    rare value, about one row in 65,536; zeros apart): cutting the columns changes every row's sum, so
+    no cut of them keeps the failing row, while other seeds fail too, the more often the
+    more rows a case has."""
+    x = SOFTMAX.inputs(case, generator_for(case))["x"].double()
+    return any(total != 0 and _mixed(total) >> 48 == 0 for total in x.sum(-1).tolist())
+
+
+def _mixed(value):
+    """The bits of a float64, mixed (Fibonacci hashing): the top bits depend on all of them."""
+    bits = struct.unpack("<Q", struct.pack("<d", value))[0]
+    return bits * 0x9E3779B97F4A7C15 % (1 << 64)
+
+
+def test_a_size_no_cut_keeps_is_cut_on_a_grown_structure_with_other_values(monkeypatch):
+    # From 16,384 rows of 4 columns, the reduction keeps the failing row but no column cut:
+    # one row of 4. Redraws on that row fail about once in 65,536 draws; with fewer columns
+    # and the rows grown back toward the start's 16,384, one draw in five fails at the
+    # largest, and the one found reduces to one row of one column.
+    monkeypatch.setattr(witnesses, "REDRAWS", 200)
+    monkeypatch.setattr(witnesses, "SMALLER_TRIES", 30)
+    start = _wide(4, rows=16384, seed=26)
+    assert _rare_row_sum(start)
+
+    def shrunk():
+        toy = Toy(_rare_row_sum)
+        result = _session(toy, start).run()
+        assert toy.fails(result.case) and result.outcome.failed
+        return result, toy
+
+    result, toy = shrunk()
+    assert SOFTMAX.case_size(result.case) == 1, result.case
+    assert any(step.startswith("a failure drawn wider") for step in result.reductions)
+    widen = result.passes["widen"]
+    assert widen["successes"] == 1 and widen["cases"] <= witnesses.WIDE_DRAWS, widen
+    assert len(toy.cases) <= 400, len(toy.cases)
+    monkeypatch.setattr(witnesses, "WIDE_DRAWS", 0)
+    result, toy = shrunk()
+    assert SOFTMAX.case_size(result.case) == 4, result.case  # without it, one row of 4
+
+
+def test_the_first_reduction_leaves_time_for_the_search_on_a_grown_structure(monkeypatch):
+    # The session's clock counts the elements run: 800,000 for the whole shrink. Reducing the
+    # 65,536-element start to its fixed point takes more; given all of it, the reduction stops
+    # with thousands of rows. Given half, it stops earlier, "widen" draws few columns on
+    # grown structures, and the failure it finds reduces to one element within the rest.
+    import types
+
+    from kfuzz.shrink import passes, session, space
+
+    clock = [0.0]
+    ticking = types.SimpleNamespace(perf_counter=lambda: clock[0])
+    for module in (session, passes, witnesses, space):
+        monkeypatch.setattr(module, "time", ticking)
+
+    def elements_run(case):
+        clock[0] += SOFTMAX.case_size(case)
+        return _rare_row_sum(case)
+
+    start = _wide(4, rows=16384, seed=26)
+
+    def shrunk():
+        clock[0] = 0.0
+        toy = Toy(elements_run)
+        return ShrinkSession(_space(), toy, start, toy(start), deadline=800_000,
+                             shrink_seconds=800_000).run()
+
+    result = shrunk()
+    assert SOFTMAX.case_size(result.case) == 1 and result.complete, result.case
+    assert result.passes["widen"]["successes"] == 1
+    monkeypatch.setattr(session, "FIRST_REDUCE", 1.0)
+    result = shrunk()
+    assert SOFTMAX.case_size(result.case) > 1000 and not result.complete, result.case
+    assert result.passes["widen"]["calls"] == 0  # all of it, and no time left to search

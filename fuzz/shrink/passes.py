@@ -4,8 +4,9 @@ Hypothesis shrinks the choice sequence behind a case, which is not the same as t
 a failure found at [64, 8192] can come back with its 8192 intact. This pass works on the case
 itself. It tries, in order, reductions that remove the most elements (each drawn dimension set
 to its smallest size, halved, cut by a quarter down to a 32nd, decremented; a cache cut to
-the rows its index sets name, each slot keeping its row (`kfuzz.shrink.rows`); the target's own
-reductions, such as fewer cache rows; a cache cut to a few of the rows its index sets name,
+the rows its index sets name, each slot keeping its row (`kfuzz.shrink.rows`); a ragged index
+set made a plain one where every token holds as many valid slots (`kfuzz.shrink.lengths`); the
+target's own reductions, such as fewer cache rows; a cache cut to a few of the rows its index sets name,
 shared by every slot; other integer fields that size the inputs; a dimension
 and another integer lowered together, keeping their difference), then simplifications (each
 value regime switched off, each flag off, each distribution replaced by a plain normal, scales
@@ -38,6 +39,7 @@ from kfuzz.cases.strategies import DISTRIBUTION_KINDS, Dim
 from kfuzz.execute.findings import canonical_json
 from kfuzz.shrink.axes import fields_made, linked_axes
 from kfuzz.shrink.cuts import smaller_steps
+from kfuzz.shrink.lengths import even_lengths
 from kfuzz.shrink.rows import named_only, shared_rows
 from kfuzz.targets.registry import Target
 
@@ -77,6 +79,7 @@ def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict
             for candidate, new in smaller:
                 yield f"{label}->{new}", candidate
         yield from named_only(target, case)
+        yield from even_lengths(target, case)
         if target.reductions is not None:
             yield from target.reductions(case)
         yield from shared_rows(target, case)
@@ -94,7 +97,7 @@ def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict
             yield label, candidate
 
 
-def _integer_fields(case: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], int]]:
+def integer_fields(case: dict[str, Any]) -> Iterator[tuple[str, tuple[Any, ...], int]]:
     """(label, path, value) of every integer of `case` a coupled cut may lower: the other
     shape entries, top-level integers and integers one level down (e.g. index.window), but
     not the seed, the materialisation version or a distribution's parameters."""
@@ -138,7 +141,7 @@ def _coupled(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[s
         for new in smaller_steps(shape[i], spec.smallest, spec.multiple_of):
             cut = shape[i] - new
             moved = _with(case, ("shape", i), new)
-            for label, path, value in _integer_fields(case):
+            for label, path, value in integer_fields(case):
                 if path == ("shape", i) or value - cut < 0:
                     continue
                 if path[0] == "shape":
@@ -175,11 +178,11 @@ def sizes(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, list[tupl
     """Per size of `case` (a drawn dimension of its shape, or an integer field, top-level or
     one level down such as an index set's cache rows, whose cut makes the case smaller): its
     label and the smaller cases, biggest cut first, as (case, size)."""
-    for label, _path, _value, smaller in _size_cuts(target, case):
+    for label, _path, _value, smaller in size_cuts(target, case):
         yield label, smaller
 
 
-def _size_cuts(
+def size_cuts(
     target: Target, case: dict[str, Any]
 ) -> Iterator[tuple[str, tuple[Any, ...], int, list[tuple[dict, int]]]]:
     """`sizes`, with each size's path in the case and value."""
@@ -195,7 +198,7 @@ def _size_cuts(
         size = target.case_size(case)
     except Exception:  # not a case of this target
         return
-    for label, path, value in _integer_fields(case):
+    for label, path, value in integer_fields(case):
         if path[0] == "shape":
             continue
         smaller = []
@@ -229,7 +232,7 @@ def _inner_cuts(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dic
     if not fields:
         return
     coords = coords_of(case)
-    for label, path, value, smaller in _size_cuts(target, case):
+    for label, path, value, smaller in size_cuts(target, case):
         if not smaller:
             continue
         # Each cut as it is, then with the fields it bounds brought down with it (`sizes`):
@@ -360,18 +363,18 @@ def _cut_made(target: Target, before: dict[str, Any],
     """(path, value, new) when `after` is `before` with one size lowered from `value` to
     `new` and nothing else changed (beside the fields that size bounds: `_with_bounds`);
     None for any other reduction."""
-    lowered = dict((path, value) for _label, path, value in _integer_fields(before))
-    for _label, path, new in _integer_fields(after):
+    lowered = dict((path, value) for _label, path, value in integer_fields(before))
+    for _label, path, new in integer_fields(after):
         value = lowered.get(path)
         if value is None or new >= value:
             continue
-        if _cut_to(target, before, path, value, new) == after:
+        if cut_to(target, before, path, value, new) == after:
             return path, value, new
     return None
 
 
-def _cut_to(target: Target, case: dict[str, Any], path: tuple[Any, ...], value: int,
-            new: int) -> dict[str, Any] | None:
+def cut_to(target: Target, case: dict[str, Any], path: tuple[Any, ...], value: int,
+           new: int) -> dict[str, Any] | None:
     """`case` with the size at `path` lowered from `value` to `new` as `sizes` lowers it; None
     where that is no size cut of the case (below a dimension's smallest or off its multiple,
     or a field whose cut leaves the case no smaller)."""
@@ -387,6 +390,25 @@ def _cut_to(target: Target, case: dict[str, Any], path: tuple[Any, ...], value: 
         return cut if target.case_size(cut) < target.case_size(case) else None
     except Exception:  # a candidate outside the case space
         return None
+
+
+def resize(target: Target, case: dict[str, Any], path: tuple[Any, ...],
+           new: int) -> dict[str, Any] | None:
+    """`case` with the size at `path` set to `new`, larger or smaller (a dimension rounded
+    down to its multiple, at least its smallest); None where that is no case of the target."""
+    if path[0] == "shape":
+        spec = _dims(target, case["shape"])[path[1]]
+        if isinstance(spec, int):
+            return None
+        new = max(spec.smallest, new - new % spec.multiple_of)
+    elif new < 1:
+        return None
+    resized = _with(case, path, new)
+    try:
+        target.case_size(resized)
+    except Exception:  # a candidate outside the case space
+        return None
+    return resized
 
 
 def _gallop(
@@ -410,7 +432,7 @@ def _gallop(
             extra = good + (bad - good) // 2 // step * step
             if extra <= good:
                 break
-        candidate = _cut_to(target, result.case, path, new - good, new - extra)
+        candidate = cut_to(target, result.case, path, new - good, new - extra)
         if candidate is None:
             bad = extra  # below the size's floor
             continue

@@ -24,8 +24,9 @@ from collections.abc import Iterator
 from itertools import combinations
 from typing import Any
 
-from kfuzz.cases.materialise import COORDS_KEY, COORDS_VERSION, VERSION_KEY, coords_of, generator_for
+from kfuzz.cases.materialise import COORDS_KEY, COORDS_VERSION, VERSION_KEY, coords_of
 from kfuzz.shrink.axes import fields_made, linked_axes
+from kfuzz.shrink.built import inputs_of
 from kfuzz.targets.registry import Target
 
 # Named rows tried, in slot order: each alone, then each pair (8 rows: 8 + 28 candidates).
@@ -45,9 +46,8 @@ def _index_sets(case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
 def named_rows(target: Target, case: dict[str, Any], n_rows: int) -> list[int]:
     """The cache rows (0 <= row < n_rows) the integer inputs of `case` name, in the order
     their slots name them (token by token), each once; empty when the case cannot be built."""
-    try:
-        inputs = target.inputs(case, generator_for(case))
-    except Exception:  # a case the target cannot build
+    inputs = inputs_of(target, case)
+    if inputs is None:
         return []
     rows: dict[int, None] = {}
     for tensor in inputs.values():

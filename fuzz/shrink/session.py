@@ -5,15 +5,20 @@ The session runs a table of named passes (`PASSES`), each with its counters:
 
 - "reduce": the size-directed pass (`kfuzz.shrink.passes.shrink`) from a failing case, to a
   fixed point or its deadline;
+- "widen": values drawn on the reduced case's structure with a size the reduction could not
+  halve cut and the others grown back toward the case it started from
+  (`WitnessSearch.redraw_wider`);
 - "redraw": values drawn on structures below the size (`WitnessSearch.redraw_smaller`);
 - "draw": cases of the whole space below the size (`WitnessSearch.draw_smaller`).
 
 It reduces from Hypothesis' result and from the smallest failure Hypothesis passed through
-(when that one is smaller) and keeps the smaller result. Then it searches for a smaller
-failure, "redraw" first and "draw" when that finds none, and reduces each one found, until a
-search finds none within SMALLER_PATIENCE of the shrink time, the case is within 2x of the
-simplest case of the space (the smallest there is: a smaller failure cannot be worth the
-wait), or the deadline passes.
+(when that one is smaller) for at most FIRST_REDUCE of the time and keeps the smaller result.
+Then it searches for a smaller failure, "widen" first (while each one it finds reduces to a
+smaller case; where it finds none and the reduction was cut short, the reduction goes on from
+where it stopped), "redraw" when that finds none and "draw" when neither does, and reduces
+each one found, until a search finds none within SMALLER_PATIENCE of the shrink time, the case
+is within 2x of the simplest case of the space (the smallest there is: a smaller failure
+cannot be worth the wait), or the deadline passes.
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ from kfuzz.shrink.space import Case, CaseSpace
 from kfuzz.shrink.witnesses import SMALLER_PATIENCE, Evaluate, Scores, WitnessSearch
 
 # The passes, in the order a session first runs them.
-PASSES = ("reduce", "redraw", "draw")
+PASSES = ("reduce", "widen", "redraw", "draw")
+# The share of the session's time the first reduction has before "widen" searches the
+# structure it started from; it then goes on from where it stopped.
+FIRST_REDUCE = 0.5
 
 
 @dataclass
@@ -93,6 +101,7 @@ class ShrinkSession:
         self.cases_run = 0
         self.passes = {p.name: p for p in (
             ShrinkPass("reduce", self._reduce, lambda got: bool(got.reductions)),
+            ShrinkPass("widen", self._widen, lambda got: got is not None),
             ShrinkPass("redraw", self._redraw, lambda got: got is not None),
             ShrinkPass("draw", self._draw, lambda got: got is not None),
         )}
@@ -105,8 +114,8 @@ class ShrinkSession:
     def run(self) -> SessionResult:
         """Shrink to the end (see the module docstring). Returns the smallest failing case
         reached, with the reductions applied and every pass's counters."""
-        best = self._from_starts()
-        best = self._smaller_failures(best)
+        best, start = self._from_starts()
+        best = self._smaller_failures(best, start)
         best.passes = {name: p.stats() for name, p in self.passes.items()}
         return best
 
@@ -125,10 +134,11 @@ class ShrinkSession:
         self.cases_run += 1
         return self._evaluate(case)
 
-    def _from_starts(self) -> SessionResult:
-        """The size-directed pass from the smallest failure Hypothesis passed through (when it
-        is smaller, with half of the time left) and from its result (with what remains): the
-        smaller result, complete when both reached their fixed point."""
+    def _from_starts(self) -> tuple[SessionResult, Case]:
+        """The size-directed pass, within FIRST_REDUCE of the time left, from the smallest
+        failure Hypothesis passed through (when it is smaller, with half of that time) and
+        from its result (with what remains): the smaller result, complete when both reached
+        their fixed point, and the case it was reduced from."""
         starts: list[tuple[Case, Outcome, str | None]] = [(self.case, self.outcome, None)]
         if self.passed_through is not None:
             smallest, outcome = self.passed_through
@@ -137,21 +147,25 @@ class ShrinkSession:
                 starts.insert(0, (smallest, outcome, "from the smallest failure Hypothesis "
                                                      f"passed through ({size} elements)"))
         results = []
+        ends = time.perf_counter() + (self.deadline - time.perf_counter()) * FIRST_REDUCE
         for i, (case, outcome, label) in enumerate(starts):
-            share = self.deadline if i == len(starts) - 1 else (time.perf_counter() + self.deadline) / 2
+            share = ends if i == len(starts) - 1 else (time.perf_counter() + ends) / 2
             got = self._call("reduce", case, outcome, deadline=share)
             if label is not None:
                 got = replace(got, reductions=[label, *got.reductions])
             results.append(got)
-        best = min(results, key=lambda r: self.space.size(r.case))
-        return replace(best, complete=all(r.complete for r in results))
+        at = min(range(len(results)), key=lambda i: self.space.size(results[i].case))
+        return replace(results[at], complete=all(r.complete for r in results)), starts[at][0]
 
-    def _smaller_failures(self, best: SessionResult) -> SessionResult:
+    def _smaller_failures(self, best: SessionResult, start: Case) -> SessionResult:
         """Search for a smaller failure, then reduce it, until a search finds none, the case
-        is within 2x of the simplest case of the space, or the deadline passes."""
+        is within 2x of the simplest case of the space, or the deadline passes. `start`: the
+        case `best` was reduced from (the failure found, after each one), toward which "widen"
+        grows its structures while each failure it finds reduces to a smaller case."""
         witnesses = WitnessSearch(self.space, self._run_case, self.wanted(best.outcome),
                                   scores=self.scores)
         tries = 0
+        widen = True
         while time.perf_counter() < self.deadline:
             size = self.space.size(best.case)
             if size <= 2 * self.space.floor():
@@ -161,14 +175,32 @@ class ShrinkSession:
             seed = self.seed + tries
             tries += 1
             give_up = min(self.deadline, time.perf_counter() + self.shrink_seconds * SMALLER_PATIENCE)
-            found = (self._call("redraw", witnesses, best.case, give_up, seed)
+            found = widened = None
+            if widen:
+                found = widened = self._call("widen", witnesses, start, best.case, give_up, seed)
+            if found is None and not best.complete:
+                # The first reduction had part of the time: it goes on from where it stopped.
+                more = self._call("reduce", best.case, best.outcome, deadline=self.deadline)
+                best = replace(best, case=more.case, outcome=more.outcome, complete=more.complete,
+                               reductions=[*best.reductions, *more.reductions])
+                widen = True
+                continue
+            found = (found or self._call("redraw", witnesses, best.case, give_up, seed)
                      or self._call("draw", witnesses, size, give_up, seed))
             if found is None:
                 break
-            reduced = self._call("reduce", *found, deadline=self.deadline)
-            if self.space.size(reduced.case) < size:
-                label = f"a smaller failure drawn ({self.space.size(found[0])} elements)"
+            # While the reduction in hand is unfinished, a failure found gets half of the time.
+            until = self.deadline if best.complete else (time.perf_counter() + self.deadline) / 2
+            reduced = self._call("reduce", *found, deadline=until)
+            smaller = self.space.size(reduced.case) < size
+            widen = widened is not None and smaller
+            if smaller:
+                start = found[0]
+                label = (f"a failure drawn wider ({self.space.size(found[0])} elements)"
+                         if widened is not None else
+                         f"a smaller failure drawn ({self.space.size(found[0])} elements)")
                 best = replace(best, case=reduced.case, outcome=reduced.outcome,
+                               complete=reduced.complete,
                                reductions=[*best.reductions, label, *reduced.reductions])
         return best
 
@@ -190,6 +222,11 @@ class ShrinkSession:
         result = shrink(self.space.target, case, still_fails, deadline=deadline)
         final = outcomes.get(canonical_json(result.case), outcome)
         return SessionResult(result.case, final, result.steps, result.complete)
+
+    @staticmethod
+    def _widen(witnesses: WitnessSearch, start: Case, case: Case, deadline: float,
+               seed: int) -> tuple[Case, Outcome] | None:
+        return witnesses.redraw_wider(start, case, deadline, seed=seed)
 
     @staticmethod
     def _redraw(witnesses: WitnessSearch, case: Case, deadline: float,

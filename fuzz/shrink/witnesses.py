@@ -20,10 +20,11 @@ from typing import Any
 
 from hypothesis import Phase, target
 from hypothesis import strategies as st
+from kfuzz.cases.materialise import COORDS_KEY, VERSION_KEY
 from kfuzz.cases.strategies import MAX_SEED
 from kfuzz.enums import Status
 from kfuzz.execute.executor import Outcome
-from kfuzz.shrink.passes import is_distribution, sizes
+from kfuzz.shrink.passes import integer_fields, is_distribution, resize, size_cuts, sizes
 from kfuzz.shrink.space import Case, CaseSpace, StopDraws, run_draws
 
 # The search of the whole space gives up after this many draws in a row that are no smaller,
@@ -51,6 +52,12 @@ BAND_DRAWS = 200
 # a fresh draw's ("fresh"), or a near miss's ("near"; a fresh draw while there is none).
 KINDS = (("cut", "own"), ("cut", "fresh"), ("cut", "near"), ("band", "own"), ("band", "case"),
          ("band", "fresh"), ("band", "near"))
+
+# Draws on the structure of a reduced failure with a size the reduction could not halve cut and
+# the others grown back toward the case it was reduced from (`redraw_wider`), before that
+# search gives up, and the steps in which they grow.
+WIDE_DRAWS = 64
+WIDE_LEVELS = 4
 
 Evaluate = Callable[[Case], Outcome | None]
 Scores = Callable[[Outcome], Mapping[str, float]]
@@ -144,6 +151,81 @@ class WitnessSearch:
                                           if is_distribution(v) and k not in self.space.pins})
         return None
 
+    def redraw_wider(self, start: Case, case: Case, deadline: float, *,
+                     seed: int) -> tuple[Case, Outcome] | None:
+        """A failure on the structure of `case`, reduced from the failing case `start`, with
+        one of the sizes the reduction could not halve (or, where it halved every one, of those
+        above their smallest) cut as a reduction would cut it (to its smallest, or by half) and
+        the sizes it did cut grown back toward `start`'s.
+
+        A size whose every cut changes the values that count (the head dim under a dot
+        product: every score) loses the failing elements at almost any cut, so the reduction
+        leaves it about where it was, while a fault that needs a rare value (a weight on a
+        rounding tie, one in 65,536) shows with other values on many elements where it almost
+        never would on the few of `case`. So the other sizes grow in WIDE_LEVELS steps, all
+        by one factor, from `case`'s to `start`'s; the draws go to the smallest structures
+        first, a share to each, each with a new seed and `case`'s value settings, pinned
+        fields as pinned. Returns the failing case and its outcome; None when every size is at
+        its smallest, or none fails within about WIDE_DRAWS draws (one per structure with a pinned
+        seed) or before `time.perf_counter()` passes `deadline`."""
+        structures = self.wide_structures(start, case)
+        if not structures:
+            return None
+        pinned_seed = "seed" in self.space.pins
+        each = min(1, WIDE_DRAWS) if pinned_seed else -(-WIDE_DRAWS // len(structures))
+        rng = random.Random(seed)
+        for structure in structures:
+            for _ in range(each):
+                if time.perf_counter() > deadline:
+                    return None
+                candidate = dict(structure)
+                if not pinned_seed:
+                    candidate["seed"] = rng.randrange(MAX_SEED + 1)
+                try:
+                    self._witness(candidate)
+                except _Found as found:
+                    return found.case, found.outcome
+        return None
+
+    def wide_structures(self, start: Case, case: Case) -> list[Case]:
+        """The structures `redraw_wider` draws on, smallest first: `case` (its coordinates
+        dropped) with each size it holds at more than half of `start`'s (where it halved every
+        one: each size above its smallest) cut to where `sizes` cuts it (to its smallest, then
+        by half), and every other integer it holds at half of `start`'s or less (sizes, and
+        those they bound: valid slots) grown by the factor of each of WIDE_LEVELS steps to
+        `start`'s (capped there)."""
+        target = self.space.target
+        cuts = [(path, value, smaller) for _label, path, value, smaller in size_cuts(target, case)
+                if isinstance(value_at(start, path), int) and smaller]
+        stuck = [(path, new) for path, value, smaller in cuts
+                 if 2 * value > value_at(start, path) for _cut, new in smaller[:2]]
+        if not stuck:  # every size halved: each one left above its smallest
+            stuck = [(path, new) for path, _value, smaller in cuts for _cut, new in smaller[:2]]
+        grown = []
+        for _label, path, value in integer_fields(case):
+            at_start = value_at(start, path)
+            if isinstance(at_start, int) and 0 < 2 * value <= at_start:
+                grown.append((path, value, at_start))
+        base = {k: v for k, v in case.items() if k != COORDS_KEY}
+        if VERSION_KEY in start:
+            base[VERSION_KEY] = start[VERSION_KEY]
+        top = max((at_start / value for _path, value, at_start in grown), default=1.0)
+        structures = []
+        for level in range(1, WIDE_LEVELS + 1):
+            factor = top ** (level / WIDE_LEVELS)
+            for path, new in stuck:
+                structure: Case | None = base
+                for grown_path, value, at_start in grown:
+                    if structure is not None:
+                        structure = resize(target, structure, grown_path,
+                                           min(at_start, round(value * factor)))
+                if structure is not None:
+                    structure = resize(target, structure, path, new)
+                if (structure is not None and structure not in structures
+                        and self.space.pinned(structure)):
+                    structures.append(structure)
+        return structures
+
     def _cuts(self, case: Case, size: int) -> list[Case]:
         """The structure of `case` with each size cut by a quarter, then by half (by the one
         cut there is where there is one: from 2 to 1, or from 128 to 64 in steps of 64),
@@ -224,3 +306,14 @@ class WitnessSearch:
         except _Found as found:
             return found.case, found.outcome
         return None
+
+
+def value_at(case: Case, path: tuple[Any, ...]) -> Any:
+    """The value at `path` in `case` (("shape", 2), ("index", "k")); None where there is none."""
+    value: Any = case
+    for step in path:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
