@@ -133,14 +133,15 @@ def overhead(doc: dict[str, Any]) -> str:
                    f"{_f(r['us_per_example'], 0)} ({_f(r['us_per_case'], 0)} per case)"]
                   for r in e["campaign_no_work"]],
             ]), "",
-            f"cProfile of the batch-1 no-work campaign ({_f(e['profile_us_per_example'], 0)} µs "
-            "per example under the profiler). Own time by package: " + ", ".join(
+            f"cProfile of the no-work campaign at the default batch "
+            f"({_f(e['profile_us_per_example'], 0)} µs per case under the profiler). Own time by "
+            "package: " + ", ".join(
                 f"{g} {100 * s:.1f}%" for g, s in sorted(e["profile_own_time_shares"].items(),
                                                          key=lambda kv: -kv[1])) +
             ". Inclusive time (nested, so these overlap): " + ", ".join(
                 f"{g} {100 * s:.1f}%" for g, s in e["profile_inclusive_shares"].items()) + ".",
             "", "Functions with the most own time:", "",
-            _table(["function", "calls / example", "own µs / example", "cumulative µs / example"],
+            _table(["function", "calls / case", "own µs / case", "cumulative µs / case"],
                    [[f"`{r['function']}`", r["calls_per_example"], r["own_us_per_example"],
                      r["cum_us_per_example"]] for r in e["profile_top_own"][:10]])]
     return "\n".join(out)
