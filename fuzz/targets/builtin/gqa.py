@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from kfuzz.cases import strategies as fst
 from kfuzz.cases.materialise import dtype_of, values
 from kfuzz.oracles.sdpa import gqa_fp64
-from kfuzz.targets.builtin.real import HEAD_DIMS, OPS_MAX_NUMEL, SDPA_EXCLUDES, SDPA_SPECIALS
+from kfuzz.targets.builtin.real import HEAD_DIMS, OPS_MAX_NUMEL, SDPA_EXCLUDES, attention_values
 from kfuzz.targets.builtin.real import SDPA_TOLERANCE as GQA_TOLERANCE
 from kfuzz.targets.declare import define, tensor, variant
 from kfuzz.targets.libraries import ort
@@ -58,10 +58,7 @@ def _gqa_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
             "shape": [b, kv_heads, group, q_len, past, head_dim],
             "dtype": draw(fst.dtypes(GQA_DTYPES)),
             "causal": draw(st.booleans()),
-            "q": draw(fst.distributions(kinds=("normal", "uniform"), min_scale_exp=-4,
-                                        max_scale_exp=4, specials=SDPA_SPECIALS)),
-            "kv": draw(fst.distributions(kinds=("normal",), min_scale_exp=-4, max_scale_exp=0,
-                                         specials=SDPA_SPECIALS)),
+            **attention_values(draw),
             "seed": draw(fst.seeds()),
         }
 

@@ -265,18 +265,25 @@ def _sdpa_cases(max_numel: int) -> st.SearchStrategy[dict[str, Any]]:
             "shape": [b, h, q_len, k_len, head_dim],
             "dtype": draw(fst.dtypes(LOW_PRECISION)),
             "causal": draw(st.booleans()),
-            # Logits reach about +-16 standard deviations (peaked softmax, many rescales in an
-            # online softmax); values stay near 1 so that one absolute tolerance fits them.
-            # No outliers: their 2**16 magnitudes overflow FP16 inputs to inf. (Uniform draws
-            # are offset by up to 64, so k and v are normal.)
-            "q": draw(fst.distributions(kinds=("normal", "uniform"), min_scale_exp=-4,
-                                        max_scale_exp=4, specials=SDPA_SPECIALS)),
-            "kv": draw(fst.distributions(kinds=("normal",), min_scale_exp=-4, max_scale_exp=0,
-                                         specials=SDPA_SPECIALS)),
+            **attention_values(draw),
             "seed": draw(fst.seeds()),
         }
 
     return cases()
+
+
+def attention_values(draw: st.DrawFn) -> dict[str, Any]:
+    """The value descriptions of an attention case, "q" then "kv" (`ops.sdpa`, `ops.gqa`).
+    Logits reach about +-16 standard deviations (peaked softmax, many rescales in an online
+    softmax); values stay near 1 so that one absolute tolerance fits them. No outliers: their
+    2**16 magnitudes overflow FP16 inputs to inf. (Uniform draws are offset by up to 64, so k
+    and v are normal.)"""
+    return {
+        "q": draw(fst.distributions(kinds=("normal", "uniform"), min_scale_exp=-4,
+                                    max_scale_exp=4, specials=SDPA_SPECIALS)),
+        "kv": draw(fst.distributions(kinds=("normal",), min_scale_exp=-4, max_scale_exp=0,
+                                     specials=SDPA_SPECIALS)),
+    }
 
 
 def _sdpa_inputs(case: dict[str, Any], gen: torch.Generator) -> dict[str, torch.Tensor]:
