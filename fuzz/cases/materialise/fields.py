@@ -235,10 +235,10 @@ class HostField:
         k = np.uint32(draw_key(self.key, draw))
         if flat.size >= LOOKUP_MIN and applies(dtype, scale):  # mostly looked up
             bits = torch.empty(flat.size, dtype=torch.int16)
+            exact = functools.partial(_host_normal, scale=scale)
             for start in range(0, flat.size, NORMAL_CHUNK):
                 h = lowbias32(flat[start:start + NORMAL_CHUNK] ^ k, wrap=False)
-                rounded_normals(h, scale, dtype, bits.narrow(0, start, h.size),
-                                        functools.partial(_host_normal, scale=scale))
+                rounded_normals(h, scale, dtype, bits.narrow(0, start, h.size), exact)
             return bits.view(dtype).view(self.shape)
         if 0 < flat.size <= NORMAL_CHUNK:  # one chunk: rounded as it is, no buffer to fill
             x = _host_normal(lowbias32(flat ^ k, wrap=False), scale)
