@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 from collections.abc import Sequence
@@ -34,6 +35,11 @@ def parser(doc: str, default_out: str) -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(RESULTS / default_out), metavar="PATH",
                    help=f"where to write the JSON result (default bench/results/{default_out})")
     return p
+
+
+def page_faults() -> int:
+    """Minor page faults of this process so far (fresh pages the kernel mapped in)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _cpu_model() -> str:

@@ -55,7 +55,9 @@ from bench import common
 TARGET, KERNEL, ORACLE = "ops.rmsnorm", "eager_fp32", "fp64"
 NORMAL = {"kind": "normal", "scale": 1.0}
 SHAPES = {"small": [1, 8], "medium": [24, 1024], "large": [64, 3072]}
-CASES = {"small": 2000, "medium": 1000, "large": 150}
+# Cases per run: enough that the batch is the one a run on a time budget uses (a run capped at
+# N cases keeps at least ~50 Hypothesis examples, so its batch is at most N // 50).
+CASES = {"small": 2000, "medium": 1500, "large": 400}
 QUICK_CASES = {"small": 200, "medium": 100, "large": 16}
 # None: the default (batch chosen while running); fixed sizes beside it.
 BATCHES: tuple[int | None, ...] = (None, 1, 16)
@@ -117,12 +119,17 @@ def measure(shape: list[int], cases: int, batch: int | None, runs: int) -> dict[
     ratios."""
     kfuzz_rates, plain_rates, hand_rates, plain_ratios, ratios, means = [], [], [], [], [], []
     plain64_rates, plain64_ratios = [], []
+    kfuzz_faults, plain_faults = [], []
     failed = 0
     for run in range(runs):
+        before = common.page_faults()
         seconds, jobs, bad, mean = kfuzz_run(shape, cases, batch, seed=1000 + run)
+        kfuzz_faults.append((common.page_faults() - before) / len(jobs))
         failed += bad
         means.append(mean)
+        before = common.page_faults()
         plain, _ = plain_loop(shape, len(jobs), seed=1000 * run)
+        plain_faults.append((common.page_faults() - before) / len(jobs))
         plain64, _ = plain_loop(shape, len(jobs), seed=1000 * run, draw=torch.float64)
         loop = common.executor_loop(jobs)
         kfuzz_rates.append(len(jobs) / seconds)
@@ -149,6 +156,8 @@ def measure(shape: list[int], cases: int, batch: int | None, runs: int) -> dict[
         "plain_case_ms": round(1e3 / p, 4),
         "case_ms": round(1e3 / h, 4),
         "overhead_ms_per_case": round(1e3 / k - 1e3 / h, 4),
+        "kfuzz_page_faults_per_case": round(common.median(kfuzz_faults), 1),
+        "plain_page_faults_per_case": round(common.median(plain_faults), 1),
     }
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from kfuzz.cases.materialise.core import normal_table
 from kfuzz.cases.materialise.fields import NORMAL_CHUNK, Field, HostField
-from kfuzz.cases.materialise.rounded import STRADDLES, applies, rounded_table
+from kfuzz.cases.materialise.rounded import SPLIT_BITS, STRADDLES, applies, rounded_table
 
 SCALES = [1.0, 0.125, 3.0, 0.75, 2.0**-20, 1e-30, 1e30, 65504.0, 0.0, -1.5]
 
@@ -29,19 +29,23 @@ def test_looked_up_normals_are_the_float64_build_rounded(dtype, scale):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_the_table_marks_only_intervals_that_straddle_a_boundary(dtype):
+def test_the_table_marks_only_ranges_that_straddle_a_boundary(dtype):
     table = rounded_table(dtype, 1.0)
+    ranges = 1 << SPLIT_BITS
+    assert table.shape == (65536 * ranges,)
     marked = table == STRADDLES
     # The quantiles close to 0 are closer together than the dtype's values: they round to one
-    # value each; marked intervals are a minority (about 4% for BF16, 22% for FP16).
-    assert 0 < int(marked.sum()) < table.numel() // 3
-    # An unmarked entry is the rounded value of every point of its interval: its low end...
+    # value each; marked ranges are a minority (about 1.2% for BF16, 7% for FP16).
+    assert 0 < int(marked.sum()) < table.numel() // 8
+    # An unmarked entry is the rounded value of every point of its range (entry i * ranges + j:
+    # interval i, positions from j * 2**32 / ranges): its low end, its midpoint, its high end.
     low, slope = normal_table()
     kept = ~marked
-    assert torch.equal(table[kept], low.to(dtype).view(torch.int16)[kept])
-    # ...and its midpoint.
-    mid = (slope * 2.0**31 + low).to(dtype).view(torch.int16)
-    assert torch.equal(table[kept], mid[kept])
+    width = 2.0**32 / ranges
+    for offset in (0.0, width / 2, width - 1):
+        position = torch.arange(ranges, dtype=torch.float64) * width + offset
+        value = (slope[:, None] * position + low[:, None]).to(dtype).view(torch.int16)
+        assert torch.equal(table[kept], value.reshape(-1)[kept]), offset
 
 
 def test_infinite_or_nan_scales_take_the_float64_path():

@@ -19,6 +19,7 @@ import torch
 from kfuzz.cases.materialise import generator_for, to_device
 from kfuzz.enums import UNJUDGED, Status
 from kfuzz.errors import BadCallable, CaseError, ContractViolation, KfuzzError, OracleError
+from kfuzz.execute.allocator import keep_freed_memory
 from kfuzz.execute.contract import contract_breach
 from kfuzz.judge.comparator import Comparator
 from kfuzz.judge.compare import Metrics, ShapeMismatch, compare
@@ -441,6 +442,8 @@ class InProcessExecutor:
 
     def __init__(self) -> None:
         self._resolved: dict[tuple[str, str, str], tuple[Target, Variant, Variant]] = {}
+        # Each case frees what the next allocates again: keep it in the process.
+        keep_freed_memory()
 
     def resolve(self, job: Job) -> tuple[Target, Variant, Variant]:
         """The target, kernel and oracle a job names, after loading the job's plugins.
