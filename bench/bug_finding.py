@@ -29,7 +29,10 @@ that ratio; `shrunk_over_smallest_any`, against the smallest known case of any b
 beside it.
 
     python -m bench.bug_finding [--quick] [--budget 60] [--seeds 5] [--fault NAME ...]
-                                [--detect-only]
+                                [--detect-only] [--plain-share N]
+
+`--plain-share N` runs kfuzz with one drawn case in N plain instead of the default
+(`kfuzz.search.drawn.PLAIN_SHARE`): how the share was chosen (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from typing import Any
 from kfuzz.cases.materialise import stamp
 from kfuzz.execute.executor import InProcessExecutor, Job, Outcome
 from kfuzz.execute.findings import Finding
+from kfuzz.search import drawn
 from kfuzz.search.campaign import CampaignConfig, run_campaign
 from kfuzz.targets.registry import get
 
@@ -382,6 +386,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--detect-only", action="store_true",
                    help="end each kfuzz run at its first failing case: detection only, no "
                         "shrinking (for many seeds)")
+    p.add_argument("--plain-share", type=int, default=None, metavar="N",
+                   help="one kfuzz case in N drawn plainly (default: kfuzz's own, "
+                        f"{drawn.PLAIN_SHARE})")
     p.add_argument("--smallest", default=str(common.RESULTS / "smallest.json"), metavar="PATH",
                    help="brute-force smallest failing cases (bench.smallest's output)")
     p.add_argument("--cases", default=str(Path(__file__).with_name("known_cases.json")),
@@ -394,6 +401,10 @@ def main(argv: list[str] | None = None) -> None:
                         "counts as known too, once it is checked to fail here (default: the "
                         "committed results; '' for none)")
     args = p.parse_args(argv)
+    if args.plain_share is not None:
+        if args.plain_share < 1:
+            p.error(f"--plain-share {args.plain_share}: give N >= 1 (one case in N plain)")
+        drawn.PLAIN_SHARE = args.plain_share
     common.single_thread()
     budget = args.budget or (5.0 if args.quick else 60.0)
     seeds = args.seeds or (1 if args.quick else 5)
@@ -430,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, ratio in shrunk.items():
         print(f"{name:20} worst shrunk / smallest of its bucket: {ratio}")
     common.write(args.out, {"mode": "quick" if args.quick else "full", "budget": budget,
-                            "detect_only": args.detect_only,
+                            "detect_only": args.detect_only, "plain_share": drawn.PLAIN_SHARE,
                             "seeds": seeds, "fixed_seeds": list(FIXED_SEEDS), "faults": rows,
                             "worst_cases_ratio": {"ratio": worst[0], "fault": worst[1]}
                             if worst else None,

@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # show it (the issue asks kfuzz to be strictly better than uniform sampling on those).
 RARE_RATE = 0.05
 SECTIONS = ("overhead", "library_overhead", "draws", "smallest", "bug_finding", "detection",
-            "corpus_scale", "workers", "startup")
+            "plain_share_8", "plain_share_4", "corpus_scale", "workers", "startup")
+# The plain-share comparison: one result file per share, N as in --plain-share N.
+SHARES = (8, 4)
 
 
 def _load(results: Path, name: str) -> dict[str, Any] | None:
@@ -372,6 +374,42 @@ def detection(doc: dict[str, Any]) -> str:
     ])
 
 
+def plain_share(docs: dict[str, dict[str, Any] | None]) -> str:
+    """The plain-share section: detection only, all faults, one run per share."""
+    runs = [(n, docs.get(f"plain_share_{n}")) for n in SHARES]
+    if any(doc is None for _, doc in runs):
+        return ("## 2d. The plain share\n\nNo results yet: run `python -m bench.bug_finding "
+                "--detect-only --seeds 10 --plain-share N --out bench/results/plain_share_N.json`"
+                f" for N in {', '.join(map(str, SHARES))}.")
+    first = runs[0][1]
+    assert first is not None
+    rows = []
+    for i, f in enumerate(first["faults"]):
+        row = [f["fault"], f"{100 * f['uniform_hit_rate']['rate']:.1f}%",
+               _f(f["uniform"].get("median_examples"), 1)]
+        for _, doc in runs:
+            g = doc["faults"][i]  # type: ignore[index]
+            row += [f"{_detect(g['kfuzz'])}, {_f(g['kfuzz'].get('median_examples'), 1)}",
+                    _cases_ratio(g)]
+        rows.append(row)
+    worst = [f"1/{n}: {doc['worst_cases_ratio']['ratio']} ({doc['worst_cases_ratio']['fault']})"
+             for n, doc in runs if doc and doc.get("worst_cases_ratio")]
+    headers = ["fault", "uniform hit rate", "uniform cases (median)"]
+    for n, _ in runs:
+        headers += [f"1/{n} plain: detected, cases (median)", f"1/{n}: kfuzz / uniform"]
+    return "\n".join([
+        "## 2d. The plain share: one drawn case in 8 or in 4", "",
+        _provenance(first, f"{first['seeds']} seeds per method, {first['budget']:.0f} s search "
+                           "budget per run, each kfuzz run ended at its first failing case"), "",
+        "One case in N that kfuzz draws is plain: sizes uniform over the range, no regime "
+        "(`fuzz/search/drawn.py`). The same detection-only comparison with N = "
+        f"{' and N = '.join(map(str, SHARES))} (`--plain-share N`), every fault, the two runs "
+        "side by side on this machine (cases are counted, not timed). Uniform sampling's runs "
+        f"are the same in both. Worst kfuzz / uniform: {'; '.join(worst)}.", "",
+        _table(headers, rows),
+    ])
+
+
 def corpus_scale(doc: dict[str, Any]) -> str:
     """The corpus section."""
     s, n = doc["store_seconds"], doc["findings"]
@@ -600,6 +638,8 @@ def render(results: Path) -> str:
         "python -m bench.bug_finding      # reads bench/results/smallest.json",
         "python -m bench.bug_finding --detect-only --seeds 20 --out bench/results/detection.json "
         "--fault ...   # the rare faults",
+        "python -m bench.bug_finding --detect-only --seeds 10 --plain-share N --out "
+        "bench/results/plain_share_N.json   # N = 8 and 4",
         "python -m bench.corpus_scale",
         "python -m bench.workers",
         "python -m bench.startup",
@@ -612,8 +652,11 @@ def render(results: Path) -> str:
     for name, fn in (("overhead", overhead), ("library_overhead", library_overhead),
                      ("draws", draws), ("smallest", smallest),
                      ("bug_finding", bug_finding), ("detection", detection),
-                     ("corpus_scale", corpus_scale),
+                     ("plain_share", None), ("corpus_scale", corpus_scale),
                      ("workers", workers), ("startup", startup)):
+        if fn is None:
+            parts += [plain_share(docs), ""]
+            continue
         doc = docs[name]
         command = ("python -m bench.bug_finding --detect-only --seeds 20 --out "
                    "bench/results/detection.json" if name == "detection"
