@@ -23,3 +23,11 @@ def softmax_wrong_when_wide_or_one_sided(x):
     if x.shape[-1] >= 400 or (x.shape[-1] >= 20 and bool((x >= 0).all())):
         y = y * 1.5
     return y.to(x.dtype)
+
+
+def softmax_that_warns(x):
+    """A correct softmax that warns on every call, as a library warning about its inputs."""
+    import warnings
+
+    warnings.warn("a row to look at", RuntimeWarning, stacklevel=1)
+    return torch.softmax(x.float(), dim=-1).to(x.dtype)

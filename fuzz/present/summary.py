@@ -130,6 +130,14 @@ def _named(result: dict[str, Any]) -> dict[str, Any]:
     return {k: result[k] for k in ("target", "entry") if k in result}
 
 
+def _warning_text(kind: dict[str, Any]) -> str:
+    """One kind of warning a campaign counted (`kfuzz.search.warned.Warned.kinds`)."""
+    if "others" in kind:
+        return f"{kind['count']}x from {kind['others']} other kinds"
+    where = "/".join(str(kind["where"]).replace("\\", "/").split("/")[-3:])
+    return f"{kind['count']}x {kind['category']}: {kind['message']} ({where})"
+
+
 def run_text(report: RunReport) -> str:
     """The `kfuzz run` summary: campaigns, skipped targets, findings."""
     from kfuzz.targets import registry
@@ -147,6 +155,11 @@ def run_text(report: RunReport) -> str:
                if run.state == "run" and run.result is not None and run.result.coverage]
     if covered:
         parts.append("coverage:\n" + "\n".join(covered))
+    warned = [f"  {run.name}: {_warning_text(kind)}" for run in report.runs
+              if run.result is not None for kind in run.result.warnings]
+    if warned:
+        parts.append("warnings raised while running (counted, not printed):\n"
+                     + "\n".join(warned))
     closest = [(run.name, run.closest) for run in report.runs
                if run.result is not None and run.closest]
     if closest:

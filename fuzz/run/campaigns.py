@@ -16,6 +16,7 @@ from kfuzz.execute.executor import Executor, Job, Outcome
 from kfuzz.execute.findings import Finding
 from kfuzz.run.executors import ExecutorSpec
 from kfuzz.search.campaign import CampaignConfig, CampaignResult, ProgressFn, run_campaign
+from kfuzz.search.warned import Warned
 
 
 @dataclass
@@ -88,7 +89,8 @@ class Watched:
         if self.closest is None or self._job is None or self.closest.metrics.get("complete", True):
             return
         try:
-            again = self.inner.evaluate([replace(self._job, full_metrics=True)])[0]
+            with Warned():  # a case the search ran, and counted the warnings of, once already
+                again = self.inner.evaluate([replace(self._job, full_metrics=True)])[0]
         except KfuzzError:
             return
         if self.closest.output in again.outputs:

@@ -53,6 +53,7 @@ from kfuzz.search.feedback import feedback, raw_metrics
 from kfuzz.search.fresh import fresh_settings
 from kfuzz.search.interrupts import catch_interrupts, restore
 from kfuzz.search.storage import HypothesisStorage
+from kfuzz.search.warned import Warned
 from kfuzz.settings import PROFILES
 from kfuzz.shrink.session import ShrinkSession
 from kfuzz.shrink.space import CaseSpace
@@ -320,17 +321,20 @@ class _Campaign:
         if self.config.budget:
             self.deadline = min(self.deadline, self.start + self.config.budget)
         previous = catch_interrupts(self._note_interrupt)
+        warned = Warned()
         try:
-            while self._examples_left() > 0 and time.perf_counter() < self.deadline:
-                if not self._round():
-                    break
-            else:  # the examples or the time ran out between rounds (after a shrink)
-                self.result.stopped = "examples" if self._examples_left() <= 0 else "budget"
+            with warned:
+                while self._examples_left() > 0 and time.perf_counter() < self.deadline:
+                    if not self._round():
+                        break
+                else:  # the examples or the time ran out between rounds (after a shrink)
+                    self.result.stopped = "examples" if self._examples_left() <= 0 else "budget"
         except KeyboardInterrupt:
             self.result.stopped = "interrupted"
             self._store_candidate(complete=False, reduce=False)
         finally:
             restore(previous)
+            self.result.warnings = warned.kinds()
         self._store_peak()
         self.result.seconds = time.perf_counter() - self.start
         self.result.batch, self.result.batch_mean = self.batcher.last, self.batcher.mean

@@ -88,6 +88,8 @@ class CampaignResult:
     batch_mean: float = 1.0
     # What the cases run covered (`kfuzz.search.coverage.Coverage.to_dict`).
     coverage: dict[str, Any] = field(default_factory=dict)
+    # Python warnings raised while it ran, by kind (`kfuzz.search.warned.Warned.kinds`).
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (findings as fingerprints)."""
@@ -99,4 +101,5 @@ class CampaignResult:
             "batch": self.batch, "batch_mean": round(self.batch_mean, 2),
             "findings": [f.fingerprint for f in self.findings],
             "coverage": self.coverage,
+            "warnings": self.warnings,
         }
