@@ -35,7 +35,8 @@ class Result:
     shrink info. examples: cases run, shrinking not counted. closest: the case that came
     nearest to failing (or failed worst), a `kfuzz.run.campaigns.Closest`, even when nothing failed.
     stopped: "examples", "budget", "exhausted" or "interrupted". run_id: its row in the
-    corpus's runs table (None without db)."""
+    corpus's runs table (None without db). warnings: the Python warnings raised while it ran,
+    counted by kind instead of shown (`kfuzz.search.warned.Warned.kinds`)."""
 
     target: str
     kernel: str
@@ -49,6 +50,7 @@ class Result:
     run_id: int | None = None
     comparator: dict[str, Any] | None = None
     device: str = "cpu"
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -292,6 +294,7 @@ def fuzz(target: Any, *, kernel: str | Callable[..., Any] | None,
         examples=sum(r.examples for r in results), seconds=sum(r.seconds for r in results),
         stopped=first.stopped, findings=report.findings, closest=closest,
         run_id=report.run_id, comparator=overrides, device=device,
+        warnings=[kind for r in results for kind in r.warnings],
     )
 
 

@@ -71,3 +71,14 @@ def test_a_campaign_reports_its_kernels_warnings(kfuzz, db_path):
             in res.out)
     assert "x RuntimeWarning: a row to look at (" in res.out
     assert "tests/helpers_kernels.py:" in res.out
+
+
+def test_kfuzz_fuzz_returns_the_warnings():
+    import kfuzz
+
+    from tests.helpers_kernels import softmax_that_warns
+
+    result = kfuzz.fuzz("ops.softmax", kernel=softmax_that_warns, max_examples=10, seed=0)
+    assert not result.findings
+    assert [(k["category"], k["message"]) for k in result.warnings] == [
+        ("RuntimeWarning", "a row to look at")]
