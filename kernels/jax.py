@@ -45,10 +45,29 @@ def attention(q: Any, k: Any, v: Any, *, causal: bool, scale: float) -> Any:
     return out.transpose(0, 2, 1, 3)
 
 
+def gqa(q: Any, k: Any, v: Any, *, causal: bool, scale: float) -> Any:
+    """jax.nn.dot_product_attention with fewer key/value heads than query heads (it shares
+    key/value head h // G among query heads h, as ops.gqa defines) on [B, H, L, D] tensors;
+    causal as a bottom-right mask (query i attends keys j <= i + Lk - Lq), which its
+    `is_causal` (top-left) is not when there is a past."""
+    jax = _jax()
+    jnp = jax.numpy
+    t, s = q.shape[2], k.shape[2]
+    mask = jnp.tril(jnp.ones((t, s), dtype=bool), k=s - t)[None, None] if causal else None
+    out = jax.nn.dot_product_attention(q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3),
+                                       v.transpose(0, 2, 1, 3), scale=scale, mask=mask)
+    return out.transpose(0, 2, 1, 3)
+
+
+def gqa_jit(q: Any, k: Any, v: Any, *, causal: bool, scale: float) -> Any:
+    """`gqa` under jax.jit (causal and scale static): compiled once per shape and dtype."""
+    return _jitted("gqa")(q, k, v, causal=bool(causal), scale=float(scale))
+
+
 @functools.cache
 def _jitted(name: str) -> Any:
     """The jitted function `name`; its `_cache_size()` counts the compilations it holds."""
-    fn = {"softmax": softmax, "rmsnorm": rmsnorm, "attention": attention,
+    fn = {"softmax": softmax, "rmsnorm": rmsnorm, "attention": attention, "gqa": gqa,
           "rmsnorm_n": _rmsnorm_n, "attention_n": _attention_n}[name]
     static = PADDED_STATIC[name] if name in PADDED_STATIC else JITTED[f"{name}_jit"][1]
     return _jax().jit(fn, static_argnames=static)
@@ -148,9 +167,17 @@ SOURCES: dict[str, str] = {
                   "        q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3),\n"
                   "        scale=scale, is_causal=causal)\n"
                   "    return out.transpose(0, 2, 1, 3)\n"),
+    "gqa": ("def kernel(q, k, v, *, causal, scale):\n"
+            "    t, s = q.shape[2], k.shape[2]\n"
+            "    mask = jnp.tril(jnp.ones((t, s), dtype=bool), k=s - t)[None, None] if causal else None\n"
+            "    out = jax.nn.dot_product_attention(\n"
+            "        q.transpose(0, 2, 1, 3), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3),\n"
+            "        scale=scale, mask=mask)\n"
+            "    return out.transpose(0, 2, 1, 3)\n"),
 }
 # Padded functions (the bucketed kernels jit them) -> their static arguments.
 PADDED_STATIC = {"rmsnorm_n": ("eps",), "attention_n": ("causal",)}
 # Jitted kernel function -> (the function it jits, its static arguments).
 JITTED = {"softmax_jit": ("softmax", ()), "rmsnorm_jit": ("rmsnorm", ("eps",)),
-          "attention_jit": ("attention", ("causal", "scale"))}
+          "attention_jit": ("attention", ("causal", "scale")),
+          "gqa_jit": ("gqa", ("causal", "scale"))}

@@ -165,3 +165,31 @@ def test_run_all_has_an_entry_for_each_gqa_library_kernel_and_it_runs(kfuzz, db_
     doc = res.json()
     assert [(t["entry"], t["state"]) for t in doc["targets"]] == [("ops.gqa@ort_gqa", "run")]
     assert [c["kernel"] for c in doc["campaigns"]] == ["ort_gqa"]
+
+
+@pytest.mark.parametrize("kernel", ["jax_gqa", "jax_gqa_jit"])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("shape", ORT_SHAPES)
+def test_jax_gqa_matches_float64_in_fp32(shape, causal, kernel):
+    pytest.importorskip("jax")
+    from kfuzz.execute.executor import materialise_case
+
+    case = _case(shape, causal=causal)
+    result = run_case("ops.gqa", case, kernel=kernel)
+    assert result.status == Status.PASS, result.error
+    # Much closer than the target's tolerance: FP32 attention, the bottom-right mask included.
+    target = registry.get("ops.gqa")
+    inputs, params = materialise_case(target, case)
+    got = registry.resolve(target, "kernel", kernel)(**inputs, **params)
+    assert (got.double() - gqa_fp64(**inputs, **params)).abs().max() < 1e-5
+
+
+def test_jax_gqa_entries_run_under_all(kfuzz, db_path):
+    pytest.importorskip("jax")
+    from kfuzz.run.plan import select_targets
+
+    assert {"ops.gqa@jax_gqa", "ops.gqa@jax_gqa_jit"} <= set(select_targets([], all=True))
+    res = kfuzz("run", "ops.gqa@jax_gqa_jit", "--max-examples", "10", "--seed", "0",
+                "--max-numel", "4096", "--pin", "dtype=float32", "--db", db_path, "--json")
+    assert res.code == 0, res.out + res.err
+    assert [c["kernel"] for c in res.json()["campaigns"]] == ["jax_gqa_jit"]

@@ -29,7 +29,7 @@ from kfuzz.oracles.sdpa import gqa_fp64
 from kfuzz.targets.builtin.real import HEAD_DIMS, OPS_MAX_NUMEL, SDPA_EXCLUDES, attention_values
 from kfuzz.targets.builtin.real import SDPA_TOLERANCE as GQA_TOLERANCE
 from kfuzz.targets.declare import define, tensor, variant
-from kfuzz.targets.libraries import ort
+from kfuzz.targets.libraries import jax, ort
 
 GQA_DTYPES = ("float32", "bfloat16", "float16")
 # Query heads per key/value head, in shrink order: 1 (multi-head), then production groups
@@ -112,6 +112,8 @@ define(
         **ort("ops.gqa", "ort_gqa_no_present", "group_query_attention_no_present",
               "com.microsoft GroupQueryAttention without its optional present_key/"
               "present_value outputs", dtypes=("float32", "float16")),
+        **jax("ops.gqa", "gqa", "jax.nn.dot_product_attention with Hkv < Hq key/value heads "
+              "(shared by G query heads) and a bottom-right causal mask"),
     },
     default_kernel="sdpa_gqa",
     oracles={"fp64": variant(gqa_fp64, "float64 grouped-query attention from the formula")},
