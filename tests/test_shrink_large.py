@@ -123,13 +123,13 @@ def test_a_kept_cut_is_pushed_further_by_doubling_steps(monkeypatch):
     assert len(runs) > 500  # without it, many more runs to the same case
 
 
-def _sparse_case(n_rows, k):
-    """A dsv4.sparse_attn case, one token and head, every slot valid, no duplicates."""
+def _sparse_case(n_rows, k, *, window=0, ragged=False, seed=11):
+    """A dsv4.sparse_attn case, one token and head, n_valid = k, no duplicates."""
     normal = {"kind": "normal", "scale": 1.0}
     return stamp({"shape": [1, 1, 64], "index": {
-        "n_rows": n_rows, "k": k, "n_valid": k, "window": 0, "ragged": False,
+        "n_rows": n_rows, "k": k, "n_valid": k, "window": window, "ragged": ragged,
         "duplicates": False, "sorted": False, "out_of_range": False},
-        "q": normal, "kv": normal, "sink": normal, "seed": 11})
+        "q": normal, "kv": normal, "sink": normal, "seed": seed})
 
 
 def test_a_failure_on_two_named_rows_moves_to_a_cache_of_two_shared_rows():
@@ -171,11 +171,7 @@ def test_a_cache_far_larger_than_its_named_rows_is_cut_to_them_in_one_run():
     from kfuzz.cases.materialise import generator_for
 
     target = get("dsv4.sparse_attn")
-    normal = {"kind": "normal", "scale": 1.0}
-    case = stamp({"shape": [1, 1, 64], "index": {
-        "n_rows": 3000, "k": 12, "n_valid": 12, "window": 2, "ragged": False,
-        "duplicates": False, "sorted": False, "out_of_range": False},
-        "q": normal, "kv": normal, "sink": normal, "seed": 3})
+    case = _sparse_case(n_rows=3000, k=12, window=2, seed=3)
 
     def read(c):
         inputs = target.inputs(c, generator_for(c))
@@ -206,11 +202,7 @@ def test_a_ragged_token_keeps_its_length_while_its_slots_are_cut(monkeypatch):
     from kfuzz.cases.materialise import generator_for
 
     target = get("dsv4.sparse_attn")
-    normal = {"kind": "normal", "scale": 1.0}
-    case = stamp({"shape": [1, 1, 64], "index": {
-        "n_rows": 600, "k": 500, "n_valid": 500, "window": 0, "ragged": True,
-        "duplicates": False, "sorted": False, "out_of_range": False},
-        "q": normal, "kv": normal, "sink": normal, "seed": 13})
+    case = _sparse_case(n_rows=600, k=500, ragged=True, seed=13)
 
     def read(c):
         inputs = target.inputs(c, generator_for(c))
