@@ -145,13 +145,14 @@ class Recording:
 
 def executor_loop(jobs: Sequence[Any]) -> float:
     """Seconds to run `jobs` (of one target, kernel and oracle) through
-    `kfuzz.execute.executor.run_case` in a plain loop: kfuzz's executor without its search."""
+    `kfuzz.execute.executor.run_case` in a plain loop, each batch's copies built together as
+    the executor builds them (`seed_copies`): kfuzz's executor without its search."""
     import time
 
-    from kfuzz.execute.executor import InProcessExecutor, run_case
+    from kfuzz.execute.executor import InProcessExecutor, run_case, seed_copies
 
     target, kernel, oracle = InProcessExecutor().resolve(jobs[0])
     start = time.perf_counter()
-    for job in jobs:
-        run_case(target, kernel, oracle, job)
+    for job, copy in zip(jobs, seed_copies(jobs), strict=True):
+        run_case(target, kernel, oracle, job, copy)
     return time.perf_counter() - start

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import torch
 from kfuzz.cases.materialise import generator_for, to_device
+from kfuzz.cases.materialise.batch import SeedCopy, copies_of
 from kfuzz.enums import UNJUDGED, Status
 from kfuzz.errors import BadCallable, CaseError, ContractViolation, KfuzzError, OracleError
 from kfuzz.execute.allocator import keep_freed_memory
@@ -280,21 +281,30 @@ def _with_overrides(default: Comparator, overrides: Mapping[str, Any]) -> Compar
 
 
 def materialise_case(
-    target: Target, case: Mapping[str, Any], device: str = "cpu"
+    target: Target, case: Mapping[str, Any], device: str = "cpu", copy: SeedCopy | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The case's input tensors, made from its seed, and its scalar parameters. A version-2
     case is built on `device` itself (the same bits as on the CPU); a version-1 case on the
-    CPU, whatever `device`: move the tensors where they are needed (`to_device`).
-    Raises CaseError when the case does not fit the target."""
+    CPU, whatever `device`: move the tensors where they are needed (`to_device`). `copy`: the
+    case's place in a batch of cases that differ only in their seed (`seed_copies`), whose
+    small fields are built together. Raises CaseError when the case does not fit the target."""
     case = dict(case)
     try:
-        return target.inputs(case, generator_for(case, device)), target.params(case)
+        return target.inputs(case, generator_for(case, device, copy)), target.params(case)
     except KfuzzError:
         raise
     except Exception as exc:
         raise CaseError(
             f"case does not fit target {target.name!r}: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def seed_copies(jobs: Sequence[Job]) -> list[SeedCopy | None]:
+    """For each job, its place in a batch of consecutive jobs on the CPU that differ only in
+    their case's seed (a search's batch); None for a job in no such batch."""
+    return copies_of([job.case for job in jobs],
+                     [(job.target, job.kernel, job.oracle, tuple(job.plugins))
+                      if job.device == "cpu" else None for job in jobs])
 
 
 def oracle_inputs(
@@ -342,17 +352,17 @@ def _call(target: Target, role: str, variant: Variant, inputs: Mapping[str, torc
 
 
 def run_case(
-    target: Target, kernel: Variant, oracle: Variant, job: Job
+    target: Target, kernel: Variant, oracle: Variant, job: Job, copy: SeedCopy | None = None
 ) -> Outcome:
-    """Materialise `job.case`, run kernel and oracle, check the kernel's output contract and
-    compare per output. Raises ContractViolation when a kernel returns the wrong outputs,
-    shapes or dtypes, BadCallable when a kernel or oracle cannot take the target's call
-    (`check_signature`) and OracleError when the oracle raises; an exception raised inside the
-    kernel becomes an "error" outcome, except a KfuzzError (such as KernelUnavailable), which
-    propagates."""
+    """Materialise `job.case` (as `copy` of a batch, see `seed_copies`), run kernel and oracle,
+    check the kernel's output contract and compare per output. Raises ContractViolation when
+    a kernel returns the wrong outputs, shapes or dtypes, BadCallable when a kernel or
+    oracle cannot take the target's call (`check_signature`) and OracleError when the oracle
+    raises; an exception raised inside the kernel becomes an "error" outcome, except a
+    KfuzzError (such as KernelUnavailable), which propagates."""
     start = time.perf_counter()
     # Built where the kernel runs; the oracle's copy on the CPU (each a no-op where they are).
-    inputs, params = materialise_case(target, job.case, job.device)
+    inputs, params = materialise_case(target, job.case, job.device, copy)
     try:
         expected_specs = target.expect(dict(job.case))
     except Exception as exc:
@@ -460,8 +470,10 @@ class InProcessExecutor:
         return self._resolved[key]
 
     def evaluate(self, jobs: Sequence[Job]) -> list[Outcome]:
-        """See `Executor.evaluate`."""
-        return [run_case(*self.resolve(job), job) for job in jobs]
+        """See `Executor.evaluate`. Consecutive jobs that differ only in their case's seed
+        build their small inputs together (`seed_copies`)."""
+        return [run_case(*self.resolve(job), job, copy)
+                for job, copy in zip(jobs, seed_copies(jobs), strict=True)]
 
     def close(self) -> None:
         """Nothing to release in-process."""

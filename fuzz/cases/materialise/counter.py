@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from kfuzz.cases.materialise.base import InputGenerator
+from kfuzz.cases.materialise.batch import SeedCopy
 from kfuzz.cases.materialise.core import key_of
 from kfuzz.cases.materialise.distributions import VALUES_FIELD, Fields, build_values
 from kfuzz.cases.materialise.fields import Draws, make_field
@@ -32,34 +33,45 @@ class CounterGenerator(InputGenerator):
     each axis (see `kfuzz.cases.materialise.fields.Field`). A field with coordinates holds a
     selection of the elements of the field without: the shrinker drops heads or cache rows of
     a case this way, first, last or in the middle, and keeps every other element.
-    `fields`, when set to a list, records (label, sub-key, shape) of every field made."""
+    `fields`, when set to a list, records (label, sub-key, shape) of every field made.
+    `copy`: the copy of a batch of cases that differ only in their seed this case is
+    (`kfuzz.cases.materialise.batch`; on the CPU; its seed must be `seed`): its keys and small
+    fields are built with the other copies', the same bits."""
 
-    def __init__(self, seed: int, device: str = "cpu", coords: CaseCoords | None = None) -> None:
+    def __init__(self, seed: int, device: str = "cpu", coords: CaseCoords | None = None,
+                 copy: SeedCopy | None = None) -> None:
         # Not `seed`: torch.Generator has a method of that name.
         self.case_seed = int(seed)
         self.target_device = device
         self.calls = 0
         self.coords = coords or {}
         self.fields: list[tuple[str, str, tuple[int, ...]]] | None = None
+        self.copy = copy if device == "cpu" else None
 
     def stream(self, name: str | None = None) -> tuple[str, int]:
         """The label and key of the next input: from `name` when given, else from the call
         count."""
         self.calls += 1
         label = name if name is not None else f"#{self.calls}"
+        if self.copy is not None:
+            return label, self.copy.batch.key(self.copy.index, label)
         return label, key_of(self.case_seed % (1 << 64), label)
 
     def field(self, label: str, key: int, sub: int, shape: Sequence[int]) -> Draws:
         """The field `sub` (a sub-key) of the input with `label` and `key`, over `shape`, on
         this generator's device, at the coordinates the case gives it. Raises CaseError for
         coordinates that do not fit `shape`."""
-        if self.fields is None and not self.coords:  # a version-2 case: nothing to look up
+        if self.fields is None and not self.coords and self.copy is None:  # nothing to look up
             return make_field(key ^ sub, shape, self.target_device)
         shape = tuple(int(s) for s in shape)
         if self.fields is not None:
             self.fields.append((label, str(sub), shape))
         coords = self.coords.get(label, {}).get(str(sub))
         try:
+            if self.copy is not None:
+                found = self.copy.batch.field(self.copy.index, label, sub, shape, coords)
+                if found is not None:
+                    return found
             return make_field(key ^ sub, shape, self.target_device, coords)
         except ValueError as exc:
             raise CaseError(f"case field coords, input {label!r}, field {sub}: {exc}; "

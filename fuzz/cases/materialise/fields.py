@@ -227,27 +227,35 @@ class HostField:
     def normal(self, draw: int, scale: float = 1.0,
                dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """See `Draws.normal`."""
-        # In chunks, each scaled and rounded to `dtype` as it is made: the map makes seven
-        # temporaries of the tensor's size, and on a large tensor fresh pages for them (and
-        # for a float64 tensor of the whole size) cost more than the arithmetic (a chunk's
-        # come from the heap and stay in cache).
         flat = self.coords.reshape(-1)
         k = np.uint32(draw_key(self.key, draw))
-        if flat.size >= LOOKUP_MIN and applies(dtype, scale):  # mostly looked up
-            bits = torch.empty(flat.size, dtype=torch.int16)
-            exact = functools.partial(_host_normal, scale=scale)
-            for start in range(0, flat.size, NORMAL_CHUNK):
-                h = lowbias32(flat[start:start + NORMAL_CHUNK] ^ k, wrap=False)
-                rounded_normals(h, scale, dtype, bits.narrow(0, start, h.size), exact)
-            return bits.view(dtype).view(self.shape)
-        if 0 < flat.size <= NORMAL_CHUNK:  # one chunk: rounded as it is, no buffer to fill
-            x = _host_normal(lowbias32(flat ^ k, wrap=False), scale)
-            return (x if dtype is torch.float64 else x.to(dtype)).view(self.shape)
-        out = torch.empty(flat.size, dtype=dtype)
-        for start in range(0, flat.size, NORMAL_CHUNK):
-            x = _host_normal(lowbias32(flat[start:start + NORMAL_CHUNK] ^ k, wrap=False), scale)
-            out.narrow(0, start, x.numel()).copy_(x)  # the rounding .to(dtype) makes
-        return out.view(self.shape)
+        return host_normals(lambda start, stop: lowbias32(flat[start:stop] ^ k, wrap=False),
+                            flat.size, scale, dtype).view(self.shape)
+
+
+def host_normals(hashes: Callable[[int, int], np.ndarray], size: int, scale: float,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """The 1-d tensor of `size` normals of `dtype` at `scale` (as `Draws.normal`) whose uint32
+    hashes `hashes(start, stop)` gives, chunk by chunk."""
+    # In chunks, each scaled and rounded to `dtype` as it is made: the map makes seven
+    # temporaries of the tensor's size, and on a large tensor fresh pages for them (and
+    # for a float64 tensor of the whole size) cost more than the arithmetic (a chunk's
+    # come from the heap and stay in cache).
+    if size >= LOOKUP_MIN and applies(dtype, scale):  # mostly looked up
+        bits = torch.empty(size, dtype=torch.int16)
+        exact = functools.partial(_host_normal, scale=scale)
+        for start in range(0, size, NORMAL_CHUNK):
+            h = hashes(start, min(start + NORMAL_CHUNK, size))
+            rounded_normals(h, scale, dtype, bits.narrow(0, start, h.size), exact)
+        return bits.view(dtype)
+    if 0 < size <= NORMAL_CHUNK:  # one chunk: rounded as it is, no buffer to fill
+        x = _host_normal(hashes(0, size), scale)
+        return x if dtype is torch.float64 else x.to(dtype)
+    out = torch.empty(size, dtype=dtype)
+    for start in range(0, size, NORMAL_CHUNK):
+        x = _host_normal(hashes(start, min(start + NORMAL_CHUNK, size)), scale)
+        out.narrow(0, start, x.numel()).copy_(x)  # the rounding .to(dtype) makes
+    return out
 
 
 def _host_normal(hashes: np.ndarray, scale: float) -> torch.Tensor:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfuzz.cases.materialise.base import InputGenerator
+from kfuzz.cases.materialise.batch import SeedCopy
 from kfuzz.cases.materialise.counter import CounterGenerator
 from kfuzz.cases.materialise.sequential import SequentialGenerator
 from kfuzz.errors import CaseError
@@ -31,28 +32,33 @@ COORDS_KEY = "coords"
 
 @dataclass(frozen=True)
 class Version:
-    """One materialisation version: `make(seed, device, case)` gives the generator of a case
-    of this version (building on `device` where the version can); `coords`: whether its cases
+    """One materialisation version: `make(seed, device, case, copy)` gives the generator of a
+    case of this version (building on `device` where the version can, with the other copies of
+    its batch where the version can: `copy`, see `generator_for`); `coords`: whether its cases
     may carry the field "coords"."""
 
     number: int
-    make: Callable[[int, str, Mapping[str, Any]], InputGenerator]
+    make: Callable[[int, str, Mapping[str, Any], SeedCopy | None], InputGenerator]
     coords: bool = False
 
 
 VERSIONS: dict[int, Version] = {v.number: v for v in (
-    Version(1, lambda seed, device, case: SequentialGenerator(seed)),
-    Version(VERSION, lambda seed, device, case: CounterGenerator(seed, device)),
-    Version(COORDS_VERSION, lambda seed, device, case: CounterGenerator(seed, device, coords_of(case)),
-            coords=True),
+    Version(1, lambda seed, device, case, copy: SequentialGenerator(seed)),
+    Version(VERSION, lambda seed, device, case, copy: CounterGenerator(seed, device, copy=copy)),
+    Version(COORDS_VERSION, lambda seed, device, case, copy: CounterGenerator(
+        seed, device, coords_of(case), copy), coords=True),
 )}
 
 
-def generator_for(case: Mapping[str, Any], device: str = "cpu") -> InputGenerator:
+def generator_for(case: Mapping[str, Any], device: str = "cpu",
+                  copy: SeedCopy | None = None) -> InputGenerator:
     """The generator a case's inputs are built with, by its version (`VERSIONS`; 1 without
     the field): a `CounterGenerator` building on `device` for versions 2 and 3, the sequential
-    CPU generator for version 1. Raises CaseError for a bad seed, coordinates in a case of a
-    version without them, or an unknown version."""
+    CPU generator for version 1. `copy`: the case is this copy of a batch of cases that differ
+    only in their seed (`kfuzz.cases.materialise.batch`): versions 2 and 3 build its small
+    fields with the other copies' (the same bits; a copy whose seed is not the case's is
+    ignored). Raises CaseError for a bad seed, coordinates in a case of a version without
+    them, or an unknown version."""
     seed = _seed(case.get("seed", 0))
     number = case.get(VERSION_KEY, 1)
     try:
@@ -67,7 +73,9 @@ def generator_for(case: Mapping[str, Any], device: str = "cpu") -> InputGenerato
             f"case field {VERSION_KEY}={number!r} is unknown; this kfuzz builds versions 1 to "
             f"{max(VERSIONS)} (upgrade kfuzz to replay newer cases)"
         )
-    return version.make(seed, device, case)
+    if copy is not None and copy.seed != seed:
+        copy = None
+    return version.make(seed, device, case, copy)
 
 
 def generator(seed: int) -> InputGenerator:
