@@ -383,3 +383,26 @@ def test_an_interrupt_swallowed_where_python_ignores_exceptions_still_stops_the_
                             batch=1)
     result = run_campaign(config, executor=Swallowing())
     assert result.stopped == "interrupted" and result.examples <= 6  # the next case is not run
+
+
+def test_hypothesis_shrink_pass_ends_when_it_finds_no_smaller_failure(monkeypatch):
+    import kfuzz.search.campaign as campaign
+
+    # No patience at all: Hypothesis' pass ends at its first try, and the size-directed pass
+    # shrinks the failure with the rest of the time.
+    monkeypatch.setattr(campaign, "HYPOTHESIS_PATIENCE", 0.0)
+    _, seen = _run(target="ops.softmax", kernel="eager_lowp", comparator={"mode": "exact"},
+                   max_examples=80, seed=2, shrink_seconds=600)
+    shrunk = next(f for f in seen if f.kind == "shrunk")
+    assert shrunk.shrink["hypothesis"] == "stalled" and shrunk.shrink["complete"]
+    # Hypothesis kept only the failure it was given; the size-directed pass made it smaller.
+    assert shrunk.shrink["steps"] == 1 + len(shrunk.shrink["reductions"])
+    assert shrunk.shrink["size_hypothesis"] == shrunk.shrink["size_before"]
+    assert shrunk.shrink["reductions"]
+    assert shrunk.shrink["size_after"] < shrunk.shrink["size_hypothesis"]
+    # Patient enough: Hypothesis' pass runs to its end.
+    monkeypatch.setattr(campaign, "HYPOTHESIS_PATIENCE", 1.0)
+    _, seen = _run(target="ops.softmax", kernel="eager_lowp", comparator={"mode": "exact"},
+                   max_examples=80, seed=2, shrink_seconds=600)
+    shrunk = next(f for f in seen if f.kind == "shrunk")
+    assert shrunk.shrink["hypothesis"] == "complete"

@@ -67,6 +67,10 @@ __all__ = ["ROUND_EXAMPLES", "CampaignConfig", "CampaignResult", "FindingFn", "H
 # Hypothesis examples per round (see the module docstring). Hypothesis starts climbing the
 # `feedback` scores after half of a round's examples.
 ROUND_EXAMPLES = 400
+# Hypothesis' shrink pass ends when it finds no smaller failure for this share of the shrink
+# time: it orders cases by their choices, not size, and where runs cost much (a compiling
+# kernel) can spend its half on simpler, larger ones; the size-directed pass gets the rest.
+HYPOTHESIS_PATIENCE = 0.15
 # Seed step of a repeated drawn case (odd, unlike the batch copies' step).
 _RESEED = 0x632BE5AB
 # Drawn cases remembered to catch repeats; past this the memory starts afresh.
@@ -79,6 +83,10 @@ class _Failed(Exception):
 
 class _Stop(BaseException):
     """Ends a round at once (budget spent). A BaseException so Hypothesis does not shrink it."""
+
+
+class _Stalled(_Stop):
+    """Ends Hypothesis' shrink pass: no smaller failure for a while (HYPOTHESIS_PATIENCE)."""
 
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -149,6 +157,7 @@ class _Campaign:
         self.shrink_started = 0.0
         self.shrink_deadline = float("inf")
         self.shrink_steps = 0
+        self.smaller_at = 0.0  # when Hypothesis' pass last found a smaller failing case
         self.smallest: tuple[int, dict[str, Any], Outcome] | None = None
         self.start = 0.0
         # The search's deadline (budget), and the campaign's (time_limit), which bounds
@@ -178,6 +187,8 @@ class _Campaign:
         if self.shrinking:
             if now > self.shrink_deadline:
                 raise _Stop()
+            if now - self.smaller_at > self.shrink_seconds * HYPOTHESIS_PATIENCE:
+                raise _Stalled()
         else:
             # A campaign that started runs at least one example: one that ran none is not a
             # pass (the run reports it as skipped).
@@ -286,10 +297,12 @@ class _Campaign:
             # First sight of this failure: store it raw at once, then shrink.
             self.shrinking = True
             self.shrink_started = time.perf_counter()
-            # Hypothesis' pass gets half of the shrink time, the size-directed pass the rest.
-            # (Giving Hypothesis less on large cases made them shrink worse: its first steps
-            # switch off whole regimes, such as the production size, in one move.)
+            # Hypothesis' pass gets half of the shrink time at most (HYPOTHESIS_PATIENCE), the
+            # size-directed pass the rest. (Giving Hypothesis less on large cases made them
+            # shrink worse: its first steps switch off whole regimes, such as the production
+            # size, in one move; those steps make the case smaller.)
             self.shrink_deadline = min(self.shrink_started + self.shrink_seconds / 2, self.limit)
+            self.smaller_at = self.shrink_started
             self.raw = self._finding(case, outcome, "raw")
             self.on_finding(self.raw)
             self.shrink_steps = 0
@@ -303,6 +316,7 @@ class _Campaign:
         if (self.raw is not None and outcome.buckets() & (self.raw.outcome.buckets() - self.known)
                 and (self.smallest is None or size < self.smallest[0])):
             self.smallest = (size, case, outcome)
+            self.smaller_at = time.perf_counter()
 
     # -- rounds ---------------------------------------------------------------------------
 
@@ -372,6 +386,9 @@ class _Campaign:
         test = hypothesis_seed(self.seed + self.result.rounds - 1)(hyp_settings(test))
         try:
             test()
+        except _Stalled:  # Hypothesis' pass ended by its own rule, not cut short
+            self._store_candidate(complete=True, hypothesis="stalled")
+            return True
         except _Stop:
             if self.shrinking:
                 self._store_candidate(complete=False)
@@ -397,12 +414,15 @@ class _Campaign:
             return False
         return True
 
-    def _store_candidate(self, *, complete: bool, reduce: bool = True) -> None:
+    def _store_candidate(self, *, complete: bool, reduce: bool = True,
+                         hypothesis: str | None = None) -> None:
         """Store the failure being shrunk as a shrunk finding: with `reduce`, after the shrink
         session (`kfuzz.shrink.session`) has run on Hypothesis' result with the rest of the
-        finding's shrink time; `complete` says whether Hypothesis' own pass ran to its end."""
+        finding's shrink time; `complete` says whether Hypothesis' own pass ran to its end,
+        `hypothesis` how: "complete", "stalled" (`_Stalled`) or "cut" (default: `complete`)."""
         if self.candidate is None:
             return
+        hypothesis = hypothesis or ("complete" if complete else "cut")
         case, outcome = self.candidate
         hypothesis_size = self.target.case_size(case)
         steps: list[str] = []
@@ -423,6 +443,7 @@ class _Campaign:
             "seconds": round(time.perf_counter() - self.shrink_started, 3),
             "steps": self.shrink_steps + len(steps),
             "complete": complete,
+            "hypothesis": hypothesis,
             "size_before": self.target.case_size(self.raw.case) if self.raw else None,
             "size_hypothesis": hypothesis_size,
             "size_after": self.target.case_size(case),
