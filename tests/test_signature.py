@@ -280,9 +280,11 @@ SOFTMAX_LOWP = ["run", "ops.softmax", "--kernel", "eager_lowp", "--compare", "ex
 @pytest.mark.slow
 def test_four_nights_of_one_buggy_kernel_leave_one_finding_per_signature(tmp_path):
     db = tmp_path / "nightly.db"
+    stored = 0  # shrunk findings the nights reported
     for seed in (1, 2, 3, 4):
-        code, _, err = _run(*SOFTMAX_LOWP, "--seed", seed, "--db", db)
+        code, out, err = _run(*SOFTMAX_LOWP, "--seed", seed, "--db", db)
         assert code == 1, err
+        stored += sum(line.split()[1:2] == ["shrunk"] for line in out.splitlines())
     rows = _findings(db)
     shrunk = [r for r in rows if r["kind"] == "shrunk" and r["status"] == "open"]
     signatures = [r["signature"] for r in shrunk]
@@ -291,9 +293,10 @@ def test_four_nights_of_one_buggy_kernel_leave_one_finding_per_signature(tmp_pat
     assert {r["signature"] for r in shrunk} == {
         f"y:mismatch:{how}" for how in ("rounding", "precision", "wrong")}
     # Each night's finding of a signature updates its row: a signature every night finds is
-    # seen 4 times (one a night's search may miss, fewer).
+    # seen at least 4 times (more when two failures of one night shrank to the same kind of
+    # error), and no row more often than the nights reported shrunk findings.
     seen = {r["signature"]: r["times_seen"] for r in shrunk}
-    assert max(seen.values()) == 4 and all(1 <= n <= 4 for n in seen.values()), seen
+    assert max(seen.values()) >= 4 and all(1 <= n <= stored for n in seen.values()), (seen, stored)
     peaks = [r for r in rows if r["kind"] == "peak" and r["status"] == "open"]
     assert len(peaks) <= 1
     assert not [r for r in rows if r["kind"] == "raw"]
