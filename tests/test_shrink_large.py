@@ -228,3 +228,46 @@ def test_a_ragged_token_keeps_its_length_while_its_slots_are_cut(monkeypatch):
     monkeypatch.setattr(passes, "even_lengths", lambda target, case: iter(()))
     before = passes.shrink(target, case, fails, deadline=float("inf")).case["index"]
     assert before["k"] == 500 and before["ragged"], before  # without it, every slot stays
+
+
+def test_a_failure_on_two_rows_of_one_tile_moves_to_those_rows_each_with_a_slot():
+    # Fails while two rows the token names past its first 64 slots (the second tile) are
+    # still named in one tile of 64 slots, the second one holding that tile's highest score,
+    # and no two slots share a row: a weight on a rounding tie measured against its tile's
+    # maximum. A cut of any other row moves a slot across the tile edge, and the rows sit past
+    # the first few a shrink pairs up early; the block of slots the second tile holds, then
+    # the pair with a slot each, reaches the two rows.
+    from kfuzz.cases.materialise import generator_for
+
+    target = get("dsv4.sparse_attn")
+    case = _sparse_case(n_rows=120, k=100, seed=5)
+
+    def read(c):
+        inputs = target.inputs(c, generator_for(c))
+        idx = inputs["indices"][0].long()
+        rows = inputs["kv"][idx.clamp(min=0)].float()
+        scores = rows @ inputs["q"][0, 0].float()
+        return idx, rows, scores
+
+    idx, rows, scores = read(case)
+    tie = rows[70]
+    top = rows[64 + int(scores[64:].argmax())]
+
+    def fails(c):
+        if c["index"]["duplicates"]:
+            return False
+        idx, got, scores = read(c)
+        at = [int(i) for i in range(len(idx)) if idx[i] >= 0 and (got[i] == tie).all()]
+        high = [int(i) for i in range(len(idx)) if idx[i] >= 0 and (got[i] == top).all()]
+        if not at or not high or at[0] // 64 != high[0] // 64:
+            return False
+        tile = slice(at[0] // 64 * 64, at[0] // 64 * 64 + 64)
+        return bool(scores[tile][idx[tile] >= 0].max() == scores[high[0]])
+
+    assert fails(case)
+    result = passes.shrink(target, case, fails, deadline=float("inf"))
+    assert fails(result.case)
+    spec = result.case["index"]
+    assert (spec["n_rows"], spec["k"]) == (2, 2), spec
+    assert any("a slot each" in step or "keeping the rows slots" in step
+               for step in result.steps), result.steps

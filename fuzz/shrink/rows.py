@@ -16,6 +16,14 @@ rows no slot names go, the named ones stay at their coordinates and keep their o
 slot names the same row with the same values as before. A large cache reaches the rows a
 failure can need at once, where cuts from the end or of blocks inside it would take a run per
 block.
+
+A failure can also hang on which rows share a tile of slots (a tile's maximum, a weight on a
+tie measured against it), so that dropping any one row moves a slot across a tile edge and
+ends it. `slot_blocks` keeps the rows one aligned block of slots names (a power of two of
+them, as tiles are), in their order, so that a failing tile becomes the whole case; and each
+kept row or pair of rows is tried with a slot of its own as well as shared by every slot. The
+rows and pairs among more of the named rows (`ALL_NAMED_ROWS`), each with a slot of its own,
+come last in a shrink's reductions, where the cheaper cuts have stopped.
 """
 
 from __future__ import annotations
@@ -29,15 +37,20 @@ from kfuzz.shrink.axes import fields_made, linked_axes
 from kfuzz.shrink.built import inputs_of
 from kfuzz.targets.registry import Target
 
-# Named rows tried, in slot order: each alone, then each pair (8 rows: 8 + 28 candidates).
+# Named rows tried, in slot order: each alone, then each pair (8 rows: 8 + 28 candidates),
+# among the reductions tried early; among the first ALL_NAMED_ROWS, among the last ones.
 NAMED_ROWS = 8
+ALL_NAMED_ROWS = 64
+# The smallest block of slots `slot_blocks` keeps: k // SLOT_BLOCKS slots (at least 2).
+SLOT_BLOCKS = 16
 
 
-def _index_sets(case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+def _index_sets(case: dict[str, Any], shared: bool = False
+                ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(field, description) of each sparse index set of `case` whose slots name rows of their
-    own (no duplicates) out of more than two cache rows."""
+    own (no duplicates; `shared`: with duplicates too) out of more than two cache rows."""
     for key, spec in case.items():
-        if (isinstance(spec, dict) and spec.get("duplicates") is False
+        if (isinstance(spec, dict) and spec.get("duplicates") in ((False, True) if shared else (False,))
                 and isinstance(spec.get("n_rows"), int) and isinstance(spec.get("k"), int)
                 and spec["n_rows"] > 2):
             yield key, spec
@@ -57,6 +70,22 @@ def named_rows(target: Target, case: dict[str, Any], n_rows: int) -> list[int]:
             if 0 <= row < n_rows:
                 rows.setdefault(int(row))
     return list(rows)
+
+
+def slot_rows(target: Target, case: dict[str, Any], n_rows: int, k: int) -> list[list[int]]:
+    """Per token, the cache row each of the k slots of `case`'s integer inputs of k columns
+    names (-1: none, such as padding); empty when the case cannot be built."""
+    inputs = inputs_of(target, case)
+    if inputs is None:
+        return []
+    tokens: list[list[int]] = []
+    for tensor in inputs.values():
+        if (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype.is_signed is False
+                or tensor.dim() == 0 or tensor.shape[-1] != k):
+            continue
+        tokens += [[int(r) if 0 <= r < n_rows else -1 for r in row]
+                   for row in tensor.reshape(-1, k).tolist()]
+    return tokens
 
 
 def _rows_linked(target: Target, case: dict[str, Any], key: str,
@@ -101,21 +130,61 @@ def named_only(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict
                 COORDS_KEY: _keeping(coords_of(case), links, rows)})
 
 
-def shared_rows(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """For each index set of `case` (`_index_sets`): the cache cut to one of the first
-    NAMED_ROWS rows its slots name, then to two of them, those rows kept bit for bit, with
-    duplicates on so that every slot names one of them. Nothing where the rows' values are not
+def _own_slots(spec: dict[str, Any], rows: int) -> dict[str, Any]:
+    """`spec` cut to a cache of `rows` rows, each named by a slot of its own: k and n_valid
+    at `rows`, no duplicates, the window within k."""
+    return {**spec, "n_rows": rows, "k": rows, "n_valid": rows,
+            "window": min(spec.get("window", 0), rows), "duplicates": False}
+
+
+def slot_blocks(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """For each index set of `case` without duplicates (`_index_sets`): the cache cut to the
+    rows one block of slots names, kept bit for bit and in their order, each with a slot of its
+    own: blocks of a power of two of slots at multiples of their length, biggest first, down
+    to k // SLOT_BLOCKS slots (at least 2). Without duplicates the slots name rows by rank,
+    and ranks stay with the coordinates: with one token, the kept block's slots name the same
+    rows in the same order, now from the first slot. Nothing where the rows' values are not
     position-stable."""
     for key, spec in _index_sets(case):
+        n, k = spec["n_rows"], spec["k"]
+        links = _rows_linked(target, case, key, spec)
+        if not links or k < 4:
+            continue
+        tokens = slot_rows(target, case, n, k)
+        coords = coords_of(case)
+        block = 1 << ((k - 1).bit_length() - 1)  # the largest power of two below k
+        while block >= max(2, k // SLOT_BLOCKS):
+            for start in range(0, k, block):
+                named = sorted({r for slots in tokens for r in slots[start:start + block] if r >= 0})
+                if not named or len(named) >= n:
+                    continue
+                yield (f"{key}.n_rows {n}->{len(named)} keeping the rows slots "
+                       f"{start}..{min(k, start + block) - 1} name",
+                       {**case, key: _own_slots(spec, len(named)), VERSION_KEY: COORDS_VERSION,
+                        COORDS_KEY: _keeping(coords, links, named)})
+            block //= 2
+
+
+def shared_rows(target: Target, case: dict[str, Any], first: int = NAMED_ROWS,
+                shared: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
+    """For each index set of `case` (`_index_sets`, with duplicates or not): the cache cut to
+    one of the `first` rows its slots name, then to two of them, those rows kept bit for bit,
+    each with a slot of its own (no duplicates, k at the rows kept), then (`shared`) with
+    duplicates on so that every slot names one of them. Nothing where the rows' values are not
+    position-stable."""
+    for key, spec in _index_sets(case, shared=True):
         n = spec["n_rows"]
         links = _rows_linked(target, case, key, {**spec, "duplicates": True})
         if not links:
             continue
-        rows = named_rows(target, case, n)[:NAMED_ROWS]
+        rows = named_rows(target, case, n)[:first]
         coords = coords_of(case)
         for size in (1, 2):
             for chosen in combinations(rows, size):
-                yield (f"{key}.n_rows {n}->{size} sharing rows {sorted(chosen)}",
-                       {**case, key: {**spec, "n_rows": size, "duplicates": True},
-                        VERSION_KEY: COORDS_VERSION,
-                        COORDS_KEY: _keeping(coords, links, sorted(chosen))})
+                kept = sorted(chosen)
+                at = {VERSION_KEY: COORDS_VERSION, COORDS_KEY: _keeping(coords, links, kept)}
+                yield (f"{key}.n_rows {n}->{size} keeping rows {kept}, a slot each",
+                       {**case, key: _own_slots(spec, size), **at})
+                if shared:
+                    yield (f"{key}.n_rows {n}->{size} sharing rows {kept}",
+                           {**case, key: {**spec, "n_rows": size, "duplicates": True}, **at})
