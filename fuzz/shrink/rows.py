@@ -45,12 +45,13 @@ ALL_NAMED_ROWS = 64
 SLOT_BLOCKS = 16
 
 
-def _index_sets(case: dict[str, Any], shared: bool = False
+def _index_sets(case: dict[str, Any], with_duplicates: bool = False
                 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(field, description) of each sparse index set of `case` whose slots name rows of their
-    own (no duplicates; `shared`: with duplicates too) out of more than two cache rows."""
+    own (no duplicates; `with_duplicates`: or not) out of more than two cache rows."""
+    allowed = (False, True) if with_duplicates else (False,)
     for key, spec in case.items():
-        if (isinstance(spec, dict) and spec.get("duplicates") in ((False, True) if shared else (False,))
+        if (isinstance(spec, dict) and spec.get("duplicates") in allowed
                 and isinstance(spec.get("n_rows"), int) and isinstance(spec.get("k"), int)
                 and spec["n_rows"] > 2):
             yield key, spec
@@ -172,7 +173,7 @@ def shared_rows(target: Target, case: dict[str, Any], first: int = NAMED_ROWS,
     each with a slot of its own (no duplicates, k at the rows kept), then (`shared`) with
     duplicates on so that every slot names one of them. Nothing where the rows' values are not
     position-stable."""
-    for key, spec in _index_sets(case, shared=True):
+    for key, spec in _index_sets(case, with_duplicates=True):
         n = spec["n_rows"]
         links = _rows_linked(target, case, key, {**spec, "duplicates": True})
         if not links:
