@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from itertools import combinations
 from typing import Any
 
+import torch
 from kfuzz.cases.materialise import COORDS_KEY, COORDS_VERSION, VERSION_KEY, coords_of
 from kfuzz.shrink.axes import fields_made, linked_axes
 from kfuzz.shrink.built import inputs_of
@@ -57,16 +58,19 @@ def _index_sets(case: dict[str, Any], with_duplicates: bool = False
             yield key, spec
 
 
+def _index_inputs(target: Target, case: dict[str, Any]) -> list[torch.Tensor]:
+    """The signed integer inputs of `case` (its index sets, as built); none when the case
+    cannot be built."""
+    inputs = inputs_of(target, case)
+    return [t for t in (inputs or {}).values()
+            if not (t.is_floating_point() or t.is_complex() or t.dtype.is_signed is False)]
+
+
 def named_rows(target: Target, case: dict[str, Any], n_rows: int) -> list[int]:
     """The cache rows (0 <= row < n_rows) the integer inputs of `case` name, in the order
     their slots name them (token by token), each once; empty when the case cannot be built."""
-    inputs = inputs_of(target, case)
-    if inputs is None:
-        return []
     rows: dict[int, None] = {}
-    for tensor in inputs.values():
-        if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype.is_signed is False:
-            continue
+    for tensor in _index_inputs(target, case):
         for row in tensor.flatten().tolist():
             if 0 <= row < n_rows:
                 rows.setdefault(int(row))
@@ -76,17 +80,9 @@ def named_rows(target: Target, case: dict[str, Any], n_rows: int) -> list[int]:
 def slot_rows(target: Target, case: dict[str, Any], n_rows: int, k: int) -> list[list[int]]:
     """Per token, the cache row each of the k slots of `case`'s integer inputs of k columns
     names (-1: none, such as padding); empty when the case cannot be built."""
-    inputs = inputs_of(target, case)
-    if inputs is None:
-        return []
-    tokens: list[list[int]] = []
-    for tensor in inputs.values():
-        if (tensor.is_floating_point() or tensor.is_complex() or tensor.dtype.is_signed is False
-                or tensor.dim() == 0 or tensor.shape[-1] != k):
-            continue
-        tokens += [[int(r) if 0 <= r < n_rows else -1 for r in row]
-                   for row in tensor.reshape(-1, k).tolist()]
-    return tokens
+    return [[int(r) if 0 <= r < n_rows else -1 for r in row]
+            for tensor in _index_inputs(target, case) if tensor.dim() and tensor.shape[-1] == k
+            for row in tensor.reshape(-1, k).tolist()]
 
 
 def _rows_linked(target: Target, case: dict[str, Any], key: str,
