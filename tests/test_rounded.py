@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from kfuzz.cases.materialise import fields
 from kfuzz.cases.materialise.core import normal_table
 from kfuzz.cases.materialise.fields import NORMAL_CHUNK, Field, HostField
 from kfuzz.cases.materialise.rounded import SPLIT_BITS, STRADDLES, applies, rounded_table
@@ -16,7 +17,10 @@ SCALES = [1.0, 0.125, 3.0, 0.75, 2.0**-20, 1e-30, 1e30, 65504.0, 0.0, -1.5]
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("scale", SCALES)
-def test_looked_up_normals_are_the_float64_build_rounded(dtype, scale):
+@pytest.mark.parametrize("lookup_min", ["default", 1])
+def test_looked_up_normals_are_the_float64_build_rounded(dtype, scale, lookup_min, monkeypatch):
+    if lookup_min != "default":  # every size looked up, not only the sizes the default picks
+        monkeypatch.setattr(fields, "LOOKUP_MIN", dict.fromkeys(fields.LOOKUP_MIN, lookup_min))
     for key, shape in ((7, (40, 33)), (123456789, (2, NORMAL_CHUNK + 77))):
         for draw in (0, 1, 9):
             host = HostField(key, shape).normal(draw, scale, dtype)

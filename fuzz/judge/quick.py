@@ -97,11 +97,19 @@ def _worst(a: torch.Tensor, e: torch.Tensor, atol: float, rtol: float) -> float 
     """The closest call: a float32 pass over every element, then float64 over the candidates
     for the largest ratio; None when some element does not surely pass."""
     numel = a.numel()
-    # Exact copies in float32 (every value of the operands' dtypes is a float32 value).
-    diff = _buffer("diff", numel, torch.float32).copy_(a)
-    allowed = _buffer("allowed", numel, torch.float32).copy_(e)
-    diff.sub_(allowed).abs_()
-    allowed.abs_().mul_(rtol).add_(atol)
+    diff = _buffer("diff", numel, torch.float32)
+    allowed = _buffer("allowed", numel, torch.float32)
+    # The float32 differences and |e|: every value of the operands' dtypes is a float32 value,
+    # and float32 operands are read where they are, with no copy.
+    if a.dtype is torch.float32 and e.dtype is torch.float32:
+        torch.sub(a, e, out=diff)
+        torch.abs(e, out=allowed)
+    else:
+        diff.copy_(a).sub_(e)  # computed in float32, diff's dtype
+        allowed.copy_(e).abs_()
+    diff.abs_()
+    # atol + rtol * |e| in one pass (fused or not, within the margin SAFE leaves).
+    torch.add(_scalar(atol), allowed, alpha=rtol, out=allowed)
     ratio = diff.div_(allowed)
     largest = float(ratio.max())  # NaN where any element is NaN or Inf
     if not largest <= SAFE:
@@ -119,6 +127,12 @@ def _worst(a: torch.Tensor, e: torch.Tensor, atol: float, rtol: float) -> float 
     diff64 = (a64 - e64).abs_()
     allowed64 = e64.abs().mul_(rtol).add_(atol)
     return float(torch.div(diff64, allowed64).max())
+
+
+@functools.lru_cache(maxsize=64)
+def _scalar(value: float) -> torch.Tensor:
+    """`value` as a 0-d float32 tensor (an operand of `torch.add`), made once."""
+    return torch.tensor(value, dtype=torch.float32)
 
 
 def _buffer(use: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
