@@ -256,3 +256,47 @@ def test_the_first_reduction_leaves_time_for_the_search_on_a_grown_structure(mon
     result = shrunk()
     assert SOFTMAX.case_size(result.case) > 1000 and not result.complete, result.case
     assert result.passes["widen"]["calls"] == 0  # all of it, and no time left to search
+
+
+def test_the_first_window_goes_to_the_smaller_start_until_it_is_reduced(monkeypatch):
+    # The session's clock counts the elements run. The smallest failure Hypothesis passed
+    # through (80 elements) takes most of the first window to reduce; Hypothesis' own result
+    # (512 elements) then gets nothing, where an even split of the window would have spent
+    # half of it on cases six times larger before the smaller start was done.
+    import types
+
+    from kfuzz.shrink import passes, session, space
+
+    clock = [0.0]
+    ticking = types.SimpleNamespace(perf_counter=lambda: clock[0])
+    for module in (session, passes, witnesses, space):
+        monkeypatch.setattr(module, "time", ticking)
+
+    def elements_run(case):
+        clock[0] += SOFTMAX.case_size(case)
+        return _wide_or_uniform(case)
+
+    uniform, wide = _wide(40, rows=2, kind="uniform"), _wide(512)
+
+    def run(deadline):
+        clock[0] = 0.0
+        toy = Toy(elements_run)
+        passed = (uniform, toy(uniform))
+        result = ShrinkSession(_space(), toy, wide, toy(wide), deadline=deadline,
+                               shrink_seconds=deadline, passed_through=passed).run()
+        return result, toy.cases[2:]
+
+    # With time enough, both starts are reduced: the smaller one to its fixed point first.
+    result, runs = run(FAR * 1000)
+    assert result.reductions[0].startswith("from the smallest failure Hypothesis passed")
+    assert SOFTMAX.case_size(result.case) == 20 and result.complete
+    sizes = [SOFTMAX.case_size(case) for case in runs]
+    first_wide = next(i for i, size in enumerate(sizes) if size > 80)
+    assert all(size <= 80 for size in sizes[:first_wide])
+    # The two starts' own runs put the clock at 592: a deadline of 920 leaves a first window
+    # of 164, which the smaller start needs whole. No case of Hypothesis' result runs (an
+    # even split ran its 256-element halving), and the smaller start still reaches 20.
+    result, runs = run(920)
+    assert all(SOFTMAX.case_size(case) <= 80 for case in runs), runs
+    assert result.passes["reduce"]["calls"] >= 1
+    assert SOFTMAX.case_size(result.case) == 20

@@ -11,8 +11,9 @@ The session runs a table of named passes (`PASSES`), each with its counters:
 - "redraw": values drawn on structures below the size (`WitnessSearch.redraw_smaller`);
 - "draw": cases of the whole space below the size (`WitnessSearch.draw_smaller`).
 
-It reduces from Hypothesis' result and from the smallest failure Hypothesis passed through
-(when that one is smaller) for at most FIRST_REDUCE of the time and keeps the smaller result.
+It reduces the smallest failure Hypothesis passed through (when that one is smaller than
+Hypothesis' result) for at most FIRST_REDUCE of the time, then Hypothesis' result with what is
+left of that time if the first reduction reached its fixed point, and keeps the smaller result.
 Then it searches for a smaller failure, "widen" first (while each one it finds reduces to a
 smaller case; where it finds none and the reduction was cut short, the reduction goes on from
 where it stopped), "redraw" when that finds none and "draw" when neither does, and reduces
@@ -136,9 +137,10 @@ class ShrinkSession:
 
     def _from_starts(self) -> tuple[SessionResult, Case]:
         """The size-directed pass, within FIRST_REDUCE of the time left, from the smallest
-        failure Hypothesis passed through (when it is smaller, with half of that time) and
-        from its result (with what remains): the smaller result, complete when both reached
-        their fixed point, and the case it was reduced from."""
+        failure Hypothesis passed through (when it is smaller), then from Hypothesis' result
+        with what that leaves of the window, if the first reached its fixed point: the
+        smaller result, complete when each start reduced reached its fixed point, and the
+        case it was reduced from."""
         starts: list[tuple[Case, Outcome, str | None]] = [(self.case, self.outcome, None)]
         if self.passed_through is not None:
             smallest, outcome = self.passed_through
@@ -146,11 +148,15 @@ class ShrinkSession:
             if size < self.space.size(self.case):
                 starts.insert(0, (smallest, outcome, "from the smallest failure Hypothesis "
                                                      f"passed through ({size} elements)"))
-        results = []
+        results: list[SessionResult] = []
         ends = time.perf_counter() + (self.deadline - time.perf_counter()) * FIRST_REDUCE
-        for i, (case, outcome, label) in enumerate(starts):
-            share = ends if i == len(starts) - 1 else (time.perf_counter() + ends) / 2
-            got = self._call("reduce", case, outcome, deadline=share)
+        for case, outcome, label in starts:
+            if results and not results[-1].complete:
+                # The smaller start had the whole window and is not done: where each run
+                # costs a second (a compilation), splitting the window would halve the
+                # reduction of the case most likely to end smallest.
+                break
+            got = self._call("reduce", case, outcome, deadline=ends)
             if label is not None:
                 got = replace(got, reductions=[label, *got.reductions])
             results.append(got)
