@@ -223,11 +223,9 @@ def test_a_size_no_cut_keeps_is_cut_on_a_grown_structure_with_other_values(monke
     assert SOFTMAX.case_size(result.case) == 4, result.case  # without it, one row of 4
 
 
-def test_the_first_reduction_leaves_time_for_the_search_on_a_grown_structure(monkeypatch):
-    # The session's clock counts the elements run: 800,000 for the whole shrink. Reducing the
-    # 65,536-element start to its fixed point takes more; given all of it, the reduction stops
-    # with thousands of rows. Given half, it stops earlier, "widen" draws few columns on
-    # grown structures, and the failure it finds reduces to one element within the rest.
+def _element_clock(monkeypatch, fails):
+    """The session's clock made to count the elements run, not seconds: (clock, evaluate),
+    where evaluate answers `fails(case)` and moves the clock on by the case's size."""
     import types
 
     from kfuzz.shrink import passes, session, space
@@ -239,8 +237,19 @@ def test_the_first_reduction_leaves_time_for_the_search_on_a_grown_structure(mon
 
     def elements_run(case):
         clock[0] += SOFTMAX.case_size(case)
-        return _rare_row_sum(case)
+        return fails(case)
 
+    return clock, elements_run
+
+
+def test_the_first_reduction_leaves_time_for_the_search_on_a_grown_structure(monkeypatch):
+    # The session's clock counts the elements run: 800,000 for the whole shrink. Reducing the
+    # 65,536-element start to its fixed point takes more; given all of it, the reduction stops
+    # with thousands of rows. Given half, it stops earlier, "widen" draws few columns on
+    # grown structures, and the failure it finds reduces to one element within the rest.
+    from kfuzz.shrink import session
+
+    clock, elements_run = _element_clock(monkeypatch, _rare_row_sum)
     start = _wide(4, rows=16384, seed=26)
 
     def shrunk():
@@ -263,19 +272,7 @@ def test_the_first_window_goes_to_the_smaller_start_until_it_is_reduced(monkeypa
     # through (80 elements) takes most of the first window to reduce; Hypothesis' own result
     # (512 elements) then gets nothing, where an even split of the window would have spent
     # half of it on cases six times larger before the smaller start was done.
-    import types
-
-    from kfuzz.shrink import passes, session, space
-
-    clock = [0.0]
-    ticking = types.SimpleNamespace(perf_counter=lambda: clock[0])
-    for module in (session, passes, witnesses, space):
-        monkeypatch.setattr(module, "time", ticking)
-
-    def elements_run(case):
-        clock[0] += SOFTMAX.case_size(case)
-        return _wide_or_uniform(case)
-
+    clock, elements_run = _element_clock(monkeypatch, _wide_or_uniform)
     uniform, wide = _wide(40, rows=2, kind="uniform"), _wide(512)
 
     def run(deadline):
