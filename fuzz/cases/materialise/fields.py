@@ -246,7 +246,7 @@ def host_normals(hashes: Callable[[int, int], np.ndarray], size: int, scale: flo
     # temporaries of the tensor's size, and on a large tensor fresh pages for them (and
     # for a float64 tensor of the whole size) cost more than the arithmetic (a chunk's
     # come from the heap and stay in cache).
-    if size >= LOOKUP_MIN.get(dtype, size + 1) and applies(dtype, scale):  # mostly looked up
+    if applies(dtype, scale) and size >= LOOKUP_MIN[dtype]:  # mostly looked up
         bits = torch.empty(size, dtype=torch.int16)
         exact = functools.partial(_host_normal, scale=scale)
         for start in range(0, size, NORMAL_CHUNK):
