@@ -43,7 +43,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 from kfuzz.cases import strategies as fst
-from kfuzz.cases.materialise import generator_for, stamp
+from kfuzz.cases.materialise import VERSION_KEY, generator_for, stamp
 from kfuzz.execute.executor import InProcessExecutor, Job, Outcome
 from kfuzz.kernels.ops import rmsnorm_fp32
 from kfuzz.oracles.ops import rmsnorm_fp64
@@ -298,30 +298,34 @@ def case_profile(shape: list[int], cases: int, seed: int = 4000) -> dict[str, An
             "run_case_shares": {label: round(t / run, 3) for label, t in parts.items()}}
 
 
-def materialise_costs(runs: int, reps: int = 50) -> dict[str, dict[str, float]]:
-    """Milliseconds to build one ops.rmsnorm case's inputs (x and weight, BF16, normal) per
-    shape: version 1 (the sequential torch.Generator every case used before), version 2
-    (position-stable) and the plain loop's float32 `torch.randn` draws, alternating, medians
-    of `runs` timings of `reps` builds."""
+def materialise_costs(runs: int, reps: int = 50) -> dict[str, dict[str, Any]]:
+    """Milliseconds to build one ops.rmsnorm case's inputs (x and weight, normal) per shape and
+    dtype (BF16, FP32): version 1 (the sequential torch.Generator every case used before),
+    version 2 (position-stable, float64 arithmetic), version 4 (what the search draws now:
+    FP32 normals in float32) and the plain loop's float32 `torch.randn` draws rounded to the
+    dtype, alternating, medians of `runs` timings of `reps` builds."""
     target = get(TARGET)
     out = {}
     for name, shape in SHAPES.items():
-        case = {"shape": shape, "dtype": "bfloat16", "x": NORMAL, "eps": 1e-6, "seed": 7}
-        builds = {"v1": functools.partial(_inputs, target, case),
-                  "v2": functools.partial(_inputs, target, stamp(case)),
-                  "randn": functools.partial(_randn_inputs, shape, 7)}
-        times: dict[str, list[float]] = {label: [] for label in builds}
-        for _ in range(runs):
-            for label, build in builds.items():
-                build()
-                start = time.perf_counter()
-                for _ in range(reps):
+        for dtype in ("bfloat16", "float32"):
+            case = {"shape": shape, "dtype": dtype, "x": NORMAL, "eps": 1e-6, "seed": 7}
+            builds = {"v1": functools.partial(_inputs, target, case),
+                      "v2": functools.partial(_inputs, target, {**case, VERSION_KEY: 2}),
+                      "v4": functools.partial(_inputs, target, stamp(case)),
+                      "randn": functools.partial(_randn_inputs, shape, 7, getattr(torch, dtype))}
+            times: dict[str, list[float]] = {label: [] for label in builds}
+            for _ in range(runs):
+                for label, build in builds.items():
                     build()
-                times[label].append((time.perf_counter() - start) / reps * 1e3)
-        v1, v2, randn = (common.median(times[k]) for k in ("v1", "v2", "randn"))
-        out[name] = {"shape": shape, "v1_ms": round(v1, 4), "v2_ms": round(v2, 4),
-                     "ratio": round(v2 / v1, 2), "randn_ms": round(randn, 4),
-                     "v2_over_randn": round(v2 / randn, 2)}
+                    start = time.perf_counter()
+                    for _ in range(reps):
+                        build()
+                    times[label].append((time.perf_counter() - start) / reps * 1e3)
+            v1, v2, v4, randn = (common.median(times[k]) for k in ("v1", "v2", "v4", "randn"))
+            out[f"{name} {dtype}"] = {
+                "shape": shape, "dtype": dtype, "v1_ms": round(v1, 4), "v2_ms": round(v2, 4),
+                "v4_ms": round(v4, 4), "ratio": round(v4 / v1, 2), "randn_ms": round(randn, 4),
+                "v4_over_randn": round(v4 / randn, 2)}
     return out
 
 
@@ -329,12 +333,13 @@ def _inputs(target: Any, case: dict[str, Any]) -> dict[str, torch.Tensor]:
     return target.inputs(case, generator_for(case))
 
 
-def _randn_inputs(shape: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The plain loop's inputs: float32 normals rounded to BF16."""
+def _randn_inputs(shape: list[int], seed: int,
+                  dtype: torch.dtype = torch.bfloat16) -> tuple[torch.Tensor, torch.Tensor]:
+    """The plain loop's inputs: float32 normals rounded to `dtype` (no copy for FP32)."""
     rows, hidden = shape
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(rows, hidden, generator=gen).to(torch.bfloat16)
-    return x, (1 + 0.125 * torch.randn(hidden, generator=gen)).to(torch.bfloat16)
+    x = torch.randn(rows, hidden, generator=gen).to(dtype)
+    return x, (1 + 0.125 * torch.randn(hidden, generator=gen)).to(dtype)
 
 
 def _short_path(path: str) -> str:

@@ -107,15 +107,18 @@ def overhead(doc: dict[str, Any]) -> str:
             f"auto: {_f(auto['us_per_case'], 0)} µs per case, mean batch "
             f"{_f(auto['mean_batch'], 1)})."]
     if "materialise" in doc:
-        out += ["", "Building a case's inputs (ops.rmsnorm x and weight, BF16 normal; ms per case, "
+        rows = list(doc["materialise"].values())
+        out += ["", "Building a case's inputs (ops.rmsnorm x and weight, normal; ms per case, "
                 "medians): version 1 is the sequential `torch.Generator` every case used before "
-                "position-stable inputs, version 2 the counter-based generator cases use now, "
-                "`torch.randn` the plain loop's float32 draws rounded to BF16.", "",
-                _table(["shape", "version 1, ms", "version 2, ms", "v2 / v1", "torch.randn, ms",
-                        "v2 / torch.randn"],
-                       [[m["shape"], _f(m["v1_ms"], 3), _f(m["v2_ms"], 3), _f(m["ratio"]),
-                         _f(m.get("randn_ms"), 3), _f(m.get("v2_over_randn"))]
-                        for m in doc["materialise"].values()])]
+                "position-stable inputs, version 2 the counter-based generator in float64 "
+                "arithmetic, version 4 (what the search draws now) version 2 with FP32 normals "
+                "in float32 arithmetic (BF16 inputs: the same bits and path as version 2), "
+                "`torch.randn` the plain loop's float32 draws rounded to the dtype.", "",
+                _table(["shape", "dtype", "version 1, ms", "version 2, ms", "version 4, ms",
+                        "v4 / v1", "torch.randn, ms", "v4 / torch.randn"],
+                       [[m["shape"], m["dtype"], _f(m["v1_ms"], 3), _f(m["v2_ms"], 3),
+                         _f(m["v4_ms"], 3), _f(m["ratio"]), _f(m["randn_ms"], 3),
+                         _f(m["v4_over_randn"])] for m in rows])]
     if doc.get("profile"):
         parts = list(next(iter(doc["profile"].values()))["run_case_shares"])
         out += ["", "Where a case's time goes: cProfile of one default campaign per shape "

@@ -109,8 +109,8 @@ PINNED = {"row_nan": "744d941fdebe0a90", "row_inf": "5f7986ea783e4578", "ends": 
 @pytest.mark.parametrize("shape", [(2, 8), (5, 33)])  # element by element, and on the host
 def test_the_device_code_builds_what_the_host_code_builds(entry, shape, monkeypatch):
     host = _build(shape, entry, seed=9)
-    monkeypatch.setattr(counter, "make_field", lambda key, shape, device, coords=None:
-                        Field(key, shape, device, coords))
+    monkeypatch.setattr(counter, "make_field", lambda key, shape, device, coords=None,
+                        fp32=False: Field(key, shape, device, coords, fp32))
     assert torch.equal(host.view(torch.int32), _build(shape, entry, seed=9).view(torch.int32))
 
 

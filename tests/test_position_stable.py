@@ -1,5 +1,5 @@
-"""Version-2 materialisation: position-stable values, regimes, and stored cases that still
-build bit for bit."""
+"""Versions 2 to 4 of materialisation: position-stable values, regimes, and stored cases that
+still build bit for bit."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 import torch
 from kfuzz.cases.materialise import (
     VERSION_KEY,
+    coords_version,
     counter,
     generator,
     generator_for,
@@ -37,12 +38,13 @@ CASES = {
                  "max_position": 1024, "base": 10000.0, "seed": 3},
 }
 # sha256 prefixes of the inputs each case builds. Version 1: computed by the code as it was
-# before version 2 existed, so stored cases replay bit for bit. Version 2: pinned so that a
-# change to the generator cannot slip in unnoticed (it would re-interpret stored cases).
+# before version 2 existed, so stored cases replay bit for bit. Versions 2 and 4: pinned so that
+# a change to the generator cannot slip in unnoticed (it would re-interpret stored cases).
+# Version 4 differs from version 2 only in FP32 normals (dsv4.sparse_attn's q and sink).
 DIGESTS = {
-    "ops.rmsnorm": ("8e7873dbe01e07eb", "a6fdd8c2177fdde7"),
-    "dsv4.sparse_attn": ("6ccb3dc7054698c3", "80742f03f5f0195f"),
-    "ops.rope": ("8bc8c0eeafd2486d", "48ac9659b6575ee6"),
+    "ops.rmsnorm": ("8e7873dbe01e07eb", "a6fdd8c2177fdde7", "a6fdd8c2177fdde7"),
+    "dsv4.sparse_attn": ("6ccb3dc7054698c3", "80742f03f5f0195f", "d0c6507d1c4147df"),
+    "ops.rope": ("8bc8c0eeafd2486d", "48ac9659b6575ee6", "48ac9659b6575ee6"),
 }
 
 
@@ -55,11 +57,14 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_both_versions_build_the_bits_they_always_built(name):
+def test_every_version_builds_the_bits_it_always_built(name):
     target, case = targets.get(name), CASES[name]
-    v1, v2 = DIGESTS[name]
+    v1, v2, v4 = DIGESTS[name]
     assert _digest(target.inputs(case, generator_for(case))) == v1
-    assert _digest(target.inputs(stamp(case), generator_for(stamp(case)))) == v2
+    two = {**case, VERSION_KEY: 2}
+    assert _digest(target.inputs(two, generator_for(two))) == v2
+    assert stamp(case)[VERSION_KEY] == 4
+    assert _digest(target.inputs(stamp(case), generator_for(stamp(case)))) == v4
 
 
 def test_every_regime_builds_the_bits_it_always_built():
@@ -74,7 +79,7 @@ def test_a_case_without_a_version_uses_the_sequential_generator():
     case = CASES["ops.rmsnorm"]
     assert not isinstance(generator_for(case), CounterGenerator)
     assert isinstance(generator_for(stamp(case)), CounterGenerator)
-    assert stamp(case)[VERSION_KEY] == 2
+    assert stamp(case)[VERSION_KEY] == 4
 
 
 def test_an_unknown_version_is_refused():
@@ -94,12 +99,13 @@ DISTS = [
 ]
 
 
+@pytest.mark.parametrize("fp32", [False, True], ids=["v2", "v4"])
 @pytest.mark.parametrize("dist", DISTS, ids=lambda d: "+".join(sorted(d)))
-def test_removing_rows_and_columns_keeps_every_surviving_element(dist):
-    big = values(CounterGenerator(11), [6, 40], torch.float32, dist, name="x")
-    small = values(CounterGenerator(11), [3, 17], torch.float32, dist, name="x")
+def test_removing_rows_and_columns_keeps_every_surviving_element(dist, fp32):
+    big = values(CounterGenerator(11, fp32=fp32), [6, 40], torch.float32, dist, name="x")
+    small = values(CounterGenerator(11, fp32=fp32), [3, 17], torch.float32, dist, name="x")
     assert torch.equal(big[:3, :17].view(torch.int32), small.view(torch.int32))
-    other = values(CounterGenerator(12), [6, 40], torch.float32, dist, name="x")
+    other = values(CounterGenerator(12, fp32=fp32), [6, 40], torch.float32, dist, name="x")
     assert not torch.equal(big.view(torch.int32), other.view(torch.int32))
 
 
@@ -230,12 +236,14 @@ def test_small_tensors_are_built_element_by_element():
     assert isinstance(counter.make_field(5, (2, 9)), HostField)
 
 
+@pytest.mark.parametrize("fp32", [False, True], ids=["v2", "v4"])
 @pytest.mark.parametrize("dist", DISTS, ids=lambda d: "+".join(sorted(d)))
-def test_inputs_built_by_the_device_code_match_the_host_code(dist, monkeypatch):
-    host = values(CounterGenerator(9), [5, 33], torch.float32, dist, name="x")
-    monkeypatch.setattr(counter, "make_field", lambda key, shape, device, coords=None:
-                        Field(key, shape, device, coords))
-    device_code = values(CounterGenerator(9), [5, 33], torch.float32, dist, name="x")
+def test_inputs_built_by_the_device_code_match_the_host_code(dist, fp32, monkeypatch):
+    host = values(CounterGenerator(9, fp32=fp32), [5, 33], torch.float32, dist, name="x")
+    monkeypatch.setattr(counter, "make_field", lambda key, shape, device, coords=None,
+                        fp32=False: Field(key, shape, device, coords, fp32))
+    device_code = values(CounterGenerator(9, fp32=fp32), [5, 33], torch.float32, dist,
+                         name="x")
     assert torch.equal(host.view(torch.int32), device_code.view(torch.int32))
     index_host = sparse_indices(CounterGenerator(9), 3, INDEX)
     assert torch.equal(index_host, sparse_indices(CounterGenerator(9), 3, INDEX))
@@ -280,7 +288,7 @@ def test_cache_rows_no_index_names_can_go_and_every_token_keeps_its_rows():
 
 
 @pytest.mark.parametrize("coords, version, culprit", [
-    ({"x": {"0": [1, 0]}}, 2, "needs materialise=3"),
+    ({"x": {"0": [1, 0]}}, 2, "needs materialise=3 or 4"),
     ({"x": {"0": [-1, 0]}}, 3, "an integer >= 0"),
     ({"x": [1, 0]}, 3, "not a mapping of fields"),
     ({"x": {"0": [0]}}, 3, "1 axes of coordinates for a 2-axis field"),
@@ -290,3 +298,44 @@ def test_bad_coordinates_name_the_culprit(coords, version, culprit):
     case = {**CASES["ops.rmsnorm"], VERSION_KEY: version, "coords": coords}
     with pytest.raises(CaseError, match=culprit):
         targets.get("ops.rmsnorm").inputs(case, generator_for(case))
+
+
+# -- version 4: FP32 normals in float32 arithmetic ------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(1, 8), (3, 5), (24, 1024), (2, 70000)])  # to 3 chunks
+def test_version_4_fp32_normals_are_the_same_bits_in_every_field(shape):
+    # float32 arithmetic on torch tensors, NumPy arrays and (rounded) Python floats, including
+    # scales that make subnormals and overflow to infinity.
+    host_kind = ScalarField if math.prod(shape) <= 16 else HostField
+    for key, scale in ((5, 1.0), (6, 0.1), (7, 3.0), (8, 2.0**-140), (9, 1e38), (10, 1e39)):
+        host, torch_field = host_kind(key, shape, fp32=True), Field(key, shape, "cpu", fp32=True)
+        a, b = host.normal(1, scale, torch.float32), torch_field.normal(1, scale, torch.float32)
+        assert a.shape == b.shape == shape and a.dtype == b.dtype == torch.float32
+        assert torch.equal(a.view(torch.int32), b.view(torch.int32)), (key, scale)
+    if shape[1] >= 16:  # the first row's first 16 elements, element by element
+        row = HostField(5, shape, fp32=True).normal(1, 0.1, torch.float32)[0, :16]
+        assert torch.equal(ScalarField(5, (1, 16), fp32=True).normal(1, 0.1, torch.float32)[0], row)
+
+
+def test_version_4_changes_fp32_normals_only_and_only_in_their_last_bits():
+    v2 = HostField(3, (64, 512)).normal(0, 1.0, torch.float32)
+    v4 = HostField(3, (64, 512), fp32=True).normal(0, 1.0, torch.float32)
+    assert not torch.equal(v2, v4)
+    # Same interval and top 16 bits of position: within a few float32 units of version 2.
+    assert float((v2 - v4).abs().max()) < 1e-5
+    assert 0.98 < float(v4.std()) < 1.02 and float(v4.abs().max()) < 4.34
+    for dtype in (torch.float64, torch.bfloat16, torch.float16):
+        a = HostField(3, (64, 512)).normal(0, 2.0, dtype)
+        b = HostField(3, (64, 512), fp32=True).normal(0, 2.0, dtype)
+        assert torch.equal(a, b), dtype
+
+
+def test_a_version_4_case_takes_coordinates_and_keeps_its_version():
+    full = stamp(CASES["dsv4.sparse_attn"])
+    part = {**full, "shape": [1, 3, 64], "coords": {"q": {"0": [[1], 0, 0]}}}
+    target = targets.get("dsv4.sparse_attn")
+    q = target.inputs(full, generator_for(full))["q"]
+    assert torch.equal(target.inputs(part, generator_for(part))["q"], q[1:2])
+    assert coords_version(full) == 4
+    assert coords_version({**full, VERSION_KEY: 2}) == 3
+    assert coords_version({**full, VERSION_KEY: 3}) == 3

@@ -287,14 +287,17 @@ def test_targets_report_features_the_search_climbs():
     assert again.features == outcome.features
 
 
-def test_the_pass_cuts_inside_an_axis_and_keeps_the_failing_element_wherever_it_sits():
+@pytest.mark.parametrize("version, coords_version", [(2, 3), (4, 4)])
+def test_the_pass_cuts_inside_an_axis_and_keeps_the_failing_element_wherever_it_sits(
+        version, coords_version):
     # One element over the threshold, far from the origin on both axes: a cut from the end
-    # loses it; cuts from the front and inside the axes keep it, bit for bit.
-    from kfuzz.cases.materialise import COORDS_VERSION, VERSION_KEY, generator_for
+    # loses it; cuts from the front and inside the axes keep it, bit for bit. A version-2 case
+    # with coordinates is a version-3 case; a version-4 case stays version 4.
+    from kfuzz.cases.materialise import COORDS_KEY, VERSION_KEY, generator_for
 
     target = get("ops.softmax")
-    case = stamp({"shape": [16, 256], "dtype": "float32", "x": {"kind": "normal", "scale": 1.0},
-                  "seed": 5})
+    case = {"shape": [16, 256], "dtype": "float32", "x": {"kind": "normal", "scale": 1.0},
+            "seed": 5, VERSION_KEY: version}
     x = target.inputs(case, generator_for(case))["x"]
     threshold = float(x.max()) - 1e-6  # exactly one element, the largest, passes it
 
@@ -305,7 +308,7 @@ def test_the_pass_cuts_inside_an_axis_and_keeps_the_failing_element_wherever_it_
     assert 0 < row < 15 and 0 < col < 255 and fails(case)
     result = shrink(target, case, fails, deadline=float("inf"))
     assert result.case["shape"] == [1, 1]
-    assert result.case[VERSION_KEY] == COORDS_VERSION
+    assert result.case[VERSION_KEY] == coords_version and COORDS_KEY in result.case
     assert target.inputs(result.case, generator_for(result.case))["x"].item() == x.max().item()
     assert any("from the front" in s or " at " in s for s in result.steps)
 

@@ -30,10 +30,10 @@ from typing import Any
 
 from kfuzz.cases.materialise import (
     COORDS_KEY,
-    COORDS_VERSION,
     MODIFIERS,
     VERSION_KEY,
     coords_of,
+    coords_version,
 )
 from kfuzz.cases.strategies import DISTRIBUTION_KINDS, Dim
 from kfuzz.execute.findings import canonical_json
@@ -265,7 +265,7 @@ def _places(
             moved[name][sub] = axes
         where = "from the front" if at == 0 else f"at {at}"
         yield (f"{label}->{value - drop} {where}",
-               {**candidate, VERSION_KEY: COORDS_VERSION, COORDS_KEY: moved})
+               {**candidate, VERSION_KEY: coords_version(candidate), COORDS_KEY: moved})
 
 
 def _unique(items: list[Any]) -> list[Any]:

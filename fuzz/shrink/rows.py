@@ -33,7 +33,7 @@ from itertools import combinations
 from typing import Any
 
 import torch
-from kfuzz.cases.materialise import COORDS_KEY, COORDS_VERSION, VERSION_KEY, coords_of
+from kfuzz.cases.materialise import COORDS_KEY, VERSION_KEY, coords_of, coords_version
 from kfuzz.shrink.axes import fields_made, linked_axes
 from kfuzz.shrink.built import inputs_of
 from kfuzz.targets.registry import Target
@@ -123,7 +123,7 @@ def named_only(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict
         if not rows or len(rows) >= n:
             continue
         yield (f"{key}.n_rows {n}->{len(rows)} keeping the rows named",
-               {**case, key: {**spec, "n_rows": len(rows)}, VERSION_KEY: COORDS_VERSION,
+               {**case, key: {**spec, "n_rows": len(rows)}, VERSION_KEY: coords_version(case),
                 COORDS_KEY: _keeping(coords_of(case), links, rows)})
 
 
@@ -157,7 +157,7 @@ def slot_blocks(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dic
                     continue
                 yield (f"{key}.n_rows {n}->{len(named)} keeping the rows slots "
                        f"{start}..{min(k, start + block) - 1} name",
-                       {**case, key: _own_slots(spec, len(named)), VERSION_KEY: COORDS_VERSION,
+                       {**case, key: _own_slots(spec, len(named)), VERSION_KEY: coords_version(case),
                         COORDS_KEY: _keeping(coords, links, named)})
             block //= 2
 
@@ -179,7 +179,7 @@ def shared_rows(target: Target, case: dict[str, Any], first: int = NAMED_ROWS,
         for size in (1, 2):
             for chosen in combinations(rows, size):
                 kept = sorted(chosen)
-                at = {VERSION_KEY: COORDS_VERSION, COORDS_KEY: _keeping(coords, links, kept)}
+                at = {VERSION_KEY: coords_version(case), COORDS_KEY: _keeping(coords, links, kept)}
                 yield (f"{key}.n_rows {n}->{size} keeping rows {kept}, a slot each",
                        {**case, key: _own_slots(spec, size), **at})
                 if shared:

@@ -40,6 +40,7 @@ from kfuzz.cases.materialise.versions import (
     VERSION_KEY,
     VERSIONS,
     coords_of,
+    coords_version,
     generator,
     generator_for,
     stamp,
@@ -48,7 +49,7 @@ from kfuzz.errors import CaseError
 
 __all__ = [
     "COORDS_KEY", "COORDS_VERSION", "DTYPE_NAMES", "MODIFIERS", "VERSION", "VERSION_KEY",
-    "VERSIONS", "InputGenerator", "coords_of", "dtype_of", "generator", "generator_for",
+    "VERSIONS", "InputGenerator", "coords_of", "coords_version", "dtype_of", "generator", "generator_for",
     "integers", "sparse_indices", "stamp", "to_device", "values",
 ]
 

@@ -1,4 +1,4 @@
-"""The counter hash of versions 2 and 3: random bits as a hash of (key, coordinates, draw), and
+"""The counter hash of versions 2 to 4: random bits as a hash of (key, coordinates, draw), and
 the maps from those bits to numbers.
 
 Written once for three kinds of operand, so that the torch, NumPy and pure-Python fields
@@ -10,13 +10,17 @@ array in place, plus what the caller passes: `f64`, an exact conversion of integ
 (None for Python ints, which arithmetic with a float converts exactly by itself), and the
 normal table in a form whose `table[index]` is a pair (low, slope) of new arrays of the index's
 shape (a list of pairs for a Python int). Integer operations and correctly rounded float64
-arithmetic (+, -, *) only, so the same bits on every device.
+arithmetic (+, -, *) only, so the same bits on every device; version 4's FP32 normals
+(`normal32_of`) use correctly rounded float32 arithmetic instead, which Python floats reproduce
+exactly (`round32`).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import math
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -125,6 +129,43 @@ def normal_of(h: Any, f64: Convert, table: Any, wrap: bool = True) -> Any:
     return x
 
 
+def normal32_of(h: Any, f32: Convert, table: Any, scale: float = 1.0) -> Any:
+    """Version 4's FP32 standard normals (truncated at +-4.33) times `scale` from 32-bit
+    hashes, in float32 arithmetic: the high 16 bits of a hash pick the interval of the table
+    `normal32_table` gives (read as `normal_of` reads its table), its low 16 bits the position
+    inside it; the value is low + slope * position, times `scale` rounded to float32 (skipped
+    for 1), each operation rounded to float32. `f32`: an exact conversion of integers below
+    2**16 to float32, into an array or tensor the result is then computed in (None for Python
+    ints: the arithmetic then rounds each float64 step with `round32`, which gives the float32
+    operation's result)."""
+    index = h >> TABLE_BITS
+    position = h & LOW_BITS
+    low, slope = table[index]
+    if f32 is None:
+        x = round32(round32(slope * position) + low)
+        return x if scale == 1.0 else round32(x * round32(scale))
+    x = f32(position)  # a new array (or one the caller gives), updated in place
+    x *= slope
+    x += low
+    if scale != 1.0:
+        x *= round32(scale)  # a float32 value: a float32 operand multiplies by it exactly
+    return x
+
+
+_FLOAT32 = struct.Struct("f")
+
+
+def round32(x: float) -> float:
+    """The Python float `x` rounded to the nearest float32 value (ties to even; past float32's
+    range an infinity, as a float32 operation gives). A sum, difference or product of two
+    float32 values computed in float64 and rounded by this is the float32 operation's result:
+    float64 has more than twice float32's precision, so the double rounding is innocuous."""
+    try:
+        return float(_FLOAT32.unpack(_FLOAT32.pack(x))[0])
+    except OverflowError:  # struct refuses what rounds past float32's largest value
+        return math.copysign(math.inf, x)
+
+
 @functools.cache
 def normal_table() -> tuple[torch.Tensor, torch.Tensor]:
     """Normal quantiles at (i + 0.5) / 65537 for i < 65536, and the slope to the next one
@@ -135,3 +176,11 @@ def normal_table() -> tuple[torch.Tensor, torch.Tensor]:
     p = (torch.arange(n + 1, dtype=torch.float64) + 0.5) / (n + 1)
     q = torch.special.ndtri(p)
     return q[:-1].contiguous(), ((q[1:] - q[:-1]) * INV32).contiguous()
+
+
+@functools.cache
+def normal32_table() -> tuple[torch.Tensor, torch.Tensor]:
+    """Version 4's table (see `normal32_of`): the quantiles of `normal_table` and the slope to
+    the next one over 2**16 positions, each rounded to float32 (CPU tensors, computed once)."""
+    low, slope = normal_table()
+    return low.float(), (slope * 2.0**16).float()
