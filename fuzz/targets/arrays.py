@@ -24,6 +24,8 @@ import torch
 _ML_DTYPES = {torch.bfloat16: "bfloat16", torch.float8_e4m3fn: "float8_e4m3fn",
               torch.float8_e5m2: "float8_e5m2"}
 _BITS = {1: (torch.uint8, "uint8"), 2: (torch.int16, "int16")}
+# ... and back, by the ml_dtypes name.
+_LACKING = {name: dtype for dtype, name in _ML_DTYPES.items()}
 
 
 def to_numpy(tensor: torch.Tensor) -> Any:
@@ -60,16 +62,18 @@ def to_torch(array: Any, device: torch.device | str = "cpu") -> Any:
             return array
         array = np.array(array)  # a writable host copy
     array = np.asarray(array)
-    if not array.flags.writeable or not array.flags.c_contiguous:
+    flags = array.flags
+    if not flags.writeable or not flags.c_contiguous:
         array = np.ascontiguousarray(array).copy()
     name = array.dtype.name
-    lacking = {v: k for k, v in _ML_DTYPES.items()}
-    if name in lacking:
+    if name in _LACKING:
         as_int, as_np = _BITS[array.dtype.itemsize]
-        tensor = torch.from_numpy(array.view(np.dtype(as_np))).view(lacking[name])
+        tensor = torch.from_numpy(array.view(np.dtype(as_np))).view(_LACKING[name])
     else:
         tensor = torch.from_numpy(array)
-    return tensor.to(device) if torch.device(device).type != "cpu" else tensor
+    if device == "cpu" or getattr(device, "type", device) == "cpu":
+        return tensor
+    return tensor.to(device)
 
 
 def _is_jax_array(value: Any) -> bool:
