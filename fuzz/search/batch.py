@@ -35,16 +35,17 @@ class BatchSizer:
     size follows the drawn case, so that Hypothesis' share of the time stays near `share`:
     batch = (1 - share) / share * h / c, within [1, largest], where h is Hypothesis' cost per
     example and c = c0 + c1 * elements the cost of one case of that size. The costs are a model
-    measured with `python -m bench.overhead` (h about 3 ms with drawing and the target phase,
-    c0 about 0.3 ms, c1 about 25 ns per input element on this CPU class), not timed during the
-    run: timing would make the batch, and so the cases run, differ between two runs with the
-    same seed. The
+    measured with `python -m bench.overhead` and `python -m bench.library_overhead` (h about
+    3 ms with drawing and the target phase; c0 about 0.2-0.3 ms, c1 about 7-9 ns per input
+    element on this CPU class, a case of a cheap kernel through the executor), not timed during
+    the run: timing would make the batch, and so the cases run, differ between two runs with
+    the same seed. The
     copies in a batch differ only in their seed, so a larger batch explores fewer shapes and
     regimes per case run and makes every shrink step dearer: `largest` bounds it."""
 
     HYPOTHESIS_S = 3e-3
     CASE_S = 3e-4
-    ELEMENT_S = 2.5e-8
+    ELEMENT_S = 1e-8
 
     def __init__(self, fixed: int | None = None, *, share: float = 0.1, largest: int = 32,
                  elements: Callable[[dict[str, Any]], int | None] | None = None) -> None:
