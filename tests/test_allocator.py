@@ -46,10 +46,11 @@ def _run(**env: str) -> tuple[str, int, int]:
 def test_freed_memory_is_kept_for_the_next_case():
     kept, low, after = _run()
     assert kept == "True"
-    # 20 cases of four blocks: 30,720 fresh pages when each block is mmapped; kept, at most
-    # one case's pages in all (the heap growing once more, where the warm-up left it short).
+    # 20 cases of four blocks: 30,720 fresh pages when each block is mmapped; kept, about one
+    # case's pages in all (the heap growing once more, where the warm-up left it short: 1,536
+    # measured, 1,537 once, the interpreter's own allocations besides): under two cases'.
     assert low >= 20 * 4 * 384
-    assert after <= 4 * 384
+    assert after < 2 * 4 * 384
 
 
 def test_the_users_own_allocator_settings_stand():
