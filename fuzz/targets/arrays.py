@@ -71,9 +71,7 @@ def to_torch(array: Any, device: torch.device | str = "cpu") -> Any:
         tensor = torch.from_numpy(array.view(np.dtype(as_np))).view(_LACKING[name])
     else:
         tensor = torch.from_numpy(array)
-    if device == "cpu" or getattr(device, "type", device) == "cpu":
-        return tensor
-    return tensor.to(device)
+    return tensor if getattr(device, "type", device) == "cpu" else tensor.to(device)
 
 
 def _is_jax_array(value: Any) -> bool:
