@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kfuzz.kernels.availability import Unavailable
+from kfuzz.targets.arrays import dtype_name
 
 SEVERITY = 3  # ORT's logging: 0 verbose ... 3 error, 4 fatal
 
@@ -208,7 +209,7 @@ def session(op: str, dtype: str, attributes: tuple[tuple[str, Any], ...]) -> Any
 def run(op: str, attributes: Mapping[str, Any], *arrays: Any) -> Any:
     """Run `op` on `arrays` (its inputs in order, NumPy arrays of one dtype) and return its
     output. Raises what ONNX Runtime raises, with what it logged."""
-    dtype = arrays[0].dtype.name
+    dtype = dtype_name(arrays[0].dtype)
     if dtype not in ELEM_TYPES:
         raise TypeError(f"ONNX Runtime kernel {op}: no ONNX type for dtype {dtype}")
     sess = session(op, dtype, tuple(sorted(attributes.items())))

@@ -104,6 +104,25 @@ def test_an_input_counts_as_written_when_one_bit_changed(dtype, n):
         assert same_bits(nan, nan.clone()) and not same_bits(nan, other_nan)  # payloads
 
 
+@pytest.mark.parametrize("n", [8, 1 << 13])  # both sides of where NumPy compares the bits
+def test_a_snapshot_names_the_input_written_or_resized(n):
+    from kfuzz.execute.contract import Snapshot
+
+    def inputs():
+        return {"x": torch.arange(n, dtype=torch.float32), "w": torch.ones(n, dtype=torch.bfloat16)}
+
+    kept = inputs()
+    assert Snapshot(kept).changed() is None
+    written = inputs()
+    snap = Snapshot(written)
+    written["w"][n - 1] = -0.0 if n > 8 else 2.0
+    assert snap.changed() == "w"
+    resized = inputs()
+    snap = Snapshot(resized)
+    resized["x"].resize_(n // 2)  # the same memory and values, less of them
+    assert snap.changed() == "x"
+
+
 def test_a_kernel_writing_into_a_large_input_breaches_its_contract():
     from kfuzz.execute.executor import InProcessExecutor
 

@@ -21,7 +21,7 @@ from kfuzz.cases.materialise.batch import SeedCopy, copies_of
 from kfuzz.enums import UNJUDGED, Status
 from kfuzz.errors import BadCallable, CaseError, ContractViolation, KfuzzError, OracleError
 from kfuzz.execute.allocator import keep_freed_memory
-from kfuzz.execute.contract import contract_breach
+from kfuzz.execute.contract import Snapshot, contract_breach
 from kfuzz.judge.comparator import Comparator
 from kfuzz.judge.compare import Metrics, ShapeMismatch, compare
 from kfuzz.judge.error_class import error_class
@@ -371,7 +371,7 @@ def run_case(
         ) from None
     device_inputs = to_device(inputs, job.device)
     cpu_inputs = device_inputs if job.device == "cpu" else to_device(inputs, "cpu")
-    snapshots = {name: t.clone() for name, t in device_inputs.items()}
+    snapshot = Snapshot(device_inputs)
     try:
         with torch.no_grad():
             got = _call(target, "kernel", kernel, device_inputs, params)
@@ -396,7 +396,7 @@ def run_case(
         ) from None
     actual = as_outputs(got, target, f"kernel {kernel.name!r}")
     expected = as_outputs(ref, target, f"oracle {oracle.name!r}")
-    breach = contract_breach(kernel.name, device_inputs, snapshots, actual)
+    breach = contract_breach(kernel.name, snapshot, actual)
     if breach:
         return Outcome(Status.CONTRACT, error=breach[1], error_type=breach[0],
                        seconds=time.perf_counter() - start)

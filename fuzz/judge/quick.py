@@ -122,8 +122,10 @@ def _worst(a: torch.Tensor, e: torch.Tensor, atol: float, rtol: float) -> float 
     np.greater_equal(ratio.numpy(), np.float32(largest * (1.0 - 2.0**-15)), out=near)
     picked = torch.from_numpy(np.flatnonzero(near))
     if picked.numel() <= SMALL:  # as a few elements are judged: Python floats are float64
-        return _worst_small(a[picked], e[picked], atol, rtol)
-    a64, e64 = a[picked].to(torch.float64), e[picked].to(torch.float64)
+        return _worst_small(torch.index_select(a, 0, picked), torch.index_select(e, 0, picked),
+                            atol, rtol)
+    a64 = torch.index_select(a, 0, picked).to(torch.float64)
+    e64 = torch.index_select(e, 0, picked).to(torch.float64)
     diff64 = (a64 - e64).abs_()
     allowed64 = e64.abs().mul_(rtol).add_(atol)
     return float(torch.div(diff64, allowed64).max())
@@ -141,13 +143,22 @@ def _buffer(use: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
     values are whatever was left there."""
     if numel > SCRATCH_MAX:
         return torch.empty(numel, dtype=dtype)
-    buffers = getattr(_SCRATCH, "buffers", None)
-    if buffers is None:
-        buffers = _SCRATCH.buffers = {}
-    found = buffers.get((use, dtype))
-    if found is None or found.numel() < numel:
-        found = buffers[use, dtype] = torch.empty(numel, dtype=dtype)
-    return found[:numel]
+    views = getattr(_SCRATCH, "views", None)
+    if views is None:
+        views = _SCRATCH.views = {}
+        _SCRATCH.buffers = {}
+    key = (use, dtype, numel)
+    found = views.get(key)
+    if found is None:  # a view per size, kept too: a search judges a few sizes many times
+        buffers = _SCRATCH.buffers
+        base = buffers.get((use, dtype))
+        if base is None or base.numel() < numel:
+            base = buffers[use, dtype] = torch.empty(numel, dtype=dtype)
+            views.clear()  # views of a smaller buffer would keep its memory
+        if len(views) >= 256:
+            views.clear()
+        found = views[key] = base[:numel]
+    return found
 
 
 @functools.lru_cache(maxsize=64)

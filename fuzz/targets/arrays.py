@@ -15,6 +15,7 @@ and JAX are imported on the first conversion that needs them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -65,13 +66,20 @@ def to_torch(array: Any, device: torch.device | str = "cpu") -> Any:
     flags = array.flags
     if not flags.writeable or not flags.c_contiguous:
         array = np.ascontiguousarray(array).copy()
-    name = array.dtype.name
+    name = dtype_name(array.dtype)
     if name in _LACKING:
         as_int, as_np = _BITS[array.dtype.itemsize]
         tensor = torch.from_numpy(array.view(np.dtype(as_np))).view(_LACKING[name])
     else:
         tensor = torch.from_numpy(array)
     return tensor if getattr(device, "type", device) == "cpu" else tensor.to(device)
+
+
+@functools.lru_cache(maxsize=64)
+def dtype_name(dtype: Any) -> str:
+    """`dtype.name` of a NumPy dtype, looked up once: NumPy computes the name on every read,
+    which costs more than a small kernel's call."""
+    return str(dtype.name)
 
 
 def _is_jax_array(value: Any) -> bool:

@@ -132,11 +132,15 @@ class Reference:
         self.ref, self.role = ref, role
         self.__name__ = self.__qualname__ = ref.rpartition(":")[2].rpartition(".")[2]
         self.__doc__ = None  # not the class's: a target's doc comes from its oracles' docs
+        self._fn: Callable[..., Any] | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from kfuzz.targets.registry import import_callable
+        fn = self._fn
+        if fn is None:  # imported once: an import's lookups cost more than a small kernel's call
+            from kfuzz.targets.registry import import_callable
 
-        return import_callable(self.ref, self.role)(*args, **kwargs)
+            fn = self._fn = import_callable(self.ref, self.role)
+        return fn(*args, **kwargs)
 
     @property
     def __signature__(self) -> inspect.Signature | None:
