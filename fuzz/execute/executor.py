@@ -7,6 +7,7 @@ runs jobs in worker processes or on other machines slots in without touching the
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -372,28 +373,28 @@ def run_case(
     device_inputs = to_device(inputs, job.device)
     cpu_inputs = device_inputs if job.device == "cpu" else to_device(inputs, "cpu")
     snapshot = Snapshot(device_inputs)
-    try:
-        with torch.no_grad():
+    with torch.no_grad():
+        try:
             got = _call(target, "kernel", kernel, device_inputs, params)
-    except KfuzzError:
-        raise  # e.g. KernelUnavailable: the kernel cannot run here at all, a configuration error
-    except Exception as exc:  # the kernel's fault, to be reported, not a kfuzz crash
-        frames = error_frames(exc)
-        return Outcome(Status.ERROR, error=error_text(exc, frames), error_type=type(exc).__name__,
-                       seconds=time.perf_counter() - start, error_frames=frames or None)
-    try:
-        with torch.no_grad():
+        except KfuzzError:
+            raise  # e.g. KernelUnavailable: the kernel cannot run here at all, a configuration error
+        except Exception as exc:  # the kernel's fault, to be reported, not a kfuzz crash
+            frames = error_frames(exc)
+            return Outcome(Status.ERROR, error=error_text(exc, frames),
+                           error_type=type(exc).__name__, seconds=time.perf_counter() - start,
+                           error_frames=frames or None)
+        try:
             ref = _call(target, "oracle", oracle,
                         oracle_inputs(target, oracle, cpu_inputs, job.device), params)
-    except KfuzzError:
-        raise
-    except Exception as exc:  # no reference, no verdict: the oracle's fault, not the kernel's
-        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
-        raise OracleError(
-            f"oracle {oracle.name!r} of target {target.name!r} raised {detail} on case "
-            f"{json.dumps(dict(job.case), sort_keys=True)}; an oracle must judge every case "
-            "(fix it, or choose another with --oracle)"
-        ) from None
+        except KfuzzError:
+            raise
+        except Exception as exc:  # no reference, no verdict: the oracle's fault, not the kernel's
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+            raise OracleError(
+                f"oracle {oracle.name!r} of target {target.name!r} raised {detail} on case "
+                f"{json.dumps(dict(job.case), sort_keys=True)}; an oracle must judge every case "
+                "(fix it, or choose another with --oracle)"
+            ) from None
     actual = as_outputs(got, target, f"kernel {kernel.name!r}")
     expected = as_outputs(ref, target, f"oracle {oracle.name!r}")
     breach = contract_breach(kernel.name, snapshot, actual)
@@ -409,7 +410,7 @@ def run_case(
                 f"{list(a.shape)}; target {target.name!r} expects {spec.dtype} "
                 f"{list(spec.shape)} (signature {target.signature})"
             )
-        if a.device.type != torch.device(job.device).type:
+        if a.device.type != _device_type(job.device):
             raise ContractViolation(
                 f"kernel {kernel.name!r} returned output {name!r} on {a.device}; it ran with "
                 f"inputs on {job.device} and must return its outputs there"
@@ -431,6 +432,12 @@ def run_case(
               if status == Status.FAIL else {})
     return Outcome(status, outputs, seconds=time.perf_counter() - start, features=features,
                    dtypes=dtypes)
+
+
+@functools.lru_cache(maxsize=16)
+def _device_type(device: str) -> str:
+    """The type of device `device` names, e.g. "cuda" for "cuda:0"."""
+    return torch.device(device).type
 
 
 def _features(target: Target, inputs: Mapping[str, torch.Tensor],
