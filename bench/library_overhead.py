@@ -47,7 +47,7 @@ SHAPES = ([1, 8], [24, 1024], [64, 3072])
 # Cases per run, by the number of elements of a case (the largest bound at or above it).
 # (A run capped at N cases keeps at least ~50 Hypothesis examples, so its batch is at most
 # N // 50: these are enough for the batch a run on a time budget uses.)
-CASES = ((8, 2000), (24 * 1024, 1500), (None, 400))
+CASES = ((8, 2000), (24 * 1024, 1500), (None, 600))
 QUICK_CASES = ((8, 200), (24 * 1024, 100), (None, 20))
 # Goals: kfuzz cases/s over the plain loop's, by shape.
 GOALS = {"[24, 1024]": 0.5, "[64, 3072]": 0.8}

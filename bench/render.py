@@ -111,14 +111,15 @@ def overhead(doc: dict[str, Any]) -> str:
         out += ["", "Building a case's inputs (ops.rmsnorm x and weight, normal; ms per case, "
                 "medians): version 1 is the sequential `torch.Generator` every case used before "
                 "position-stable inputs, version 2 the counter-based generator in float64 "
-                "arithmetic, version 4 (what the search draws now) version 2 with FP32 normals "
-                "in float32 arithmetic (BF16 inputs: the same bits and path as version 2), "
+                "arithmetic, version 4 is version 2 with FP32 normals in float32 arithmetic (BF16 "
+                "inputs: the same bits and path as version 2), version 5 (what the search draws "
+                "now) is version 4 with every BF16 normal looked up (FP32 inputs: version 4's), "
                 "`torch.randn` the plain loop's float32 draws rounded to the dtype.", "",
                 _table(["shape", "dtype", "version 1, ms", "version 2, ms", "version 4, ms",
-                        "v4 / v1", "torch.randn, ms", "v4 / torch.randn"],
+                        "version 5, ms", "v5 / v1", "torch.randn, ms", "v5 / torch.randn"],
                        [[m["shape"], m["dtype"], _f(m["v1_ms"], 3), _f(m["v2_ms"], 3),
-                         _f(m["v4_ms"], 3), _f(m["ratio"]), _f(m["randn_ms"], 3),
-                         _f(m["v4_over_randn"])] for m in rows])]
+                         _f(m["v4_ms"], 3), _f(m["v5_ms"], 3), _f(m["ratio"]),
+                         _f(m["randn_ms"], 3), _f(m["v5_over_randn"])] for m in rows])]
     if doc.get("profile"):
         parts = list(next(iter(doc["profile"].values()))["run_case_shares"])
         out += ["", "Where a case's time goes: cProfile of one default campaign per shape "

@@ -9,7 +9,8 @@ import pytest
 import torch
 from kfuzz.cases.materialise import values
 from kfuzz.cases.materialise.counter import CounterGenerator
-from kfuzz.cases.materialise.fields import NORMAL_CHUNK, Field, HostField
+from kfuzz.cases.materialise.fields import Field, HostField
+from kfuzz.cases.materialise.hostnormals import NORMAL_CHUNK
 
 # sha256 prefixes of normal inputs, computed by the generator before it built in chunks rounded
 # to the dtype: a stored case of these sizes must keep building them.

@@ -110,7 +110,7 @@ PINNED = {"row_nan": "744d941fdebe0a90", "row_inf": "5f7986ea783e4578", "ends": 
 def test_the_device_code_builds_what_the_host_code_builds(entry, shape, monkeypatch):
     host = _build(shape, entry, seed=9)
     monkeypatch.setattr(counter, "make_field", lambda key, shape, device, coords=None,
-                        fp32=False: Field(key, shape, device, coords, fp32))
+                        version=2: Field(key, shape, device, coords, version))
     assert torch.equal(host.view(torch.int32), _build(shape, entry, seed=9).view(torch.int32))
 
 

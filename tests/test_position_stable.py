@@ -14,6 +14,7 @@ from kfuzz.cases.materialise import (
     counter,
     generator,
     generator_for,
+    hostnormals,
     integers,
     sparse_indices,
     stamp,
@@ -38,13 +39,15 @@ CASES = {
                  "max_position": 1024, "base": 10000.0, "seed": 3},
 }
 # sha256 prefixes of the inputs each case builds. Version 1: computed by the code as it was
-# before version 2 existed, so stored cases replay bit for bit. Versions 2 and 4: pinned so that
-# a change to the generator cannot slip in unnoticed (it would re-interpret stored cases).
-# Version 4 differs from version 2 only in FP32 normals (dsv4.sparse_attn's q and sink).
+# before version 2 existed, so stored cases replay bit for bit. Versions 2, 4 and 5: pinned so
+# that a change to the generator cannot slip in unnoticed (it would re-interpret stored cases).
+# Version 4 differs from version 2 only in FP32 normals (dsv4.sparse_attn's q and sink), version
+# 5 from version 4 only in BF16 and FP16 normals (ops.rmsnorm's x, dsv4.sparse_attn's q).
 DIGESTS = {
-    "ops.rmsnorm": ("8e7873dbe01e07eb", "a6fdd8c2177fdde7", "a6fdd8c2177fdde7"),
-    "dsv4.sparse_attn": ("6ccb3dc7054698c3", "80742f03f5f0195f", "d0c6507d1c4147df"),
-    "ops.rope": ("8bc8c0eeafd2486d", "48ac9659b6575ee6", "48ac9659b6575ee6"),
+    "ops.rmsnorm": ("8e7873dbe01e07eb", "a6fdd8c2177fdde7", "a6fdd8c2177fdde7", "e243b96aa628e3bb"),
+    "dsv4.sparse_attn": ("6ccb3dc7054698c3", "80742f03f5f0195f", "d0c6507d1c4147df",
+                         "ba86d91c1850afde"),
+    "ops.rope": ("8bc8c0eeafd2486d", "48ac9659b6575ee6", "48ac9659b6575ee6", "48ac9659b6575ee6"),
 }
 
 
@@ -59,12 +62,13 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_every_version_builds_the_bits_it_always_built(name):
     target, case = targets.get(name), CASES[name]
-    v1, v2, v4 = DIGESTS[name]
+    v1, v2, v4, v5 = DIGESTS[name]
     assert _digest(target.inputs(case, generator_for(case))) == v1
-    two = {**case, VERSION_KEY: 2}
-    assert _digest(target.inputs(two, generator_for(two))) == v2
-    assert stamp(case)[VERSION_KEY] == 4
-    assert _digest(target.inputs(stamp(case), generator_for(stamp(case)))) == v4
+    for version, digest in ((2, v2), (4, v4)):
+        old = {**case, VERSION_KEY: version}
+        assert _digest(target.inputs(old, generator_for(old))) == digest, version
+    assert stamp(case)[VERSION_KEY] == 5
+    assert _digest(target.inputs(stamp(case), generator_for(stamp(case)))) == v5
 
 
 def test_every_regime_builds_the_bits_it_always_built():
@@ -79,7 +83,7 @@ def test_a_case_without_a_version_uses_the_sequential_generator():
     case = CASES["ops.rmsnorm"]
     assert not isinstance(generator_for(case), CounterGenerator)
     assert isinstance(generator_for(stamp(case)), CounterGenerator)
-    assert stamp(case)[VERSION_KEY] == 4
+    assert stamp(case)[VERSION_KEY] == 5
 
 
 def test_an_unknown_version_is_refused():
@@ -99,14 +103,22 @@ DISTS = [
 ]
 
 
-@pytest.mark.parametrize("fp32", [False, True], ids=["v2", "v4"])
+# (version, dtype): every rule each version has for normals.
+RULES = [(2, torch.float32), (4, torch.float32), (5, torch.bfloat16), (5, torch.float16)]
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
+
+
+@pytest.mark.parametrize("version, dtype", RULES, ids=lambda r: str(r).removeprefix("torch."))
 @pytest.mark.parametrize("dist", DISTS, ids=lambda d: "+".join(sorted(d)))
-def test_removing_rows_and_columns_keeps_every_surviving_element(dist, fp32):
-    big = values(CounterGenerator(11, fp32=fp32), [6, 40], torch.float32, dist, name="x")
-    small = values(CounterGenerator(11, fp32=fp32), [3, 17], torch.float32, dist, name="x")
-    assert torch.equal(big[:3, :17].view(torch.int32), small.view(torch.int32))
-    other = values(CounterGenerator(12, fp32=fp32), [6, 40], torch.float32, dist, name="x")
-    assert not torch.equal(big.view(torch.int32), other.view(torch.int32))
+def test_removing_rows_and_columns_keeps_every_surviving_element(dist, version, dtype):
+    big = values(CounterGenerator(11, version=version), [6, 40], dtype, dist, name="x")
+    small = values(CounterGenerator(11, version=version), [3, 17], dtype, dist, name="x")
+    assert torch.equal(_bits(big[:3, :17]), _bits(small))
+    other = values(CounterGenerator(12, version=version), [6, 40], dtype, dist, name="x")
+    assert not torch.equal(_bits(big), _bits(other))
 
 
 def test_the_dominant_element_stays_where_it_was_when_it_survives_the_cut():
@@ -236,15 +248,14 @@ def test_small_tensors_are_built_element_by_element():
     assert isinstance(counter.make_field(5, (2, 9)), HostField)
 
 
-@pytest.mark.parametrize("fp32", [False, True], ids=["v2", "v4"])
+@pytest.mark.parametrize("version, dtype", RULES, ids=lambda r: str(r).removeprefix("torch."))
 @pytest.mark.parametrize("dist", DISTS, ids=lambda d: "+".join(sorted(d)))
-def test_inputs_built_by_the_device_code_match_the_host_code(dist, fp32, monkeypatch):
-    host = values(CounterGenerator(9, fp32=fp32), [5, 33], torch.float32, dist, name="x")
+def test_inputs_built_by_the_device_code_match_the_host_code(dist, version, dtype, monkeypatch):
+    host = values(CounterGenerator(9, version=version), [5, 33], dtype, dist, name="x")
     monkeypatch.setattr(counter, "make_field", lambda key, shape, device, coords=None,
-                        fp32=False: Field(key, shape, device, coords, fp32))
-    device_code = values(CounterGenerator(9, fp32=fp32), [5, 33], torch.float32, dist,
-                         name="x")
-    assert torch.equal(host.view(torch.int32), device_code.view(torch.int32))
+                        version=2: Field(key, shape, device, coords, version))
+    device_code = values(CounterGenerator(9, version=version), [5, 33], dtype, dist, name="x")
+    assert torch.equal(_bits(host), _bits(device_code))
     index_host = sparse_indices(CounterGenerator(9), 3, INDEX)
     assert torch.equal(index_host, sparse_indices(CounterGenerator(9), 3, INDEX))
 
@@ -288,7 +299,7 @@ def test_cache_rows_no_index_names_can_go_and_every_token_keeps_its_rows():
 
 
 @pytest.mark.parametrize("coords, version, culprit", [
-    ({"x": {"0": [1, 0]}}, 2, "needs materialise=3 or 4"),
+    ({"x": {"0": [1, 0]}}, 2, "needs materialise=3, 4 or 5"),
     ({"x": {"0": [-1, 0]}}, 3, "an integer >= 0"),
     ({"x": [1, 0]}, 3, "not a mapping of fields"),
     ({"x": {"0": [0]}}, 3, "1 axes of coordinates for a 2-axis field"),
@@ -308,34 +319,84 @@ def test_version_4_fp32_normals_are_the_same_bits_in_every_field(shape):
     # scales that make subnormals and overflow to infinity.
     host_kind = ScalarField if math.prod(shape) <= 16 else HostField
     for key, scale in ((5, 1.0), (6, 0.1), (7, 3.0), (8, 2.0**-140), (9, 1e38), (10, 1e39)):
-        host, torch_field = host_kind(key, shape, fp32=True), Field(key, shape, "cpu", fp32=True)
+        host, torch_field = host_kind(key, shape, version=4), Field(key, shape, "cpu", version=4)
         a, b = host.normal(1, scale, torch.float32), torch_field.normal(1, scale, torch.float32)
         assert a.shape == b.shape == shape and a.dtype == b.dtype == torch.float32
         assert torch.equal(a.view(torch.int32), b.view(torch.int32)), (key, scale)
     if shape[1] >= 16:  # the first row's first 16 elements, element by element
-        row = HostField(5, shape, fp32=True).normal(1, 0.1, torch.float32)[0, :16]
-        assert torch.equal(ScalarField(5, (1, 16), fp32=True).normal(1, 0.1, torch.float32)[0], row)
+        row = HostField(5, shape, version=4).normal(1, 0.1, torch.float32)[0, :16]
+        assert torch.equal(ScalarField(5, (1, 16), version=4).normal(1, 0.1, torch.float32)[0], row)
 
 
 def test_version_4_changes_fp32_normals_only_and_only_in_their_last_bits():
     v2 = HostField(3, (64, 512)).normal(0, 1.0, torch.float32)
-    v4 = HostField(3, (64, 512), fp32=True).normal(0, 1.0, torch.float32)
+    v4 = HostField(3, (64, 512), version=4).normal(0, 1.0, torch.float32)
     assert not torch.equal(v2, v4)
     # Same interval and top 16 bits of position: within a few float32 units of version 2.
     assert float((v2 - v4).abs().max()) < 1e-5
     assert 0.98 < float(v4.std()) < 1.02 and float(v4.abs().max()) < 4.34
     for dtype in (torch.float64, torch.bfloat16, torch.float16):
         a = HostField(3, (64, 512)).normal(0, 2.0, dtype)
-        b = HostField(3, (64, 512), fp32=True).normal(0, 2.0, dtype)
+        b = HostField(3, (64, 512), version=4).normal(0, 2.0, dtype)
         assert torch.equal(a, b), dtype
 
 
-def test_a_version_4_case_takes_coordinates_and_keeps_its_version():
+def test_a_case_of_version_4_or_later_takes_coordinates_and_keeps_its_version():
     full = stamp(CASES["dsv4.sparse_attn"])
     part = {**full, "shape": [1, 3, 64], "coords": {"q": {"0": [[1], 0, 0]}}}
     target = targets.get("dsv4.sparse_attn")
     q = target.inputs(full, generator_for(full))["q"]
     assert torch.equal(target.inputs(part, generator_for(part))["q"], q[1:2])
-    assert coords_version(full) == 4
+    assert coords_version(full) == 5
+    assert coords_version({**full, VERSION_KEY: 4}) == 4
     assert coords_version({**full, VERSION_KEY: 2}) == 3
     assert coords_version({**full, VERSION_KEY: 3}) == 3
+
+
+# -- version 5: BF16 and FP16 normals take their range's value ------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("shape", [(1, 8), (3, 5), (8, 300), (24, 1024), (2, 70000)])
+def test_version_5_lowp_normals_are_the_same_bits_in_every_field(shape, dtype, monkeypatch):
+    # Python floats, NumPy's float64 path, the looked-up table (from 4K elements on, in chunks
+    # past 32K) and torch, at scales that make subnormals and overflow to infinity.
+    host_kind = ScalarField if math.prod(shape) <= 16 else HostField
+    for key, scale in ((5, 1.0), (6, 0.1), (7, 3.0), (8, 2.0**-130), (9, 2.0**-20), (10, 1e5),
+                       (11, 1e39)):
+        host, torch_field = host_kind(key, shape, version=5), Field(key, shape, "cpu", version=5)
+        a, b = host.normal(1, scale, dtype), torch_field.normal(1, scale, dtype)
+        assert a.shape == b.shape == shape and a.dtype == b.dtype == dtype
+        assert torch.equal(_bits(a), _bits(b)), (key, scale)
+    if host_kind is HostField:  # the other path of the host code gives the same bits
+        monkeypatch.setattr(hostnormals, "RANGED_LOOKUP_MIN",
+                            0 if math.prod(shape) < hostnormals.RANGED_LOOKUP_MIN else 1 << 30)
+        for key, scale in ((5, 1.0), (6, 0.1), (8, 2.0**-130), (10, 1e5)):
+            a = HostField(key, shape, version=5).normal(1, scale, dtype)
+            b = Field(key, shape, "cpu", version=5).normal(1, scale, dtype)
+            assert torch.equal(_bits(a), _bits(b)), (key, scale)
+
+
+MANTISSA_BITS = {torch.bfloat16: 7, torch.float16: 10}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_version_5_changes_lowp_normals_only_and_by_at_most_one_step(dtype):
+    v4 = HostField(3, (64, 512), version=4).normal(0, 1.0, dtype).float()
+    v5 = HostField(3, (64, 512), version=5).normal(0, 1.0, dtype).float()
+    differ = v4 != v5
+    assert 0 < int(differ.sum()) < 0.1 * v4.numel()
+    # Where they differ, version 4's value is within its range of positions, which starts at
+    # version 5's: at most a quarter of the quantile table's interval there (1 / 65537 of the
+    # probability, 1 / (65537 * pdf) of the value) plus one step of the dtype.
+    larger = torch.maximum(v4.abs(), v5.abs())[differ].double()
+    step = torch.ldexp(torch.ones_like(larger),
+                       torch.frexp(larger).exponent - MANTISSA_BITS[dtype] - 1)
+    pdf = torch.exp(-larger**2 / 2) / math.sqrt(2 * math.pi)
+    apart = (v4 - v5).abs()[differ].double()
+    assert bool((apart <= step + 1 / (4 * 65537 * pdf)).all())
+    assert int((apart <= step).sum()) > 0.8 * int(differ.sum())  # mostly neighbours
+    assert 0.98 < float(v5.std()) < 1.02 and float(v5.abs().max()) < 4.34
+    for other in (torch.float64, torch.float32):
+        a = HostField(3, (64, 512), version=4).normal(0, 2.0, other)
+        b = HostField(3, (64, 512), version=5).normal(0, 2.0, other)
+        assert torch.equal(a, b), other

@@ -7,10 +7,17 @@ import math
 
 import pytest
 import torch
-from kfuzz.cases.materialise import fields
+from kfuzz.cases.materialise import hostnormals
 from kfuzz.cases.materialise.core import normal_table
-from kfuzz.cases.materialise.fields import NORMAL_CHUNK, Field, HostField
-from kfuzz.cases.materialise.rounded import SPLIT_BITS, STRADDLES, applies, rounded_table
+from kfuzz.cases.materialise.fields import Field, HostField
+from kfuzz.cases.materialise.hostnormals import NORMAL_CHUNK
+from kfuzz.cases.materialise.rounded import (
+    SPLIT_BITS,
+    STRADDLES,
+    applies,
+    ranged_table,
+    rounded_table,
+)
 
 SCALES = [1.0, 0.125, 3.0, 0.75, 2.0**-20, 1e-30, 1e30, 65504.0, 0.0, -1.5]
 
@@ -20,7 +27,8 @@ SCALES = [1.0, 0.125, 3.0, 0.75, 2.0**-20, 1e-30, 1e30, 65504.0, 0.0, -1.5]
 @pytest.mark.parametrize("lookup_min", ["default", 1])
 def test_looked_up_normals_are_the_float64_build_rounded(dtype, scale, lookup_min, monkeypatch):
     if lookup_min != "default":  # every size looked up, not only the sizes the default picks
-        monkeypatch.setattr(fields, "LOOKUP_MIN", dict.fromkeys(fields.LOOKUP_MIN, lookup_min))
+        monkeypatch.setattr(hostnormals, "LOOKUP_MIN",
+                            dict.fromkeys(hostnormals.LOOKUP_MIN, lookup_min))
     for key, shape in ((7, (40, 33)), (123456789, (2, NORMAL_CHUNK + 77))):
         for draw in (0, 1, 9):
             host = HostField(key, shape).normal(draw, scale, dtype)
@@ -59,3 +67,22 @@ def test_infinite_or_nan_scales_take_the_float64_path():
         host = HostField(5, (3, 50)).normal(2, scale, torch.float16)
         want = (Field(5, (3, 50)).normal(2) * scale).to(torch.float16)
         assert torch.equal(host.view(torch.int16), want.view(torch.int16))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("scale", SCALES + [math.inf])
+def test_version_5_normals_looked_up_are_their_range_start_rounded(dtype, scale):
+    # Every element looked up (past one chunk too), against torch's float64 arithmetic at the
+    # first position of each element's range; an infinite scale takes the float64 path.
+    for key, shape in ((7, (40, 33)), (123456789, (2, NORMAL_CHUNK + 77))):
+        host = HostField(key, shape, version=5).normal(1, scale, dtype)
+        want = Field(key, shape, version=5).normal(1, scale, dtype)
+        assert host.dtype == dtype and host.shape == shape
+        assert torch.equal(host.view(torch.int16), want.view(torch.int16)), (scale, key)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_version_5_table_is_the_rounded_table_where_a_range_rounds_to_one_value(dtype):
+    rounded, table = rounded_table(dtype, 0.75), ranged_table(dtype, 0.75)
+    kept = rounded != STRADDLES
+    assert torch.equal(table[kept], rounded[kept]) and not bool((table == STRADDLES).any())

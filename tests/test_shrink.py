@@ -287,7 +287,7 @@ def test_targets_report_features_the_search_climbs():
     assert again.features == outcome.features
 
 
-@pytest.mark.parametrize("version, coords_version", [(2, 3), (4, 4)])
+@pytest.mark.parametrize("version, coords_version", [(2, 3), (4, 4), (5, 5)])
 def test_the_pass_cuts_inside_an_axis_and_keeps_the_failing_element_wherever_it_sits(
         version, coords_version):
     # One element over the threshold, far from the origin on both axes: a cut from the end

@@ -106,7 +106,7 @@ def _judge(target: Any, got: Mapping[str, Any], reference: Mapping[str, Any],
            comparator: Mapping[str, Any] | None) -> dict[str, Any]:
     """The chain's outputs against the golden chain's: passed, mismatched elements, worst
     error over allowed."""
-    from kfuzz.execute.executor import with_overrides
+    from kfuzz.judge.comparator import with_overrides
     from kfuzz.judge.compare import compare
 
     metrics = [compare(got[k], reference[k], with_overrides(target.comparators[k], comparator),

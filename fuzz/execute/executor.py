@@ -23,7 +23,7 @@ from kfuzz.enums import UNJUDGED, Status
 from kfuzz.errors import BadCallable, CaseError, ContractViolation, KfuzzError, OracleError
 from kfuzz.execute.allocator import keep_freed_memory
 from kfuzz.execute.contract import Snapshot, contract_breach
-from kfuzz.judge.comparator import Comparator
+from kfuzz.judge.comparator import with_overrides
 from kfuzz.judge.compare import Metrics, ShapeMismatch, compare
 from kfuzz.judge.error_class import error_class
 from kfuzz.targets import registry
@@ -247,38 +247,6 @@ def as_outputs(result: Any, target: Target, who: str) -> dict[str, torch.Tensor]
                 f"{who} returned {type(tensor).__name__} for output {name!r}; expected a tensor"
             )
     return got
-
-
-def with_overrides(default: Comparator, overrides: Mapping[str, Any] | None) -> Comparator:
-    """`default` with the fields in `overrides` replaced (e.g. {"max_ratio": 0.005}).
-    A new mode drops the default's tolerances, which belong to the old mode.
-    Raises ComparatorError for a bad combination."""
-    if not overrides:
-        return default
-    try:
-        key = (default, tuple(sorted(overrides.items())))
-        hash(key)
-    except TypeError:  # an unhashable value: build it (and let validation say what is wrong)
-        return _with_overrides(default, overrides)
-    found = _OVERRIDDEN.get(key)
-    if found is None:
-        if len(_OVERRIDDEN) >= 256:
-            _OVERRIDDEN.clear()
-        found = _OVERRIDDEN[key] = _with_overrides(default, overrides)
-    return found
-
-
-# Comparators with overrides already built and validated: a campaign builds the same one for
-# every case.
-_OVERRIDDEN: dict[tuple[Comparator, tuple[tuple[str, Any], ...]], Comparator] = {}
-
-
-def _with_overrides(default: Comparator, overrides: Mapping[str, Any]) -> Comparator:
-    base = default.to_dict()
-    if "mode" in overrides and overrides["mode"] != base.get("mode"):
-        for key in ("atol", "rtol", "ulp"):
-            base.pop(key, None)
-    return Comparator.from_dict({**base, **overrides})
 
 
 def materialise_case(

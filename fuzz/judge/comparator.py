@@ -208,3 +208,35 @@ class Comparator:
         atol = "auto" if self.atol is None else format_setting(self.atol)
         rtol = "auto" if self.rtol is None else format_setting(self.rtol)
         return f"allclose(atol={atol}, rtol={rtol}, {tail})"
+
+
+def with_overrides(default: Comparator, overrides: Mapping[str, Any] | None) -> Comparator:
+    """`default` with the fields in `overrides` replaced (e.g. {"max_ratio": 0.005}).
+    A new mode drops the default's tolerances, which belong to the old mode.
+    Raises ComparatorError for a bad combination."""
+    if not overrides:
+        return default
+    try:
+        key = (default, tuple(sorted(overrides.items())))
+        hash(key)
+    except TypeError:  # an unhashable value: build it (and let validation say what is wrong)
+        return _with_overrides(default, overrides)
+    found = _OVERRIDDEN.get(key)
+    if found is None:
+        if len(_OVERRIDDEN) >= 256:
+            _OVERRIDDEN.clear()
+        found = _OVERRIDDEN[key] = _with_overrides(default, overrides)
+    return found
+
+
+# Comparators with overrides already built and validated: a campaign builds the same one for
+# every case.
+_OVERRIDDEN: dict[tuple[Comparator, tuple[tuple[str, Any], ...]], Comparator] = {}
+
+
+def _with_overrides(default: Comparator, overrides: Mapping[str, Any]) -> Comparator:
+    base = default.to_dict()
+    if "mode" in overrides and overrides["mode"] != base.get("mode"):
+        for key in ("atol", "rtol", "ulp"):
+            base.pop(key, None)
+    return Comparator.from_dict({**base, **overrides})

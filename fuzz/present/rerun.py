@@ -32,7 +32,8 @@ def rerun(row: dict[str, Any], device: str) -> tuple[dict[str, dict[str, Any]], 
         KfuzzError: when the case cannot be run here (a target, plugin or kernel missing).
         Exception: whatever the kernel or oracle raises.
     """
-    from kfuzz.execute.executor import Job, case_outputs, with_overrides
+    from kfuzz.execute.executor import Job, case_outputs
+    from kfuzz.judge.comparator import with_overrides
     from kfuzz.targets import registry
 
     job = Job(row["target"], row["kernel"], row["oracle"], row["case"], row.get("comparator"),

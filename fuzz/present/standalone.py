@@ -209,7 +209,8 @@ def standalone(row: dict[str, Any]) -> str:
     KfuzzError for another kernel, a comparator that is not allclose, or a target of more
     than one output."""
     import torch
-    from kfuzz.execute.executor import materialise_case, with_overrides
+    from kfuzz.execute.executor import materialise_case
+    from kfuzz.judge.comparator import with_overrides
     from kfuzz.store.rows import short_id
     from kfuzz.targets import registry
 

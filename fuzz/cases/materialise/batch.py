@@ -1,4 +1,4 @@
-"""Versions 2 to 4: copies of one case that differ only in their seed, their small fields built
+"""Versions 2 to 5: copies of one case that differ only in their seed, their small fields built
 together.
 
 A search runs a drawn case with copies of it that differ only in their seed (a batch,
@@ -43,7 +43,7 @@ class SeedBatch:
     def __init__(self, seeds: Sequence[int]) -> None:
         self.seeds = tuple(int(s) for s in seeds)
         self._keys: dict[str, list[int]] = {}
-        self._fields: dict[tuple[str, int, tuple[int, ...], str | None, bool], _FieldBatch] = {}
+        self._fields: dict[tuple[str, int, tuple[int, ...], str | None, int], _FieldBatch] = {}
 
     def copy(self, index: int) -> SeedCopy:
         """Copy number `index` of the batch."""
@@ -58,20 +58,20 @@ class SeedBatch:
         return keys[index]
 
     def field(self, index: int, label: str, sub: int, shape: tuple[int, ...],
-              coords: Coords, fp32: bool = False) -> Draws | None:
+              coords: Coords, version: int = 2) -> Draws | None:
         """Field `sub` of input `label` (keyed by `key`) over `shape` at `coords`, for copy
-        `index` (`fp32`: version 4's, see `kfuzz.cases.materialise.fields.Draws`); None when
+        `index` (`version`: whose normals, see `kfuzz.cases.materialise.fields.Draws`); None when
         it is too large to be built together. Raises ValueError for coordinates that do not
         fit `shape`."""
         numel = math.prod(shape)
         if not 0 < numel <= FIELD_MAX or numel * len(self.seeds) > ELEMENTS_MAX:
             return None
-        at = (label, sub, shape, None if coords is None else repr(coords), fp32)
+        at = (label, sub, shape, None if coords is None else repr(coords), version)
         found = self._fields.get(at)
         if found is None:
             self.key(index, label)
             found = self._fields[at] = _FieldBatch([k ^ sub for k in self._keys[label]], shape,
-                                                   coords, fp32)
+                                                   coords, version)
         return _Copy(found, index)
 
 
@@ -92,7 +92,7 @@ def copies_of(cases: Sequence[Mapping[str, Any]],
     """For each case, its place in a batch of consecutive cases of one group (what runs them:
     the target, kernel and oracle; None for a case not built on the CPU) that differ only in
     their int seed (a search's batch, `kfuzz.search.batch.batch_seeds`); None for a case in no
-    such batch. (Only versions 2 to 4 build with their batch, see `generator_for`.)"""
+    such batch. (Only versions 2 to 5 build with their batch, see `generator_for`.)"""
     copies: list[SeedCopy | None] = [None] * len(cases)
     start = 0
     while start < len(cases):
@@ -125,8 +125,8 @@ class _FieldBatch(HostField):
     draw is computed once and kept."""
 
     def __init__(self, keys: Sequence[int], shape: tuple[int, ...], coords: Coords,
-                 fp32: bool = False) -> None:
-        super().__init__(keys[0], shape, coords, fp32)
+                 version: int = 2) -> None:
+        super().__init__(keys[0], shape, coords, version)
         self.keys = list(keys)
         self.drawn: dict[tuple[Any, ...], torch.Tensor] = {}
 
@@ -142,7 +142,7 @@ class _FieldBatch(HostField):
     def normal(self, draw: int, scale: float = 1.0,
                dtype: torch.dtype = torch.float64) -> torch.Tensor:
         h = self._hashes(draw).reshape(-1)
-        x = host_normals(lambda start, stop: h[start:stop], h.size, scale, dtype, self.fp32)
+        x = host_normals(lambda start, stop: h[start:stop], h.size, scale, dtype, self.version)
         return x.view((len(self.keys), *self.shape))
 
     def row(self, index: int, method: str, *args: Any) -> torch.Tensor:
@@ -157,12 +157,12 @@ class _FieldBatch(HostField):
 class _Copy:
     """One copy's field of a `_FieldBatch` (a `Draws`)."""
 
-    __slots__ = ("batch", "device", "fp32", "index", "key", "shape")
+    __slots__ = ("batch", "device", "index", "key", "shape", "version")
 
     def __init__(self, batch: _FieldBatch, index: int) -> None:
         self.batch, self.index = batch, index
         self.key, self.shape, self.device = batch.keys[index], batch.shape, "cpu"
-        self.fp32 = batch.fp32
+        self.version = batch.version
 
     def bits(self, draw: int) -> torch.Tensor:
         """See `Draws.bits`."""

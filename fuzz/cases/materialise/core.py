@@ -1,4 +1,4 @@
-"""The counter hash of versions 2 to 4: random bits as a hash of (key, coordinates, draw), and
+"""The counter hash of versions 2 to 5: random bits as a hash of (key, coordinates, draw), and
 the maps from those bits to numbers.
 
 Written once for three kinds of operand, so that the torch, NumPy and pure-Python fields
@@ -12,7 +12,8 @@ normal table in a form whose `table[index]` is a pair (low, slope) of new arrays
 shape (a list of pairs for a Python int). Integer operations and correctly rounded float64
 arithmetic (+, -, *) only, so the same bits on every device; version 4's FP32 normals
 (`normal32_of`) use correctly rounded float32 arithmetic instead, which Python floats reproduce
-exactly (`round32`).
+exactly (`round32`), and version 5's BF16 and FP16 normals (`range_normal_of`) the value at the
+start of the hash's range of positions.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ REMIX = 0x2C1B3C6D
 TABLE_BITS = 16
 LOW_BITS = 0xFFFF
 INV32 = 2.0**-32
+# Each interval's 2**32 positions fall into 2**RANGE_BITS ranges, picked by the top bits of the
+# position, which are the hash's bits just below the interval's (`range_normal_of`).
+RANGE_BITS = 2
+RANGE_SHIFT = 32 - TABLE_BITS - RANGE_BITS
+# The first materialisation version whose FP32 normals are computed in float32 arithmetic
+# (`normal32_of`), and the first whose BF16 and FP16 normals take their range's value
+# (`range_normal_of`); a field follows the rules of the version it is given.
+FLOAT32_NORMALS = 4
+RANGED_NORMALS = 5
 
 Convert = Callable[[Any], Any] | None
 
@@ -123,6 +133,23 @@ def normal_of(h: Any, f64: Convert, table: Any, wrap: bool = True) -> Any:
     position |= rest
     # The slope is stored times 2**-32, so the product is slope * (position / 2**32) rounded
     # once (a power of two scales a float64 exactly).
+    low, slope = table[index]
+    x = slope * (position if f64 is None else f64(position))
+    x += low
+    return x
+
+
+def range_normal_of(h: Any, f64: Convert, table: Any) -> Any:
+    """Version 5's BF16 and FP16 normals, in float64 before they are scaled and rounded: the
+    value `normal_of` gives at the first position of the hash's range, the range being the top
+    RANGE_BITS bits of the position (the hash's bits below its interval's), so that every
+    element of one range of one interval has one value. `kfuzz.cases.materialise.rounded`
+    looks the rounded values up from the hash's top TABLE_BITS + RANGE_BITS bits; this is the
+    arithmetic they come from (`f64` and `table` as in `normal_of`)."""
+    index = h >> TABLE_BITS
+    position = h >> RANGE_SHIFT
+    position &= (1 << RANGE_BITS) - 1
+    position <<= 32 - RANGE_BITS
     low, slope = table[index]
     x = slope * (position if f64 is None else f64(position))
     x += low

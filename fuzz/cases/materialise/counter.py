@@ -1,4 +1,4 @@
-"""Versions 2 to 4: the counter-hash generator. Random bits are a hash of (seed, input,
+"""Versions 2 to 5: the counter-hash generator. Random bits are a hash of (seed, input,
 coordinates, draw) (`kfuzz.cases.materialise.core`), so an element's value does not depend on
 the tensor's other dimensions: drop a row and every other row keeps its values, bit for bit on
 every device."""
@@ -23,12 +23,12 @@ CaseCoords = Mapping[str, Mapping[str, Sequence[Any]]]
 
 
 class CounterGenerator(InputGenerator):
-    """The generator a version-2, -3 or -4 case is built with. Each input has a label (its name,
+    """The generator a case of version 2 to 5 is built with. Each input has a label (its name,
     or "#n" for the n-th input without one) and a key hashed from it and the seed; its values,
     integers and index sets come from its fields (`field`). `device`: where the tensors it
     builds live (`target_device`).
 
-    `coords` (versions 3 and 4): per input label, per field of that input (its sub-key relative to
+    `coords` (versions 3 to 5): per input label, per field of that input (its sub-key relative to
     the input's key, as a decimal string: "0" for the values themselves), the coordinates of
     each axis (see `kfuzz.cases.materialise.fields.Field`). A field with coordinates holds a
     selection of the elements of the field without: the shrinker drops heads or cache rows of
@@ -36,11 +36,11 @@ class CounterGenerator(InputGenerator):
     `fields`, when set to a list, records (label, sub-key, shape) of every field made.
     `copy`: the copy of a batch of cases that differ only in their seed this case is
     (`kfuzz.cases.materialise.batch`; on the CPU; its seed must be `seed`): its keys and small
-    fields are built with the other copies', the same bits. `fp32` (version 4): FP32 normals
-    are computed in float32 (`kfuzz.cases.materialise.fields.Draws.normal`)."""
+    fields are built with the other copies', the same bits. `version`: the case's version, whose
+    normals its fields draw (`kfuzz.cases.materialise.fields.Draws.normal`)."""
 
     def __init__(self, seed: int, device: str = "cpu", coords: CaseCoords | None = None,
-                 copy: SeedCopy | None = None, fp32: bool = False) -> None:
+                 copy: SeedCopy | None = None, version: int = 2) -> None:
         # Not `seed`: torch.Generator has a method of that name.
         self.case_seed = int(seed)
         self.target_device = device
@@ -48,7 +48,7 @@ class CounterGenerator(InputGenerator):
         self.coords = coords or {}
         self.fields: list[tuple[str, str, tuple[int, ...]]] | None = None
         self.copy = copy if device == "cpu" else None
-        self.fp32 = fp32
+        self.version = version
 
     def stream(self, name: str | None = None) -> tuple[str, int]:
         """The label and key of the next input: from `name` when given, else from the call
@@ -64,7 +64,7 @@ class CounterGenerator(InputGenerator):
         this generator's device, at the coordinates the case gives it. Raises CaseError for
         coordinates that do not fit `shape`."""
         if self.fields is None and not self.coords and self.copy is None:  # nothing to look up
-            return make_field(key ^ sub, shape, self.target_device, fp32=self.fp32)
+            return make_field(key ^ sub, shape, self.target_device, version=self.version)
         shape = tuple(int(s) for s in shape)
         if self.fields is not None:
             self.fields.append((label, str(sub), shape))
@@ -72,10 +72,10 @@ class CounterGenerator(InputGenerator):
         try:
             if self.copy is not None:
                 found = self.copy.batch.field(self.copy.index, label, sub, shape, coords,
-                                              self.fp32)
+                                              self.version)
                 if found is not None:
                     return found
-            return make_field(key ^ sub, shape, self.target_device, coords, self.fp32)
+            return make_field(key ^ sub, shape, self.target_device, coords, self.version)
         except ValueError as exc:
             raise CaseError(f"case field coords, input {label!r}, field {sub}: {exc}; "
                             "give one int or list per axis, lists as long as the axis") from None

@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 import torch
 from kfuzz.cases.materialise.core import (
+    FLOAT32_NORMALS,
     M32,
     axis_salt,
     below_of,
@@ -31,31 +32,18 @@ from kfuzz.cases.materialise.core import (
     normal32_table,
     normal_of,
     normal_table,
+    range_normal_of,
     signs_of,
     uniform_of,
 )
-from kfuzz.cases.materialise.rounded import applies, rounded_normals
+from kfuzz.cases.materialise.hostnormals import host_f64, host_normals
+from kfuzz.cases.materialise.rounded import ranged
 
 # An axis's coordinates: an int, the first of consecutive ones, or the coordinates themselves.
 Axis = int | tuple[int, ...]
 Coords = Sequence[int | Sequence[int]] | None
 # Tensors of at most this many elements are built by `ScalarField` on the CPU.
 SCALAR_MAX = 16
-# Elements per chunk of `HostField.normal` (256 KiB of float64): measured, per element, as fast
-# as a single pass up to 64K elements, and three times faster than one from about 96K.
-NORMAL_CHUNK = 1 << 15
-# From this many elements on, BF16 and FP16 normals are looked up (`rounded`): below it, the
-# float64 path costs less than the lookup, whose gathers from a 512 KiB table and whose pass
-# over the elements that straddle a boundary (1.2% in BF16, 7.3% in FP16) cost more than the
-# arithmetic they save. Measured on a 2-core CPU with the caches cleared between calls (a
-# case's kernel runs between two builds), µs per field, float64 path / lookup: BF16 1K 43/67,
-# 8K 70/84, 16K 101/101, 32K 163/132, 192K 927/675; FP16 8K 74/105, 32K 161/182, 128K
-# 637/633, 192K 975/937.
-LOOKUP_MIN = {torch.bfloat16: 1 << 14, torch.float16: 1 << 17}
-# Elements per chunk of version 4's FP32 normals (float32 throughout: half the bytes per element
-# of the float64 path's chunks). Measured with the caches cleared between builds, µs per
-# 196,608-element field: 16K 810, 32K 666, 64K 633, 128K 606 (torch.randn: 664).
-NORMAL32_CHUNK = 1 << 16
 # The largest shape (in elements) whose coordinate hashes are kept between fields (a few such
 # shapes, 8 MiB each at most): a search builds one shape many times.
 LARGE_COORDS = 1 << 21
@@ -63,12 +51,13 @@ LARGE_COORDS = 1 << 21
 
 class Draws(Protocol):
     """What every field offers: per element and per draw number, independent 32-bit hashes
-    (`bits`) and the numbers drawn from them; all return tensors of the field's shape. `fp32`:
-    the field is version 4's, whose FP32 normals are computed in float32 (`normal`)."""
+    (`bits`) and the numbers drawn from them; all return tensors of the field's shape.
+    `version`: the materialisation version whose normals the field draws (`normal`; every
+    other number is the same in versions 2 to 5)."""
 
     key: int
     shape: tuple[int, ...]
-    fp32: bool
+    version: int
 
     def bits(self, draw: int) -> torch.Tensor:
         """int64 tensor of 32-bit hashes, one per element, for draw number `draw`."""
@@ -85,8 +74,10 @@ class Draws(Protocol):
     def normal(self, draw: int, scale: float = 1.0,
                dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """float64 standard normals (truncated at +-4.33), see `core.normal_of`, times
-        `scale` and rounded to `dtype`: bit for bit `(normal(draw) * scale).to(dtype)`. In a
-        version-4 field (`fp32`) FP32 normals are `core.normal32_of`'s, in float32 arithmetic."""
+        `scale` and rounded to `dtype`: bit for bit `(normal(draw) * scale).to(dtype)`. From
+        version 4 on (`core.FLOAT32_NORMALS`) FP32 normals are `core.normal32_of`'s, in float32
+        arithmetic; from version 5 on (`core.RANGED_NORMALS`) BF16 and FP16 normals are
+        `core.range_normal_of`'s times `scale`, rounded."""
 
 
 def axes(coords: Coords, shape: tuple[int, ...]) -> tuple[Axis, ...]:
@@ -172,15 +163,15 @@ class Field:
     to draw one value per slice (e.g. per row). `coords`: per axis, the coordinate of its first
     element (0 by default; the others follow it) or the coordinates of its elements, so that a
     field of shape (2, 3) with coords (0, [1, 4, 5]) holds the elements [0:2, [1, 4, 5]] of a
-    larger field. `fp32`: version 4's FP32 normals (see `Draws`). Raises ValueError for
+    larger field. `version`: whose normals it draws (see `Draws`). Raises ValueError for
     coordinates that do not fit `shape`."""
 
     def __init__(self, key: int, shape: Sequence[int], device: str = "cpu",
-                 coords: Coords = None, fp32: bool = False) -> None:
+                 coords: Coords = None, version: int = 2) -> None:
         self.key = key
         self.shape = tuple(map(int, shape))
         self.device = device
-        self.fp32 = fp32
+        self.version = version
         starts = axes(coords, self.shape) or (0,) * len(self.shape)
         hashes = torch.zeros((), dtype=torch.int64, device=device)
         for axis, size in enumerate(self.shape):
@@ -212,10 +203,11 @@ class Field:
     def normal(self, draw: int, scale: float = 1.0,
                dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """See `Draws.normal`."""
-        if self.fp32 and dtype is torch.float32:
+        if self.version >= FLOAT32_NORMALS and dtype is torch.float32:
             return normal32_of(self._hashes(draw), _torch_f32, _device_table32(self.device),
                                scale)
-        x = normal_of(self._hashes(draw), _torch_f64, _device_table(self.device))
+        of = range_normal_of if ranged(self.version, dtype) else normal_of
+        x = of(self._hashes(draw), _torch_f64, _device_table(self.device))
         return _scaled(x, scale, dtype)
 
 
@@ -224,11 +216,11 @@ class HostField:
     over the flat coordinates: no operation meets NumPy's rules for 0-d arrays."""
 
     def __init__(self, key: int, shape: Sequence[int], coords: Coords = None,
-                 fp32: bool = False) -> None:
+                 version: int = 2) -> None:
         self.key = key
         self.shape = tuple(map(int, shape))
         self.device = "cpu"
-        self.fp32 = fp32
+        self.version = version
         self.coords = _host_coords(self.shape, axes(coords, self.shape))
 
     def _draw(self, draw: int, to: Callable[[np.ndarray], np.ndarray],
@@ -245,7 +237,7 @@ class HostField:
 
     def uniform(self, draw: int) -> torch.Tensor:
         """See `Draws.uniform`."""
-        return self._draw(draw, lambda h: uniform_of(h, _host_f64), np.float64)
+        return self._draw(draw, lambda h: uniform_of(h, host_f64), np.float64)
 
     def below(self, draw: int, n: int) -> torch.Tensor:
         """See `Draws.below`."""
@@ -253,7 +245,7 @@ class HostField:
 
     def signs(self, draw: int) -> torch.Tensor:
         """See `Draws.signs`."""
-        return self._draw(draw, lambda h: signs_of(h, _host_f64), np.float64)
+        return self._draw(draw, lambda h: signs_of(h, host_f64), np.float64)
 
     def normal(self, draw: int, scale: float = 1.0,
                dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -261,102 +253,11 @@ class HostField:
         flat = self.coords.reshape(-1)
         k = np.uint32(draw_key(self.key, draw))
         return host_normals(lambda start, stop: lowbias32(flat[start:stop] ^ k, wrap=False),
-                            flat.size, scale, dtype, self.fp32).view(self.shape)
-
-
-def host_normals(hashes: Callable[[int, int], np.ndarray], size: int, scale: float,
-                 dtype: torch.dtype, fp32: bool = False) -> torch.Tensor:
-    """The 1-d tensor of `size` normals of `dtype` at `scale` (as `Draws.normal`, version 4's
-    FP32 normals where `fp32`) whose uint32 hashes `hashes(start, stop)` gives, chunk by
-    chunk."""
-    if fp32 and dtype is torch.float32:
-        return _host_normals32(hashes, size, scale)
-    # In chunks, each scaled and rounded to `dtype` as it is made: the map makes seven
-    # temporaries of the tensor's size, and on a large tensor fresh pages for them (and
-    # for a float64 tensor of the whole size) cost more than the arithmetic (a chunk's
-    # come from the heap and stay in cache).
-    if applies(dtype, scale) and size >= LOOKUP_MIN[dtype]:  # mostly looked up
-        bits = torch.empty(size, dtype=torch.int16)
-        exact = functools.partial(_host_normal, scale=scale)
-        for start in range(0, size, NORMAL_CHUNK):
-            h = hashes(start, min(start + NORMAL_CHUNK, size))
-            rounded_normals(h, scale, dtype, bits.narrow(0, start, h.size), exact)
-        return bits.view(dtype)
-    if 0 < size <= NORMAL_CHUNK:  # one chunk: rounded as it is, no buffer to fill
-        x = _host_normal(hashes(0, size), scale)
-        return x if dtype is torch.float64 else x.to(dtype)
-    out = torch.empty(size, dtype=dtype)
-    for start in range(0, size, NORMAL_CHUNK):
-        x = _host_normal(hashes(start, min(start + NORMAL_CHUNK, size)), scale)
-        out.narrow(0, start, x.numel()).copy_(x)  # the rounding .to(dtype) makes
-    return out
-
-
-def _host_normals32(hashes: Callable[[int, int], np.ndarray], size: int,
-                    scale: float) -> torch.Tensor:
-    """Version 4's FP32 normals (see `host_normals`): float32 arithmetic throughout, each chunk
-    computed where the output keeps it."""
-    out = np.empty(size, dtype=np.float32)
-    with np.errstate(over="ignore"):  # a scale past float32's range gives infinities, silently
-        for start in range(0, size, NORMAL32_CHUNK):
-            stop = min(start + NORMAL32_CHUNK, size)
-            normal32_of(hashes(start, stop), functools.partial(_into, out[start:stop]),
-                        _host_table32(), scale)
-    return torch.from_numpy(out)
-
-
-def _into(out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """`x` converted into `out` (exactly: integers below 2**16 into float32)."""
-    np.copyto(out, x, casting="unsafe")
-    return out
-
-
-def _host_normal(hashes: np.ndarray, scale: float) -> torch.Tensor:
-    """float64 normals times `scale` of uint32 hashes, as a tensor over a
-    new NumPy array. NumPy scales: float64 products, the same bits as torch's, at less cost."""
-    x = normal_of(hashes, _host_f64, _host_table(), wrap=False)
-    if scale != 1.0:  # x * 1.0 is x, bit for bit
-        x *= scale
-    return torch.from_numpy(x)
+                            flat.size, scale, dtype, self.version).view(self.shape)
 
 
 def _same(x: np.ndarray) -> np.ndarray:
     return x
-
-
-def _host_f64(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.float64)
-
-
-class _HostTable:
-    """The normal table on the host, read as `core.normal_of` (`normal32_of` for version 4's
-    table) reads it: `table[index]` is a pair of new arrays of the index's shape, for a 1-d
-    uint32 index below 2**31."""
-
-    __slots__ = ("pairs", "part")
-
-    def __init__(self, low: torch.Tensor, slope: torch.Tensor) -> None:
-        # Each interval's low end and slope side by side (as one complex number), so that one
-        # gather reads both from one place.
-        self.pairs = torch.complex(low, slope)
-        self.part = low.dtype  # float64, or float32 for version 4's table
-
-    def __getitem__(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # torch's index_select reads the uint32 index as int32 in place: about half the time
-        # of NumPy's fancy indexing, which converts the index to intp first.
-        found = torch.index_select(self.pairs, 0, torch.from_numpy(index.view(np.int32)))
-        pairs = found.view(self.part).numpy()
-        return pairs[0::2], pairs[1::2]
-
-
-@functools.cache
-def _host_table() -> _HostTable:
-    return _HostTable(*normal_table())
-
-
-@functools.cache
-def _host_table32() -> _HostTable:
-    return _HostTable(*normal32_table())
 
 
 @functools.lru_cache(maxsize=512)
@@ -408,11 +309,11 @@ class ScalarField:
     `HostField`): no per-call cost of NumPy or torch but one array made per draw."""
 
     def __init__(self, key: int, shape: Sequence[int], coords: Coords = None,
-                 fp32: bool = False) -> None:
+                 version: int = 2) -> None:
         self.key = key
         self.shape = tuple(map(int, shape))
         self.device = "cpu"
-        self.fp32 = fp32
+        self.version = version
         self.coords = _scalar_coords(self.shape, () if coords is None else axes(coords, self.shape))
 
     def _tensor(self, items: list[int] | list[float], dtype: np.dtype) -> torch.Tensor:
@@ -446,12 +347,13 @@ class ScalarField:
                dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """See `Draws.normal`."""
         k = draw_key(self.key, draw)
-        if self.fp32 and dtype is torch.float32:
+        if self.version >= FLOAT32_NORMALS and dtype is torch.float32:
             table32 = _scalar_table32()
             drawn = [normal32_of(lowbias32(c ^ k), None, table32, scale) for c in self.coords]
             return self._tensor(drawn, _FLOAT64).to(torch.float32)  # exact: float32 values
         table = _scalar_table()
-        drawn = [normal_of(lowbias32(c ^ k), None, table) for c in self.coords]
+        of = range_normal_of if ranged(self.version, dtype) else normal_of
+        drawn = [of(lowbias32(c ^ k), None, table) for c in self.coords]
         if scale != 1.0:  # float64 products in Python, the same bits as torch's
             drawn = [v * scale for v in drawn]
         x = self._tensor(drawn, _FLOAT64)
@@ -476,12 +378,12 @@ def _scalar_table32() -> list[tuple[float, float]]:
 
 
 def make_field(key: int, shape: Sequence[int], device: str = "cpu",
-               coords: Coords = None, fp32: bool = False) -> Draws:
+               coords: Coords = None, version: int = 2) -> Draws:
     """The field for `device`: computed on the host for the CPU (element by element for a
-    few elements), with torch elsewhere; `fp32`: version 4's FP32 normals (see `Draws`).
+    few elements), with torch elsewhere; `version`: whose normals it draws (see `Draws`).
     Raises ValueError for coordinates that do not fit."""
     if device != "cpu":
-        return Field(key, shape, device, coords, fp32)
+        return Field(key, shape, device, coords, version)
     if math.prod(map(int, shape)) <= SCALAR_MAX:
-        return ScalarField(key, shape, coords, fp32)
-    return HostField(key, shape, coords, fp32)
+        return ScalarField(key, shape, coords, version)
+    return HostField(key, shape, coords, version)

@@ -1,5 +1,6 @@
 """Normals rounded to a 16-bit dtype straight from the hash: the table of what each interval
-of the normal table rounds to, where every position in it rounds to one value.
+of the normal table rounds to, where every position in it rounds to one value (versions 2 to
+4), and version 5's table, where each range has the value of its first position.
 
 A normal is `low + slope * position` (`kfuzz.cases.materialise.core.normal_of`), times the
 input's scale, rounded to the input's dtype. Each of those steps is monotone in the position,
@@ -20,14 +21,14 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from kfuzz.cases.materialise.core import TABLE_BITS, normal_table
+from kfuzz.cases.materialise.core import RANGE_BITS, RANGE_SHIFT, RANGED_NORMALS, normal_table
 
-# Ranges per interval of the normal table: 2**SPLIT_BITS. Each split bit about halves the
-# elements that take the float64 path (two: 4.1% -> 1.2% for BF16, 22% -> 7.3% for FP16) and
-# doubles the table (4 x 64K int16 = 512 KiB; a larger one gathers slower than the float64 path
-# it saves, measured at 24K and 196K elements).
-SPLIT_BITS = 2
-INDEX_SHIFT = 32 - TABLE_BITS - SPLIT_BITS
+# Ranges per interval of the normal table: 2**SPLIT_BITS (`core.RANGE_BITS`). Each split bit
+# about halves the elements that take the float64 path (two: 4.1% -> 1.2% for BF16, 22% -> 7.3%
+# for FP16) and doubles the table (4 x 64K int16 = 512 KiB; a larger one gathers slower than the
+# float64 path it saves, measured at 24K and 196K elements).
+SPLIT_BITS = RANGE_BITS
+INDEX_SHIFT = RANGE_SHIFT
 
 # The dtypes a table is made for: 16 bits wide, so one entry is one int16.
 LOWP = (torch.bfloat16, torch.float16)
@@ -36,6 +37,12 @@ LOWP = (torch.bfloat16, torch.float16)
 STRADDLES = 0x7FFF
 # Positions per range (32 bits per interval, see `core.normal_of`).
 _RANGE = 1 << (32 - SPLIT_BITS)
+
+
+def ranged(version: int, dtype: torch.dtype) -> bool:
+    """Whether normals of `dtype` take their range's first value in a case of `version`
+    (`core.range_normal_of`)."""
+    return version >= RANGED_NORMALS and dtype in LOWP
 
 
 def applies(dtype: torch.dtype, scale: float) -> bool:
@@ -49,18 +56,28 @@ def rounded_table(dtype: torch.dtype, scale: float) -> torch.Tensor:
     `scale` in `dtype` (interval-major: entry i * 2**SPLIT_BITS + j is range j of interval i),
     or STRADDLES where the range's two ends round apart: the same operations as
     `core.normal_of` and `fields._scaled`, at the first and the last position of each range."""
+    first, last = _at(dtype, scale, 0), _at(dtype, scale, _RANGE - 1)
+    return torch.where(first == last, first, torch.full_like(first, STRADDLES)).contiguous()
+
+
+@functools.lru_cache(maxsize=64)
+def ranged_table(dtype: torch.dtype, scale: float) -> torch.Tensor:
+    """int16 bits of version 5's normals (`core.range_normal_of`) at `scale` in `dtype`, one
+    entry per range of each interval, ordered as `rounded_table`: each range's first position's
+    value, with no exception."""
+    return _at(dtype, scale, 0)
+
+
+def _at(dtype: torch.dtype, scale: float, offset: int) -> torch.Tensor:
+    """int16 bits of the normal at position `offset` of every range of every interval, times
+    `scale`, rounded to `dtype`: the operations of `core.normal_of` and `fields._scaled`."""
     low, slope = normal_table()
-    starts = torch.arange(0, 1 << 32, _RANGE, dtype=torch.float64)
-    ends = []
-    for position in (starts, starts + (_RANGE - 1)):
-        x = slope[:, None] * position  # as normal_of: the product rounded once, then + low
-        x += low[:, None]
-        if scale != 1.0:
-            x *= scale
-        ends.append(x.to(dtype).view(torch.int16).reshape(-1))
-    first, last = ends
-    table = torch.where(first == last, first, torch.full_like(first, STRADDLES))
-    return table.contiguous()
+    position = torch.arange(0, 1 << 32, _RANGE, dtype=torch.float64) + offset
+    x = slope[:, None] * position  # as normal_of: the product rounded once, then + low
+    x += low[:, None]
+    if scale != 1.0:
+        x *= scale
+    return x.to(dtype).view(torch.int16).reshape(-1).contiguous()
 
 
 def rounded_normals(hashes: np.ndarray, scale: float, dtype: torch.dtype, out: torch.Tensor,
@@ -74,3 +91,11 @@ def rounded_normals(hashes: np.ndarray, scale: float, dtype: torch.dtype, out: t
     straddle = np.flatnonzero(bits == STRADDLES)
     if straddle.size:
         bits[straddle] = exact(hashes[straddle]).to(dtype).view(torch.int16).numpy()
+
+
+def ranged_normals(hashes: np.ndarray, scale: float, dtype: torch.dtype,
+                   out: torch.Tensor) -> None:
+    """Write into `out` (int16, as many elements as `hashes`) the bits of version 5's normals
+    of the uint32 `hashes` at `scale` in `dtype`: looked up, every one."""
+    index = torch.from_numpy((hashes >> INDEX_SHIFT).view(np.int32))
+    torch.index_select(ranged_table(dtype, scale), 0, index, out=out)

@@ -8,14 +8,22 @@ its inputs are built with, and every choice that depends on the version is that 
   The shrinker writes it when it drops heads, rows or cache rows other than the last of a
   version-2 case. A case without coords is never stamped 3, so older readers of version-2
   cases see no change.
-- 4 (every case the search draws now): version 3 (coords optional) with FP32 normals computed
-  in float32 arithmetic (`kfuzz.cases.materialise.core.normal32_of`) rather than in float64 and
-  then rounded: a third less work per element, the same bits on every device. Every other
-  value, and every BF16, FP16 and FP64 input, is built as in versions 2 and 3.
+- 4: version 3 (coords optional) with FP32 normals computed in float32 arithmetic
+  (`kfuzz.cases.materialise.core.normal32_of`) rather than in float64 and then rounded: a third
+  less work per element, the same bits on every device. Every other value, and every BF16, FP16
+  and FP64 input, is built as in versions 2 and 3.
+- 5 (every case the search draws now): version 4 with BF16 and FP16 normals that take the value
+  of their range of positions (`kfuzz.cases.materialise.core.range_normal_of`): one table
+  lookup per element on a large input, where versions 2 to 4 take the float64 path for the
+  elements whose range straddles a rounding boundary. Each such value is the one its range of
+  positions starts with, so it is version 4's or close to it (most often the next value of
+  the dtype; within a quarter of the quantile table's interval); every other value is built as
+  in version 4.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +36,7 @@ from kfuzz.errors import CaseError
 
 VERSION_KEY = "materialise"
 # The version `stamp` writes (every case drawn now).
-VERSION = 4
+VERSION = 5
 # The version a version-2 case becomes when it takes coordinates, and their field.
 COORDS_VERSION = 3
 COORDS_KEY = "coords"
@@ -46,22 +54,28 @@ class Version:
     coords: bool = False
 
 
+def _counter(version: int, seed: int, device: str, case: Mapping[str, Any],
+             copy: SeedCopy | None) -> InputGenerator:
+    """The generator of a case of `version` (4 or later: coordinates allowed)."""
+    return CounterGenerator(seed, device, coords_of(case), copy, version)
+
+
 VERSIONS: dict[int, Version] = {v.number: v for v in (
     Version(1, lambda seed, device, case, copy: SequentialGenerator(seed)),
     Version(2, lambda seed, device, case, copy: CounterGenerator(seed, device, copy=copy)),
     Version(COORDS_VERSION, lambda seed, device, case, copy: CounterGenerator(
         seed, device, coords_of(case), copy), coords=True),
-    Version(4, lambda seed, device, case, copy: CounterGenerator(
-        seed, device, coords_of(case), copy, fp32=True), coords=True),
+    *(Version(n, functools.partial(_counter, n), coords=True) for n in (4, 5)),
 )}
+
 
 
 def generator_for(case: Mapping[str, Any], device: str = "cpu",
                   copy: SeedCopy | None = None) -> InputGenerator:
     """The generator a case's inputs are built with, by its version (`VERSIONS`; 1 without
-    the field): a `CounterGenerator` building on `device` for versions 2 to 4, the sequential
+    the field): a `CounterGenerator` building on `device` for versions 2 to 5, the sequential
     CPU generator for version 1. `copy`: the case is this copy of a batch of cases that differ
-    only in their seed (`kfuzz.cases.materialise.batch`): versions 2 to 4 build its small
+    only in their seed (`kfuzz.cases.materialise.batch`): versions 2 to 5 build its small
     fields with the other copies' (the same bits; a copy whose seed is not the case's is
     ignored). Raises CaseError for a bad seed, coordinates in a case of a version without
     them, or an unknown version."""
@@ -72,9 +86,10 @@ def generator_for(case: Mapping[str, Any], device: str = "cpu",
     except (KeyError, TypeError):
         version = None
     if COORDS_KEY in case and not (version and version.coords):
-        raise CaseError(f"case field {COORDS_KEY} needs {VERSION_KEY}={COORDS_VERSION} or "
-                        f"{VERSION}, got {number!r}; set {VERSION_KEY} to {COORDS_VERSION} "
-                        f"(version 2's values) or {VERSION}")
+        taking = [str(v.number) for v in VERSIONS.values() if v.coords]
+        raise CaseError(f"case field {COORDS_KEY} needs {VERSION_KEY}="
+                        f"{', '.join(taking[:-1])} or {taking[-1]}, got {number!r}; set "
+                        f"{VERSION_KEY} to {COORDS_VERSION} (version 2's values) or {VERSION}")
     if version is None:
         raise CaseError(
             f"case field {VERSION_KEY}={number!r} is unknown; this kfuzz builds versions 1 to "
@@ -103,7 +118,7 @@ def stamp(case: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def coords_version(case: Mapping[str, Any]) -> int:
-    """The version `case` (of version 2, 3 or 4) has once it carries coordinates: its own
+    """The version `case` (of version 2 to 5) has once it carries coordinates: its own
     where its version takes them, else COORDS_VERSION (a version-2 case becomes version 3, the
     same values)."""
     number = case.get(VERSION_KEY)
