@@ -180,7 +180,7 @@ def section(doc: dict[str, Any]) -> str:
         status = "-" if goal is None else (
             f">= {goal:g}: " + ("met" if r["ratio_to_plain_loop"] >= goal else "not met"))
         rows.append([str(r["shape"]), _f(r["mean_batch"], 1), _f(r["kfuzz_cases_per_s"], 0),
-                     _f(r["plain_cases_per_s"], 0), f"**{_f(r['ratio_to_plain_loop'])}**",
+                     _f(r["plain_cases_per_s"], 0), f"**{_f(r['ratio_to_plain_loop'], 3)}**",
                      ", ".join(_f(x) for x in r["ratios_to_plain_loop"]), status,
                      _f(r["executor_cases_per_s"], 0), _f(r["ratio_to_executor_loop"])])
     prof = doc.get("profile")

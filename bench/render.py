@@ -79,7 +79,7 @@ def overhead(doc: dict[str, Any]) -> str:
     rows = []
     for name, cls in doc["classes"].items():
         for r in cls["by_batch"]:
-            plain = _f(r["ratio_to_plain_loop"])
+            plain = _f(r["ratio_to_plain_loop"], 3)
             rows.append([name, cls["shape"], r["batch"], _f(r["mean_batch"], 1),
                          _f(r["kfuzz_cases_per_s"], 0), _f(r["plain_cases_per_s"], 0),
                          f"**{plain}**" if r["batch"] == "auto" else plain,
@@ -487,7 +487,7 @@ def targets(docs: dict[str, dict[str, Any] | None]) -> str:
             auto = _by_batch(cls, "auto")
             met = "met" if auto["ratio_to_plain_loop"] >= goal else "not met"
             rows.append([f"default profile vs the plain loop, {cls['shape']}", f">= {goal}",
-                         f"{_f(auto['ratio_to_plain_loop'])} (mean batch "
+                         f"{_f(auto['ratio_to_plain_loop'], 3)} (mean batch "
                          f"{_f(auto['mean_batch'], 1)})", met])
         no_work = next(r for r in ov["engine"]["campaign_no_work"] if r["batch"] == "auto")
         rows.append(["no-work campaign, default profile", "<= 500 µs per case",
