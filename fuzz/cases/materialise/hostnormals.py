@@ -66,7 +66,7 @@ def host_normals(hashes: Callable[[int, int], np.ndarray], size: int, scale: flo
             else:  # mostly looked up
                 rounded_normals(h, scale, dtype, bits.narrow(0, start, h.size), exact)
         return bits.view(dtype)
-    of = range_normal_of if lowp_ranged else normal_of
+    of = range_normal_of if lowp_ranged else None
     if 0 < size <= NORMAL_CHUNK:  # one chunk: rounded as it is, no buffer to fill
         x = _host_normal(hashes(0, size), scale, of)
         return x if dtype is torch.float64 else x.to(dtype)
@@ -98,9 +98,9 @@ def _into(out: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def _host_normal(hashes: np.ndarray, scale: float,
                  of: Callable[..., np.ndarray] | None = None) -> torch.Tensor:
-    """float64 normals times `scale` of uint32 hashes (`core.normal_of`'s, or `of`'s), as a
-    tensor over a new NumPy array. NumPy scales: float64 products, the same bits as torch's, at
-    less cost."""
+    """float64 normals times `scale` of uint32 hashes (`core.normal_of`'s, or `of`'s, such as
+    `core.range_normal_of`), as a tensor over a new NumPy array. NumPy scales: float64 products,
+    the same bits as torch's, at less cost."""
     if of is None:
         x = normal_of(hashes, host_f64, _host_table(), wrap=False)
     else:
