@@ -110,7 +110,7 @@ def test_render_writes_every_section_from_the_results(results, tmp_path):
                   "## 3. Corpus"):
         assert title in text
     ratio = _load(results, "overhead")["classes"]["small"]["by_batch"][0]["ratio_to_plain_loop"]
-    assert f"**{ratio:.2f}**" in text
+    assert f"**{ratio:.3f}**" in text
     assert _bench("render", "--results", str(results), "--out", str(out),
                   "--check").returncode == 0
     out.write_text(text + "edited by hand\n")

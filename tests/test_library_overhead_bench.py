@@ -39,7 +39,7 @@ def test_quick_run_measures_and_renders(tmp_path):
     assert _bench("render", "--results", str(results), "--out", str(out)).returncode == 0
     text = out.read_text()
     assert "## 1b. Library overhead" in text
-    assert f"**{doc['shapes'][0]['ratio_to_plain_loop']:.2f}**" in text
+    assert f"**{doc['shapes'][0]['ratio_to_plain_loop']:.3f}**" in text
 
 
 def test_bad_shapes_are_refused_with_one_line():
