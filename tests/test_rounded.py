@@ -8,11 +8,10 @@ import math
 import pytest
 import torch
 from kfuzz.cases.materialise import hostnormals
-from kfuzz.cases.materialise.core import normal_table
+from kfuzz.cases.materialise.core import RANGE_BITS, normal_table
 from kfuzz.cases.materialise.fields import Field, HostField
 from kfuzz.cases.materialise.hostnormals import NORMAL_CHUNK
 from kfuzz.cases.materialise.rounded import (
-    SPLIT_BITS,
     STRADDLES,
     applies,
     ranged_table,
@@ -43,7 +42,7 @@ def test_looked_up_normals_are_the_float64_build_rounded(dtype, scale, lookup_mi
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_the_table_marks_only_ranges_that_straddle_a_boundary(dtype):
     table = rounded_table(dtype, 1.0)
-    ranges = 1 << SPLIT_BITS
+    ranges = 1 << RANGE_BITS
     assert table.shape == (65536 * ranges,)
     marked = table == STRADDLES
     # The quantiles close to 0 are closer together than the dtype's values: they round to one
