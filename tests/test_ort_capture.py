@@ -1,6 +1,7 @@
-"""ONNX Runtime's stderr captured around each session call: what the block writes to file
+"""ONNX Runtime's stderr captured while a session is built: what the block writes to file
 descriptor 2 comes back to it, none reaches the terminal, and each block gets its own text
-only (the capture file is reused and emptied, not made anew per call)."""
+only (the capture file is reused and emptied, not made anew per call). A failing run logs
+nothing either: its error is the exception's message."""
 
 from __future__ import annotations
 

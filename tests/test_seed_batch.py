@@ -3,6 +3,8 @@ the same bits as each copy built alone, for every built-in target."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -116,3 +118,17 @@ def test_the_executor_verdicts_are_those_of_cases_run_alone() -> None:
     assert [{k: m.worst_over_allowed for k, m in o.outputs.items()} for o in together] == [
         {k: m.worst_over_allowed for k, m in o.outputs.items()} for o in alone]
     assert all(o.outputs for o in together)
+
+
+def test_a_batch_asks_the_target_for_its_outputs_once() -> None:
+    jobs = _jobs("ops.rmsnorm", batch_seeds(5, RMSNORM))
+    target, kernel, oracle = InProcessExecutor().resolve(jobs[0])
+    asked = []
+    target = dataclasses.replace(
+        target, expect=lambda case: asked.append(case) or registry.get("ops.rmsnorm").expect(case))
+    copies = seed_copies(jobs)
+    outcomes = [run_case(target, kernel, oracle, job, copy)
+                for job, copy in zip(jobs, copies, strict=True)]
+    assert len(asked) == 1 and all(o.outputs for o in outcomes)
+    run_case(target, kernel, oracle, jobs[0])  # alone: asked again
+    assert len(asked) == 2

@@ -4,6 +4,7 @@ each kernel call against a `Snapshot` of the inputs taken before it)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,33 +13,51 @@ import torch
 
 # The integer dtype whose bits a floating dtype of each width is compared as.
 _BITS_VIEW = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+_AS_INT = {1: torch.uint8, **_BITS_VIEW}
 
 
-# From this many elements on, contiguous CPU tensors are compared byte for byte with NumPy, 8
-# bytes at a time: a fraction of the time of torch.equal on a large tensor, a little more on a
-# small one.
+# From this many elements on, a CPU tensor is compared as a bytes copy of its NumPy view
+# (memcmp): a fraction of the time of torch.equal on a large tensor, a little more on a small
+# one.
 _NUMPY_EQUAL = 4096
 
 
-def _bytes(t: torch.Tensor) -> np.ndarray | None:
-    """The bytes of a contiguous CPU tensor of at least _NUMPY_EQUAL elements as a NumPy view
-    (8 bytes an element where the size allows), or None for any other tensor."""
-    if t.numel() < _NUMPY_EQUAL or t.device.type != "cpu" or not t.is_contiguous():
+def _array(t: torch.Tensor) -> np.ndarray | None:
+    """A CPU tensor of at least _NUMPY_EQUAL elements as a NumPy array of the same memory (a
+    dtype NumPy lacks, such as BF16, as the integers of its width), or None for any other
+    tensor."""
+    if t.numel() < _NUMPY_EQUAL or t.device.type != "cpu":
+        return None
+    as_dtype = _numpy_view(t.dtype)
+    if as_dtype is None:
+        return None
+    t = t.detach()
+    try:
+        return (t if as_dtype is t.dtype else t.view(as_dtype)).numpy()
+    except RuntimeError:  # a tensor NumPy cannot share (conjugated, a negative view)
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _numpy_view(dtype: torch.dtype) -> torch.dtype | None:
+    """The dtype a tensor of `dtype` is read as by NumPy: itself, the integer of its width for
+    a dtype NumPy lacks, or None."""
+    if dtype.is_complex or str(dtype).startswith("torch.q"):  # compared by torch: not worth it
         return None
     try:
-        x = t.detach().reshape(-1).view(torch.uint8).numpy()
-    except (TypeError, RuntimeError):  # a dtype without a byte view (a quantized tensor)
-        return None
-    return x.view(np.uint64) if x.size % 8 == 0 else x
+        torch.empty(1, dtype=dtype).numpy()
+        return dtype
+    except (TypeError, RuntimeError):
+        return _AS_INT.get(torch.empty(0, dtype=dtype).element_size())
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether `a` and `b` hold the same bits: NaN payloads and signed zeros count as
     different data."""
     if a.dtype == b.dtype and a.shape == b.shape:
-        x, y = _bytes(a), _bytes(b)
+        x, y = _array(a), _array(b)
         if x is not None and y is not None:
-            return bool(np.array_equal(x, y))
+            return x.tobytes() == y.tobytes()
     view = _BITS_VIEW.get(a.element_size()) if a.is_floating_point() else None
     if view is not None:
         return torch.equal(a.view(view), b.view(view))
@@ -47,8 +66,9 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 class Snapshot:
     """A copy of a kernel's inputs taken before its call, to tell afterwards whether it wrote
-    into one (`changed`). A large CPU input is kept as a NumPy view of its bytes and a copy of
-    them, so the check after the call reads them with no conversion."""
+    into one (`changed`). A large CPU input is kept as a NumPy array over its memory and a
+    bytes copy of it (in the array's order), which the check after the call compares with
+    one memcmp."""
 
     __slots__ = ("inputs", "copies")
 
@@ -56,20 +76,21 @@ class Snapshot:
         self.inputs = inputs
         self.copies: dict[str, tuple[tuple[int, torch.Size], np.ndarray | None, Any]] = {}
         for name, t in inputs.items():
-            view = _bytes(t)
-            # The pointer and shape too: a view of memory the kernel reallocated is not read.
-            self.copies[name] = ((t.data_ptr(), t.shape), view,
-                                 t.clone() if view is None else view.copy())
+            array = _array(t)
+            # The pointer and shape too: an array over memory the kernel reallocated is not
+            # read.
+            self.copies[name] = ((t.data_ptr(), t.shape), array,
+                                 t.clone() if array is None else array.tobytes())
 
     def changed(self) -> str | None:
         """The name of the first input whose bits differ from the copy, or None."""
         for name, tensor in self.inputs.items():
-            where, view, before = self.copies[name]
-            if view is None:
+            where, array, before = self.copies[name]
+            if array is None:
                 same = same_bits(tensor, before)
             else:  # memory moved or resized in place is written too
                 same = ((tensor.data_ptr(), tensor.shape) == where
-                        and bool(np.array_equal(view, before)))
+                        and array.tobytes() == before)
             if not same:
                 return name
         return None

@@ -27,7 +27,7 @@ from kfuzz.judge.comparator import with_overrides
 from kfuzz.judge.compare import Metrics, ShapeMismatch, compare
 from kfuzz.judge.error_class import error_class
 from kfuzz.targets import registry
-from kfuzz.targets.registry import Target, Variant
+from kfuzz.targets.registry import OutputSpec, Target, Variant
 
 
 @dataclass(frozen=True)
@@ -332,12 +332,7 @@ def run_case(
     start = time.perf_counter()
     # Built where the kernel runs; the oracle's copy on the CPU (each a no-op where they are).
     inputs, params = materialise_case(target, job.case, job.device, copy)
-    try:
-        expected_specs = target.expect(dict(job.case))
-    except Exception as exc:
-        raise CaseError(
-            f"case does not fit target {target.name!r}: {type(exc).__name__}: {exc}"
-        ) from None
+    expected_specs = _expected_specs(target, job.case, copy)
     device_inputs = to_device(inputs, job.device)
     cpu_inputs = device_inputs if job.device == "cpu" else to_device(inputs, "cpu")
     snapshot = Snapshot(device_inputs)
@@ -400,6 +395,24 @@ def run_case(
               if status == Status.FAIL else {})
     return Outcome(status, outputs, seconds=time.perf_counter() - start, features=features,
                    dtypes=dtypes)
+
+
+def _expected_specs(target: Target, case: Mapping[str, Any],
+                    copy: SeedCopy | None) -> Mapping[str, OutputSpec]:
+    """The outputs `target` expects of `case`, computed once per batch of copies (which differ
+    only in their seed). Raises CaseError when the target refuses the case."""
+    shared = copy.batch.shared if copy is not None else None
+    if shared is not None and "expect" in shared:
+        return shared["expect"]  # type: ignore[no-any-return]
+    try:
+        specs = target.expect(dict(case))
+    except Exception as exc:
+        raise CaseError(
+            f"case does not fit target {target.name!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    if shared is not None:
+        shared["expect"] = specs
+    return specs
 
 
 @functools.lru_cache(maxsize=16)

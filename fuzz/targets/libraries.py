@@ -57,11 +57,13 @@ class _Guarded:
         self.__name__ = self.__qualname__ = name
 
     def __call__(self, **kwargs: Any) -> Any:
-        from kfuzz.kernels.availability import Unavailable
-
         try:
             return self.fn(**kwargs)
-        except Unavailable as exc:
+        except Exception as exc:
+            from kfuzz.kernels.availability import Unavailable  # only when it raised
+
+            if not isinstance(exc, Unavailable):
+                raise
             raise KernelUnavailable(f"{self.target} kernel {self.name!r} cannot run here: "
                                     f"{exc}") from None
 

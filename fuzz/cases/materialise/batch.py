@@ -44,6 +44,9 @@ class SeedBatch:
         self.seeds = tuple(int(s) for s in seeds)
         self._keys: dict[str, list[int]] = {}
         self._fields: dict[tuple[str, int, tuple[int, ...], str | None, int], _FieldBatch] = {}
+        # What every copy would compute alike, kept by what runs the batch (the executor keeps
+        # the output specs the target expects: the copies differ only in their seed).
+        self.shared: dict[str, Any] = {}
 
     def copy(self, index: int) -> SeedCopy:
         """Copy number `index` of the batch."""
