@@ -271,3 +271,34 @@ def test_a_failure_on_two_rows_of_one_tile_moves_to_those_rows_each_with_a_slot(
     assert (spec["n_rows"], spec["k"]) == (2, 2), spec
     assert any("a slot each" in step or "keeping the rows slots" in step
                for step in result.steps), result.steps
+
+
+def test_a_failure_on_a_few_rows_together_moves_to_four_of_them():
+    # Fails with the whole cache of 12 rows, and with four rows two of which are the token's
+    # first and last picks: a weight on a tie and the maximum it is measured against, with
+    # the output's magnitude (and so its error class) kept only by some sets of rows. No one
+    # row can go alone (11 rows pass), so no cut of one row or block keeps it; four rows kept
+    # bit for bit, each with a slot of its own, do.
+    from kfuzz.cases.materialise import generator_for
+
+    target = get("dsv4.sparse_attn")
+    case = _sparse_case(n_rows=12, k=12, seed=3)
+
+    def named(c):
+        inputs = target.inputs(c, generator_for(c))
+        idx = inputs["indices"][0]
+        return inputs["kv"][idx[idx >= 0].long()].float()
+
+    rows = named(case)
+    first, last = rows[0], rows[-1]
+
+    def fails(c):
+        got = named(c)
+        return (len(torch.unique(got, dim=0)) in (4, 12) and bool((got == first).all(-1).any())
+                and bool((got == last).all(-1).any()))
+
+    assert fails(case)
+    result = passes.shrink(target, case, fails, deadline=float("inf"))
+    assert fails(result.case)
+    assert result.case["index"]["n_rows"] == 4, result.steps
+    assert any("4 keeping rows" in step and "a slot each" in step for step in result.steps)

@@ -40,7 +40,14 @@ from kfuzz.execute.findings import canonical_json
 from kfuzz.shrink.axes import fields_made, linked_axes
 from kfuzz.shrink.cuts import smaller_steps
 from kfuzz.shrink.lengths import even_lengths
-from kfuzz.shrink.rows import ALL_NAMED_ROWS, named_only, shared_rows, slot_blocks
+from kfuzz.shrink.rows import (
+    ALL_NAMED_ROWS,
+    FEW_NAMED_ROWS,
+    FEW_ROWS,
+    named_only,
+    shared_rows,
+    slot_blocks,
+)
 from kfuzz.targets.registry import Target
 
 # Fields the pass leaves alone: the materialisation version, the coordinates (moved only with
@@ -87,6 +94,7 @@ def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict
         yield from _simplifications(case)
         yield from _inner_cuts(target, case)
         yield from slot_blocks(target, case)
+        yield from shared_rows(target, case, FEW_NAMED_ROWS, shared=False, sizes=FEW_ROWS)
         yield from shared_rows(target, case, ALL_NAMED_ROWS, shared=False)
         yield from _reseeded(target, case)
 

@@ -21,9 +21,11 @@ A failure can also hang on which rows share a tile of slots (a tile's maximum, a
 tie measured against it), so that dropping any one row moves a slot across a tile edge and
 ends it. `slot_blocks` keeps the rows one aligned block of slots names (a power of two of
 them, as tiles are), in their order, so that a failing tile becomes the whole case; and each
-kept row or pair of rows is tried with a slot of its own as well as shared by every slot. The
-rows and pairs among more of the named rows (`ALL_NAMED_ROWS`), each with a slot of its own,
-come last in a shrink's reductions, where the cheaper cuts have stopped.
+kept row or pair of rows is tried with a slot of its own as well as shared by every slot. Then,
+where the cheaper cuts have stopped, three and four of the first named rows (`FEW_ROWS`), for
+a failure that needs a few rows together while no one row can go alone (the rows that keep a
+weight on its tie, and the output's magnitude, where they were); last the rows and pairs among
+more of the named rows (`ALL_NAMED_ROWS`), each with a slot of its own.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ from kfuzz.targets.registry import Target
 # Named rows tried, in slot order: each alone, then each pair (8 rows: 8 + 28 candidates),
 # among the reductions tried early; among the first ALL_NAMED_ROWS, among the last ones.
 NAMED_ROWS = 8
+# Late, once no smaller cut keeps the failure: three and four of the first FEW_NAMED_ROWS rows
+# (at most 220 + 495 candidates). A failure can hang on a few rows together while no one row
+# can go alone: a weight on a tie, the maximum it is measured against, and the rows that keep
+# the output's magnitude (and so its error class) where it was.
+FEW_ROWS = (3, 4)
+FEW_NAMED_ROWS = 12
 ALL_NAMED_ROWS = 64
 # The smallest block of slots `slot_blocks` keeps: k // SLOT_BLOCKS slots (at least 2).
 SLOT_BLOCKS = 16
@@ -163,12 +171,13 @@ def slot_blocks(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dic
 
 
 def shared_rows(target: Target, case: dict[str, Any], first: int = NAMED_ROWS,
-                shared: bool = True) -> Iterator[tuple[str, dict[str, Any]]]:
+                shared: bool = True, sizes: tuple[int, ...] = (1, 2)
+                ) -> Iterator[tuple[str, dict[str, Any]]]:
     """For each index set of `case` (`_index_sets`, with duplicates or not): the cache cut to
-    one of the `first` rows its slots name, then to two of them, those rows kept bit for bit,
-    each with a slot of its own (no duplicates, k at the rows kept), then (`shared`) with
-    duplicates on so that every slot names one of them. Nothing where the rows' values are not
-    position-stable."""
+    one of the `first` rows its slots name, then to two of them (`sizes`), those rows kept bit
+    for bit, each with a slot of its own (no duplicates, k at the rows kept), then (`shared`)
+    with duplicates on so that every slot names one of them. Nothing where the rows' values
+    are not position-stable."""
     for key, spec in _index_sets(case, with_duplicates=True):
         n = spec["n_rows"]
         links = _rows_linked(target, case, key, {**spec, "duplicates": True})
@@ -176,7 +185,7 @@ def shared_rows(target: Target, case: dict[str, Any], first: int = NAMED_ROWS,
             continue
         rows = named_rows(target, case, n)[:first]
         coords = coords_of(case)
-        for size in (1, 2):
+        for size in sizes:
             for chosen in combinations(rows, size):
                 kept = sorted(chosen)
                 at = {VERSION_KEY: coords_version(case), COORDS_KEY: _keeping(coords, links, kept)}
