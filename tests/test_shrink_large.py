@@ -274,15 +274,15 @@ def test_a_failure_on_two_rows_of_one_tile_moves_to_those_rows_each_with_a_slot(
 
 
 def test_a_failure_on_a_few_rows_together_moves_to_four_of_them():
-    # Fails with the whole cache of 12 rows, and with four rows two of which are the token's
+    # Fails with the whole cache of 10 rows, and with four rows two of which are the token's
     # first and last picks: a weight on a tie and the maximum it is measured against, with
     # the output's magnitude (and so its error class) kept only by some sets of rows. No one
-    # row can go alone (11 rows pass), so no cut of one row or block keeps it; four rows kept
+    # row can go alone (9 rows pass), so no cut of one row or block keeps it; four rows kept
     # bit for bit, each with a slot of its own, do.
     from kfuzz.cases.materialise import generator_for
 
     target = get("dsv4.sparse_attn")
-    case = _sparse_case(n_rows=12, k=12, seed=3)
+    case = _sparse_case(n_rows=10, k=10, seed=3)
 
     def named(c):
         inputs = target.inputs(c, generator_for(c))
@@ -294,7 +294,7 @@ def test_a_failure_on_a_few_rows_together_moves_to_four_of_them():
 
     def fails(c):
         got = named(c)
-        return (len(torch.unique(got, dim=0)) in (4, 12) and bool((got == first).all(-1).any())
+        return (len(torch.unique(got, dim=0)) in (4, 10) and bool((got == first).all(-1).any())
                 and bool((got == last).all(-1).any()))
 
     assert fails(case)

@@ -42,8 +42,8 @@ from kfuzz.shrink.cuts import smaller_steps
 from kfuzz.shrink.lengths import even_lengths
 from kfuzz.shrink.rows import (
     ALL_NAMED_ROWS,
-    FEW_NAMED_ROWS,
     FEW_ROWS,
+    FEW_ROWS_CACHE,
     named_only,
     shared_rows,
     slot_blocks,
@@ -94,7 +94,8 @@ def reductions(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dict
         yield from _simplifications(case)
         yield from _inner_cuts(target, case)
         yield from slot_blocks(target, case)
-        yield from shared_rows(target, case, FEW_NAMED_ROWS, shared=False, sizes=FEW_ROWS)
+        yield from shared_rows(target, case, FEW_ROWS_CACHE, shared=False, sizes=FEW_ROWS,
+                               largest=FEW_ROWS_CACHE)
         yield from shared_rows(target, case, ALL_NAMED_ROWS, shared=False)
         yield from _reseeded(target, case)
 

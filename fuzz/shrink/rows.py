@@ -22,7 +22,7 @@ tie measured against it), so that dropping any one row moves a slot across a til
 ends it. `slot_blocks` keeps the rows one aligned block of slots names (a power of two of
 them, as tiles are), in their order, so that a failing tile becomes the whole case; and each
 kept row or pair of rows is tried with a slot of its own as well as shared by every slot. Then,
-where the cheaper cuts have stopped, three and four of the first named rows (`FEW_ROWS`), for
+where the cheaper cuts have stopped, three and four of a small cache's rows (`FEW_ROWS`), for
 a failure that needs a few rows together while no one row can go alone (the rows that keep a
 weight on its tie, and the output's magnitude, where they were); last the rows and pairs among
 more of the named rows (`ALL_NAMED_ROWS`), each with a slot of its own.
@@ -43,12 +43,13 @@ from kfuzz.targets.registry import Target
 # Named rows tried, in slot order: each alone, then each pair (8 rows: 8 + 28 candidates),
 # among the reductions tried early; among the first ALL_NAMED_ROWS, among the last ones.
 NAMED_ROWS = 8
-# Late, once no smaller cut keeps the failure: three and four of the first FEW_NAMED_ROWS rows
-# (at most 220 + 495 candidates). A failure can hang on a few rows together while no one row
-# can go alone: a weight on a tie, the maximum it is measured against, and the rows that keep
-# the output's magnitude (and so its error class) where it was.
+# Late, once no smaller cut keeps the failure, in a cache of at most FEW_ROWS_CACHE rows:
+# every three and four of its named rows (at most 120 + 210 candidates). A failure can hang on
+# a few rows together while no one row can go alone: a weight on a tie, the maximum it is
+# measured against, and the rows that keep the output's magnitude (and so its error class)
+# where it was.
 FEW_ROWS = (3, 4)
-FEW_NAMED_ROWS = 12
+FEW_ROWS_CACHE = 10
 ALL_NAMED_ROWS = 64
 # The smallest block of slots `slot_blocks` keeps: k // SLOT_BLOCKS slots (at least 2).
 SLOT_BLOCKS = 16
@@ -171,15 +172,17 @@ def slot_blocks(target: Target, case: dict[str, Any]) -> Iterator[tuple[str, dic
 
 
 def shared_rows(target: Target, case: dict[str, Any], first: int = NAMED_ROWS,
-                shared: bool = True, sizes: tuple[int, ...] = (1, 2)
-                ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """For each index set of `case` (`_index_sets`, with duplicates or not): the cache cut to
-    one of the `first` rows its slots name, then to two of them (`sizes`), those rows kept bit
-    for bit, each with a slot of its own (no duplicates, k at the rows kept), then (`shared`)
-    with duplicates on so that every slot names one of them. Nothing where the rows' values
-    are not position-stable."""
+                shared: bool = True, sizes: tuple[int, ...] = (1, 2),
+                largest: int | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """For each index set of `case` (`_index_sets`, with duplicates or not; `largest`: of at
+    most that many cache rows): the cache cut to one of the `first` rows its slots name, then
+    to two of them (`sizes`), those rows kept bit for bit, each with a slot of its own (no
+    duplicates, k at the rows kept), then (`shared`) with duplicates on so that every slot
+    names one of them. Nothing where the rows' values are not position-stable."""
     for key, spec in _index_sets(case, with_duplicates=True):
         n = spec["n_rows"]
+        if largest is not None and n > largest:
+            continue
         links = _rows_linked(target, case, key, {**spec, "duplicates": True})
         if not links:
             continue
